@@ -1,0 +1,1 @@
+"""Who may do what: accounts, passwords, and the guard every API route goes through."""

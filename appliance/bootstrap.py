@@ -1,0 +1,136 @@
+"""Bring a node's persistent state up: initialise a fresh data dir, or open and check one.
+
+This is the only code that decides between "new node" and "existing node". On a fresh
+directory it creates the cluster CA, the node key and certificate, the database and the
+bootstrap admin, marking the directory as under initialisation until all of it exists. On an
+existing one it checks every piece and refuses (StartupError, one line) anything foreign,
+corrupt, newer or inconsistent, without writing to it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import logging
+import os
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from appliance.auth.accounts import create_bootstrap_admin
+from appliance.datadir import DataDir, write_new_file
+from appliance.errors import StartupError
+from appliance.identity import pki
+from appliance.identity.store import NodeIdentity, create_identity, load_identity, refresh_node_cert
+from appliance.node.types import InterfaceAddress
+from appliance.settings import HostPort, ServeSettings, default_node_name
+from appliance.store.database import Database
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class OpenedNode:
+    """The node's persistent state, open and checked."""
+
+    datadir: DataDir
+    db: Database
+    identity: NodeIdentity
+    name: str
+    node_id: str
+    cluster_id: str
+    created: bool
+    initial_admin_password: str | None  # set only on the start that created the node
+
+    def close(self) -> None:
+        self.db.close()
+        self.datadir.unlock()
+
+
+def certificate_addresses(
+    listens: list[HostPort], host_addresses: list[InterfaceAddress]
+) -> list[pki.IPAddress]:
+    """Addresses the node certificate must name: each listen address, or all host addresses for a wildcard.
+
+    Loopback is always included so that local tools verify the certificate on 127.0.0.1/::1.
+    IPv6 link-local addresses are left out: they need a zone that certificates cannot carry.
+    """
+    result: set[pki.IPAddress] = {ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1")}
+    if any(listen.is_wildcard for listen in listens):
+        for item in host_addresses:
+            addr = ipaddress.ip_address(item.address)
+            if not addr.is_link_local:
+                result.add(addr)
+    result.update(listen.host for listen in listens if not listen.is_wildcard)
+    return sorted(result, key=lambda a: (a.version, int(a)))
+
+
+def open_node(
+    settings: ServeSettings,
+    host_addresses: list[InterfaceAddress],
+    clock: Callable[[], float] = time.time,
+) -> OpenedNode:
+    """Open the node in `settings.data_dir`, initialising it first if it is fresh."""
+    datadir = DataDir(settings.data_dir)
+    os.umask(0o077)
+    addresses = certificate_addresses([settings.api, settings.gossip], host_addresses)
+    now = dt.datetime.fromtimestamp(clock(), dt.UTC)
+    if datadir.is_fresh():
+        return _initialise(datadir, settings, addresses, now)
+    datadir.check_initialised()
+    datadir.lock()
+    try:
+        return _open_existing(datadir, settings, addresses, now)
+    except BaseException:
+        datadir.unlock()
+        raise
+
+
+def _initialise(
+    datadir: DataDir, settings: ServeSettings, addresses: list[pki.IPAddress], now: dt.datetime
+) -> OpenedNode:
+    name = settings.name or default_node_name()
+    try:
+        datadir.create()
+    except FileExistsError as exc:
+        raise StartupError(f"data dir {datadir.root} is being initialised by another process") from exc
+    except OSError as exc:
+        raise StartupError(f"cannot create data dir {datadir.root}: {exc.strerror}") from exc
+    datadir.lock()
+    cluster_id, node_id = str(uuid.uuid4()), str(uuid.uuid4())
+    identity = create_identity(datadir, name, cluster_id, addresses, now)
+    db = Database.create(datadir.db_path)
+    os.chmod(datadir.db_path, 0o600)
+    with db.transaction() as conn:
+        conn.executemany(
+            "INSERT INTO node_meta (key, value) VALUES (?, ?)",
+            [
+                ("name", name),
+                ("node_id", node_id),
+                ("cluster_id", cluster_id),
+                ("created_at", now.isoformat()),
+            ],
+        )
+    password = create_bootstrap_admin(db, now.timestamp())
+    write_new_file(datadir.admin_password_path, (password + "\n").encode(), mode=0o600)
+    datadir.finish_initialisation()
+    log.info("initialised new node", extra={"node": name, "node_id": node_id, "data_dir": str(datadir.root)})
+    return OpenedNode(datadir, db, identity, name, node_id, cluster_id, True, password)
+
+
+def _open_existing(
+    datadir: DataDir, settings: ServeSettings, addresses: list[pki.IPAddress], now: dt.datetime
+) -> OpenedNode:
+    db = Database.open(datadir.db_path)
+    try:
+        name, node_id, cluster_id = (db.get_meta(k) for k in ("name", "node_id", "cluster_id"))
+        if name is None or node_id is None or cluster_id is None:
+            raise StartupError(f"{datadir.db_path} lacks the node's identity (name, node_id, cluster_id)")
+        if settings.name is not None and settings.name != name:
+            raise StartupError(f"data dir {datadir.root} belongs to node {name!r}, not {settings.name!r}")
+        identity = refresh_node_cert(load_identity(datadir, name), addresses, now)
+    except BaseException:
+        db.close()
+        raise
+    return OpenedNode(datadir, db, identity, name, node_id, cluster_id, False, None)

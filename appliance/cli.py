@@ -1,0 +1,140 @@
+"""The `debvisor` command.
+
+Subcommands are small functions over the same parts the service uses. Errors an operator can
+fix end with one line on stderr (`debvisor: <reason>`) and a non-zero exit; tracebacks are
+for bugs only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from appliance import __version__
+from appliance.datadir import default_data_dir
+from appliance.errors import StartupError
+from appliance.settings import (
+    DEFAULT_API_PORT,
+    DEFAULT_GOSSIP_PORT,
+    ServeSettings,
+    SettingsError,
+    parse_host_port,
+    validate_node_name,
+)
+
+EXIT_USAGE = 2
+EXIT_FAILURE = 1
+
+_DESCRIPTION = """\
+DebVisor turns this machine into a node of a self-managing hypervisor cluster.
+
+`debvisor serve` runs the node: the web UI and REST API on HTTPS port 8443 and the
+cluster's gossip on port 7946. The first start on an empty data directory creates the
+node: a cluster CA, the node's key and certificate, its database, and an `admin` account
+whose password is written to DATA_DIR/initial-admin-password.
+"""
+
+_SERVE_EPILOG = """\
+examples:
+  debvisor serve                                   node on 0.0.0.0:8443, data in /var/lib/debvisor (root)
+  debvisor serve --api 127.0.0.1:8443 --name lab1  local-only API, node named lab1
+  debvisor serve --data-dir /srv/dv --api [::]:8443
+
+The data directory is refused (and left untouched) when it holds something other than a
+DebVisor node, a database from a newer version, or keys that others can read.
+"""
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="debvisor", description=_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--version", action="version", version=f"debvisor {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.required = True
+
+    serve = commands.add_parser(
+        "serve",
+        help="run this node (API, web UI, cluster membership)",
+        description="Run this node until SIGTERM or SIGINT.",
+        epilog=_SERVE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    serve.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="where the node keeps its state (default: /var/lib/debvisor as root, else ./.debvisor)",
+    )
+    serve.add_argument(
+        "--api",
+        default=f"0.0.0.0:{DEFAULT_API_PORT}",
+        metavar="HOST:PORT",
+        help="HTTPS listen address for the API and web UI (default: %(default)s; IPv6 as [::]:8443)",
+    )
+    serve.add_argument(
+        "--gossip",
+        default=f"0.0.0.0:{DEFAULT_GOSSIP_PORT}",
+        metavar="HOST:PORT",
+        help="mutual-TLS listen address for cluster gossip (default: %(default)s)",
+    )
+    serve.add_argument(
+        "--name",
+        default=None,
+        help="node name, a DNS label (default: the stored name, or the host name on first start)",
+    )
+    serve.add_argument(
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warning", "error"],
+        help="default: %(default)s",
+    )
+    serve.add_argument(
+        "--log-format",
+        default="auto",
+        choices=["auto", "json", "text"],
+        help="auto: JSON lines unless stderr is a terminal (default: %(default)s)",
+    )
+    serve.set_defaults(func=_cmd_serve)
+    return parser
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from appliance import logs  # noqa: PLC0415 - keep `debvisor --help` fast
+    from appliance.server import serve  # noqa: PLC0415
+
+    settings = ServeSettings(
+        data_dir=args.data_dir or default_data_dir(),
+        api=parse_host_port(args.api, DEFAULT_API_PORT),
+        gossip=parse_host_port(args.gossip, DEFAULT_GOSSIP_PORT),
+        name=validate_node_name(args.name) if args.name is not None else None,
+    )
+    logs.configure(args.log_level, json={"auto": None, "json": True, "text": False}[args.log_format])
+    asyncio.run(serve(settings))
+    # The node has closed its database and released its data dir. Leave without interpreter
+    # finalisation: granian's runtime threads can still be winding down and must not race it.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `debvisor` console script."""
+    args = _build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except SettingsError as exc:
+        print(f"debvisor: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except StartupError as exc:
+        print(f"debvisor: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,1 @@
+"""Liveness and readiness: is the process up, and is each subsystem able to serve."""

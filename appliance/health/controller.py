@@ -1,0 +1,34 @@
+"""`/healthz` (the process answers) and `/readyz` (every subsystem is ready); no auth."""
+
+from __future__ import annotations
+
+import msgspec
+from litestar import Controller, Response, get
+from litestar.openapi.datastructures import ResponseSpec
+
+from appliance.auth.permissions import PUBLIC
+from appliance.health.readiness import Readiness, ReadinessReport
+
+
+class Alive(msgspec.Struct, frozen=True):
+    status: str = "ok"
+
+
+class HealthController(Controller):
+    """Probes for supervisors and load balancers."""
+
+    tags = ("health",)
+
+    @get("/healthz", opt=PUBLIC, summary="Liveness: the process is up and answering")
+    async def healthz(self) -> Alive:
+        return Alive()
+
+    @get(
+        "/readyz",
+        opt=PUBLIC,
+        summary="Readiness of each subsystem; 503 until all are ready",
+        responses={503: ResponseSpec(ReadinessReport, description="a subsystem is not ready")},
+    )
+    async def readyz(self, readiness: Readiness) -> Response[ReadinessReport]:
+        report = readiness.report()
+        return Response(report, status_code=200 if report.ready else 503)

@@ -1,0 +1,1 @@
+"""Cluster CA and node identity: keys, certificates and their files in the data dir."""

@@ -1,0 +1,1 @@
+"""Prometheus metrics: the HTTP instrumentation and the `/metrics` endpoint."""

@@ -1,0 +1,74 @@
+"""Wire types of the node resource (`/api/v1/node`)."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+import msgspec
+
+LABEL_KEY = r"^[a-z0-9]([a-z0-9._/-]{0,61}[a-z0-9])?$"
+MAX_LABELS = 64
+
+LabelKey = Annotated[str, msgspec.Meta(pattern=LABEL_KEY, description="lowercase, digits, . _ / -")]
+LabelValue = Annotated[str, msgspec.Meta(max_length=256)]
+
+
+Scope = Literal["global", "link", "host", "site", "other"]
+
+
+class InterfaceAddress(msgspec.Struct, frozen=True, kw_only=True):
+    """One address configured on one of the host's interfaces."""
+
+    interface: str
+    family: Literal["inet", "inet6"]
+    address: str
+    prefix_len: int
+    scope: Scope
+
+
+class Cpu(msgspec.Struct, frozen=True, kw_only=True):
+    count: int
+    model: str
+
+
+class Memory(msgspec.Struct, frozen=True, kw_only=True):
+    total_bytes: int
+    available_bytes: int
+
+
+class Disk(msgspec.Struct, frozen=True, kw_only=True):
+    """Capacity of the file system that holds the data dir."""
+
+    path: str
+    total_bytes: int
+    free_bytes: int
+
+
+class NodePut(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The fields of a node an operator sets."""
+
+    description: Annotated[str, msgspec.Meta(max_length=256)] = ""
+    labels: Annotated[dict[LabelKey, LabelValue], msgspec.Meta(max_length=MAX_LABELS)] = {}
+
+
+class Node(msgspec.Struct, frozen=True, kw_only=True):
+    """A node as the API reports it."""
+
+    name: str
+    node_id: str
+    cluster_id: str
+    version: str
+    uptime_seconds: float
+    started_at: float
+    kernel: str
+    cpu: Cpu
+    memory: Memory
+    disk: Disk
+    addresses: list[InterfaceAddress]
+    description: str
+    labels: dict[str, str]
+
+
+def is_label_key(key: str) -> bool:
+    return re.match(LABEL_KEY, key) is not None

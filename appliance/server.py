@@ -1,0 +1,123 @@
+"""Run a node: open its state, build the app, serve HTTPS with granian until told to stop.
+
+granian runs embedded in this process's asyncio loop (one worker, HTTP/1.1 and HTTP/2 over
+TLS with the node certificate), so the API and the node's background work (gossip and
+reconcilers, as later issues add them) share one loop and one process. SIGTERM and SIGINT
+stop accepting requests, let in-flight ones finish, run the app's shutdown, close the
+database and release the data dir.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import signal
+import socket
+import sys
+from typing import Any
+
+from granian.constants import Interfaces, SSLProtocols
+from granian.log import LogLevels
+from granian.server.embed import Server
+
+from appliance import __version__
+from appliance.app import create_app
+from appliance.bootstrap import OpenedNode, open_node
+from appliance.errors import StartupError
+from appliance.node.host import LinuxHost
+from appliance.settings import HostPort, ServeSettings
+
+log = logging.getLogger(__name__)
+
+# Route granian's own loggers into ours (no handlers of their own) and drop its banner noise.
+_GRANIAN_LOGGING: dict[str, Any] = {
+    "handlers": {},
+    "loggers": {
+        "_granian": {"handlers": [], "propagate": True},
+        "granian.access": {"handlers": [], "propagate": True, "level": "WARNING"},
+    },
+}
+
+
+class _DropExperimentalNotice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "experimental" not in record.getMessage()
+
+
+def announce_initial_password(node: OpenedNode) -> None:
+    """Tell the operator where the bootstrap admin password is; show it only on a terminal.
+
+    The password is printed once, on the start that created it, and only to an interactive
+    terminal: under systemd stdout goes to the journal, and secrets are never logged.
+    """
+    if node.initial_admin_password is None:
+        return
+    path = node.datadir.admin_password_path
+    if sys.stdout.isatty():
+        print(
+            f"\n  Initial admin login: admin / {node.initial_admin_password}\n"
+            f"  (also in {path}; you must change it at first login)\n",
+            flush=True,
+        )
+    else:
+        print(f"initial admin password written to {path} (mode 0600)", flush=True)
+
+
+def check_can_listen(listen: HostPort, what: str) -> None:
+    """Fail with a one-line reason now if `listen` cannot be bound, rather than deep inside granian."""
+    family = socket.AF_INET6 if listen.host.version == 6 else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((str(listen.host), listen.port))
+        except OSError as exc:
+            raise StartupError(f"cannot listen for the {what} on {listen}: {exc.strerror}") from exc
+
+
+async def serve(settings: ServeSettings) -> None:
+    """Serve the node described by `settings` until SIGTERM or SIGINT."""
+    check_can_listen(settings.api, "API")
+    host = LinuxHost()
+    node = open_node(settings, await host.addresses())
+    try:
+        announce_initial_password(node)
+        appliance = create_app(node, host=host)
+        server = Server(
+            appliance.asgi,
+            address=str(settings.api.host),
+            port=settings.api.port,
+            interface=Interfaces.ASGI,
+            ssl_cert=node.identity.node_cert_path,
+            ssl_key=node.identity.node_key_path,
+            ssl_protocol_min=SSLProtocols.tls12,
+            log_level=LogLevels.warning,
+            log_dictconfig=_GRANIAN_LOGGING,
+            websockets=True,
+        )
+        logging.getLogger("_granian").addFilter(_DropExperimentalNotice())
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, _stop, server, sig)
+        log.info(
+            "serving",
+            extra={
+                "node": node.name,
+                "api": f"https://{settings.api}",
+                "version": __version__,
+                "data_dir": str(node.datadir.root),
+                "ca_fingerprint": node.identity.ca_fingerprint,
+            },
+        )
+        # Objects made during start-up live for the whole run: keep the collector off them.
+        gc.collect()
+        gc.freeze()
+        await server.serve()
+        log.info("stopped", extra={"node": node.name})
+    finally:
+        node.close()
+
+
+def _stop(server: Server, sig: signal.Signals) -> None:
+    log.info("stopping", extra={"signal": sig.name})
+    server.stop()  # type: ignore[no-untyped-call]  # granian's embed module is untyped

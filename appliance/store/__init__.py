@@ -1,0 +1,1 @@
+"""The node's SQLite database: connection settings and versioned schema migrations."""
