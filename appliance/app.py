@@ -12,23 +12,22 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from litestar import Litestar, Router
-from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.types import ASGIApp
 from prometheus_client import CollectorRegistry
 
 from appliance import __version__
-from appliance.api.content import require_json_body
-from appliance.api.docs_page import ReferencePagePlugin
+from appliance.api.docs_page import ApiDocsController
 from appliance.api.problems import EXCEPTION_HANDLERS
-from appliance.auth.permissions import Permission, authorize, requires
+from appliance.auth.access import AccessMiddleware
+from appliance.auth.permissions import Permission, requires
 from appliance.bootstrap import OpenedNode
-from appliance.health.controller import HealthController
+from appliance.health.controller import health_routes
 from appliance.health.readiness import Readiness
-from appliance.metrics.controller import MetricsController
+from appliance.metrics.controller import metrics_routes
 from appliance.metrics.http import HttpMetrics, MetricsMiddleware, new_registry
-from appliance.node.controller import NodeController
+from appliance.node.controller import node_routes
 from appliance.node.host import HostProbe
 from appliance.node.service import NodeService
 
@@ -45,15 +44,6 @@ class Appliance:
     readiness: Readiness
     registry: CollectorRegistry
     node_service: NodeService
-
-
-def _value(obj: object) -> Provide:
-    """Inject an already-built object into handlers (no per-request construction)."""
-
-    async def provide() -> object:
-        return obj
-
-    return Provide(provide, use_cache=True)
 
 
 def create_app(node: OpenedNode, *, host: HostProbe) -> Appliance:
@@ -87,17 +77,24 @@ def create_app(node: OpenedNode, *, host: HostProbe) -> Appliance:
         title="DebVisor",
         version=__version__,
         description="Cluster-wide REST API of a DebVisor node. Every node serves the whole API.",
-        render_plugins=[JsonRenderPlugin(path="/openapi.json"), ReferencePagePlugin()],
-        openapi_router=Router(path=API_ROOT, route_handlers=[], opt=requires(Permission.API_DOCS_READ)),
+        # The router's own path is the document's URL: Litestar adds a catch-all 404 page below
+        # its router, which must not shadow the API's problem+json 404s under /api/v1.
+        render_plugins=[JsonRenderPlugin(path="/")],
+        openapi_router=Router(
+            path=f"{API_ROOT}/openapi.json",
+            route_handlers=[],
+            include_in_schema=False,
+            opt=requires(Permission.API_DOCS_READ),
+        ),
     )
     litestar = Litestar(
-        route_handlers=[HealthController, MetricsController, NodeController],
-        dependencies={
-            "node_service": _value(node_service),
-            "readiness": _value(readiness),
-            "metrics_registry": _value(registry),
-        },
-        guards=[authorize, require_json_body],
+        route_handlers=[
+            health_routes(readiness),
+            metrics_routes(registry),
+            ApiDocsController,
+            node_routes(node_service),
+        ],
+        middleware=[AccessMiddleware],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         openapi_config=openapi,
         request_max_body_size=MAX_BODY_BYTES,

@@ -48,9 +48,7 @@ class OpenedNode:
         self.datadir.unlock()
 
 
-def certificate_addresses(
-    listens: list[HostPort], host_addresses: list[InterfaceAddress]
-) -> list[pki.IPAddress]:
+def certificate_addresses(listens: list[HostPort], host_addresses: list[InterfaceAddress]) -> list[pki.IPAddress]:
     """Addresses the node certificate must name: each listen address, or all host addresses for a wildcard.
 
     Loopback is always included so that local tools verify the certificate on 127.0.0.1/::1.

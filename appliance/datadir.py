@@ -137,7 +137,5 @@ def read_private_file(path: Path) -> bytes:
     except PermissionError as exc:
         raise StartupError(f"{path} is not readable: {exc.strerror}") from exc
     if stat.S_IMODE(info.st_mode) & 0o077:
-        raise StartupError(
-            f"{path} is readable by other users (mode {stat.S_IMODE(info.st_mode):04o}); chmod 600 it"
-        )
+        raise StartupError(f"{path} is readable by other users (mode {stat.S_IMODE(info.st_mode):04o}); chmod 600 it")
     return data

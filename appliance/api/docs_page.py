@@ -12,8 +12,9 @@ import html
 from typing import Any
 
 import msgspec
-from litestar import Request
-from litestar.openapi.plugins import OpenAPIRenderPlugin
+from litestar import Controller, MediaType, Request, get
+
+from appliance.auth.permissions import Permission, requires
 
 _METHODS = ("get", "put", "post", "patch", "delete")
 
@@ -83,16 +84,17 @@ def render_reference(schema: dict[str, Any]) -> str:
         f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{title}</title>"
         f"<style>{_STYLE}</style></head><body><h1>{title}</h1>"
         f"<p>{html.escape(info.get('description', ''))}</p>"
-        '<p>Machine-readable: <a href="openapi.json">openapi.json</a> (OpenAPI 3.1).</p>'
+        '<p>Machine-readable: <a href="/api/v1/openapi.json">/api/v1/openapi.json</a> (OpenAPI 3.1).</p>'
         f"<h2>Operations</h2>{''.join(ops)}<h2>Schemas</h2>{schemas}</body></html>"
     )
 
 
-class ReferencePagePlugin(OpenAPIRenderPlugin):
-    """Serves `render_reference` at `<openapi path>/docs`."""
+class ApiDocsController(Controller):
+    """`/api/v1/docs`: the reference page, built once from the app's OpenAPI document."""
 
-    def __init__(self) -> None:
-        super().__init__(path="/docs")
+    path = "/api/v1/docs"
+    include_in_schema = False
 
-    def render(self, request: Request[Any, Any, Any], openapi_schema: dict[str, Any]) -> bytes:
-        return render_reference(openapi_schema).encode()
+    @get("/", opt=requires(Permission.API_DOCS_READ), media_type=MediaType.HTML, cache=True)
+    async def reference(self, request: Request[Any, Any, Any]) -> str:
+        return render_reference(request.app.openapi_schema.to_schema())

@@ -15,7 +15,7 @@ from typing import Any
 
 import msgspec
 from litestar import Request, Response
-from litestar.exceptions import HTTPException, ValidationException
+from litestar.exceptions import HTTPException, SerializationException, ValidationException
 
 log = logging.getLogger(__name__)
 
@@ -96,8 +96,8 @@ def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -
         return problem_response(request, 422, "the request is well-formed but invalid", errors=errors or None)
     status = exc.status_code
     detail: str | None = exc.detail
-    if status == 400 and detail and "Malformed" in detail:
-        detail = "the body is not valid JSON"
+    if isinstance(exc.__cause__, SerializationException):
+        detail = f"the body is not valid JSON: {detail}"
     if status >= 500:
         log.error("request failed: %s", exc.detail, extra={"path": request.url.path, "status": status})
         detail = "internal error; see the node's log"

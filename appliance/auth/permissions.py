@@ -1,10 +1,8 @@
-"""The permissions routes declare, and the one guard that checks them.
+"""The permissions routes declare.
 
 Every route states the permission it needs in its `opt` (`opt=requires(Permission.NODE_READ)`)
-or that it is public (`opt=PUBLIC`). The app-wide guard `authorize` denies any route that
-declares neither, so forgetting a declaration fails closed. Who holds which permission is
-the accounts issue's work; until then an authenticated principal is not yet required and
-`authorize` only enforces that the declaration exists.
+or that it is public (`opt=PUBLIC`). `appliance.auth.access` denies any route that declares
+neither, so forgetting a declaration fails closed.
 """
 
 from __future__ import annotations
@@ -12,10 +10,8 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
-from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
-
-from appliance.api.problems import ApiError
+from litestar.handlers.http_handlers import HTTPRouteHandler
 
 PERMISSION_KEY = "permission"
 PUBLIC_KEY = "public"
@@ -44,12 +40,7 @@ def declared_permission(handler: BaseRouteHandler) -> Permission | None:
 
 
 def is_public(handler: BaseRouteHandler) -> bool:
-    return handler.opt.get(PUBLIC_KEY) is True
-
-
-async def authorize(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
-    """Deny by default: a route must be public or declare a permission."""
-    if is_public(handler):
-        return
-    if declared_permission(handler) is None:
-        raise ApiError(403, "this route declares no permission and is denied by default")
+    """Declared public, or Litestar's automatic OPTIONS answer (it only lists allowed methods)."""
+    if handler.opt.get(PUBLIC_KEY) is True:
+        return True
+    return isinstance(handler, HTTPRouteHandler) and handler.http_methods == {"OPTIONS"} and not handler.opt

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import msgspec
-from litestar import Controller, Response, get
+from litestar import Response, Router, get
 from litestar.openapi.datastructures import ResponseSpec
 
 from appliance.auth.permissions import PUBLIC
@@ -14,13 +14,11 @@ class Alive(msgspec.Struct, frozen=True):
     status: str = "ok"
 
 
-class HealthController(Controller):
+def health_routes(readiness: Readiness) -> Router:
     """Probes for supervisors and load balancers."""
 
-    tags = ("health",)
-
     @get("/healthz", opt=PUBLIC, summary="Liveness: the process is up and answering")
-    async def healthz(self) -> Alive:
+    async def healthz() -> Alive:
         return Alive()
 
     @get(
@@ -29,6 +27,8 @@ class HealthController(Controller):
         summary="Readiness of each subsystem; 503 until all are ready",
         responses={503: ResponseSpec(ReadinessReport, description="a subsystem is not ready")},
     )
-    async def readyz(self, readiness: Readiness) -> Response[ReadinessReport]:
+    async def readyz() -> Response[ReadinessReport]:
         report = readiness.report()
         return Response(report, status_code=200 if report.ready else 503)
+
+    return Router("/", route_handlers=[healthz, readyz], tags=["health"])

@@ -145,9 +145,7 @@ def issue_node_cert(
         )
         .add_extension(x509.SubjectAlternativeName([*dns_names, *ip_names]), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(node_public_key), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
-        )
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
 

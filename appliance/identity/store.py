@@ -61,9 +61,7 @@ def create_identity(
     paths = _paths(datadir)
     ca_key, ca_cert = pki.new_ca(cluster_id, now)
     node_key = pki.new_key()
-    node_cert = pki.issue_node_cert(
-        ca_key, ca_cert, node_key.public_key(), name=name, addresses=addresses, now=now
-    )
+    node_cert = pki.issue_node_cert(ca_key, ca_cert, node_key.public_key(), name=name, addresses=addresses, now=now)
     write_new_file(paths["ca_key"], pki.key_to_pem(ca_key), mode=0o600)
     write_new_file(paths["ca_cert"], pki.cert_to_pem(ca_cert), mode=0o644)
     write_new_file(paths["node_key"], pki.key_to_pem(node_key), mode=0o600)
@@ -96,9 +94,7 @@ def load_identity(datadir: DataDir, name: str) -> NodeIdentity:
     )
 
 
-def refresh_node_cert(
-    identity: NodeIdentity, addresses: list[pki.IPAddress], now: dt.datetime
-) -> NodeIdentity:
+def refresh_node_cert(identity: NodeIdentity, addresses: list[pki.IPAddress], now: dt.datetime) -> NodeIdentity:
     """Re-issue the node certificate if it misses an address or nears expiry and the CA key is here.
 
     The new certificate replaces the old one atomically (write, fsync, rename); the key stays.

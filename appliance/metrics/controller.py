@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-from litestar import Controller, Response, get
+from litestar import Response, Router, get
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from appliance.auth.permissions import Permission, requires
 
 
-class MetricsController(Controller):
-    tags = ("metrics",)
+def metrics_routes(registry: CollectorRegistry) -> Router:
+    @get("/metrics", opt=requires(Permission.METRICS_READ), summary="Prometheus metrics", media_type="text/plain")
+    async def metrics() -> Response[bytes]:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
-    @get(
-        "/metrics",
-        opt=requires(Permission.METRICS_READ),
-        summary="Prometheus metrics",
-        media_type="text/plain",
-    )
-    async def metrics(self, metrics_registry: CollectorRegistry) -> Response[bytes]:
-        return Response(generate_latest(metrics_registry), media_type=CONTENT_TYPE_LATEST)
+    return Router("/", route_handlers=[metrics], tags=["metrics"])

@@ -54,9 +54,7 @@ class LinuxHost:
 
     def disk(self, path: Path) -> Disk:
         st = os.statvfs(path)
-        return Disk(
-            path=str(path), total_bytes=st.f_blocks * st.f_frsize, free_bytes=st.f_bavail * st.f_frsize
-        )
+        return Disk(path=str(path), total_bytes=st.f_blocks * st.f_frsize, free_bytes=st.f_bavail * st.f_frsize)
 
     async def addresses(self) -> list[InterfaceAddress]:
         from pyroute2 import AsyncIPRoute  # noqa: PLC0415 - netlink is only needed by this adapter

@@ -3,6 +3,7 @@
 Host facts that change slowly (memory, disk, addresses) are cached for a second: status is
 polled by dashboards and load balancers, and a netlink dump per request would cost more than
 the rest of the request. Facts that never change while running (CPU, kernel) are read once.
+Only the uptime is computed per request.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 import msgspec
 
 from appliance.node.host import HostProbe
-from appliance.node.types import Disk, InterfaceAddress, Memory, Node, NodePut
+from appliance.node.types import Node, NodePut
 from appliance.store.database import Database
 
 FACTS_TTL_SECONDS = 1.0
@@ -48,41 +49,38 @@ class NodeService:
         self._started_at = clock()
         self._cpu = host.cpu()
         self._kernel = host.kernel()
-        self._facts: tuple[Memory, Disk, list[InterfaceAddress]] | None = None
-        self._facts_at = 0.0
+        self._snapshot: Node | None = None  # the node minus uptime, rebuilt after FACTS_TTL_SECONDS
+        self._snapshot_at = 0.0
         self._settings = self._load_settings()
 
     async def get(self) -> Node:
         now = self._monotonic()
-        memory, disk, addresses = await self._current_facts(now)
-        return Node(
-            name=self._name,
-            node_id=self._node_id,
-            cluster_id=self._cluster_id,
-            version=self._version,
-            uptime_seconds=round(now - self._started_mono, 3),
-            started_at=self._started_at,
-            kernel=self._kernel,
-            cpu=self._cpu,
-            memory=memory,
-            disk=disk,
-            addresses=addresses,
-            description=self._settings.description,
-            labels=self._settings.labels,
-        )
+        if self._snapshot is None or now - self._snapshot_at >= FACTS_TTL_SECONDS:
+            self._snapshot = Node(
+                name=self._name,
+                node_id=self._node_id,
+                cluster_id=self._cluster_id,
+                version=self._version,
+                uptime_seconds=0.0,
+                started_at=self._started_at,
+                kernel=self._kernel,
+                cpu=self._cpu,
+                memory=self._host.memory(),
+                disk=self._host.disk(self._data_dir),
+                addresses=await self._host.addresses(),
+                description=self._settings.description,
+                labels=self._settings.labels,
+            )
+            self._snapshot_at = now
+        return msgspec.structs.replace(self._snapshot, uptime_seconds=round(now - self._started_mono, 3))
 
     async def update(self, put: NodePut) -> Node:
         """Replace the operator-set fields and return the node as it now is."""
         self._db.set_meta("settings", msgspec.json.encode(put).decode())
         self._settings = put
+        self._snapshot = None
         return await self.get()
 
     def _load_settings(self) -> NodePut:
         raw = self._db.get_meta("settings")
         return NodePut() if raw is None else msgspec.json.decode(raw, type=NodePut)
-
-    async def _current_facts(self, now: float) -> tuple[Memory, Disk, list[InterfaceAddress]]:
-        if self._facts is None or now - self._facts_at >= FACTS_TTL_SECONDS:
-            self._facts = (self._host.memory(), self._host.disk(self._data_dir), await self._host.addresses())
-            self._facts_at = now
-        return self._facts

@@ -40,30 +40,21 @@ class Database:
 
     @classmethod
     def open(cls, path: Path) -> Database:
-        """Open an existing database, refusing foreign, corrupt or newer ones, then migrate."""
+        """Open an existing database, refusing foreign, corrupt or newer ones, then migrate.
+
+        The checks run on a read-only connection first, so a refused file is left exactly as
+        it was (a read-write open of a WAL database would checkpoint it on close).
+        """
         if not path.is_file():
             raise StartupError(f"{path} is missing or not a file")
-        try:
-            conn = _connect(path)
-            app_id = conn.execute("PRAGMA application_id").fetchone()[0]
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            quick_check = conn.execute("PRAGMA quick_check").fetchone()[0]
-        except sqlite3.DatabaseError as exc:
-            raise StartupError(f"{path} is not a readable SQLite database: {exc}") from exc
-        if app_id != APPLICATION_ID:
-            conn.close()
-            raise StartupError(f"{path} is an SQLite database but not a DebVisor one")
-        if quick_check != "ok":
-            conn.close()
-            raise StartupError(f"{path} is corrupt: {quick_check}")
-        if version > SCHEMA_VERSION:
-            conn.close()
-            raise StartupError(
-                f"{path} has schema version {version}, newer than this debvisor knows ({SCHEMA_VERSION}); "
-                "run the newer debvisor"
-            )
+        _inspect(path)
+        conn = _connect(path)
         db = cls(conn, path)
-        db.migrate()
+        try:
+            db.migrate()
+        except sqlite3.Error as exc:
+            conn.close()
+            raise StartupError(f"{path}: schema migration failed, database left at its old version: {exc}") from exc
         return db
 
     @property
@@ -103,6 +94,26 @@ class Database:
 
     def close(self) -> None:
         self.conn.close()
+
+
+def _inspect(path: Path) -> None:
+    """Refuse a file that is not a healthy DebVisor database of a version we know; write nothing."""
+    try:
+        with contextlib.closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)) as conn:
+            app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            quick_check = conn.execute("PRAGMA quick_check").fetchone()[0] if app_id == APPLICATION_ID else "ok"
+    except sqlite3.DatabaseError as exc:
+        raise StartupError(f"{path} is not a readable SQLite database: {exc}") from exc
+    if app_id != APPLICATION_ID:
+        raise StartupError(f"{path} is an SQLite database but not a DebVisor one")
+    if quick_check != "ok":
+        raise StartupError(f"{path} is corrupt: {quick_check}")
+    if version > SCHEMA_VERSION:
+        raise StartupError(
+            f"{path} has schema version {version}, newer than this debvisor knows ({SCHEMA_VERSION}); "
+            "run the newer debvisor"
+        )
 
 
 def _connect(path: Path) -> sqlite3.Connection:

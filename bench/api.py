@@ -1,0 +1,136 @@
+"""API benchmark: `GET /api/v1/node` on a real node against the bare-granian ceiling, same run.
+
+The node and the bare ASGI app each run pinned to core 0; the load generators run on core 1.
+For both it prints throughput at saturation (wrk, 16 connections) and latency at a fixed
+1000 req/s (open-loop), then the ratios, and the node's resident memory when idle.
+
+Targets (issue 2): p99 under 5 ms at 1000 req/s; throughput at least half the ceiling;
+idle RSS under 100 MB.
+
+    .venv/bin/python -m bench.api [--seconds 10] [--rate 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from bench.loadgen import LoadResult, open_loop, wrk
+from tests.nodeproc import NodeProcess, free_port
+
+SERVER_CPU = 0
+CLIENT_CPU = 1
+
+
+def _start_bare(cert: Path, key: Path, body_file: Path, port: int) -> subprocess.Popen[bytes]:
+    granian = Path(sys.executable).parent / "granian"
+    return subprocess.Popen(
+        [
+            "taskset", "-c", str(SERVER_CPU), str(granian),
+            "--interface", "asgi", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+            "--ssl-certificate", str(cert), "--ssl-keyfile", str(key), "--log-level", "warning",
+            "bench.bare_asgi:app",
+        ],
+        env={**os.environ, "BENCH_BODY_FILE": str(body_file), "PYTHONPATH": str(Path(__file__).parent.parent)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def _wait_http(url: str, context: ssl.SSLContext, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, verify=context, timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise TimeoutError(url)
+
+
+def _pin_current_process(cpu: int) -> None:
+    os.sched_setaffinity(0, {cpu})
+
+
+def _row(name: str, sat: LoadResult, fixed: LoadResult) -> str:
+    return (
+        f"{name:<22} {sat.requests_per_second:>10.0f} {sat.p50_ms:>8.2f} {sat.p99_ms:>8.2f}"
+        f" {fixed.requests_per_second:>8.0f} {fixed.p50_ms:>8.2f} {fixed.p99_ms:>8.2f} {sat.errors + fixed.errors:>6}"
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=int, default=10, help="duration of each load (default: %(default)s)")
+    parser.add_argument("--rate", type=int, default=1000, help="fixed rate in req/s (default: %(default)s)")
+    args = parser.parse_args()
+    _pin_current_process(CLIENT_CPU)
+
+    with tempfile.TemporaryDirectory(prefix="debvisor-bench-") as tmp:
+        node = NodeProcess(Path(tmp) / "node", name="bench", prefix=["taskset", "-c", str(SERVER_CPU)])
+        bare: subprocess.Popen[bytes] | None = None
+        try:
+            node.start()
+            node.wait_ready()
+            context = node.ssl_context()
+            time.sleep(2)
+            idle_rss = node.rss_bytes()
+            with node.client() as client:
+                body = client.get("/api/v1/node").content
+            body_file = Path(tmp) / "body.json"
+            body_file.write_bytes(body)
+            bare_port = free_port()
+            pki = node.data_dir / "pki"
+            bare = _start_bare(pki / "node.crt", pki / "node.key", body_file, bare_port)
+            _wait_http(f"https://127.0.0.1:{bare_port}/api/v1/node", context)
+
+            results: dict[str, tuple[LoadResult, LoadResult]] = {}
+            for name, port in (("bare granian ASGI", bare_port), ("debvisor /api/v1/node", node.api_port)):
+                url = f"https://127.0.0.1:{port}/api/v1/node"
+                sat = wrk(url, connections=16, seconds=args.seconds, cpu=CLIENT_CPU)
+                fixed = asyncio.run(
+                    open_loop(
+                        "127.0.0.1", port, "/api/v1/node",
+                        rate=args.rate, seconds=args.seconds, connections=16, ssl_context=context,
+                    )
+                )  # fmt: skip
+                results[name] = (sat, fixed)
+            loaded_rss = node.rss_bytes()
+        finally:
+            if bare is not None:
+                bare.send_signal(signal.SIGTERM)
+                bare.wait(10)
+            node.stop()
+
+    print(
+        f"\nGET /api/v1/node over HTTPS, {len(body)}-byte body; server on core {SERVER_CPU}, load on core {CLIENT_CPU}"
+    )
+    print(f"saturation: wrk 16 connections {args.seconds}s; fixed: open-loop {args.rate} req/s, 16 connections\n")
+    columns = ("sat rps", "p50 ms", "p99 ms", "fix rps", "p50 ms", "p99 ms", "errors")
+    widths = (10, 8, 8, 8, 8, 8, 6)
+    print(f"{'target':<22} " + " ".join(f"{c:>{w}}" for c, w in zip(columns, widths, strict=True)))
+    for name, (sat, fixed) in results.items():
+        print(_row(name, sat, fixed))
+    bare_sat, bare_fixed = results["bare granian ASGI"]
+    node_sat, node_fixed = results["debvisor /api/v1/node"]
+    print(
+        f"\nthroughput ratio debvisor/bare: {node_sat.requests_per_second / bare_sat.requests_per_second:.2f}"
+        f" (target >= 0.50)"
+    )
+    print(f"p99 at {args.rate} req/s: {node_fixed.p99_ms:.2f} ms (target < 5 ms; bare {bare_fixed.p99_ms:.2f} ms)")
+    print(f"node RSS idle: {idle_rss / 2**20:.1f} MiB (target < 100 MiB); after load: {loaded_rss / 2**20:.1f} MiB")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

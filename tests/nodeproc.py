@@ -1,0 +1,140 @@
+"""Start and stop real `debvisor serve` processes for integration tests and benchmarks.
+
+A `NodeProcess` owns one child process: it waits until `/readyz` answers over HTTPS verified
+against the node's own CA, and `stop()` sends SIGTERM and reaps it (SIGKILL after a deadline),
+so a test never leaves a node running.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import TracebackType
+
+import httpx
+
+DEBVISOR = [sys.executable, "-m", "appliance"]
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+class NodeProcess:
+    """One `debvisor serve` child process on loopback with its own data dir."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        name: str = "n1",
+        extra_args: list[str] | None = None,
+        prefix: list[str] | None = None,
+    ) -> None:
+        self.data_dir = data_dir
+        self.prefix = prefix or []  # e.g. ["taskset", "-c", "0"] to pin the node to a core
+        self.name = name
+        self.api_port = free_port()
+        self.gossip_port = free_port()
+        self.extra_args = extra_args or []
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.stdout_path = data_dir.parent / f"{data_dir.name}.stdout"
+        self.stderr_path = data_dir.parent / f"{data_dir.name}.stderr"
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.api_port}"
+
+    def command(self) -> list[str]:
+        return [
+            *self.prefix,
+            *DEBVISOR,
+            "serve",
+            "--data-dir",
+            str(self.data_dir),
+            "--api",
+            f"127.0.0.1:{self.api_port}",
+            "--gossip",
+            f"127.0.0.1:{self.gossip_port}",
+            "--name",
+            self.name,
+            "--log-format",
+            "json",
+            *self.extra_args,
+        ]
+
+    def start(self) -> NodeProcess:
+        with self.stdout_path.open("ab") as out, self.stderr_path.open("ab") as err:
+            self.proc = subprocess.Popen(self.command(), stdout=out, stderr=err, stdin=subprocess.DEVNULL)
+        return self
+
+    def ssl_context(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=str(self.data_dir / "pki" / "ca.crt"))
+
+    def client(self, timeout: float = 5.0) -> httpx.Client:
+        return httpx.Client(base_url=self.url, verify=self.ssl_context(), timeout=timeout)
+
+    def wait_ready(self, timeout: float = 30.0) -> float:
+        """Poll /readyz until 200; return seconds waited. Raises if the process exits or time runs out."""
+        assert self.proc is not None
+        start = time.monotonic()
+        deadline = start + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"debvisor exited with {self.proc.returncode}: {self.stderr()[-2000:]}")
+            if (self.data_dir / "pki" / "ca.crt").exists():
+                try:
+                    with self.client(timeout=1.0) as client:
+                        if client.get("/readyz").status_code == 200:
+                            return time.monotonic() - start
+                except (httpx.TransportError, ssl.SSLError):
+                    pass
+            time.sleep(0.05)
+        raise TimeoutError(f"node not ready after {timeout} s: {self.stderr()[-2000:]}")
+
+    def stop(self, timeout: float = 10.0) -> int:
+        """SIGTERM, wait, SIGKILL if needed; return the exit code."""
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+    def stdout(self) -> str:
+        return self.stdout_path.read_text() if self.stdout_path.exists() else ""
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text() if self.stderr_path.exists() else ""
+
+    def rss_bytes(self) -> int:
+        assert self.proc is not None
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        return 0
+
+    def __enter__(self) -> NodeProcess:
+        return self.start()
+
+    def __exit__(self, *_: type[BaseException] | BaseException | TracebackType | None) -> None:
+        self.stop()
+
+
+def run_debvisor(*args: str, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
+    """Run a short `debvisor` command and capture its output."""
+    return subprocess.run(
+        [*DEBVISOR, *args], capture_output=True, text=True, timeout=timeout, check=False, env={**os.environ}
+    )

@@ -1,0 +1,187 @@
+"""First start initialises a node; later starts reuse it; anything else is refused untouched."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+import ipaddress
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from appliance.auth.passwords import verify_password
+from appliance.bootstrap import certificate_addresses, open_node
+from appliance.errors import StartupError
+from appliance.identity import pki
+from appliance.settings import parse_host_port
+from tests.unit.appliance.conftest import HOST_ADDRESSES, settings_for
+
+
+def _snapshot(root: Path) -> dict[str, str]:
+    """Every file under root with its content hash and mode: to prove nothing was written."""
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() + oct(p.stat().st_mode)
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.name != "lock"
+    }
+
+
+def test_first_start_creates_private_identity_db_and_admin(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    node = open_node(settings_for(data), HOST_ADDRESSES)
+    try:
+        assert node.created
+        assert node.name == "n1"
+        assert stat.S_IMODE(data.stat().st_mode) == 0o700
+        for secret in ("pki/ca.key", "pki/node.key", "initial-admin-password", "debvisor.db"):
+            assert stat.S_IMODE((data / secret).stat().st_mode) == 0o600, secret
+        password = (data / "initial-admin-password").read_text().strip()
+        assert password == node.initial_admin_password
+        row = node.db.conn.execute(
+            "SELECT role, password_hash, must_change_password FROM users WHERE name = 'admin'"
+        ).fetchone()
+        assert row[0] == "admin"
+        assert row[2] == 1
+        assert password not in row[1]
+        assert verify_password(row[1], password)
+        assert not (data / ".initialising").exists()
+    finally:
+        node.close()
+
+
+def test_second_start_reuses_everything(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    first = open_node(settings_for(data), HOST_ADDRESSES)
+    identity = (first.node_id, first.cluster_id, pki.fingerprint(first.identity.ca_cert))
+    first.close()
+    before = _snapshot(data)
+    second = open_node(settings_for(data, name=None), HOST_ADDRESSES)
+    try:
+        assert not second.created
+        assert second.initial_admin_password is None
+        assert (second.node_id, second.cluster_id, pki.fingerprint(second.identity.ca_cert)) == identity
+        assert second.name == "n1"
+    finally:
+        second.close()
+    after = _snapshot(data)
+    assert {k: v for k, v in after.items() if "debvisor.db" not in k} == {
+        k: v for k, v in before.items() if "debvisor.db" not in k
+    }
+
+
+def test_foreign_directory_is_refused_and_untouched(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "notes.txt").write_text("mine")
+    before = _snapshot(data)
+    with pytest.raises(StartupError, match="not a DebVisor data dir"):
+        open_node(settings_for(data), HOST_ADDRESSES)
+    assert _snapshot(data) == before
+
+
+def test_interrupted_initialisation_is_refused(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    open_node(settings_for(data), HOST_ADDRESSES).close()
+    (data / ".initialising").write_bytes(b"")
+    with pytest.raises(StartupError, match="interrupted"):
+        open_node(settings_for(data), HOST_ADDRESSES)
+
+
+@pytest.mark.parametrize("damage", ["garbage", "missing", "other_key"])
+def test_damaged_node_key_is_refused_and_untouched(tmp_path: Path, damage: str) -> None:
+    data = tmp_path / "data"
+    open_node(settings_for(data), HOST_ADDRESSES).close()
+    key = data / "pki" / "node.key"
+    if damage == "garbage":
+        key.write_bytes(b"-----BEGIN PRIVATE KEY-----\nnope\n-----END PRIVATE KEY-----\n")
+    elif damage == "missing":
+        key.unlink()
+    else:
+        key.write_bytes(pki.key_to_pem(pki.new_key()))
+    before = _snapshot(data)
+    with pytest.raises(StartupError, match=r"node\.key"):
+        open_node(settings_for(data), HOST_ADDRESSES)
+    assert _snapshot(data) == before
+
+
+def test_key_readable_by_others_is_refused(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    open_node(settings_for(data), HOST_ADDRESSES).close()
+    os.chmod(data / "pki" / "ca.key", 0o644)
+    with pytest.raises(StartupError, match="chmod 600"):
+        open_node(settings_for(data), HOST_ADDRESSES)
+
+
+def test_cert_from_another_cluster_is_refused(tmp_path: Path) -> None:
+    data, other = tmp_path / "data", tmp_path / "other"
+    open_node(settings_for(data), HOST_ADDRESSES).close()
+    open_node(settings_for(other), HOST_ADDRESSES).close()
+    (data / "pki" / "node.crt").unlink()
+    (data / "pki" / "node.crt").write_bytes((other / "pki" / "node.crt").read_bytes())
+    (data / "pki" / "node.key").unlink()
+    (data / "pki" / "node.key").write_bytes((other / "pki" / "node.key").read_bytes())
+    os.chmod(data / "pki" / "node.key", 0o600)
+    with pytest.raises(StartupError, match="CA"):
+        open_node(settings_for(data), HOST_ADDRESSES)
+
+
+def test_newer_database_is_refused(tmp_path: Path) -> None:
+    import sqlite3
+
+    data = tmp_path / "data"
+    open_node(settings_for(data), HOST_ADDRESSES).close()
+    with contextlib.closing(sqlite3.connect(data / "debvisor.db")) as conn:
+        conn.execute("PRAGMA user_version = 999")
+    with pytest.raises(StartupError, match="newer than this debvisor"):
+        open_node(settings_for(data), HOST_ADDRESSES)
+
+
+def test_other_name_is_refused(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    open_node(settings_for(data), HOST_ADDRESSES).close()
+    with pytest.raises(StartupError, match="belongs to node 'n1', not 'n2'"):
+        open_node(settings_for(data, name="n2"), HOST_ADDRESSES)
+
+
+def test_one_process_per_data_dir(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    first = open_node(settings_for(data), HOST_ADDRESSES)
+    try:
+        with pytest.raises(StartupError, match="in use"):
+            open_node(settings_for(data), HOST_ADDRESSES)
+    finally:
+        first.close()
+
+
+def test_wildcard_listen_names_all_routable_host_addresses() -> None:
+    addrs = certificate_addresses([parse_host_port("0.0.0.0:8443", 1)], HOST_ADDRESSES)
+    assert {str(a) for a in addrs} == {"127.0.0.1", "::1", "192.0.2.10", "2001:db8::10"}
+    specific = certificate_addresses([parse_host_port("192.0.2.99:8443", 1)], HOST_ADDRESSES)
+    assert {str(a) for a in specific} == {"127.0.0.1", "::1", "192.0.2.99"}
+
+
+def test_node_cert_is_reissued_when_the_listen_address_changes(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    open_node(settings_for(data), HOST_ADDRESSES).close()
+    node = open_node(settings_for(data, api="198.51.100.7:8443"), HOST_ADDRESSES)
+    try:
+        assert ipaddress.ip_address("198.51.100.7") in pki.san_addresses(node.identity.node_cert)
+        assert ipaddress.ip_address("198.51.100.7") in pki.san_addresses(
+            pki.cert_from_pem((data / "pki" / "node.crt").read_bytes())
+        )
+    finally:
+        node.close()
+
+
+def test_node_cert_is_renewed_before_expiry(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    open_node(settings_for(data), HOST_ADDRESSES).close()
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=350)
+    node = open_node(settings_for(data), HOST_ADDRESSES, clock=later.timestamp)
+    try:
+        assert node.identity.node_cert.not_valid_after_utc > later + dt.timedelta(days=300)
+    finally:
+        node.close()
