@@ -10,6 +10,7 @@ traceback goes to the log, never to the client.
 from __future__ import annotations
 
 import logging
+import re
 from http import HTTPStatus
 from typing import Any
 
@@ -67,6 +68,9 @@ def problem_response(
     return Response(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
+_UNKNOWN_FIELD = re.compile(r"^Object contains unknown field `([^`]*)`$")
+
+
 def _field_errors(extra: Any) -> list[FieldError]:
     """Turn Litestar's validation `extra` into JSON-path + message pairs.
 
@@ -82,6 +86,9 @@ def _field_errors(extra: Any) -> list[FieldError]:
         source = str(item.get("source") or "body")
         if source == "body" or not key:
             path = "$" if key in {"", "data"} else f"$.{key}"
+            unknown = _UNKNOWN_FIELD.match(message)
+            if unknown:
+                path = f"{path}.{unknown.group(1)}"
         else:
             path = f"{source}:{key}"
         errors.append(FieldError(path=path, message=message))

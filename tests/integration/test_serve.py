@@ -170,3 +170,39 @@ def test_tls_only_and_verified_by_the_node_ca(tmp_path: Path) -> None:
             httpx.get(f"http://127.0.0.1:{node.api_port}/healthz", timeout=3)
         with node.client() as client:
             assert client.get("/healthz").status_code == 200
+
+
+def test_initial_password_is_shown_once_on_a_terminal(tmp_path: Path) -> None:
+    """On an interactive first start the operator sees the password; the next start shows nothing."""
+    import pty
+    import select
+    import subprocess
+
+    def run_on_pty(data: Path) -> str:
+        node = NodeProcess(data)
+        leader, follower = pty.openpty()
+        proc = subprocess.Popen(node.command(), stdin=subprocess.DEVNULL, stdout=follower, stderr=subprocess.DEVNULL)
+        os.close(follower)
+        node.proc = proc
+        output = b""
+        try:
+            node.wait_ready()
+            while select.select([leader], [], [], 0.5)[0]:
+                try:
+                    chunk = os.read(leader, 4096)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                output += chunk
+        finally:
+            node.stop()
+            os.close(leader)
+        return output.decode(errors="replace")
+
+    data = tmp_path / "node"
+    first = run_on_pty(data)
+    password = (data / "initial-admin-password").read_text().strip()
+    assert f"admin / {password}" in first
+    second = run_on_pty(data)
+    assert password not in second

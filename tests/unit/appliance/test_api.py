@@ -93,7 +93,7 @@ def test_wrong_type_is_422_with_field_path(client: TestClient[Any]) -> None:
 
 def test_unknown_field_is_422_naming_it(client: TestClient[Any]) -> None:
     body = _assert_problem(client.put("/api/v1/node", json={"description": "x", "colour": "red"}), 422)
-    assert "colour" in body["errors"][0]["message"]
+    assert body["errors"] == [{"path": "$.colour", "message": "Object contains unknown field `colour`"}]
 
 
 def test_constraint_violation_is_422(client: TestClient[Any]) -> None:
@@ -187,3 +187,25 @@ def test_any_bytes_body_gets_2xx_or_4xx(client: TestClient[Any], raw: bytes) -> 
 @pytest.mark.parametrize("path", ["/api/v1/node/%00", "/api/v1/../../etc/passwd", "/%ff%fe", "/api/v1/node?x=%zz"])
 def test_odd_paths_never_500(client: TestClient[Any], path: str) -> None:
     assert client.get(path).status_code < 500
+
+
+def test_service_errors_become_problems_with_their_headers() -> None:
+    """401, 409 and 429 come from services (accounts, conflicts, rate limits) as ApiError."""
+    from litestar import Litestar, get
+    from litestar.params import FromPath
+
+    from appliance.api.problems import EXCEPTION_HANDLERS, ApiError
+
+    @get("/fail/{status:int}")
+    async def fail(status: FromPath[int]) -> None:
+        headers = {"Retry-After": "3"} if status == 429 else {"WWW-Authenticate": "Bearer"}
+        raise ApiError(status, f"failed with {status}", headers=headers)
+
+    app = Litestar([fail], exception_handlers=EXCEPTION_HANDLERS, logging_config=None)  # type: ignore[arg-type]
+    with TestClient(app) as test_client:
+        for status in (401, 403, 409, 429):
+            response = test_client.get(f"/fail/{status}")
+            body = _assert_problem(response, status)
+            assert body["detail"] == f"failed with {status}"
+        assert test_client.get("/fail/429").headers["retry-after"] == "3"
+        assert test_client.get("/fail/401").headers["www-authenticate"] == "Bearer"
