@@ -1,28 +1,44 @@
 """Assemble the appliance's HTTP application: the one place that lists every part.
 
 `create_app` takes the node's opened state and the adapters it should drive, builds the
-services, and wires controllers, guards, error handlers, OpenAPI and metrics. Nothing
-registers itself by being imported; to find what the API serves, read this file.
+services, and wires routes, the access gate, error handlers, OpenAPI and metrics. Nothing
+registers itself by being imported; to find what the API serves, read this file. Routes are
+built around the services they call, so no dependency is looked up per request.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from litestar import Litestar, Router
+from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.types import ASGIApp
 from prometheus_client import CollectorRegistry
 
 from appliance import __version__
-from appliance.api.docs_page import ApiDocsController
+from appliance.api.docs_page import docs_routes
 from appliance.api.problems import EXCEPTION_HANDLERS
-from appliance.auth.access import AccessMiddleware
+from appliance.audit.controller import audit_routes
+from appliance.audit.log import AuditLog
+from appliance.auth.access import AccessGate, AccessMiddleware
+from appliance.auth.accounts import AccountService
+from appliance.auth.controller import auth_routes
 from appliance.auth.permissions import Permission, requires
+from appliance.auth.principal import Authenticator
+from appliance.auth.sessions import SessionStore
+from appliance.auth.throttle import LoginThrottle, RateLimiter
+from appliance.auth.token_use import TokenUse
+from appliance.auth.tokens_controller import tokens_routes
+from appliance.auth.users_controller import users_routes
 from appliance.bootstrap import OpenedNode
+from appliance.cluster.hlc import HybridClock
 from appliance.health.controller import health_routes
 from appliance.health.readiness import Readiness
 from appliance.metrics.controller import metrics_routes
@@ -30,9 +46,12 @@ from appliance.metrics.http import HttpMetrics, MetricsMiddleware, new_registry
 from appliance.node.controller import node_routes
 from appliance.node.host import HostProbe
 from appliance.node.service import NodeService
+from appliance.settings import AuthSettings
+from appliance.store.config import ConfigStore
 
 API_ROOT = "/api/v1"
 MAX_BODY_BYTES = 1024 * 1024
+SESSION_PRUNE_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -44,10 +63,26 @@ class Appliance:
     readiness: Readiness
     registry: CollectorRegistry
     node_service: NodeService
+    accounts: AccountService
+    sessions: SessionStore
+    audit: AuditLog
+    limiter: RateLimiter
+    login_throttle: LoginThrottle
 
 
-def create_app(node: OpenedNode, *, host: HostProbe) -> Appliance:
-    """Build the appliance for an opened node, driving the host through `host`."""
+def create_app(
+    node: OpenedNode,
+    *,
+    host: HostProbe,
+    auth: AuthSettings | None = None,
+    clock: Callable[[], float] = time.time,
+    monotonic: Callable[[], float] = time.monotonic,
+) -> Appliance:
+    """Build the appliance for an opened node, driving the host through `host`.
+
+    `clock` (wall time) and `monotonic` are injectable so tests can move time.
+    """
+    auth = auth or AuthSettings()
     readiness = Readiness()
     for subsystem in ("database", "identity", "api"):
         readiness.register(subsystem)
@@ -64,14 +99,33 @@ def create_app(node: OpenedNode, *, host: HostProbe) -> Appliance:
         version=__version__,
         data_dir=node.datadir.root,
     )
+    config = ConfigStore(node.db, HybridClock(node.node_id, clock))
+    accounts = AccountService(config, clock=clock, monotonic=monotonic)
+    sessions = SessionStore(
+        node.db, idle_timeout=auth.session_idle_seconds, lifetime=auth.session_lifetime_seconds, clock=clock
+    )
+    token_use = TokenUse(node.db)
+    audit = AuditLog(node.db, node.name, clock)
+    limiter = RateLimiter(auth.rate_limit, auth.rate_burst, monotonic)
+    login_throttle = LoginThrottle(clock=monotonic)
+    gate = AccessGate(Authenticator(accounts, sessions, token_use, clock), limiter, audit)
 
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
+        async def prune_sessions() -> None:
+            while True:
+                await asyncio.sleep(SESSION_PRUNE_SECONDS)
+                sessions.prune()
+
+        pruner = asyncio.create_task(prune_sessions(), name="prune-sessions")
         readiness.set("api", True, "serving")
         try:
             yield
         finally:
             readiness.set("api", False, "stopping")
+            pruner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pruner
 
     openapi = OpenAPIConfig(
         title="DebVisor",
@@ -91,10 +145,14 @@ def create_app(node: OpenedNode, *, host: HostProbe) -> Appliance:
         route_handlers=[
             health_routes(readiness),
             metrics_routes(registry),
-            ApiDocsController,
+            docs_routes(),
             node_routes(node_service),
+            auth_routes(accounts, sessions, login_throttle, audit),
+            users_routes(accounts, sessions),
+            tokens_routes(accounts, token_use, clock),
+            audit_routes(audit),
         ],
-        middleware=[AccessMiddleware],
+        middleware=[DefineMiddleware(AccessMiddleware, gate=gate)],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         openapi_config=openapi,
         request_max_body_size=MAX_BODY_BYTES,
@@ -103,4 +161,6 @@ def create_app(node: OpenedNode, *, host: HostProbe) -> Appliance:
         debug=False,
     )
     asgi = MetricsMiddleware(litestar, HttpMetrics(registry))
-    return Appliance(asgi, litestar, readiness, registry, node_service)
+    return Appliance(
+        asgi, litestar, readiness, registry, node_service, accounts, sessions, audit, limiter, login_throttle
+    )

@@ -17,14 +17,17 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
-from appliance.auth.accounts import create_bootstrap_admin
+from appliance.auth.accounts import AccountService
+from appliance.cluster.hlc import HybridClock
 from appliance.datadir import DataDir, write_new_file
 from appliance.errors import StartupError
 from appliance.identity import pki
 from appliance.identity.store import NodeIdentity, create_identity, load_identity, refresh_node_cert
 from appliance.node.types import InterfaceAddress
 from appliance.settings import HostPort, ServeSettings, default_node_name
+from appliance.store.config import ConfigStore
 from appliance.store.database import Database
 
 log = logging.getLogger(__name__)
@@ -110,7 +113,8 @@ def _initialise(
                 ("created_at", now.isoformat()),
             ],
         )
-    password = create_bootstrap_admin(db, now.timestamp())
+    accounts = AccountService(ConfigStore(db, HybridClock(node_id)), clock=now.timestamp)
+    password = accounts.create_bootstrap_admin()
     write_new_file(datadir.admin_password_path, (password + "\n").encode(), mode=0o600)
     datadir.finish_initialisation()
     log.info("initialised new node", extra={"node": name, "node_id": node_id, "data_dir": str(datadir.root)})
@@ -132,3 +136,33 @@ def _open_existing(
         db.close()
         raise
     return OpenedNode(datadir, db, identity, name, node_id, cluster_id, False, None)
+
+
+@dataclass
+class LocalState:
+    """An initialised node's database opened by a local command, beside a running node.
+
+    No lock is taken: SQLite serialises writers, and the running node notices changes to
+    the configuration map within a second.
+    """
+
+    db: Database
+    name: str
+    node_id: str
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def open_local_state(data_dir: Path) -> LocalState:
+    """Open the database of the node in `data_dir` for a local administrative command."""
+    datadir = DataDir(data_dir)
+    if datadir.is_fresh():
+        raise StartupError(f"no node in {datadir.root}: start one with `debvisor serve` first")
+    datadir.check_initialised()
+    db = Database.open(datadir.db_path)
+    name, node_id = db.get_meta("name"), db.get_meta("node_id")
+    if name is None or node_id is None:
+        db.close()
+        raise StartupError(f"{datadir.db_path} lacks the node's identity (name, node_id)")
+    return LocalState(db, name, node_id)

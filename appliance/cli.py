@@ -16,11 +16,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from appliance import __version__
+from appliance.cli_admin import CommandError, add_admin_commands
 from appliance.datadir import default_data_dir
 from appliance.errors import StartupError
 from appliance.settings import (
     DEFAULT_API_PORT,
     DEFAULT_GOSSIP_PORT,
+    AuthSettings,
     ServeSettings,
     SettingsError,
     parse_host_port,
@@ -101,7 +103,29 @@ def _build_parser() -> argparse.ArgumentParser:
         choices=["auto", "json", "text"],
         help="auto: JSON lines unless stderr is a terminal (default: %(default)s)",
     )
+    serve.add_argument(
+        "--session-idle",
+        type=float,
+        default=AuthSettings.session_idle_seconds,
+        metavar="SECONDS",
+        help="end browser sessions idle this long (default: %(default)g)",
+    )
+    serve.add_argument(
+        "--session-lifetime",
+        type=float,
+        default=AuthSettings.session_lifetime_seconds,
+        metavar="SECONDS",
+        help="end browser sessions this long after login (default: %(default)g)",
+    )
+    serve.add_argument(
+        "--rate-limit",
+        type=float,
+        default=AuthSettings.rate_limit,
+        metavar="PER_SECOND",
+        help="requests per second per user, bursts of twice that; 0 turns it off (default: %(default)g)",
+    )
     serve.set_defaults(func=_cmd_serve)
+    add_admin_commands(commands)
     return parser
 
 
@@ -114,6 +138,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         api=parse_host_port(args.api, DEFAULT_API_PORT),
         gossip=parse_host_port(args.gossip, DEFAULT_GOSSIP_PORT),
         name=validate_node_name(args.name) if args.name is not None else None,
+        auth=AuthSettings(
+            session_idle_seconds=args.session_idle,
+            session_lifetime_seconds=args.session_lifetime,
+            rate_limit=args.rate_limit,
+            rate_burst=2 * args.rate_limit,
+        ),
     )
     logs.configure(args.log_level, json={"auto": None, "json": True, "text": False}[args.log_format])
     asyncio.run(serve(settings))
@@ -133,7 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"debvisor: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except StartupError as exc:
+    except (StartupError, CommandError) as exc:
         print(f"debvisor: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     except KeyboardInterrupt:

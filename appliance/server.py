@@ -84,7 +84,7 @@ async def serve(settings: ServeSettings) -> None:
     node = open_node(settings, await host.addresses())
     try:
         announce_initial_password(node)
-        appliance = create_app(node, host=host)
+        appliance = create_app(node, host=host, auth=settings.auth)
         server = Server(
             appliance.asgi,
             address=str(settings.api.host),

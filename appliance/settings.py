@@ -86,6 +86,24 @@ def default_node_name() -> str:
 
 
 @dataclass(frozen=True)
+class AuthSettings:
+    """Session lifetimes and the per-user rate limit (the seed's defaults)."""
+
+    session_idle_seconds: float = 15 * 60
+    session_lifetime_seconds: float = 12 * 3600
+    rate_limit: float = 10.0  # requests per second per user; 0 turns the limit off
+    rate_burst: float = 20.0
+
+    def __post_init__(self) -> None:
+        if self.session_idle_seconds <= 0 or self.session_lifetime_seconds <= 0:
+            raise SettingsError("session timeouts must be positive")
+        if self.session_idle_seconds > self.session_lifetime_seconds:
+            raise SettingsError("the session idle timeout cannot exceed the session lifetime")
+        if self.rate_limit < 0:
+            raise SettingsError("the rate limit cannot be negative (0 turns it off)")
+
+
+@dataclass(frozen=True)
 class ServeSettings:
     """Everything `debvisor serve` needs to start a node."""
 
@@ -93,3 +111,4 @@ class ServeSettings:
     api: HostPort
     gossip: HostPort
     name: str | None  # None: keep the stored name, or the host name on a fresh data dir
+    auth: AuthSettings = AuthSettings()

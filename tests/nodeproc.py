@@ -82,6 +82,40 @@ class NodeProcess:
     def client(self, timeout: float = 5.0) -> httpx.Client:
         return httpx.Client(base_url=self.url, verify=self.ssl_context(), timeout=timeout)
 
+    @property
+    def _admin_file(self) -> Path:
+        return self.data_dir.parent / f"{self.data_dir.name}.admin-token"
+
+    def admin_token(self) -> str:
+        """An admin API token for this node, made once per data dir through the real API.
+
+        The first call logs in with the initial password, changes it (as the API requires),
+        and creates a token with the session; the token is kept beside the data dir.
+        """
+        if self._admin_file.exists():
+            return self._admin_file.read_text()
+        initial = (self.data_dir / "initial-admin-password").read_text().strip()
+        with self.client() as client:
+            login = client.post("/api/v1/auth/login", json={"username": "admin", "password": initial})
+            login.raise_for_status()
+            changed = client.post(
+                "/api/v1/users/admin/password",
+                json={"current_password": initial, "new_password": initial + "-changed"},
+                headers={"X-CSRF-Token": login.json()["csrf_token"]},
+            )
+            changed.raise_for_status()
+            csrf = changed.json()["session"]["csrf_token"]
+            created = client.post("/api/v1/tokens", json={"name": "tests"}, headers={"X-CSRF-Token": csrf})
+            created.raise_for_status()
+        token = str(created.json()["secret"])
+        self._admin_file.write_text(token)
+        return token
+
+    def admin_client(self, timeout: float = 5.0) -> httpx.Client:
+        client = self.client(timeout)
+        client.headers["Authorization"] = f"Bearer {self.admin_token()}"
+        return client
+
     def wait_ready(self, timeout: float = 30.0) -> float:
         """Poll /readyz until 200; return seconds waited. Raises if the process exits or time runs out."""
         assert self.proc is not None

@@ -12,7 +12,7 @@ import html
 from typing import Any
 
 import msgspec
-from litestar import Controller, MediaType, Request, get
+from litestar import MediaType, Request, Router, get
 
 from appliance.auth.permissions import Permission, requires
 
@@ -89,12 +89,11 @@ def render_reference(schema: dict[str, Any]) -> str:
     )
 
 
-class ApiDocsController(Controller):
-    """`/api/v1/docs`: the reference page, built once from the app's OpenAPI document."""
+def docs_routes() -> Router:
+    """`/api/v1/docs`: the reference page, built from the app's OpenAPI document."""
 
-    path = "/api/v1/docs"
-    include_in_schema = False
-
-    @get("/", opt=requires(Permission.API_DOCS_READ), media_type=MediaType.HTML, cache=True)
-    async def reference(self, request: Request[Any, Any, Any]) -> str:
+    @get("/api/v1/docs", opt=requires(Permission.API_DOCS_READ), media_type=MediaType.HTML, include_in_schema=False)
+    async def reference(request: Request[Any, Any, Any]) -> str:
         return render_reference(request.app.openapi_schema.to_schema())
+
+    return Router("/", route_handlers=[reference])

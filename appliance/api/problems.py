@@ -83,7 +83,8 @@ def _field_errors(extra: Any) -> list[FieldError]:
             continue
         message = str(item.get("message", "invalid value"))
         key = str(item.get("key") or "")
-        source = str(item.get("source") or "body")
+        raw_source = item.get("source") or "body"
+        source = str(getattr(raw_source, "value", raw_source))  # Litestar passes a ParamType enum
         if source == "body" or not key:
             path = "$" if key in {"", "data"} else f"$.{key}"
             unknown = _UNKNOWN_FIELD.match(message)

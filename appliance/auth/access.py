@@ -1,29 +1,51 @@
-"""The one gate every API request passes after routing: who may call this route, with what body.
+"""The one gate every API request passes after routing: authentication, authorisation, audit.
 
-It runs as Litestar middleware rather than as a Litestar guard: a guard costs a copy of the
+It runs as Litestar middleware rather than as Litestar guards: a guard costs a copy of the
 route handler on every request (a third of the whole request on the hot path), while the
-middleware reads the matched handler from the scope. It decides, per route handler, once:
+middleware reads the matched handler from the scope. For each request it:
 
-- public routes pass;
-- a route that declares no permission is denied (403), so a forgotten declaration fails closed;
-- a route that takes a JSON body answers 415 to any other media type instead of parsing it.
+1. answers 415 to a JSON-body route called with another media type;
+2. lets public routes through (they audit themselves where they act, as login does);
+3. denies a route that declares no permission (403): a forgotten declaration fails closed;
+4. authenticates the caller (401 without valid credentials);
+5. holds users who must change their password to the routes that let them do so (403);
+6. checks the CSRF token on unsafe requests authenticated by session cookie (403);
+7. applies the per-user rate limit (429 with Retry-After);
+8. checks the role's permission (403);
+9. records every unsafe request (and every refusal of one) in the audit log.
 
-Authentication and the role check are the accounts issue's work and slot in here.
+Handlers read the principal as `request.user` and may refine the audit entry with
+`appliance.audit.context.note`.
 """
 
 from __future__ import annotations
 
+import hmac
+import time
 from dataclasses import dataclass
 
 from litestar.enums import ScopeType
+from litestar.exceptions import HTTPException
 from litestar.handlers.base import BaseRouteHandler
 from litestar.handlers.http_handlers import HTTPRouteHandler
-from litestar.types import ASGIApp, Receive, Scope, Send
+from litestar.types import ASGIApp, HTTPScope, Message, Receive, Scope, Send
 
 from appliance.api.problems import ApiError
-from appliance.auth.permissions import Permission, declared_permission, is_public
+from appliance.audit.context import AUDIT_STATE_KEY, AuditNote, outcome_of
+from appliance.audit.log import AuditLog
+from appliance.auth.permissions import (
+    ACTION_KEY,
+    BEFORE_PASSWORD_CHANGE_KEY,
+    Permission,
+    declared_permission,
+    is_public,
+)
+from appliance.auth.principal import Authenticator, Principal, unauthorized
+from appliance.auth.throttle import RateLimiter, retry_after_header
 
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+RATE_LIMIT_AUDIT_INTERVAL = 60.0
 
 
 @dataclass(frozen=True)
@@ -32,36 +54,137 @@ class RoutePolicy:
 
     public: bool
     permission: Permission | None
+    action: str | None
+    before_password_change: bool
     takes_json_body: bool
 
 
 def policy_for(handler: BaseRouteHandler) -> RoutePolicy:
     takes_body = isinstance(handler, HTTPRouteHandler) and "data" in handler.parsed_fn_signature.parameters
-    return RoutePolicy(is_public(handler), declared_permission(handler), takes_body)
+    action = handler.opt.get(ACTION_KEY)
+    return RoutePolicy(
+        public=is_public(handler),
+        permission=declared_permission(handler),
+        action=action if isinstance(action, str) else None,
+        before_password_change=handler.opt.get(BEFORE_PASSWORD_CHANGE_KEY) is True,
+        takes_json_body=takes_body,
+    )
 
 
-def _media_type(scope: Scope) -> str:
-    for name, value in scope["headers"]:
-        if name == b"content-type":
-            return value.split(b";", 1)[0].strip().lower().decode("latin-1")
-    return ""
+def _header(scope: Scope, name: bytes) -> bytes:
+    for key, value in scope["headers"]:
+        if key == name:
+            return bytes(value)
+    return b""
+
+
+def source_of(scope: Scope) -> str:
+    client = scope.get("client")
+    return str(client[0]) if client else "unknown"
+
+
+class AccessGate:
+    """The collaborators the gate needs; one instance per app."""
+
+    def __init__(self, authenticator: Authenticator, limiter: RateLimiter, audit: AuditLog) -> None:
+        self.authenticator = authenticator
+        self.limiter = limiter
+        self.audit = audit
+        self.policies: dict[int, RoutePolicy] = {}
+        self._rate_limit_audited: dict[str, float] = {}
+
+    def policy(self, handler: BaseRouteHandler) -> RoutePolicy:
+        policy = self.policies.get(id(handler))
+        if policy is None:
+            policy = self.policies[id(handler)] = policy_for(handler)
+        return policy
+
+    def admit(self, scope: HTTPScope, policy: RoutePolicy) -> Principal:
+        """The principal allowed to make this request, or an ApiError saying why not."""
+        if policy.permission is None:
+            raise ApiError(403, "this route declares no permission and is denied by default")
+        principal = self.authenticator.authenticate(scope)
+        if principal is None:
+            raise unauthorized("log in or send an API token")
+        scope["user"] = principal
+        if principal.must_change_password and not policy.before_password_change:
+            raise ApiError(403, "change your password first (POST /api/v1/users/{name}/password)")
+        method = scope["method"]
+        if principal.session is not None and method in UNSAFE_METHODS:
+            sent = _header(scope, b"x-csrf-token")
+            if not sent or not hmac.compare_digest(sent, principal.session.csrf_token.encode()):
+                raise ApiError(403, "missing or wrong X-CSRF-Token header")
+        wait = self.limiter.take(principal.name)
+        if wait > 0:
+            self._audit_rate_limit(scope, principal)
+            raise ApiError(429, "too many requests", headers=retry_after_header(wait))
+        if not principal.can(policy.permission):
+            raise ApiError(403, f"role {principal.role} lacks permission {policy.permission}")
+        return principal
+
+    def _audit_rate_limit(self, scope: HTTPScope, principal: Principal) -> None:
+        now = time.monotonic()
+        if now - self._rate_limit_audited.get(principal.name, -RATE_LIMIT_AUDIT_INTERVAL) < RATE_LIMIT_AUDIT_INTERVAL:
+            return
+        self._rate_limit_audited[principal.name] = now
+        self.audit.append(
+            user=principal.name,
+            source=source_of(scope),
+            action="auth.rate_limited",
+            target=scope["path"],
+            outcome="throttled",
+            detail=f"over {self.limiter.rate:g} requests/s",
+        )
 
 
 class AccessMiddleware:
-    """ASGI middleware applying each route's `RoutePolicy`."""
+    """ASGI middleware applying the `AccessGate` to every HTTP request."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, gate: AccessGate) -> None:
         self._app = app
-        self._policies: dict[int, RoutePolicy] = {}
+        self._gate = gate
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == ScopeType.HTTP:
-            handler = scope["route_handler"]
-            policy = self._policies.get(id(handler))
-            if policy is None:
-                policy = self._policies[id(handler)] = policy_for(handler)
-            if not policy.public and policy.permission is None:
-                raise ApiError(403, "this route declares no permission and is denied by default")
-            if policy.takes_json_body and scope["method"] in _BODY_METHODS and _media_type(scope) != "application/json":
+        if scope["type"] != ScopeType.HTTP:
+            await self._app(scope, receive, send)
+            return
+        policy = self._gate.policy(scope["route_handler"])
+        if policy.takes_json_body and scope["method"] in _BODY_METHODS:
+            media_type = _header(scope, b"content-type").split(b";", 1)[0].strip().lower()
+            if media_type != b"application/json":
                 raise ApiError(415, "send the body as application/json")
-        await self._app(scope, receive, send)
+        if policy.public:
+            await self._app(scope, receive, send)
+            return
+        audited = scope["method"] in UNSAFE_METHODS or policy.action is not None
+        if not audited:
+            self._gate.admit(scope, policy)
+            await self._app(scope, receive, send)
+            return
+        note = AuditNote()
+        scope.setdefault("state", {})[AUDIT_STATE_KEY] = note
+        status = 500
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            self._gate.admit(scope, policy)
+            await self._app(scope, receive, send_wrapper)
+        except HTTPException as exc:
+            status = exc.status_code
+            raise
+        finally:
+            # Set by `admit` as soon as the caller is known, also when a later check refuses them.
+            principal = scope.get("user")
+            self._gate.audit.append(
+                user=principal.name if isinstance(principal, Principal) else "-",
+                source=source_of(scope),
+                action=policy.action or f"{scope['method'].lower()} {scope['path_template']}",
+                target=note.target or scope["path"],
+                outcome=outcome_of(status),
+                detail=note.detail,
+            )

@@ -1,8 +1,10 @@
-"""The permissions routes declare.
+"""Roles, the permissions they hold, and how routes declare what they need.
 
-Every route states the permission it needs in its `opt` (`opt=requires(Permission.NODE_READ)`)
-or that it is public (`opt=PUBLIC`). `appliance.auth.access` denies any route that declares
-neither, so forgetting a declaration fails closed.
+The four roles are the seed's table: admin (everything, including users and roles),
+operator (cluster operations, no user or role changes), viewer (read-only dashboards) and
+developer (Kubernetes workloads). Every route states the permission it needs in its `opt`
+(`opt=requires(Permission.NODE_READ)`) or that it is public (`opt=PUBLIC`); the access gate
+denies any route that declares neither, so a forgotten declaration fails closed.
 """
 
 from __future__ import annotations
@@ -15,23 +17,73 @@ from litestar.handlers.http_handlers import HTTPRouteHandler
 
 PERMISSION_KEY = "permission"
 PUBLIC_KEY = "public"
+ACTION_KEY = "action"
+BEFORE_PASSWORD_CHANGE_KEY = "before_password_change"  # noqa: S105 - an opt key
 
 
 class Permission(StrEnum):
     """Actions a route can require, named `<resource>:<verb>`."""
 
+    SELF = "self:manage"  # one's own password, sessions and API tokens
     NODE_READ = "node:read"
     NODE_WRITE = "node:write"
     METRICS_READ = "metrics:read"
     API_DOCS_READ = "apidocs:read"
+    AUDIT_READ = "audit:read"
+    USERS_MANAGE = "users:manage"
+    TOKENS_MANAGE = "tokens:manage"  # other users' API tokens
 
 
-def requires(permission: Permission) -> dict[str, Any]:
-    """The `opt` a route handler passes to declare the permission it needs."""
-    return {PERMISSION_KEY: permission}
+class Role(StrEnum):
+    ADMIN = "admin"
+    OPERATOR = "operator"
+    VIEWER = "viewer"
+    DEVELOPER = "developer"
+
+
+ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
+    Role.ADMIN: frozenset(Permission),
+    Role.OPERATOR: frozenset(
+        {
+            Permission.SELF,
+            Permission.NODE_READ,
+            Permission.NODE_WRITE,
+            Permission.METRICS_READ,
+            Permission.API_DOCS_READ,
+            Permission.AUDIT_READ,
+        }
+    ),
+    Role.VIEWER: frozenset({Permission.SELF, Permission.NODE_READ, Permission.METRICS_READ, Permission.API_DOCS_READ}),
+    Role.DEVELOPER: frozenset({Permission.SELF, Permission.NODE_READ, Permission.API_DOCS_READ}),
+}
+
+
+def role_within(role: Role, holder: Role) -> bool:
+    """True when `role` grants nothing that `holder` lacks (a token may not outrank its owner)."""
+    return ROLE_PERMISSIONS[role] <= ROLE_PERMISSIONS[holder]
+
+
+def requires(
+    permission: Permission, *, action: str | None = None, before_password_change: bool = False
+) -> dict[str, Any]:
+    """The `opt` a route handler passes: the permission it needs and the audit action it records.
+
+    `before_password_change` lets a user whose password must be changed still call the route.
+    """
+    opt: dict[str, Any] = {PERMISSION_KEY: permission}
+    if action is not None:
+        opt[ACTION_KEY] = action
+    if before_password_change:
+        opt[BEFORE_PASSWORD_CHANGE_KEY] = True
+    return opt
 
 
 PUBLIC: dict[str, Any] = {PUBLIC_KEY: True}
+
+
+def public(*, action: str) -> dict[str, Any]:
+    """`opt` of a public route that still records an audit action (login)."""
+    return {PUBLIC_KEY: True, ACTION_KEY: action}
 
 
 def declared_permission(handler: BaseRouteHandler) -> Permission | None:

@@ -7,21 +7,58 @@ a change is a new entry. `PRAGMA user_version` holds the version a database is a
 from __future__ import annotations
 
 MIGRATIONS: tuple[str, ...] = (
-    # 1: node identity and local accounts.
+    # 1: node identity.
     """
     CREATE TABLE node_meta (
         key   TEXT PRIMARY KEY,
         value TEXT NOT NULL
     ) STRICT;
-    CREATE TABLE users (
-        name                  TEXT PRIMARY KEY,
-        role                  TEXT NOT NULL,
-        password_hash         TEXT NOT NULL,
-        enabled               INTEGER NOT NULL DEFAULT 1,
-        must_change_password  INTEGER NOT NULL DEFAULT 0,
-        created_at            REAL NOT NULL,
-        updated_at            REAL NOT NULL
+    """,
+    # 2: the cluster configuration map, this node's sessions and token use, the audit chain.
+    """
+    CREATE TABLE config (
+        kind     TEXT NOT NULL,
+        key      TEXT NOT NULL,
+        value    BLOB NOT NULL,
+        version  TEXT NOT NULL,
+        deleted  INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (kind, key)
     ) STRICT;
+    CREATE TABLE sessions (
+        id           TEXT PRIMARY KEY,
+        secret_hash  TEXT NOT NULL UNIQUE,
+        user         TEXT NOT NULL,
+        csrf_token   TEXT NOT NULL,
+        created_at   REAL NOT NULL,
+        last_seen    REAL NOT NULL,
+        source       TEXT NOT NULL,
+        user_agent   TEXT NOT NULL
+    ) STRICT;
+    CREATE INDEX sessions_user ON sessions (user);
+    CREATE TABLE token_use (
+        token_id   TEXT PRIMARY KEY,
+        last_used  REAL NOT NULL
+    ) STRICT;
+    CREATE TABLE audit (
+        seq        INTEGER PRIMARY KEY,
+        ts         REAL NOT NULL,
+        node       TEXT NOT NULL,
+        user       TEXT NOT NULL,
+        source     TEXT NOT NULL,
+        action     TEXT NOT NULL,
+        target     TEXT NOT NULL,
+        outcome    TEXT NOT NULL,
+        detail     TEXT NOT NULL,
+        prev_hash  TEXT NOT NULL,
+        hash       TEXT NOT NULL
+    ) STRICT;
+    CREATE INDEX audit_user ON audit (user, seq);
+    CREATE INDEX audit_action ON audit (action, seq);
+    CREATE INDEX audit_ts ON audit (ts);
+    CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
+    BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+    CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
+    BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
     """,
 )
 

@@ -21,7 +21,7 @@ def test_first_start_initialises_serves_and_stops_cleanly(tmp_path: Path) -> Non
     data = tmp_path / "node"
     with NodeProcess(data) as node:
         node.wait_ready()
-        with node.client() as client:
+        with node.admin_client() as client:
             info = client.get("/api/v1/node").json()
             ready = client.get("/readyz").json()
             metrics = client.get("/metrics").text
@@ -51,14 +51,14 @@ def test_restart_reuses_identity_and_keeps_settings(tmp_path: Path) -> None:
     data = tmp_path / "node"
     with NodeProcess(data) as node:
         node.wait_ready()
-        with node.client() as client:
+        with node.admin_client() as client:
             first = client.get("/api/v1/node").json()
             assert client.put("/api/v1/node", json={"labels": {"rack": "r9"}}).status_code == 200
     ca_before = (data / "pki" / "ca.crt").read_bytes()
     password_before = (data / "initial-admin-password").read_bytes()
     with NodeProcess(data) as node:
         node.wait_ready()
-        with node.client() as client:
+        with node.admin_client() as client:
             second = client.get("/api/v1/node").json()
         assert "initial admin password" not in node.stdout().split("initial admin password", 1)[-1]
     assert (second["node_id"], second["cluster_id"]) == (first["node_id"], first["cluster_id"])

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from litestar.testing import TestClient
 
 from appliance.app import Appliance, create_app
 from appliance.bootstrap import OpenedNode, open_node
 from appliance.node.types import Cpu, Disk, InterfaceAddress, Memory
-from appliance.settings import ServeSettings, parse_host_port
+from appliance.settings import AuthSettings, ServeSettings, parse_host_port
+
+# Session cookies are Secure: the test client must speak "https" for the browser rules to apply.
+BASE = "https://testserver.local"
 
 HOST_ADDRESSES = [
     InterfaceAddress(interface="lo", family="inet", address="127.0.0.1", prefix_len=8, scope="host"),
@@ -61,12 +66,54 @@ def node(tmp_path: Path) -> Iterator[OpenedNode]:
     opened.close()
 
 
+class FakeClock:
+    """Wall and monotonic time that tests move by hand."""
+
+    def __init__(self, start: float = 1_800_000_000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
 @pytest.fixture
-def appliance(node: OpenedNode) -> Appliance:
-    return create_app(node, host=FakeHost())
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def appliance(node: OpenedNode, clock: FakeClock) -> Appliance:
+    return create_app(node, host=FakeHost(), auth=AuthSettings(rate_limit=0), clock=clock, monotonic=clock)
+
+
+def admin_token(appliance: Appliance) -> str:
+    """A fresh admin API token (made through the service, as a test shortcut past login)."""
+    _, secret = appliance.accounts.create_token(owner="admin", name="tests", role=None, expires_at=None)
+    return secret
+
+
+@pytest.fixture
+def anonymous(appliance: Appliance) -> Iterator[TestClient[Any]]:
+    """A client with no credentials."""
+    with TestClient(appliance.asgi, base_url=BASE) as test_client:
+        yield test_client
 
 
 @pytest.fixture
 def client(appliance: Appliance) -> Iterator[TestClient[Any]]:
-    with TestClient(appliance.asgi) as test_client:
+    """A client authenticated as the bootstrap admin with an API token."""
+    with TestClient(appliance.asgi, base_url=BASE) as test_client:
+        test_client.headers["Authorization"] = f"Bearer {admin_token(appliance)}"
         yield test_client
+
+
+@contextlib.contextmanager
+def another_browser(client: TestClient[Any]) -> Iterator[httpx.Client]:
+    """A second client with its own cookies on the same running app (one lifespan for both).
+
+    It borrows the test client's transport, so it is neither entered nor closed itself.
+    """
+    yield httpx.Client(transport=client._transport, base_url=BASE)

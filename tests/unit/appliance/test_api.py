@@ -14,7 +14,7 @@ from litestar.testing import TestClient
 from appliance.app import MAX_BODY_BYTES, Appliance
 from appliance.auth.permissions import declared_permission, is_public
 from appliance.node.types import Memory
-from tests.unit.appliance.conftest import FakeHost
+from tests.unit.appliance.conftest import FakeHost, admin_token
 
 PROBLEM = "application/problem+json"
 
@@ -120,7 +120,7 @@ def test_unexpected_error_is_a_bare_500(appliance: Appliance) -> None:
     appliance.node_service._host.memory = explode  # type: ignore[method-assign]
     appliance.node_service._snapshot = None
     with TestClient(appliance.asgi, raise_server_exceptions=False) as quiet:
-        response = quiet.get("/api/v1/node")
+        response = quiet.get("/api/v1/node", headers={"Authorization": f"Bearer {admin_token(appliance)}"})
     body = _assert_problem(response, 500)
     assert "secret internals" not in response.text
     assert body["detail"] == "internal error; see the node's log"
@@ -160,7 +160,7 @@ def test_every_route_declares_a_permission_or_is_public(appliance: Appliance) ->
                 public.add(route.path)
                 continue
             assert declared_permission(handler) is not None, f"{route.path} declares no permission"
-    assert public == {"/healthz", "/readyz"}
+    assert public == {"/healthz", "/readyz", "/api/v1/auth/login"}
 
 
 json_values = st.recursive(

@@ -10,9 +10,11 @@ import os
 import stat
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from appliance.auth.passwords import verify_password
+from appliance.auth.types import UserRecord
 from appliance.bootstrap import certificate_addresses, open_node
 from appliance.errors import StartupError
 from appliance.identity import pki
@@ -40,13 +42,12 @@ def test_first_start_creates_private_identity_db_and_admin(tmp_path: Path) -> No
             assert stat.S_IMODE((data / secret).stat().st_mode) == 0o600, secret
         password = (data / "initial-admin-password").read_text().strip()
         assert password == node.initial_admin_password
-        row = node.db.conn.execute(
-            "SELECT role, password_hash, must_change_password FROM users WHERE name = 'admin'"
-        ).fetchone()
-        assert row[0] == "admin"
-        assert row[2] == 1
-        assert password not in row[1]
-        assert verify_password(row[1], password)
+        raw = node.db.conn.execute("SELECT value FROM config WHERE kind = 'user' AND key = 'admin'").fetchone()[0]
+        admin = msgspec.json.decode(raw, type=UserRecord)
+        assert admin.role == "admin"
+        assert admin.must_change_password
+        assert password not in raw.decode()
+        assert verify_password(admin.password_hash, password)
         assert not (data / ".initialising").exists()
     finally:
         node.close()

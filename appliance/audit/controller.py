@@ -1,0 +1,103 @@
+"""`/api/v1/audit`: read the audit log with filters and pages, or export it as CSV or JSON."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+import msgspec
+from litestar import Request, Response, Router, get
+from litestar.params import FromQuery, Parameter
+from litestar.response import Stream
+
+from appliance.audit.chain import AuditEntry
+from appliance.audit.context import note
+from appliance.audit.log import AuditLog, AuditQuery
+from appliance.auth.permissions import Permission, requires
+
+MAX_PAGE = 1000
+_FIELDS = list(AuditEntry.__struct_fields__)
+
+
+class AuditPage(msgspec.Struct, frozen=True, kw_only=True):
+    """One page of entries; pass `next_after` as `after` for the next page (null: no more)."""
+
+    entries: list[AuditEntry]
+    next_after: int | None
+
+
+def _query(
+    user: str | None, action: str | None, since: datetime | None, until: datetime | None, after: int
+) -> AuditQuery:
+    return AuditQuery(
+        user=user,
+        action=action,
+        since=since.timestamp() if since else None,
+        until=until.timestamp() if until else None,
+        after_seq=after,
+    )
+
+
+def _csv_lines(entries: Iterator[AuditEntry]) -> Iterator[bytes]:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(_FIELDS)
+    for entry in entries:
+        writer.writerow([getattr(entry, f) for f in _FIELDS])
+        yield buffer.getvalue().encode()
+        buffer.seek(0)
+        buffer.truncate()
+    yield buffer.getvalue().encode()
+
+
+def _json_lines(entries: Iterator[AuditEntry]) -> Iterator[bytes]:
+    yield b"["
+    first = True
+    for entry in entries:
+        yield (b"" if first else b",\n") + msgspec.json.encode(entry)
+        first = False
+    yield b"]\n"
+
+
+def audit_routes(log: AuditLog) -> Router:
+    @get("/", opt=requires(Permission.AUDIT_READ), summary="Audit entries, oldest first, filtered and paged")
+    async def list_entries(
+        *,
+        user: FromQuery[str | None] = None,
+        action: Annotated[str | None, Parameter(description="exact, or a prefix ending in . or *")] = None,
+        since: FromQuery[datetime | None] = None,
+        until: FromQuery[datetime | None] = None,
+        after: Annotated[int, Parameter(ge=0, description="return entries after this seq")] = 0,
+        limit: Annotated[int, Parameter(ge=1, le=MAX_PAGE)] = 100,
+    ) -> AuditPage:
+        entries = log.query(_query(user, action, since, until, after), limit)
+        return AuditPage(entries=entries, next_after=entries[-1].seq if len(entries) == limit else None)
+
+    @get(
+        "/export",
+        opt=requires(Permission.AUDIT_READ, action="audit.export"),
+        summary="Every matching entry as CSV or JSON (a download)",
+    )
+    async def export(
+        request: Request[Any, Any, Any],
+        *,
+        format: FromQuery[Literal["csv", "json"]] = "csv",
+        user: FromQuery[str | None] = None,
+        action: FromQuery[str | None] = None,
+        since: FromQuery[datetime | None] = None,
+        until: FromQuery[datetime | None] = None,
+    ) -> Response[Any]:
+        note(request, target="audit log", detail=f"format {format}")
+        entries = log.export(_query(user, action, since, until, 0))
+        lines = _csv_lines(entries) if format == "csv" else _json_lines(entries)
+        media_type = "text/csv; charset=utf-8" if format == "csv" else "application/json"
+        return Stream(
+            lines,
+            media_type=media_type,
+            headers={"Content-Disposition": f'attachment; filename="debvisor-audit.{format}"'},
+        )
+
+    return Router("/api/v1/audit", route_handlers=[list_entries, export], tags=["audit"])

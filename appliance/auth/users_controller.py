@@ -1,0 +1,120 @@
+"""`/api/v1/users`: local accounts (admin only), and changing a password (anyone, their own)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from litestar import Request, Response, Router, delete, get, patch, post
+from litestar.params import FromPath, JSONBody
+
+from appliance.api.problems import ApiError
+from appliance.audit.context import note
+from appliance.auth.accounts import AccountService
+from appliance.auth.controller import created_body, session_cookie
+from appliance.auth.permissions import Permission, requires
+from appliance.auth.principal import Principal
+from appliance.auth.sessions import SessionStore
+from appliance.auth.types import PasswordChange, SessionCreated, User, UserPatch, UserRecord, UsersPost
+
+
+class PasswordChanged(msgspec.Struct, frozen=True, kw_only=True):
+    """`session` is the caller's new session when they changed their own password in a browser."""
+
+    user: str
+    sessions_ended: int
+    session: SessionCreated | None = None
+
+
+def to_user(record: UserRecord) -> User:
+    return User(
+        name=record.name,
+        role=record.role,
+        enabled=record.enabled,
+        must_change_password=record.must_change_password,
+        created_at=record.created_at,
+        updated_at=record.updated_at,
+    )
+
+
+def users_routes(accounts: AccountService, sessions: SessionStore) -> Router:
+    def existing(name: str) -> UserRecord:
+        record = accounts.user(name)
+        if record is None:
+            raise ApiError(404, f"no user {name!r}")
+        return record
+
+    @get("/", opt=requires(Permission.USERS_MANAGE), summary="List users")
+    async def list_users() -> list[User]:
+        return [to_user(u) for u in accounts.users()]
+
+    @post("/", opt=requires(Permission.USERS_MANAGE, action="user.create"), summary="Create a user")
+    async def create_user(request: Request[Principal, Any, Any], data: JSONBody[UsersPost]) -> User:
+        note(request, target=data.name, detail=f"role {data.role}")
+        return to_user(accounts.create_user(data.name, data.role, data.password, enabled=data.enabled))
+
+    @get("/{name:str}", opt=requires(Permission.USERS_MANAGE), summary="One user")
+    async def get_user(name: FromPath[str]) -> User:
+        return to_user(existing(name))
+
+    @patch("/{name:str}", opt=requires(Permission.USERS_MANAGE, action="user.update"), summary="Change role or enable")
+    async def update_user(
+        request: Request[Principal, Any, Any], name: FromPath[str], data: JSONBody[UserPatch]
+    ) -> User:
+        changes = ", ".join(f"{k} {v}" for k, v in msgspec.structs.asdict(data).items() if v is not None)
+        note(request, target=name, detail=changes)
+        record = accounts.update_user(name, role=data.role, enabled=data.enabled)
+        if not record.enabled:
+            sessions.revoke_user(name)
+        return to_user(record)
+
+    @delete(
+        "/{name:str}",
+        opt=requires(Permission.USERS_MANAGE, action="user.delete"),
+        summary="Delete a user, their tokens and sessions",
+        status_code=204,
+    )
+    async def delete_user(request: Request[Principal, Any, Any], name: FromPath[str]) -> None:
+        note(request, target=name)
+        if name == request.user.name:
+            raise ApiError(409, "you cannot delete yourself")
+        accounts.delete_user(name)
+        sessions.revoke_user(name)
+
+    @post(
+        "/{name:str}/password",
+        opt=requires(Permission.SELF, action="user.password", before_password_change=True),
+        summary="Change a password (one's own with the current one; anyone's as admin)",
+        status_code=200,
+    )
+    async def change_password(
+        request: Request[Principal, Any, Any], name: FromPath[str], data: JSONBody[PasswordChange]
+    ) -> Response[PasswordChanged]:
+        principal = request.user
+        note(request, target=name)
+        own = name == principal.name
+        if not own and not principal.can(Permission.USERS_MANAGE):
+            raise ApiError(403, "only an admin may set another user's password")
+        existing(name)
+        if own:
+            if data.current_password is None:
+                raise ApiError(422, "give current_password to change your own password")
+            if await accounts.check_password(name, data.current_password) is None:
+                raise ApiError(403, "current_password is wrong")
+            if data.current_password == data.new_password:
+                raise ApiError(422, "the new password must differ from the current one")
+        record = accounts.set_password(name, data.new_password, must_change=not own)
+        ended = sessions.revoke_user(name)
+        if own and principal.session is not None:
+            session, secret = sessions.create(
+                name, source=principal.session.source, user_agent=principal.session.user_agent
+            )
+            body = PasswordChanged(user=name, sessions_ended=ended, session=created_body(sessions, session, record))
+            return Response(body, cookies=[session_cookie(secret, int(sessions.lifetime))])
+        return Response(PasswordChanged(user=name, sessions_ended=ended))
+
+    return Router(
+        "/api/v1/users",
+        route_handlers=[list_users, create_user, get_user, update_user, delete_user, change_password],
+        tags=["users"],
+    )

@@ -1,0 +1,186 @@
+"""Local administration commands: `debvisor user ...` and `debvisor audit verify`.
+
+They work on the data directory directly, as root on the node's console, for recovery when
+nobody can log in. Each change is written to the audit log as user `root` from source
+`console`. Passwords are read from the terminal (twice) or, with `--password-stdin`, from the
+first line of standard input; they never appear on the command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from appliance.api.problems import ApiError
+from appliance.audit.log import AuditLog
+from appliance.auth.accounts import AccountService
+from appliance.auth.permissions import Role
+from appliance.bootstrap import LocalState, open_local_state
+from appliance.cluster.hlc import HybridClock
+from appliance.datadir import default_data_dir
+from appliance.store.config import ConfigStore
+
+CONSOLE_USER = "root"
+CONSOLE_SOURCE = "console"
+
+
+class CommandError(Exception):
+    """A local command failed for a reason the operator can act on (one line)."""
+
+
+def add_admin_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register `user` and `audit` on the top-level parser's subcommands."""
+    data_dir = argparse.ArgumentParser(add_help=False)
+    data_dir.add_argument(
+        "--data-dir", type=Path, default=None, metavar="DIR", help="the node's data dir (default as for serve)"
+    )
+
+    user = commands.add_parser(
+        "user",
+        help="manage local accounts directly on this node (recovery; as root)",
+        description="Manage accounts in this node's database without the API, e.g. when nobody can log in.",
+    )
+    user_commands = user.add_subparsers(dest="user_command", metavar="ACTION", required=True)
+    add = user_commands.add_parser("add", parents=[data_dir], help="create a user")
+    add.add_argument("name")
+    add.add_argument("--role", required=True, choices=[r.value for r in Role])
+    add.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    add.set_defaults(func=_user_add)
+    listing = user_commands.add_parser("list", parents=[data_dir], help="list users")
+    listing.set_defaults(func=_user_list)
+    passwd = user_commands.add_parser("passwd", parents=[data_dir], help="set a user's password")
+    passwd.add_argument("name")
+    passwd.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    passwd.add_argument("--temporary", action="store_true", help="the user must change it at next login (default: no)")
+    passwd.set_defaults(func=_user_passwd)
+    delete = user_commands.add_parser("del", parents=[data_dir], help="delete a user and their API tokens")
+    delete.add_argument("name")
+    delete.set_defaults(func=_user_del)
+
+    audit = commands.add_parser("audit", help="check the audit log", description="Work with this node's audit log.")
+    audit_commands = audit.add_subparsers(dest="audit_command", metavar="ACTION", required=True)
+    verify = audit_commands.add_parser(
+        "verify",
+        parents=[data_dir],
+        help="check the hash chain; exit 1 naming the first bad entry",
+        description="Exit 0 if the audit chain is intact; else print the first bad entry and exit 1.",
+    )
+    verify.set_defaults(func=_audit_verify)
+
+
+def _open(args: argparse.Namespace) -> LocalState:
+    return open_local_state(args.data_dir or default_data_dir())
+
+
+def _services(state: LocalState) -> tuple[AccountService, AuditLog]:
+    return AccountService(ConfigStore(state.db, HybridClock(state.node_id))), AuditLog(state.db, state.name)
+
+
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        line = sys.stdin.readline()
+        if not line:
+            raise CommandError("no password on standard input")
+        return line.rstrip("\n")
+    if not sys.stdin.isatty():
+        raise CommandError("no terminal to ask for a password; use --password-stdin")
+    first = getpass.getpass("New password: ")
+    if first != getpass.getpass("Repeat it: "):
+        raise CommandError("the passwords differ")
+    return first
+
+
+def _apply(audit: AuditLog, action: str, target: str, detail: str, change: Callable[[], object]) -> None:
+    """Make a change and record its outcome in the audit log; a refused change is a CommandError."""
+    try:
+        change()
+    except ApiError as exc:
+        audit.append(
+            user=CONSOLE_USER, source=CONSOLE_SOURCE, action=action, target=target, outcome="failed", detail=exc.detail
+        )
+        raise CommandError(exc.detail) from exc
+    audit.append(
+        user=CONSOLE_USER, source=CONSOLE_SOURCE, action=action, target=target, outcome="success", detail=detail
+    )
+
+
+def _user_add(args: argparse.Namespace) -> int:
+    state = _open(args)
+    try:
+        accounts, audit = _services(state)
+        password = _read_password(args.password_stdin)
+        _apply(
+            audit,
+            "user.create",
+            args.name,
+            f"role {args.role}",
+            lambda: accounts.create_user(args.name, Role(args.role), password),
+        )
+        print(f"created user {args.name} ({args.role})")
+    finally:
+        state.close()
+    return 0
+
+
+def _user_list(args: argparse.Namespace) -> int:
+    state = _open(args)
+    try:
+        accounts, _ = _services(state)
+        print(f"{'NAME':<24} {'ROLE':<10} {'ENABLED':<8} CHANGE-PASSWORD")
+        for user in accounts.users():
+            print(f"{user.name:<24} {user.role:<10} {'yes' if user.enabled else 'no':<8} "
+                  f"{'required' if user.must_change_password else '-'}")  # fmt: skip
+    finally:
+        state.close()
+    return 0
+
+
+def _user_passwd(args: argparse.Namespace) -> int:
+    state = _open(args)
+    try:
+        accounts, audit = _services(state)
+        if accounts.user(args.name) is None:
+            raise CommandError(f"no user {args.name!r}")
+        password = _read_password(args.password_stdin)
+        detail = "temporary" if args.temporary else ""
+        _apply(
+            audit,
+            "user.password",
+            args.name,
+            detail,
+            lambda: accounts.set_password(args.name, password, must_change=args.temporary),
+        )
+        print(f"password of {args.name} set; their sessions have ended")
+    finally:
+        state.close()
+    return 0
+
+
+def _user_del(args: argparse.Namespace) -> int:
+    state = _open(args)
+    try:
+        accounts, audit = _services(state)
+        _apply(audit, "user.delete", args.name, "", lambda: accounts.delete_user(args.name))
+        print(f"deleted user {args.name}")
+    finally:
+        state.close()
+    return 0
+
+
+def _audit_verify(args: argparse.Namespace) -> int:
+    state = _open(args)
+    try:
+        started = time.monotonic()
+        verdict = AuditLog(state.db, state.name).verify()
+    finally:
+        state.close()
+    if verdict.bad_seq is not None:
+        print(f"audit chain broken at entry {verdict.bad_seq}: {verdict.reason}", file=sys.stderr)
+        return 1
+    took = time.monotonic() - started
+    print(f"audit chain intact: {verdict.entries} entries, head {verdict.head[:16]} ({took:.2f} s)")
+    return 0

@@ -1,0 +1,1 @@
+"""Cluster-wide machinery: clocks, membership and replicated state."""

@@ -1,0 +1,83 @@
+"""The cluster configuration map as stored on this node: (kind, key) -> versioned value.
+
+Users, roles, API tokens and revocations live here (and networks and more in later issues).
+Every write carries a hybrid-logical-clock version and a delete leaves a tombstone, which is
+what lets the cluster-state issue merge these maps between nodes last-writer-wins. Values are
+opaque bytes (msgspec-encoded Structs) to this layer.
+
+`changed()` tells a cache whether any *other* connection (the `debvisor user` command, or
+replication) committed since it last looked, using SQLite's `data_version`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from appliance.cluster.hlc import HybridClock
+from appliance.store.database import Database
+
+
+class ConfigStore:
+    """Reads and writes of the configuration map in this node's database."""
+
+    def __init__(self, db: Database, clock: HybridClock) -> None:
+        self._db = db
+        self._clock = clock
+        self._seen_version = self._data_version()
+        self._listeners: list[Callable[[str, str], None]] = []
+
+    def get(self, kind: str, key: str) -> bytes | None:
+        row = self._db.conn.execute(
+            "SELECT value FROM config WHERE kind = ? AND key = ? AND deleted = 0", (kind, key)
+        ).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def items(self, kind: str) -> list[tuple[str, bytes]]:
+        rows = self._db.conn.execute(
+            "SELECT key, value FROM config WHERE kind = ? AND deleted = 0 ORDER BY key", (kind,)
+        ).fetchall()
+        return [(str(key), bytes(value)) for key, value in rows]
+
+    def put(self, kind: str, key: str, value: bytes) -> str:
+        """Write a value; returns its version."""
+        version = self._clock.now().encode()
+        with self._db.transaction() as conn:
+            conn.execute(
+                "INSERT INTO config (kind, key, value, version, deleted) VALUES (?, ?, ?, ?, 0)"
+                " ON CONFLICT (kind, key) DO UPDATE SET value = excluded.value, version = excluded.version,"
+                " deleted = 0",
+                (kind, key, value, version),
+            )
+        self._notify(kind, key)
+        return version
+
+    def delete(self, kind: str, key: str) -> bool:
+        """Replace a live value by a tombstone; False if there was none."""
+        version = self._clock.now().encode()
+        with self._db.transaction() as conn:
+            cursor = conn.execute(
+                "UPDATE config SET value = x'', version = ?, deleted = 1 WHERE kind = ? AND key = ? AND deleted = 0",
+                (version, kind, key),
+            )
+        if cursor.rowcount:
+            self._notify(kind, key)
+        return cursor.rowcount > 0
+
+    def on_change(self, listener: Callable[[str, str], None]) -> None:
+        """Call `listener(kind, key)` after each write made through this store."""
+        self._listeners.append(listener)
+
+    def changed(self) -> bool:
+        """True once after another connection committed to the database."""
+        version = self._data_version()
+        if version == self._seen_version:
+            return False
+        self._seen_version = version
+        return True
+
+    def _notify(self, kind: str, key: str) -> None:
+        for listener in self._listeners:
+            listener(kind, key)
+
+    def _data_version(self) -> int:
+        return int(self._db.conn.execute("PRAGMA data_version").fetchone()[0])
