@@ -78,10 +78,15 @@ async def open_loop(
     connections: int,
     ssl_context: ssl.SSLContext,
     headers: dict[str, str] | None = None,
+    method: str = "GET",
+    body: bytes = b"",
 ) -> LoadResult:
     """Send `rate` requests/s for `seconds` over keep-alive TLS connections, open-loop."""
-    extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
-    raw = f"GET {path} HTTP/1.1\r\nHost: {host}\r\n{extra}\r\n".encode()
+    all_headers = dict(headers or {})
+    if body:
+        all_headers |= {"Content-Type": "application/json", "Content-Length": str(len(body))}
+    extra = "".join(f"{k}: {v}\r\n" for k, v in all_headers.items())
+    raw = f"{method} {path} HTTP/1.1\r\nHost: {host}\r\n{extra}\r\n".encode() + body
     queue: asyncio.Queue[float | None] = asyncio.Queue()
     latencies: list[float] = []
     errors = 0

@@ -120,6 +120,7 @@ class AccountService:
 
     async def check_password(self, name: str, password: str) -> UserRecord | None:
         """The user if `password` is theirs and they are enabled; hashing runs off the event loop."""
+        self.refresh_if_changed()
         record = self._users.get(name)
         ok = await asyncio.to_thread(verify_password, record.password_hash if record else _DUMMY_HASH, password)
         if record is None or not ok or not record.enabled:
