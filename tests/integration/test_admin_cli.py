@@ -86,6 +86,12 @@ def test_console_user_commands_act_on_the_running_node(tmp_path: Path) -> None:
         ]
         assert all(e["source"] == "console" for e in entries)
         assert PASSWORD not in str(entries)
+        token = node.admin_token()
+    # Nothing secret reaches the service's own log either.
+    log = node.stderr() + node.stdout()
+    initial = (data / "initial-admin-password").read_text().strip()
+    for secret in (PASSWORD, "a brand new secret", token, initial, initial + "-changed"):
+        assert secret not in log
 
 
 def test_console_commands_refuse_without_a_node(tmp_path: Path) -> None:
