@@ -1,0 +1,116 @@
+"""Gossip wire messages: msgspec tagged-union Structs carried in length-prefixed msgpack frames.
+
+A `Frame` is what one transport write carries: the sender's node name (checked by the
+transport against the sender's certificate) and one or more messages, so that broadcasts
+ride along with probes. Messages are arrays on the wire (compact); new fields are only ever
+appended, with defaults, so older nodes keep decoding newer frames.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+import msgspec
+
+
+class Status(IntEnum):
+    ALIVE = 0
+    SUSPECT = 1
+    DEAD = 2
+    LEFT = 3
+
+
+class MemberState(msgspec.Struct, array_like=True, frozen=True):
+    """One member as exchanged in a full-state sync."""
+
+    name: str
+    addr: str
+    incarnation: int
+    status: Status
+    meta: dict[str, str] = {}
+
+
+class Ping(msgspec.Struct, tag="ping", array_like=True, frozen=True):
+    seq: int
+    target: str  # the name the sender expects to reach: a restarted address answers nothing
+
+
+class PingReq(msgspec.Struct, tag="pingreq", array_like=True, frozen=True):
+    """Ask the receiver to probe `target` and relay the answer."""
+
+    seq: int
+    target: str
+    target_addr: str
+
+
+class Ack(msgspec.Struct, tag="ack", array_like=True, frozen=True):
+    seq: int
+
+
+class Nack(msgspec.Struct, tag="nack", array_like=True, frozen=True):
+    """A relay could not reach the target in time: the requester's own network is fine."""
+
+    seq: int
+
+
+class Alive(msgspec.Struct, tag="alive", array_like=True, frozen=True):
+    node: str
+    incarnation: int
+    addr: str
+    meta: dict[str, str] = {}
+
+
+class Suspect(msgspec.Struct, tag="suspect", array_like=True, frozen=True):
+    node: str
+    incarnation: int
+    accuser: str
+
+
+class Dead(msgspec.Struct, tag="dead", array_like=True, frozen=True):
+    """`node` is dead; when `accuser == node` it left gracefully."""
+
+    node: str
+    incarnation: int
+    accuser: str
+
+
+class Revoke(msgspec.Struct, tag="revoke", array_like=True, frozen=True):
+    """The certificate with this SHA-256 fingerprint is no longer accepted anywhere."""
+
+    fingerprint: str
+    name: str
+
+
+class PushPull(msgspec.Struct, tag="pushpull", array_like=True, frozen=True):
+    """Full state; the receiver merges it and answers with its own unless this is the answer."""
+
+    members: list[MemberState]
+    join: bool = False
+    reply: bool = False
+    revoked: list[Revoke] = []
+
+
+Message = Ping | PingReq | Ack | Nack | Alive | Suspect | Dead | Revoke | PushPull
+
+
+class Frame(msgspec.Struct, array_like=True, frozen=True):
+    sender: str
+    messages: list[Message]
+    addr: str = ""  # the sender's gossip address, so a member we do not know yet can be answered
+
+
+_ENCODER = msgspec.msgpack.Encoder()
+_DECODER = msgspec.msgpack.Decoder(Frame)
+
+
+def encode_frame(frame: Frame) -> bytes:
+    return _ENCODER.encode(frame)
+
+
+def decode_frame(data: bytes) -> Frame:
+    """Decode one frame; raises msgspec.DecodeError (or ValidationError) on anything malformed."""
+    return _DECODER.decode(data)
+
+
+def message_size(message: Message) -> int:
+    return len(_ENCODER.encode(message))

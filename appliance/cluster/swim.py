@@ -1,0 +1,749 @@
+"""SWIM membership with the Lifeguard refinements, as a sans-IO state machine.
+
+This module sends nothing, reads no clock and draws no random number it was not given: the
+driver (the real transport, or the simulator) calls `tick(now)` when `next_deadline()` comes,
+`receive(now, sender, frame)` for every frame that arrives, and `connection_lost(now, name)`
+when a peer's connection breaks; it then drains `take_outbox()` and `take_events()`.
+
+What it implements (SWIM, Das et al. 2002; Lifeguard, Dadgar et al. 2018; memberlist):
+- a probe per interval to the next member of a shuffled round: direct ping, then after the
+  probe timeout indirect pings through `indirect_checks` members, who answer with a nack when
+  they cannot reach the target in time;
+- suspicion with Lifeguard's timeout, which starts at `max` and shrinks towards `min` as
+  independent members confirm it; refutation by incarnation numbers; the suspected member is
+  told at once, so it can refute before the timeout;
+- local health awareness: probe interval and timeout grow while this node misses acks,
+  misses nacks or has to refute suspicions about itself, so a slow node does not accuse
+  healthy ones;
+- dissemination by piggybacking on probes and periodic gossip to `gossip_nodes` members,
+  each broadcast sent at most `retransmit_mult * ceil(log10(n + 1))` times;
+- periodic push-pull full-state sync (also used to join), graceful leave, and rejoin after a
+  restart (a member that hears itself called dead or suspect raises its incarnation);
+- certificate revocations gossiped and exchanged like membership.
+
+A broken connection speeds suspicion (the member is suspected at once) but never declares a
+death on its own: only an expired suspicion does.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, field
+from enum import Enum
+
+from appliance.cluster.messages import (
+    Ack,
+    Alive,
+    Dead,
+    Frame,
+    MemberState,
+    Message,
+    Nack,
+    Ping,
+    PingReq,
+    PushPull,
+    Revoke,
+    Status,
+    Suspect,
+    message_size,
+)
+
+JOIN_RETRY_INTERVAL = 1.0
+INTRODUCE_INTERVAL = 5.0
+
+
+@dataclass(frozen=True)
+class Config:
+    """Timings and fan-outs. `Config()` is DebVisor's edge profile; `Config.lan()` is memberlist's.
+
+    The edge profile probes more often than memberlist's LAN profile and trusts suspicions
+    sooner (min timeout 0.4 s * log10(n), at most 3x that before confirmations): a killed node
+    is dead everywhere in about 0.5 s, a silent one in 2-3 s. That stays free of false deaths
+    at 25% frame loss in the simulator because suspects are reminded every probe interval
+    and answer stale suspicions directly, so a refutation cannot be missed by an unlucky epidemic.
+    """
+
+    probe_interval: float = 0.4
+    probe_timeout: float = 0.25
+    indirect_checks: int = 3
+    gossip_interval: float = 0.2
+    gossip_nodes: int = 3
+    suspicion_mult: float = 1.0
+    suspicion_max_mult: float = 3.0
+    suspicion_confirmations: int = 2
+    retransmit_mult: int = 4
+    push_pull_interval: float = 30.0
+    awareness_max: int = 8
+    reconnect_interval: float = 5.0
+    left_reap_after: float = 60.0
+    dead_reap_after: float = 3600.0
+    max_piggyback_bytes: int = 1400
+    max_gossip_bytes: int = 16 * 1024
+
+    @classmethod
+    def lan(cls) -> Config:
+        """memberlist's DefaultLANConfig timings (probe 1 s / 500 ms, gossip 200 ms to 3, mult 4)."""
+        return cls(
+            probe_interval=1.0,
+            probe_timeout=0.5,
+            suspicion_mult=4.0,
+            suspicion_max_mult=6.0,
+            suspicion_confirmations=2,
+        )
+
+
+@dataclass
+class Member:
+    name: str
+    addr: str
+    incarnation: int
+    status: Status
+    meta: dict[str, str]
+    changed_at: float
+
+    def state(self) -> MemberState:
+        return MemberState(self.name, self.addr, self.incarnation, self.status, self.meta)
+
+
+class EventKind(Enum):
+    JOINED = "joined"
+    UPDATED = "updated"
+    SUSPECT = "suspect"
+    ALIVE = "alive"  # a suspect member refuted
+    DEAD = "dead"
+    LEFT = "left"
+    REAPED = "reaped"
+    REVOKED = "revoked"
+    REFUTED = "refuted"  # this node refuted a suspicion about itself
+
+
+@dataclass(frozen=True)
+class Event:
+    kind: EventKind
+    name: str
+    at: float
+    incarnation: int = 0
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """A frame to send: to a member by name (and address), or to a bare address when joining."""
+
+    name: str | None
+    addr: str
+    frame: Frame
+
+
+@dataclass
+class _Probe:
+    target: str
+    seq: int
+    started: float
+    indirect_at: float
+    ends_at: float
+    acked: bool = False
+    indirect_sent: int = 0
+    expected_nacks: int = 0
+    nacks: int = 0
+
+
+@dataclass
+class _Relay:
+    requester: str
+    requester_seq: int
+    nack_at: float
+    target: str
+
+
+@dataclass
+class _Suspicion:
+    started: float
+    incarnation: int
+    accuser: str
+    confirmers: set[str] = field(default_factory=set)
+    nudged_at: float = 0.0
+
+
+@dataclass
+class _Broadcast:
+    key: str
+    message: Message
+    size: int
+    transmits: int = 0
+
+
+class Swim:
+    """One node's view of the cluster's membership."""
+
+    def __init__(
+        self,
+        name: str,
+        addr: str,
+        *,
+        config: Config,
+        rng: random.Random,
+        now: float,
+        incarnation: int = 0,
+        meta: dict[str, str] | None = None,
+    ) -> None:
+        self.name = name
+        self.addr = addr
+        self.config = config
+        self._rng = rng
+        self.incarnation = incarnation
+        self.meta = dict(meta or {})
+        self.members: dict[str, Member] = {
+            name: Member(name, addr, incarnation, Status.ALIVE, self.meta, now),
+        }
+        self.revoked: dict[str, str] = {}  # fingerprint -> node name
+        self.awareness = 0
+        self.leaving = False
+        self._others: list[Member] | None = None  # other live members, rebuilt after any change
+        self._recently_dead: dict[str, float] = {}
+        self._introduced: dict[str, float] = {}
+        self._seq = 0
+        self._probe_round: list[str] = []
+        self._probe: _Probe | None = None
+        self._relays: dict[int, _Relay] = {}
+        self._suspicions: dict[str, _Suspicion] = {}
+        self._broadcasts: dict[str, _Broadcast] = {}
+        self._broadcast_keys: dict[str, set[str]] = {}  # subject -> keys of its queued broadcasts
+        self._outbox: list[Outgoing] = []
+        self._events: list[Event] = []
+        self._next_probe = now + rng.uniform(0, config.probe_interval)
+        self._next_gossip = now + rng.uniform(0, config.gossip_interval)
+        self._next_push_pull = now + self._push_pull_interval() * rng.uniform(0.5, 1.0)
+        self._next_reap = now + config.left_reap_after
+        self._next_reconnect = now + config.reconnect_interval
+        self._seeds: list[str] = []
+        self._joined = True
+        self._next_join = now
+
+    # -- inputs ---------------------------------------------------------------------------
+
+    def join(self, now: float, seed_addrs: list[str]) -> None:
+        """Join through seeds: a full-state exchange with each, retried until one answers."""
+        self._seeds = [addr for addr in seed_addrs if addr != self.addr]
+        self._joined = not self._seeds
+        self._next_join = now
+        self._retry_join(now)
+
+    def _retry_join(self, now: float) -> None:
+        if self._joined or now < self._next_join:
+            return
+        for addr in self._seeds:
+            self._send_to_addr(addr, [PushPull(self._states(), join=True, revoked=self._revocations())])
+        self._next_join = now + JOIN_RETRY_INTERVAL
+
+    @property
+    def joined(self) -> bool:
+        """True once a seed (or any member) answered; a single node with no seeds is joined."""
+        return self._joined
+
+    def leave(self, now: float) -> None:
+        """Announce a graceful departure; keep ticking until the announcement has spread."""
+        self.leaving = True
+        self.incarnation += 1
+        me = self.members[self.name]
+        me.incarnation, me.status, me.changed_at = self.incarnation, Status.LEFT, now
+        message = Dead(self.name, self.incarnation, self.name)
+        self._queue(self.name, message)
+        for member in self._pick(self.config.gossip_nodes * 2, live_only=True):
+            self._send(member, [message])
+
+    def update_meta(self, now: float, meta: dict[str, str]) -> None:
+        """Change this node's metadata (API address, version, ...) and announce it."""
+        self.meta = dict(meta)
+        self.incarnation += 1
+        me = self.members[self.name]
+        me.meta, me.incarnation, me.changed_at = self.meta, self.incarnation, now
+        self._queue(self.name, Alive(self.name, self.incarnation, self.addr, self.meta))
+
+    def revoke(self, now: float, fingerprint: str, name: str) -> None:
+        """Revoke a certificate cluster-wide (and declare its node dead)."""
+        self._apply_revoke(now, Revoke(fingerprint, name))
+        member = self.members.get(name)
+        if member is not None and member.status not in (Status.DEAD, Status.LEFT):
+            self._declare_dead(now, member, member.incarnation, self.name)
+
+    def connection_lost(self, now: float, name: str) -> None:
+        """The transport saw a peer's connection break: suspect it now (death still needs the timeout)."""
+        member = self.members.get(name)
+        if member is None or member.status != Status.ALIVE or name == self.name:
+            return
+        self._suspect(now, member, member.incarnation, self.name)
+
+    def receive(self, now: float, sender: str, frame: Frame) -> None:
+        """Handle a frame whose sender the transport authenticated as `sender`."""
+        if frame.sender != sender:
+            return  # the transport counts and drops these; defence in depth
+        if (
+            sender not in self.members
+            and frame.addr
+            and now - self._introduced.get(sender, -INTRODUCE_INTERVAL) >= INTRODUCE_INTERVAL
+        ):
+            # A member we never heard of talks to us (we joined late, or healed from a
+            # partition): exchange full state with it so both views converge now.
+            self._introduced[sender] = now
+            self._outbox.append(
+                Outgoing(sender, frame.addr, self._frame([PushPull(self._states(), revoked=self._revocations())]))
+            )
+        for message in frame.messages:
+            self._handle(now, sender, message)
+
+    def tick(self, now: float) -> None:
+        """Run every timer that is due."""
+        self._retry_join(now)
+        self._expire_relays(now)
+        self._advance_probe(now)
+        if now >= self._next_probe and self._probe is None:
+            self._start_probe(now)
+        self._expire_suspicions(now)
+        if now >= self._next_gossip:
+            self._gossip(now)
+            self._next_gossip = now + self.config.gossip_interval
+        if now >= self._next_push_pull:
+            self._push_pull(now)
+            self._next_push_pull = now + self._push_pull_interval()
+        if now >= self._next_reconnect:
+            self._reconnect(now)
+            self._next_reconnect = now + self.config.reconnect_interval
+        if now >= self._next_reap:
+            self._reap(now)
+            self._next_reap = now + self.config.left_reap_after / 4
+
+    # -- outputs --------------------------------------------------------------------------
+
+    def next_deadline(self) -> float:
+        candidates = [self._next_gossip, self._next_push_pull, self._next_reap, self._next_reconnect]
+        if not self._joined:
+            candidates.append(self._next_join)
+        if self._probe is None:
+            candidates.append(self._next_probe)
+        else:
+            candidates.append(self._probe.indirect_at if self._probe.indirect_sent == 0 else self._probe.ends_at)
+        candidates.extend(r.nack_at for r in self._relays.values())
+        for name, suspicion in self._suspicions.items():
+            candidates.append(suspicion.started + self._suspicion_timeout(name, suspicion))
+            candidates.append(suspicion.nudged_at + self.config.probe_interval)
+        return min(candidates)
+
+    def take_outbox(self) -> list[Outgoing]:
+        out, self._outbox = self._outbox, []
+        return out
+
+    def take_events(self) -> list[Event]:
+        events, self._events = self._events, []
+        return events
+
+    def live_count(self) -> int:
+        return len(self._live_others()) + 1
+
+    def _live_others(self) -> list[Member]:
+        if self._others is None:
+            self._others = [
+                m for n, m in self.members.items() if n != self.name and m.status in (Status.ALIVE, Status.SUSPECT)
+            ]
+        return self._others
+
+    def pending_broadcasts(self) -> int:
+        return len(self._broadcasts)
+
+    # -- message handling -----------------------------------------------------------------
+
+    def _handle(self, now: float, sender: str, message: Message) -> None:
+        match message:
+            case Ping(seq=seq, target=target):
+                if target == self.name:
+                    self._send_named(sender, [Ack(seq)])
+            case PingReq(seq=seq, target=target, target_addr=target_addr):
+                self._relay(now, sender, seq, target, target_addr)
+            case Ack(seq=seq):
+                self._on_ack(seq)
+            case Nack(seq=seq):
+                if self._probe is not None and self._probe.seq == seq:
+                    self._probe.nacks += 1
+            case Alive():
+                self._on_alive(now, message)
+            case Suspect(node=node, incarnation=incarnation, accuser=accuser):
+                self._on_suspect(now, node, incarnation, accuser, sender)
+            case Dead(node=node, incarnation=incarnation, accuser=accuser):
+                self._on_dead(now, node, incarnation, accuser)
+            case Revoke():
+                self._apply_revoke(now, message)
+            case PushPull():
+                self._on_push_pull(now, sender, message)
+
+    def _on_ack(self, seq: int) -> None:
+        probe = self._probe
+        if probe is not None and probe.seq == seq:
+            probe.acked = True
+            return
+        relay = self._relays.pop(seq, None)
+        if relay is not None:
+            self._send_named(relay.requester, [Ack(relay.requester_seq)])
+
+    def _relay(self, now: float, requester: str, seq: int, target: str, target_addr: str) -> None:
+        local = self._next_seq()
+        self._relays[local] = _Relay(requester, seq, now + self.config.probe_timeout * 0.8, target)
+        member = self.members.get(target)
+        addr = member.addr if member is not None else target_addr
+        self._outbox.append(Outgoing(target, addr, self._frame([Ping(local, target)])))
+
+    def _expire_relays(self, now: float) -> None:
+        for seq, relay in list(self._relays.items()):
+            if now >= relay.nack_at:
+                del self._relays[seq]
+                self._send_named(relay.requester, [Nack(relay.requester_seq)])
+
+    def _on_alive(self, now: float, alive: Alive) -> None:
+        if alive.node == self.name:
+            if alive.incarnation > self.incarnation and not self.leaving:
+                self._refute(now, alive.incarnation)
+            return
+        member = self.members.get(alive.node)
+        if member is None:
+            self.members[alive.node] = Member(
+                alive.node, alive.addr, alive.incarnation, Status.ALIVE, dict(alive.meta), now
+            )
+            self._others = None
+            self._probe_round.insert(self._rng.randint(0, len(self._probe_round)), alive.node)
+            self._events.append(Event(EventKind.JOINED, alive.node, now, alive.incarnation))
+            self._queue(alive.node, alive)
+            return
+        if alive.incarnation <= member.incarnation:
+            return
+        previous = member.status
+        member.incarnation, member.addr, member.meta = alive.incarnation, alive.addr, dict(alive.meta)
+        member.status, member.changed_at = Status.ALIVE, now
+        self._others = None
+        self._suspicions.pop(alive.node, None)
+        if previous == Status.SUSPECT:
+            kind = EventKind.ALIVE
+        elif previous in (Status.DEAD, Status.LEFT):
+            kind = EventKind.JOINED
+        else:
+            kind = EventKind.UPDATED
+        self._events.append(Event(kind, alive.node, now, alive.incarnation))
+        self._queue(alive.node, alive)
+
+    def _on_suspect(self, now: float, node: str, incarnation: int, accuser: str, sender: str = "") -> None:
+        if node == self.name:
+            if self.leaving:
+                return
+            if incarnation >= self.incarnation:
+                self._refute(now, incarnation)
+            else:
+                # Someone still holds a suspicion we already refuted: answer them directly, since
+                # an epidemic broadcast can miss a node and that node's timer would then fire.
+                alive = Alive(self.name, self.incarnation, self.addr, self.meta)
+                for name in {sender, accuser} - {"", self.name}:
+                    self._send_named(name, [alive])
+            return
+        member = self.members.get(node)
+        if member is None or incarnation < member.incarnation or member.status in (Status.DEAD, Status.LEFT):
+            return
+        if member.status == Status.SUSPECT:
+            suspicion = self._suspicions.get(node)
+            if suspicion is not None and accuser != suspicion.accuser and accuser not in suspicion.confirmers:
+                suspicion.confirmers.add(accuser)
+                self._queue(node, Suspect(node, incarnation, accuser))
+            return
+        self._suspect(now, member, incarnation, accuser)
+
+    def _on_dead(self, now: float, node: str, incarnation: int, accuser: str) -> None:
+        if node == self.name:
+            if accuser != self.name and not self.leaving and incarnation >= self.incarnation:
+                self._refute(now, incarnation)
+            return
+        member = self.members.get(node)
+        if member is None:
+            return
+        gone = member.status in (Status.DEAD, Status.LEFT)
+        # A member already dead may still be reported as having left: that is news.
+        now_left = member.status == Status.DEAD and accuser == node and incarnation >= member.incarnation
+        if incarnation < member.incarnation or (gone and not now_left):
+            return
+        self._declare_dead(now, member, incarnation, accuser)
+
+    def _on_push_pull(self, now: float, sender: str, push: PushPull) -> None:
+        self._joined = True
+        for revoke in push.revoked:
+            self._apply_revoke(now, revoke)
+        for state in push.members:
+            self._merge_state(now, state)
+        if not push.reply:
+            self._send_named(sender, [PushPull(self._states(), reply=True, revoked=self._revocations())])
+
+    def _merge_state(self, now: float, state: MemberState) -> None:
+        if state.status == Status.ALIVE:
+            self._on_alive(now, Alive(state.name, state.incarnation, state.addr, state.meta))
+        elif state.status == Status.LEFT:
+            if state.name not in self.members and state.name != self.name:
+                self._on_alive(now, Alive(state.name, state.incarnation, state.addr, state.meta))
+            self._on_dead(now, state.name, state.incarnation, state.name)
+        else:
+            # A remote view of "dead" becomes our suspicion, not an instant death (memberlist).
+            if state.name not in self.members and state.name != self.name:
+                return
+            self._on_suspect(now, state.name, state.incarnation, self.name)
+
+    def _apply_revoke(self, now: float, revoke: Revoke) -> None:
+        if revoke.fingerprint in self.revoked:
+            return
+        self.revoked[revoke.fingerprint] = revoke.name
+        self._events.append(Event(EventKind.REVOKED, revoke.name, now, detail=revoke.fingerprint))
+        self._queue(f"revoke:{revoke.fingerprint}", revoke)  # "|" never occurs in a fingerprint
+
+    # -- probing --------------------------------------------------------------------------
+
+    def _start_probe(self, now: float) -> None:
+        target = self._next_target()
+        scale = self.awareness + 1
+        if target is None:
+            self._next_probe = now + self.config.probe_interval * scale
+            return
+        seq = self._next_seq()
+        self._probe = _Probe(
+            target=target.name,
+            seq=seq,
+            started=now,
+            indirect_at=now + self.config.probe_timeout * scale,
+            ends_at=now + self.config.probe_interval * scale,
+        )
+        self._send(target, [Ping(seq, target.name)], piggyback=True)
+
+    def _advance_probe(self, now: float) -> None:
+        probe = self._probe
+        if probe is None:
+            return
+        target = self.members.get(probe.target)
+        if probe.acked or target is None or target.status in (Status.DEAD, Status.LEFT):
+            if probe.acked:
+                self.awareness = max(0, self.awareness - 1)
+            self._probe = None
+            self._next_probe = probe.ends_at
+            return
+        if probe.indirect_sent == 0 and now >= probe.indirect_at:
+            helpers = self._pick(self.config.indirect_checks, live_only=True, exclude=target.name)
+            for helper in helpers:
+                self._send(helper, [PingReq(probe.seq, target.name, target.addr)])
+            probe.indirect_sent = max(1, len(helpers))
+            probe.expected_nacks = len(helpers)
+        if now >= probe.ends_at:
+            self._probe = None
+            self._next_probe = now
+            # Lifeguard: without the nacks we asked for, the fault may be ours; be slower to accuse.
+            if probe.nacks < probe.expected_nacks:
+                self.awareness = min(self.config.awareness_max - 1, self.awareness + 1)
+            if target.status == Status.ALIVE:
+                self._suspect(now, target, target.incarnation, self.name)
+
+    def _next_target(self) -> Member | None:
+        for _ in range(2):
+            while self._probe_round:
+                name = self._probe_round.pop()
+                member = self.members.get(name)
+                if member is not None and name != self.name and member.status in (Status.ALIVE, Status.SUSPECT):
+                    return member
+            self._probe_round = [m.name for m in self._live_others()]
+            self._rng.shuffle(self._probe_round)
+        return None
+
+    # -- suspicion ------------------------------------------------------------------------
+
+    def _suspect(self, now: float, member: Member, incarnation: int, accuser: str) -> None:
+        member.status, member.incarnation, member.changed_at = Status.SUSPECT, incarnation, now
+        self._suspicions[member.name] = _Suspicion(now, incarnation, accuser, nudged_at=now)
+        self._events.append(Event(EventKind.SUSPECT, member.name, now, incarnation, detail=f"by {accuser}"))
+        message = Suspect(member.name, incarnation, accuser)
+        self._queue(member.name, message)
+        # Tell the suspect at once so it can refute long before the timeout.
+        self._send(member, [message])
+
+    def _suspicion_bounds(self) -> tuple[float, float]:
+        n = max(1, self.live_count())
+        low = self.config.suspicion_mult * max(1.0, math.log10(n)) * self.config.probe_interval
+        return low, low * self.config.suspicion_max_mult
+
+    def _suspicion_timeout(self, name: str, suspicion: _Suspicion) -> float:
+        low, high = self._suspicion_bounds()
+        expected = self.config.suspicion_confirmations
+        if self.live_count() - 2 < expected:
+            expected = 0
+        if expected < 1:
+            return low
+        confirmed = min(len(suspicion.confirmers), expected)
+        return max(low, high - (high - low) * math.log(confirmed + 1) / math.log(expected + 1))
+
+    def _expire_suspicions(self, now: float) -> None:
+        for name, suspicion in list(self._suspicions.items()):
+            # Same expression as in next_deadline, so a tick at that instant always expires it.
+            if now < suspicion.started + self._suspicion_timeout(name, suspicion):
+                if now - suspicion.nudged_at >= self.config.probe_interval:
+                    # Remind the suspect every probe interval; if it refuted already, it answers us.
+                    suspicion.nudged_at = now
+                    member = self.members.get(name)
+                    if member is not None:
+                        self._send(member, [Suspect(name, suspicion.incarnation, suspicion.accuser)], piggyback=False)
+                continue
+            del self._suspicions[name]
+            member = self.members.get(name)
+            if member is not None and member.status == Status.SUSPECT:
+                self._declare_dead(now, member, member.incarnation, self.name)
+
+    def _declare_dead(self, now: float, member: Member, incarnation: int, accuser: str) -> None:
+        left = accuser == member.name
+        member.status = Status.LEFT if left else Status.DEAD
+        self._others = None
+        if not left:
+            self._recently_dead[member.name] = now
+        member.incarnation, member.changed_at = incarnation, now
+        self._suspicions.pop(member.name, None)
+        self._events.append(
+            Event(EventKind.LEFT if left else EventKind.DEAD, member.name, now, incarnation, detail=f"by {accuser}")
+        )
+        self._queue(member.name, Dead(member.name, incarnation, accuser))
+
+    def _refute(self, now: float, incarnation: int) -> None:
+        self.incarnation = max(self.incarnation, incarnation) + 1
+        me = self.members[self.name]
+        me.incarnation, me.status, me.changed_at = self.incarnation, Status.ALIVE, now
+        self.awareness = min(self.config.awareness_max - 1, self.awareness + 1)
+        self._events.append(Event(EventKind.REFUTED, self.name, now, self.incarnation))
+        alive = Alive(self.name, self.incarnation, self.addr, self.meta)
+        self._queue(self.name, alive)
+        for member in self._pick(self.config.gossip_nodes, live_only=True):
+            self._send(member, [alive])
+
+    # -- dissemination --------------------------------------------------------------------
+
+    def _retransmit_limit(self) -> int:
+        return self.config.retransmit_mult * max(1, math.ceil(math.log10(len(self.members) + 1)))
+
+    def _queue(self, subject: str, message: Message) -> None:
+        """Queue a broadcast about `subject`, superseding older news about it.
+
+        Suspicions are kept one per accuser (each independent accusation is a confirmation
+        others must hear); an alive or dead message replaces everything queued about the subject.
+        """
+        keys = self._broadcast_keys.setdefault(subject, set())
+        if isinstance(message, Suspect):
+            key = f"{subject}|suspect|{message.accuser}"
+        else:
+            key = f"{subject}|state"
+            for old in keys:
+                self._broadcasts.pop(old, None)
+            keys.clear()
+        keys.add(key)
+        self._broadcasts[key] = _Broadcast(key, message, message_size(message))
+
+    def _take_broadcasts(self, budget: int) -> list[Message]:
+        limit = self._retransmit_limit()
+        chosen: list[Message] = []
+        for broadcast in sorted(self._broadcasts.values(), key=lambda b: b.transmits):
+            if broadcast.size > budget:
+                continue
+            budget -= broadcast.size
+            chosen.append(broadcast.message)
+            broadcast.transmits += 1
+            if broadcast.transmits >= limit:
+                del self._broadcasts[broadcast.key]
+                subject = broadcast.key.partition("|")[0]
+                keys = self._broadcast_keys.get(subject)
+                if keys is not None:
+                    keys.discard(broadcast.key)
+                    if not keys:
+                        del self._broadcast_keys[subject]
+        return chosen
+
+    def _gossip(self, now: float) -> None:
+        if not self._broadcasts:
+            return
+        targets = self._pick(self.config.gossip_nodes, live_only=False, now=now)
+        for member in targets:
+            messages = self._take_broadcasts(self.config.max_gossip_bytes)
+            if not messages:
+                break
+            self._send(member, messages)
+
+    def _push_pull(self, now: float) -> None:
+        partners = self._pick(1, live_only=True)
+        if partners:
+            self._send(partners[0], [PushPull(self._states(), revoked=self._revocations())])
+
+    def _push_pull_interval(self) -> float:
+        # memberlist's scaling: clusters beyond 32 members sync proportionally less often.
+        n = len(self.members)
+        scale = max(1.0, math.ceil(math.log2(n) - math.log2(32)) + 1) if n > 32 else 1.0
+        return self.config.push_pull_interval * scale
+
+    def _reconnect(self, now: float) -> None:
+        """Try a full-state exchange with one dead member: how the two sides of a healed partition
+        find each other again (the side that answers learns it was declared dead and refutes)."""
+        dead = [m for m in self.members.values() if m.status == Status.DEAD and m.name != self.name]
+        if dead:
+            member = self._rng.choice(dead)
+            self._send(member, [PushPull(self._states(), revoked=self._revocations())], piggyback=False)
+
+    def _reap(self, now: float) -> None:
+        for name, member in list(self.members.items()):
+            if name == self.name or member.status not in (Status.DEAD, Status.LEFT):
+                continue
+            keep = self.config.left_reap_after if member.status == Status.LEFT else self.config.dead_reap_after
+            if now - member.changed_at >= keep:
+                del self.members[name]
+                self._others = None
+                self._events.append(Event(EventKind.REAPED, name, now, member.incarnation))
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def _pick(self, count: int, *, live_only: bool, now: float | None = None, exclude: str = "") -> list[Member]:
+        """Up to `count` random other live members; with live_only False, maybe a recently dead one.
+
+        Gossiping now and then to members that just died helps one that was wrongly declared
+        dead hear it and refute (memberlist's "gossip to the dead").
+        """
+        pool = self._live_others()
+        if exclude:
+            pool = [m for m in pool if m.name != exclude]
+        chosen = list(pool) if len(pool) <= count else self._rng.sample(pool, count)
+        if not live_only and now is not None and self._recently_dead:
+            window = self.config.probe_interval * 10
+            for name, since in list(self._recently_dead.items()):
+                if now - since >= window or self.members.get(name) is None:
+                    del self._recently_dead[name]
+            if self._recently_dead and self._rng.random() < 0.2:
+                member = self.members.get(self._rng.choice(list(self._recently_dead)))
+                if member is not None and member.status == Status.DEAD:
+                    chosen.append(member)
+        return chosen
+
+    def _send(self, member: Member, messages: list[Message], *, piggyback: bool = True) -> None:
+        if piggyback:
+            budget = self.config.max_piggyback_bytes - sum(message_size(m) for m in messages)
+            messages = messages + self._take_broadcasts(budget)
+        self._outbox.append(Outgoing(member.name, member.addr, self._frame(messages)))
+
+    def _send_named(self, name: str, messages: list[Message]) -> None:
+        member = self.members.get(name)
+        if member is not None:
+            self._send(member, messages)
+
+    def _send_to_addr(self, addr: str, messages: list[Message]) -> None:
+        self._outbox.append(Outgoing(None, addr, self._frame(messages)))
+
+    def _frame(self, messages: list[Message]) -> Frame:
+        return Frame(self.name, messages, self.addr)
+
+    def _states(self) -> list[MemberState]:
+        return [m.state() for m in self.members.values()]
+
+    def _revocations(self) -> list[Revoke]:
+        return [Revoke(fp, name) for fp, name in self.revoked.items()]
+
+    def _next_seq(self) -> int:
+        self._seq += 1
+        return self._seq

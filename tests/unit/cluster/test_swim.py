@@ -1,0 +1,307 @@
+"""The SWIM/Lifeguard core, one transition at a time, with no sockets and no clock."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import msgspec
+import pytest
+
+from appliance.cluster.messages import (
+    Ack,
+    Alive,
+    Dead,
+    Frame,
+    MemberState,
+    Nack,
+    Ping,
+    PingReq,
+    PushPull,
+    Revoke,
+    Status,
+    Suspect,
+    decode_frame,
+    encode_frame,
+)
+from appliance.cluster.swim import Config, EventKind, Outgoing, Swim
+
+CFG = Config()
+
+
+def node(name: str = "a", members: tuple[str, ...] = ("b", "c", "d", "e"), incarnation: int = 0) -> Swim:
+    swim = Swim(name, f"{name}:7946", config=CFG, rng=random.Random(7), now=0.0, incarnation=incarnation)
+    for other in members:
+        swim.receive(0.0, other, Frame(other, [Alive(other, 0, f"{other}:7946")]))
+    swim.take_outbox()
+    swim.take_events()
+    return swim
+
+
+def sent(swim: Swim) -> list[tuple[str | None, type, object]]:
+    return [(out.name, type(m), m) for out in swim.take_outbox() for m in out.frame.messages]
+
+
+def kinds(out: list[tuple[str | None, type, object]], kind: type) -> list[tuple[str | None, object]]:
+    return [(to, m) for to, t, m in out if t is kind]
+
+
+def run_probe_until_sent(swim: Swim) -> tuple[str, int]:
+    """Tick until the node pings someone; return (target, seq)."""
+    t = 0.0
+    for _ in range(100):
+        t += 0.01
+        swim.tick(t)
+        pings = kinds(sent(swim), Ping)
+        if pings:
+            to, ping = pings[0]
+            assert isinstance(ping, Ping)
+            return str(to), ping.seq
+    raise AssertionError("no probe sent")
+
+
+def test_frames_round_trip_and_reject_garbage() -> None:
+    frame = Frame("a", [Ping(1, "b"), Suspect("c", 2, "a"), PushPull([MemberState("a", "x", 1, Status.ALIVE)])], "x")
+    assert decode_frame(encode_frame(frame)) == frame
+    with pytest.raises(msgspec.DecodeError):
+        decode_frame(b"\x93garbage")
+    with pytest.raises((msgspec.DecodeError, msgspec.ValidationError)):
+        decode_frame(msgspec.msgpack.encode(["a", [["nonsense", 1]]]))
+
+
+def test_acked_probe_raises_no_suspicion() -> None:
+    swim = node()
+    target, seq = run_probe_until_sent(swim)
+    swim.receive(swim._probe.started + 0.01, target, Frame(target, [Ack(seq)]))  # type: ignore[union-attr]
+    swim.tick(10.0)
+    assert all(m.status == Status.ALIVE for m in swim.members.values())
+    assert swim.awareness == 0
+
+
+def test_missed_ack_leads_to_indirect_probes_then_suspicion() -> None:
+    swim = node()
+    target, seq = run_probe_until_sent(swim)
+    probe = swim._probe
+    assert probe is not None
+    swim.tick(probe.indirect_at)
+    reqs = kinds(sent(swim), PingReq)
+    assert len(reqs) == CFG.indirect_checks
+    assert all(isinstance(m, PingReq) and m.target == target and m.seq == seq for _, m in reqs)
+    assert target not in {to for to, _ in reqs}
+    swim.tick(probe.ends_at)
+    assert swim.members[target].status == Status.SUSPECT
+    out = sent(swim)
+    # the suspect itself is told at once, so it can refute
+    assert any(to == target and isinstance(m, Suspect) for to, _, m in out)
+    events = swim.take_events()
+    assert [e.kind for e in events] == [EventKind.SUSPECT]
+    assert swim.awareness == 1  # no nacks came back either: maybe our own network
+
+
+def test_indirect_ack_clears_the_probe_and_nacks_spare_awareness() -> None:
+    swim = node()
+    target, seq = run_probe_until_sent(swim)
+    probe = swim._probe
+    assert probe is not None
+    swim.tick(probe.indirect_at)
+    helpers = [to for to, _ in kinds(sent(swim), PingReq)]
+    swim.receive(probe.indirect_at + 0.01, str(helpers[0]), Frame(str(helpers[0]), [Ack(seq)]))
+    swim.tick(probe.ends_at)
+    assert swim.members[target].status == Status.ALIVE
+
+    swim2 = node()
+    target2, seq2 = run_probe_until_sent(swim2)
+    probe2 = swim2._probe
+    assert probe2 is not None
+    swim2.tick(probe2.indirect_at)
+    for to, _ in kinds(sent(swim2), PingReq):
+        swim2.receive(probe2.indirect_at + 0.05, str(to), Frame(str(to), [Nack(seq2)]))
+    swim2.tick(probe2.ends_at)
+    assert swim2.members[target2].status == Status.SUSPECT
+    assert swim2.awareness == 0  # the helpers answered: the target is the problem, not us
+
+
+def test_relay_forwards_ack_or_answers_nack() -> None:
+    relay = node("b", ("a", "c"))
+    relay.receive(1.0, "a", Frame("a", [PingReq(42, "c", "c:7946")]))
+    pings = kinds(sent(relay), Ping)
+    assert [(to, m.target) for to, m in pings] == [("c", "c")]  # type: ignore[attr-defined]
+    local_seq = pings[0][1].seq  # type: ignore[attr-defined]
+    relay.receive(1.05, "c", Frame("c", [Ack(local_seq)]))
+    assert kinds(sent(relay), Ack) == [("a", Ack(42))]
+
+    relay.receive(2.0, "a", Frame("a", [PingReq(43, "c", "c:7946")]))
+    sent(relay)
+    relay.tick(2.0 + CFG.probe_timeout)
+    assert kinds(sent(relay), Nack) == [("a", Nack(43))]
+
+
+def test_ping_for_another_name_is_not_answered() -> None:
+    swim = node()
+    swim.receive(1.0, "b", Frame("b", [Ping(5, "someone-else")]))
+    assert kinds(sent(swim), Ack) == []
+    swim.receive(1.0, "b", Frame("b", [Ping(6, "a")]))
+    assert kinds(sent(swim), Ack) == [("b", Ack(6))]
+
+
+def test_frame_whose_sender_differs_from_the_peer_is_ignored() -> None:
+    swim = node()
+    swim.receive(1.0, "b", Frame("c", [Dead("d", 5, "c")]))
+    assert swim.members["d"].status == Status.ALIVE
+
+
+def test_suspicion_timeout_shrinks_with_confirmations() -> None:
+    swim = node(members=tuple("bcdefghijk"))
+    n = swim.live_count()
+    low = CFG.suspicion_mult * max(1.0, math.log10(n)) * CFG.probe_interval
+    high = low * CFG.suspicion_max_mult
+    swim.receive(1.0, "b", Frame("b", [Suspect("k", 0, "b")]))
+    suspicion = swim._suspicions["k"]
+    assert swim._suspicion_timeout("k", suspicion) == pytest.approx(high)
+    swim.receive(1.1, "c", Frame("c", [Suspect("k", 0, "c")]))
+    one = swim._suspicion_timeout("k", suspicion)
+    assert low < one < high
+    swim.receive(1.1, "d", Frame("d", [Suspect("k", 0, "d")]))
+    assert swim._suspicion_timeout("k", suspicion) == pytest.approx(low)
+    swim.receive(1.1, "d", Frame("d", [Suspect("k", 0, "d")]))  # same confirmer twice counts once
+    assert len(suspicion.confirmers) == 2
+    swim.tick(1.0 + low - 0.001)
+    assert swim.members["k"].status == Status.SUSPECT
+    swim.tick(1.0 + low)
+    assert swim.members["k"].status == Status.DEAD
+
+
+def test_confirmations_are_rebroadcast_separately() -> None:
+    swim = node(members=tuple("bcdefg"))
+    swim.receive(1.0, "b", Frame("b", [Suspect("g", 0, "b")]))
+    swim.receive(1.0, "c", Frame("c", [Suspect("g", 0, "c")]))
+    accusers = {b.message.accuser for b in swim._broadcasts.values() if isinstance(b.message, Suspect)}
+    assert accusers == {"b", "c"}
+
+
+def test_suspected_node_refutes_with_a_higher_incarnation() -> None:
+    swim = node(incarnation=3)
+    swim.receive(1.0, "b", Frame("b", [Suspect("a", 3, "b")]))
+    assert swim.incarnation == 4
+    out = sent(swim)
+    assert any(isinstance(m, Alive) and m.node == "a" and m.incarnation == 4 for _, _, m in out)
+    assert [e.kind for e in swim.take_events()] == [EventKind.REFUTED]
+    assert swim.awareness == 1
+
+
+def test_stale_suspicion_is_answered_directly() -> None:
+    swim = node(incarnation=5)
+    swim.receive(1.0, "b", Frame("b", [Suspect("a", 2, "c")]))
+    assert swim.incarnation == 5
+    alive_to = {to for to, m in kinds(sent(swim), Alive) if isinstance(m, Alive) and m.incarnation == 5}
+    assert alive_to == {"b", "c"}
+
+
+def test_being_declared_dead_is_refuted_but_leaving_is_not() -> None:
+    swim = node()
+    swim.receive(1.0, "b", Frame("b", [Dead("a", 0, "b")]))
+    assert swim.incarnation == 1
+    swim.leave(2.0)
+    assert swim.members["a"].status == Status.LEFT
+    before = swim.incarnation
+    swim.receive(3.0, "b", Frame("b", [Dead("a", before, "b")]))
+    assert swim.incarnation == before
+
+
+def test_alive_with_higher_incarnation_clears_suspicion_lower_is_ignored() -> None:
+    swim = node()
+    swim.receive(1.0, "b", Frame("b", [Suspect("c", 0, "b")]))
+    swim.receive(1.1, "d", Frame("d", [Alive("c", 0, "c:7946")]))
+    assert swim.members["c"].status == Status.SUSPECT
+    swim.receive(1.2, "c", Frame("c", [Alive("c", 1, "c:7946")]))
+    assert swim.members["c"].status == Status.ALIVE
+    assert "c" not in swim._suspicions
+    assert EventKind.ALIVE in [e.kind for e in swim.take_events()]
+
+
+def test_graceful_leave_is_seen_as_left() -> None:
+    swim = node()
+    swim.receive(1.0, "b", Frame("b", [Dead("b", 1, "b")]))
+    assert swim.members["b"].status == Status.LEFT
+    assert [e.kind for e in swim.take_events()] == [EventKind.LEFT]
+
+
+def test_connection_loss_suspects_but_never_kills_alone() -> None:
+    swim = node()
+    swim.connection_lost(1.0, "b")
+    assert swim.members["b"].status == Status.SUSPECT
+    swim.tick(1.0 + 0.01)
+    assert swim.members["b"].status == Status.SUSPECT
+    swim.receive(1.2, "b", Frame("b", [Alive("b", 1, "b:7946")]))
+    assert swim.members["b"].status == Status.ALIVE
+
+
+def test_push_pull_turns_remote_deaths_into_suspicions_and_answers() -> None:
+    swim = node()
+    states = [
+        MemberState("b", "b:7946", 0, Status.ALIVE),
+        MemberState("c", "c:7946", 0, Status.DEAD),
+        MemberState("d", "d:7946", 0, Status.LEFT),
+        MemberState("z", "z:7946", 4, Status.ALIVE),
+    ]
+    swim.receive(1.0, "b", Frame("b", [PushPull(states)]))
+    assert swim.members["c"].status == Status.SUSPECT
+    assert swim.members["d"].status == Status.LEFT
+    assert swim.members["z"].incarnation == 4
+    replies = kinds(sent(swim), PushPull)
+    assert len(replies) == 1
+    assert replies[0][0] == "b"
+    assert replies[0][1].reply is True  # type: ignore[attr-defined]
+
+
+def test_restarted_node_rejoins_after_being_declared_dead() -> None:
+    swim = node()
+    swim.receive(1.0, "c", Frame("c", [Dead("b", 0, "c")]))
+    assert swim.members["b"].status == Status.DEAD
+    swim.receive(5.0, "b", Frame("b", [Alive("b", 1, "b:7946")]))
+    assert swim.members["b"].status == Status.ALIVE
+    assert [e.kind for e in swim.take_events()] == [EventKind.DEAD, EventKind.JOINED]
+
+
+def test_broadcasts_stop_after_the_retransmit_limit() -> None:
+    swim = node()
+    swim.receive(1.0, "b", Frame("b", [Alive("new", 0, "new:7946")]))
+    limit = swim._retransmit_limit()
+    sends = 0
+    t = 1.0
+    for _ in range(200):
+        t += CFG.gossip_interval
+        swim.tick(t)
+        sends += sum(1 for to, _, m in sent(swim) if isinstance(m, Alive) and m.node == "new")
+    assert sends == limit
+
+
+def test_revocation_spreads_and_kills() -> None:
+    swim = node()
+    swim.receive(1.0, "b", Frame("b", [Revoke("ab" * 32, "c")]))
+    assert swim.revoked == {"ab" * 32: "c"}
+    assert [e.kind for e in swim.take_events()] == [EventKind.REVOKED]
+    swim.revoke(2.0, "cd" * 32, "d")
+    assert swim.members["d"].status == Status.DEAD
+
+
+def test_join_retries_until_a_seed_answers() -> None:
+    swim = Swim("x", "x:1", config=CFG, rng=random.Random(1), now=0.0)
+    swim.join(0.0, ["seed:1"])
+    first = swim.take_outbox()
+    assert [o.addr for o in first] == ["seed:1"]
+    assert not swim.joined
+    swim.tick(1.0)
+    assert [o.addr for o in swim.take_outbox() if isinstance(o, Outgoing)] == ["seed:1"]
+    swim.receive(1.1, "seed", Frame("seed", [PushPull([MemberState("seed", "seed:1", 0, Status.ALIVE)], reply=True)]))
+    assert swim.joined
+    assert "seed" in swim.members
+    swim.tick(5.0)
+    assert not [o for o in swim.take_outbox() if o.addr == "seed:1" and o.name is None]
+
+
+def test_unknown_sender_gets_a_full_state_exchange() -> None:
+    swim = node()
+    swim.receive(1.0, "stranger", Frame("stranger", [Ping(1, "a")], "stranger:7946"))
+    out = swim.take_outbox()
+    assert any(o.addr == "stranger:7946" and isinstance(o.frame.messages[0], PushPull) for o in out)
