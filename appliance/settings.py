@@ -112,3 +112,15 @@ class ServeSettings:
     gossip: HostPort
     name: str | None  # None: keep the stored name, or the host name on a fresh data dir
     auth: AuthSettings = AuthSettings()
+    join: str | None = None  # a join token: a fresh data dir joins that cluster instead of founding one
+    advertise: ipaddress.IPv4Address | ipaddress.IPv6Address | None = None  # address peers use
+
+    def advertised(self, listen: HostPort, host_addresses: list[str]) -> str:
+        """HOST:PORT that peers should dial for `listen` (the api or gossip address)."""
+        if self.advertise is not None:
+            host = str(self.advertise)
+        elif not listen.is_wildcard:
+            host = str(listen.host)
+        else:
+            host = next(iter(host_addresses), "127.0.0.1")
+        return f"[{host}]:{listen.port}" if ":" in host else f"{host}:{listen.port}"

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from appliance.cluster.hlc import HybridClock
+from appliance.cluster.hlc import HybridClock, Timestamp
 from appliance.store.database import Database
 
 
@@ -58,6 +58,27 @@ class ConfigStore:
             cursor = conn.execute(
                 "UPDATE config SET value = x'', version = ?, deleted = 1 WHERE kind = ? AND key = ? AND deleted = 0",
                 (version, kind, key),
+            )
+        if cursor.rowcount:
+            self._notify(kind, key)
+        return cursor.rowcount > 0
+
+    def versioned_items(self, kind: str) -> list[tuple[str, bytes, str, bool]]:
+        """(key, value, version, deleted) of every entry of a kind, tombstones included."""
+        rows = self._db.conn.execute(
+            "SELECT key, value, version, deleted FROM config WHERE kind = ? ORDER BY key", (kind,)
+        ).fetchall()
+        return [(str(k), bytes(v), str(ver), bool(d)) for k, v, ver, d in rows]
+
+    def merge(self, kind: str, key: str, value: bytes, version: str, *, deleted: bool = False) -> bool:
+        """Take a remote entry if its version is newer than ours (last writer wins); True if taken."""
+        self._clock.observe(Timestamp.decode(version))
+        with self._db.transaction() as conn:
+            cursor = conn.execute(
+                "INSERT INTO config (kind, key, value, version, deleted) VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT (kind, key) DO UPDATE SET value = excluded.value, version = excluded.version,"
+                " deleted = excluded.deleted WHERE excluded.version > config.version",
+                (kind, key, b"" if deleted else value, version, int(deleted)),
             )
         if cursor.rowcount:
             self._notify(kind, key)

@@ -1,0 +1,277 @@
+"""Cluster membership on a running node: the SWIM core driven by the mTLS transport.
+
+`ClusterService` owns one `Swim` and one `GossipTransport`. It ticks the core when its next
+deadline comes, feeds it every frame and lost connection, sends what it queues, and acts on
+what it reports: membership changes are logged, audited and counted; revocations are
+persisted and cut at the transport; this node's incarnation is persisted so that a restart
+comes back with a higher one (peers then accept it at once instead of waiting for a refute),
+and so are the gossip addresses of the members, the seeds of the next start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import ssl
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import msgspec
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from appliance.audit.log import AuditLog
+from appliance.cluster.messages import Frame, Status, encode_frame
+from appliance.cluster.swim import Config, Event, EventKind, Member, Swim
+from appliance.cluster.transport import GossipTransport
+from appliance.store.config import ConfigStore
+from appliance.store.database import Database
+
+log = logging.getLogger(__name__)
+
+INCARNATION_KEY = "incarnation"
+SEEDS_KEY = "gossip_seeds"
+REVOCATION_KIND = "revocation"
+LEAVE_GRACE_SECONDS = 0.5
+_AUDITED = {EventKind.JOINED, EventKind.DEAD, EventKind.LEFT, EventKind.REVOKED, EventKind.REAPED}
+
+
+class NodeMember(msgspec.Struct, frozen=True, kw_only=True):
+    """A cluster member as `GET /api/v1/nodes` reports it."""
+
+    name: str
+    state: str
+    incarnation: int
+    gossip_address: str
+    api_address: str
+    version: str
+    last_change: float
+
+
+@dataclass(frozen=True)
+class ClusterSettings:
+    name: str
+    listen_host: str
+    listen_port: int
+    advertise: str  # host:port peers dial for gossip
+    meta: dict[str, str]
+    seeds: list[str]
+    config: Config
+
+
+class ClusterService(Collector):
+    """Runs membership for this node; also a Prometheus collector of its state."""
+
+    def __init__(
+        self,
+        settings: ClusterSettings,
+        *,
+        server_context: ssl.SSLContext,
+        client_context: ssl.SSLContext,
+        db: Database,
+        config_store: ConfigStore,
+        audit: AuditLog,
+        registry: CollectorRegistry | None = None,
+    ) -> None:
+        self.settings = settings
+        self._db = db
+        self._store = config_store
+        self._audit = audit
+        self._loop_time = time.monotonic
+        stored = db.get_meta(INCARNATION_KEY)
+        incarnation = int(stored) + 1 if stored is not None else 0
+        self.swim = Swim(
+            settings.name,
+            settings.advertise,
+            config=settings.config,
+            rng=random.SystemRandom(),
+            now=self._loop_time(),
+            incarnation=incarnation,
+            meta=settings.meta,
+        )
+        for fingerprint, raw in config_store.items(REVOCATION_KIND):
+            self.swim.revoked[fingerprint] = raw.decode()
+        self._save_incarnation()
+        self.transport = GossipTransport(
+            name=settings.name,
+            server_context=server_context,
+            client_context=client_context,
+            on_frame=self._on_frame,
+            on_lost=self._on_lost,
+            is_revoked=self.is_revoked,
+            write_deadline=min(0.2, settings.config.probe_timeout * 0.8),
+        )
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._event_counts: Counter[str] = Counter()
+        if registry is not None:
+            registry.register(self)
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.transport.start(self.settings.listen_host, self.settings.listen_port)
+        seeds = list(self.settings.seeds)
+        stored = self._db.get_meta(SEEDS_KEY)
+        if stored:
+            seeds.extend(s for s in stored.split(",") if s and s not in seeds)
+        if seeds:
+            self.swim.join(self._loop_time(), seeds)
+        self._task = asyncio.create_task(self._run(), name="cluster-membership")
+        log.info(
+            "gossip listening",
+            extra={
+                "address": f"{self.settings.listen_host}:{self.transport.port}",
+                "advertise": self.settings.advertise,
+                "seeds": ",".join(seeds),
+            },
+        )
+
+    async def stop(self, *, leave: bool = True) -> None:
+        self._save_seeds()
+        if leave and self._task is not None:
+            self.swim.leave(self._loop_time())
+            self._flush()
+            self._save_incarnation()
+            await asyncio.sleep(LEAVE_GRACE_SECONDS)
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.transport.stop()
+
+    async def _run(self) -> None:
+        while True:
+            self.swim.tick(self._loop_time())
+            self._flush()
+            delay = max(0.0, self.swim.next_deadline() - self._loop_time())
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), delay)
+
+    # -- queries and commands -------------------------------------------------------------
+
+    @property
+    def joined(self) -> bool:
+        return self.swim.joined
+
+    def is_revoked(self, fingerprint: str) -> bool:
+        return fingerprint in self.swim.revoked
+
+    def member(self, name: str) -> Member | None:
+        return self.swim.members.get(name)
+
+    def members(self) -> list[NodeMember]:
+        now_mono = self._loop_time()
+        now_wall = time.time()
+        return [
+            NodeMember(
+                name=m.name,
+                state=m.status.name.lower(),
+                incarnation=m.incarnation,
+                gossip_address=m.addr,
+                api_address=m.meta.get("api", ""),
+                version=m.meta.get("version", ""),
+                last_change=round(now_wall - (now_mono - m.changed_at), 3),
+            )
+            for m in sorted(self.swim.members.values(), key=lambda m: m.name)
+        ]
+
+    def remove(self, name: str) -> None:
+        """Revoke a member's certificate everywhere and declare it dead."""
+        member = self.swim.members.get(name)
+        fingerprint = member.meta.get("cert", "") if member is not None else ""
+        if not fingerprint:
+            raise KeyError(name)
+        self.swim.revoke(self._loop_time(), fingerprint, name)
+        self._flush()
+        self._wake.set()
+
+    def name_in_use(self, name: str) -> bool:
+        member = self.swim.members.get(name)
+        if member is None or member.status == Status.LEFT:
+            return False
+        return not self.is_revoked(member.meta.get("cert", ""))
+
+    def gossip_seeds(self) -> list[str]:
+        return [m.addr for m in self.swim.members.values() if m.status in (Status.ALIVE, Status.SUSPECT)]
+
+    # -- transport callbacks --------------------------------------------------------------
+
+    def _on_frame(self, sender: str, frame: Frame) -> None:
+        self.swim.receive(self._loop_time(), sender, frame)
+        self._flush()
+        self._wake.set()
+
+    def _on_lost(self, name: str) -> None:
+        self.swim.connection_lost(self._loop_time(), name)
+        self._flush()
+        self._wake.set()
+
+    def _flush(self) -> None:
+        for out in self.swim.take_outbox():
+            self.transport.send(out.name, out.addr, encode_frame(out.frame))
+        for event in self.swim.take_events():
+            self._handle_event(event)
+
+    def _handle_event(self, event: Event) -> None:
+        self._event_counts[event.kind.value] += 1
+        if event.kind == EventKind.REFUTED:
+            self._save_incarnation()
+            log.info("refuted a suspicion about this node", extra={"incarnation": event.incarnation})
+            return
+        if event.kind == EventKind.REVOKED:
+            if self._store.get(REVOCATION_KIND, event.detail) is None:
+                self._store.put(REVOCATION_KIND, event.detail, event.name.encode())
+            self.transport.cut(event.detail)
+        if event.kind == EventKind.JOINED:
+            self._save_seeds()
+        level = logging.WARNING if event.kind in (EventKind.DEAD, EventKind.SUSPECT) else logging.INFO
+        log.log(level, f"member {event.kind.value}", extra={"member": event.name, "detail": event.detail})
+        if event.kind in _AUDITED:
+            self._audit.append(
+                user="cluster",
+                source=self.settings.name,
+                action=f"cluster.member.{event.kind.value}",
+                target=event.name,
+                outcome="success",
+                detail=event.detail or f"incarnation {event.incarnation}",
+            )
+
+    def _save_incarnation(self) -> None:
+        self._db.set_meta(INCARNATION_KEY, str(self.swim.incarnation))
+
+    def _save_seeds(self) -> None:
+        seeds = [addr for addr in self.gossip_seeds() if addr != self.settings.advertise]
+        if seeds:
+            self._db.set_meta(SEEDS_KEY, ",".join(sorted(seeds)[:16]))
+
+    # -- metrics --------------------------------------------------------------------------
+
+    def collect(self) -> Iterator[Metric]:
+        by_state: Counter[str] = Counter(m.status.name.lower() for m in self.swim.members.values())
+        members = GaugeMetricFamily(
+            "debvisor_cluster_members", "Members by state, as this node sees them", labels=["state"]
+        )
+        for state in ("alive", "suspect", "dead", "left"):
+            members.add_metric([state], by_state.get(state, 0))
+        yield members
+        events = CounterMetricFamily("debvisor_cluster_events", "Membership events seen by this node", labels=["kind"])
+        for kind, count in sorted(self._event_counts.items()):
+            events.add_metric([kind], count)
+        yield events
+        transport = CounterMetricFamily("debvisor_gossip", "Gossip transport counters", labels=["counter"])
+        for counter, value in vars(self.transport.stats).items():
+            transport.add_metric([counter], value)
+        yield transport
+        yield GaugeMetricFamily(
+            "debvisor_cluster_awareness", "Lifeguard local health score (0 is healthy)", self.swim.awareness
+        )
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())
