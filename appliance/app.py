@@ -38,7 +38,12 @@ from appliance.auth.token_use import TokenUse
 from appliance.auth.tokens_controller import tokens_routes
 from appliance.auth.users_controller import users_routes
 from appliance.bootstrap import OpenedNode
+from appliance.cluster.controller import cluster_routes
 from appliance.cluster.hlc import HybridClock
+from appliance.cluster.join import JoinService
+from appliance.cluster.service import ClusterService, ClusterSettings
+from appliance.cluster.swim import Config
+from appliance.cluster.transport import tls_contexts
 from appliance.health.controller import health_routes
 from appliance.health.readiness import Readiness
 from appliance.metrics.controller import metrics_routes
@@ -68,6 +73,8 @@ class Appliance:
     audit: AuditLog
     limiter: RateLimiter
     login_throttle: LoginThrottle
+    cluster: ClusterService
+    joins: JoinService
 
 
 def create_app(
@@ -75,16 +82,29 @@ def create_app(
     *,
     host: HostProbe,
     auth: AuthSettings | None = None,
+    cluster_settings: ClusterSettings | None = None,
+    api_advertise: str = "127.0.0.1:8443",
     clock: Callable[[], float] = time.time,
     monotonic: Callable[[], float] = time.monotonic,
 ) -> Appliance:
     """Build the appliance for an opened node, driving the host through `host`.
 
-    `clock` (wall time) and `monotonic` are injectable so tests can move time.
+    `cluster_settings` defaults to gossip on a free loopback port with no seeds (a node of
+    its own, as unit tests want). `clock` (wall time) and `monotonic` are injectable so tests
+    can move time.
     """
     auth = auth or AuthSettings()
+    cluster_settings = cluster_settings or ClusterSettings(
+        name=node.name,
+        listen_host="127.0.0.1",
+        listen_port=0,
+        advertise="127.0.0.1:0",
+        meta=node_meta(node, api_advertise),
+        seeds=[],
+        config=Config(),
+    )
     readiness = Readiness()
-    for subsystem in ("database", "identity", "api"):
+    for subsystem in ("database", "identity", "api", "gossip"):
         readiness.register(subsystem)
     readiness.set("database", True, f"schema version {node.db.version}")
     readiness.set("identity", True, f"CA {node.identity.ca_fingerprint[:16]}")
@@ -109,6 +129,21 @@ def create_app(
     limiter = RateLimiter(auth.rate_limit, auth.rate_burst, monotonic)
     login_throttle = LoginThrottle(clock=monotonic)
     gate = AccessGate(Authenticator(accounts, sessions, token_use, clock), limiter, audit)
+    server_context, client_context = tls_contexts(
+        node.identity.ca_cert_path, node.identity.node_cert_path, node.identity.node_key_path
+    )
+    cluster = ClusterService(
+        cluster_settings,
+        server_context=server_context,
+        client_context=client_context,
+        db=node.db,
+        config_store=config,
+        audit=audit,
+        registry=registry,
+    )
+    joins = JoinService(
+        store=config, identity=node.identity, cluster_id=node.cluster_id, api_seeds=lambda: [api_advertise], clock=clock
+    )
 
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
@@ -118,11 +153,14 @@ def create_app(
                 sessions.prune()
 
         pruner = asyncio.create_task(prune_sessions(), name="prune-sessions")
+        await cluster.start()
+        readiness.set("gossip", True, f"listening on {cluster_settings.listen_host}:{cluster.transport.port}")
         readiness.set("api", True, "serving")
         try:
             yield
         finally:
             readiness.set("api", False, "stopping")
+            await cluster.stop(leave=True)
             pruner.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await pruner
@@ -151,6 +189,7 @@ def create_app(
             users_routes(accounts, sessions),
             tokens_routes(accounts, token_use, clock),
             audit_routes(audit),
+            cluster_routes(cluster, joins, login_throttle, audit),
         ],
         middleware=[DefineMiddleware(AccessMiddleware, gate=gate)],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
@@ -162,5 +201,21 @@ def create_app(
     )
     asgi = MetricsMiddleware(litestar, HttpMetrics(registry))
     return Appliance(
-        asgi, litestar, readiness, registry, node_service, accounts, sessions, audit, limiter, login_throttle
+        asgi,
+        litestar,
+        readiness,
+        registry,
+        node_service,
+        accounts,
+        sessions,
+        audit,
+        limiter,
+        login_throttle,
+        cluster,
+        joins,
     )
+
+
+def node_meta(node: OpenedNode, api_advertise: str) -> dict[str, str]:
+    """What this node announces about itself in gossip: API address, version, certificate."""
+    return {"api": api_advertise, "version": __version__, "cert": node.identity.node_fingerprint}

@@ -16,21 +16,32 @@ import os
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from appliance.auth.accounts import AccountService
+from appliance.cluster import join_client
 from appliance.cluster.hlc import HybridClock
+from appliance.cluster.join import JoinResponse, decode_token
+from appliance.cluster.join_client import JoinError
 from appliance.datadir import DataDir, write_new_file
 from appliance.errors import StartupError
 from appliance.identity import pki
-from appliance.identity.store import NodeIdentity, create_identity, load_identity, refresh_node_cert
+from appliance.identity.store import (
+    NodeIdentity,
+    create_identity,
+    load_identity,
+    refresh_node_cert,
+    write_joined_identity,
+)
 from appliance.node.types import InterfaceAddress
 from appliance.settings import HostPort, ServeSettings, default_node_name
 from appliance.store.config import ConfigStore
 from appliance.store.database import Database
 
 log = logging.getLogger(__name__)
+
+API_ADVERTISE_KEY = "api_advertise"
 
 
 @dataclass
@@ -45,6 +56,7 @@ class OpenedNode:
     cluster_id: str
     created: bool
     initial_admin_password: str | None  # set only on the start that created the node
+    gossip_seeds: list[str] = field(default_factory=list)  # from the seed, on the start that joined
 
     def close(self) -> None:
         self.db.close()
@@ -67,18 +79,35 @@ def certificate_addresses(listens: list[HostPort], host_addresses: list[Interfac
     return sorted(result, key=lambda a: (a.version, int(a)))
 
 
+def routable_ips(host_addresses: list[InterfaceAddress]) -> list[str]:
+    """Host addresses peers could reach: global scope first, IPv4 before IPv6."""
+    found = [a for a in host_addresses if a.scope == "global"]
+    return [a.address for a in sorted(found, key=lambda a: a.family != "inet")]
+
+
+Joiner = Callable[..., JoinResponse]
+
+
 def open_node(
     settings: ServeSettings,
     host_addresses: list[InterfaceAddress],
     clock: Callable[[], float] = time.time,
+    joiner: Joiner = join_client.join,
 ) -> OpenedNode:
-    """Open the node in `settings.data_dir`, initialising it first if it is fresh."""
+    """Open the node in `settings.data_dir`, initialising it first if it is fresh.
+
+    A fresh node founds a new cluster, or with `settings.join` joins the token's cluster.
+    """
     datadir = DataDir(settings.data_dir)
     os.umask(0o077)
     addresses = certificate_addresses([settings.api, settings.gossip], host_addresses)
     now = dt.datetime.fromtimestamp(clock(), dt.UTC)
     if datadir.is_fresh():
+        if settings.join:
+            return _initialise_joined(datadir, settings, routable_ips(host_addresses), now, joiner)
         return _initialise(datadir, settings, addresses, now)
+    if settings.join:
+        log.info("data dir already holds a node; --join is ignored", extra={"data_dir": str(datadir.root)})
     datadir.check_initialised()
     datadir.lock()
     try:
@@ -119,6 +148,61 @@ def _initialise(
     datadir.finish_initialisation()
     log.info("initialised new node", extra={"node": name, "node_id": node_id, "data_dir": str(datadir.root)})
     return OpenedNode(datadir, db, identity, name, node_id, cluster_id, True, password)
+
+
+def _initialise_joined(
+    datadir: DataDir, settings: ServeSettings, ips: list[str], now: dt.datetime, joiner: Joiner
+) -> OpenedNode:
+    assert settings.join is not None
+    try:
+        token = decode_token(settings.join)
+    except ValueError as exc:
+        raise StartupError(f"--join: {exc}") from exc
+    name = settings.name or default_node_name()
+    key = pki.new_key()
+    try:
+        response = joiner(
+            token,
+            name=name,
+            key=key,
+            gossip_address=settings.advertised(settings.gossip, ips),
+            api_address=settings.advertised(settings.api, ips),
+        )
+    except JoinError as exc:
+        raise StartupError(f"cannot join the cluster: {exc}") from exc
+    try:
+        datadir.create()
+    except (FileExistsError, OSError) as exc:
+        raise StartupError(f"cannot create data dir {datadir.root}: {exc}") from exc
+    datadir.lock()
+    node_id = str(uuid.uuid4())
+    write_joined_identity(
+        datadir,
+        ca_cert_pem=response.ca_cert_pem.encode(),
+        ca_key_pem=response.ca_key_pem.encode(),
+        node_key=key,
+        node_cert_pem=response.node_cert_pem.encode(),
+    )
+    db = Database.create(datadir.db_path)
+    os.chmod(datadir.db_path, 0o600)
+    with db.transaction() as conn:
+        conn.executemany(
+            "INSERT INTO node_meta (key, value) VALUES (?, ?)",
+            [
+                ("name", name),
+                ("node_id", node_id),
+                ("cluster_id", response.cluster_id),
+                ("created_at", now.isoformat()),
+                ("joined_via", ",".join(token.seeds)),
+            ],
+        )
+    store = ConfigStore(db, HybridClock(node_id))
+    for entry in response.config:
+        store.merge(entry.kind, entry.key, entry.value, entry.version, deleted=entry.deleted)
+    datadir.finish_initialisation()
+    identity = load_identity(datadir, name)
+    log.info("joined cluster", extra={"node": name, "cluster_id": response.cluster_id, "seeds": ",".join(token.seeds)})
+    return OpenedNode(datadir, db, identity, name, node_id, response.cluster_id, True, None, response.gossip_seeds)
 
 
 def _open_existing(

@@ -26,6 +26,7 @@ from appliance.settings import (
     ServeSettings,
     SettingsError,
     parse_host_port,
+    parse_ip,
     validate_node_name,
 )
 
@@ -124,6 +125,20 @@ def _build_parser() -> argparse.ArgumentParser:
         metavar="PER_SECOND",
         help="requests per second per user, bursts of twice that; 0 turns it off (default: %(default)g)",
     )
+    serve.add_argument(
+        "--join",
+        default=None,
+        metavar="TOKEN",
+        help="on an empty data dir, join the cluster of this token (from `debvisor token create`) "
+        "instead of founding a new one; ignored once the node exists",
+    )
+    serve.add_argument(
+        "--advertise",
+        default=None,
+        metavar="IP",
+        help="address other nodes use to reach this one (default: the listen address, or the first "
+        "routable host address when listening on all)",
+    )
     serve.set_defaults(func=_cmd_serve)
     add_admin_commands(commands)
     return parser
@@ -144,6 +159,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             rate_limit=args.rate_limit,
             rate_burst=2 * args.rate_limit,
         ),
+        join=args.join,
+        advertise=parse_ip(args.advertise) if args.advertise else None,
     )
     logs.configure(args.log_level, json={"auto": None, "json": True, "text": False}[args.log_format])
     asyncio.run(serve(settings))

@@ -19,9 +19,11 @@ from appliance.api.problems import ApiError
 from appliance.audit.log import AuditLog
 from appliance.auth.accounts import AccountService
 from appliance.auth.permissions import Role
-from appliance.bootstrap import LocalState, open_local_state
+from appliance.bootstrap import API_ADVERTISE_KEY, LocalState, open_local_state
 from appliance.cluster.hlc import HybridClock
-from appliance.datadir import default_data_dir
+from appliance.cluster.join import JoinService
+from appliance.datadir import DataDir, default_data_dir
+from appliance.identity.store import load_identity
 from appliance.store.config import ConfigStore
 
 CONSOLE_USER = "root"
@@ -60,6 +62,21 @@ def add_admin_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
     delete = user_commands.add_parser("del", parents=[data_dir], help="delete a user and their API tokens")
     delete.add_argument("name")
     delete.set_defaults(func=_user_del)
+
+    token = commands.add_parser(
+        "token",
+        help="join tokens for new nodes (as root on a member)",
+        description="Create single-use tokens that let a new machine join this node's cluster.",
+    )
+    token_commands = token.add_subparsers(dest="token_command", metavar="ACTION", required=True)
+    create = token_commands.add_parser(
+        "create",
+        parents=[data_dir],
+        help="print a new join token",
+        description="Print a single-use join token. On the new machine: debvisor serve --join TOKEN",
+    )
+    create.add_argument("--ttl", type=float, default=3.0, metavar="HOURS", help="validity in hours (default: 3)")
+    create.set_defaults(func=_token_create)
 
     audit = commands.add_parser("audit", help="check the audit log", description="Work with this node's audit log.")
     audit_commands = audit.add_subparsers(dest="audit_command", metavar="ACTION", required=True)
@@ -168,6 +185,34 @@ def _user_del(args: argparse.Namespace) -> int:
         print(f"deleted user {args.name}")
     finally:
         state.close()
+    return 0
+
+
+def _token_create(args: argparse.Namespace) -> int:
+    if not 0 < args.ttl <= 7 * 24:
+        raise CommandError("--ttl must be between 0 and 168 hours")
+    state = _open(args)
+    try:
+        datadir = DataDir(args.data_dir or default_data_dir())
+        identity = load_identity(datadir, state.name)
+        api = state.db.get_meta(API_ADVERTISE_KEY)
+        if api is None:
+            raise CommandError("this node has not served yet, so its API address is unknown; start it first")
+        store = ConfigStore(state.db, HybridClock(state.node_id))
+        cluster_id = state.db.get_meta("cluster_id") or ""
+        joins = JoinService(store=store, identity=identity, cluster_id=cluster_id, api_seeds=lambda: [api])
+        created = joins.create_token(created_by=CONSOLE_USER, ttl=args.ttl * 3600)
+        AuditLog(state.db, state.name).append(
+            user=CONSOLE_USER,
+            source=CONSOLE_SOURCE,
+            action="cluster.token.create",
+            target=f"join token {created.id}",
+            outcome="success",
+            detail=f"valid {args.ttl:g} h",
+        )
+    finally:
+        state.close()
+    print(created.token)
     return 0
 
 

@@ -22,8 +22,10 @@ from granian.log import LogLevels
 from granian.server.embed import Server
 
 from appliance import __version__
-from appliance.app import create_app
-from appliance.bootstrap import OpenedNode, open_node
+from appliance.app import create_app, node_meta
+from appliance.bootstrap import API_ADVERTISE_KEY, OpenedNode, open_node, routable_ips
+from appliance.cluster.service import ClusterSettings
+from appliance.cluster.swim import Config
 from appliance.errors import StartupError
 from appliance.node.host import LinuxHost
 from appliance.settings import HostPort, ServeSettings
@@ -80,11 +82,27 @@ def check_can_listen(listen: HostPort, what: str) -> None:
 async def serve(settings: ServeSettings) -> None:
     """Serve the node described by `settings` until SIGTERM or SIGINT."""
     check_can_listen(settings.api, "API")
+    check_can_listen(settings.gossip, "gossip")
     host = LinuxHost()
-    node = open_node(settings, await host.addresses())
+    addresses = await host.addresses()
+    node = await asyncio.to_thread(open_node, settings, addresses)
     try:
         announce_initial_password(node)
-        appliance = create_app(node, host=host, auth=settings.auth)
+        ips = routable_ips(addresses)
+        api_advertise = settings.advertised(settings.api, ips)
+        node.db.set_meta(API_ADVERTISE_KEY, api_advertise)
+        cluster = ClusterSettings(
+            name=node.name,
+            listen_host=str(settings.gossip.host),
+            listen_port=settings.gossip.port,
+            advertise=settings.advertised(settings.gossip, ips),
+            meta=node_meta(node, api_advertise),
+            seeds=node.gossip_seeds,
+            config=Config(),
+        )
+        appliance = create_app(
+            node, host=host, auth=settings.auth, cluster_settings=cluster, api_advertise=api_advertise
+        )
         server = Server(
             appliance.asgi,
             address=str(settings.api.host),

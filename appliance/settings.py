@@ -68,6 +68,13 @@ def parse_host_port(text: str, default_port: int) -> HostPort:
     return HostPort(host, port)
 
 
+def parse_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    try:
+        return ipaddress.ip_address(text.strip().strip("[]"))
+    except ValueError as exc:
+        raise SettingsError(f"{text!r} is not an IP address") from exc
+
+
 def validate_node_name(name: str) -> str:
     """Return `name` if it is a valid node name, else raise SettingsError saying why."""
     if not _NODE_NAME.match(name):

@@ -32,6 +32,7 @@ class Permission(StrEnum):
     AUDIT_READ = "audit:read"
     USERS_MANAGE = "users:manage"
     TOKENS_MANAGE = "tokens:manage"  # other users' API tokens
+    CLUSTER_MANAGE = "cluster:manage"  # join tokens, removing nodes
 
 
 class Role(StrEnum):

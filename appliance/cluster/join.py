@@ -187,7 +187,11 @@ class JoinService:
         )
         used = msgspec.structs.replace(record, used_by=request.name, used_at=now)
         self._store.put(JOIN_TOKEN_KIND, record.id, msgspec.json.encode(used))
-        config = [ConfigEntry(kind, key, value) for kind in REPLICATED_KINDS for key, value in self._store.items(kind)]
+        config = [
+            ConfigEntry(kind, key, value, version, deleted)
+            for kind in REPLICATED_KINDS
+            for key, value, version, deleted in self._store.versioned_items(kind)
+        ]
         return JoinResponse(
             node_cert_pem=pki.cert_to_pem(cert).decode(),
             ca_cert_pem=pki.cert_to_pem(self._identity.ca_cert).decode(),

@@ -134,7 +134,7 @@ class ClusterService(Collector):
 
     async def stop(self, *, leave: bool = True) -> None:
         self._save_seeds()
-        if leave and self._task is not None:
+        if leave and self._task is not None and self.swim.live_count() > 1:
             self.swim.leave(self._loop_time())
             self._flush()
             self._save_incarnation()

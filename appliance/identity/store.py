@@ -44,6 +44,10 @@ class NodeIdentity:
     def ca_fingerprint(self) -> str:
         return pki.fingerprint(self.ca_cert)
 
+    @property
+    def node_fingerprint(self) -> str:
+        return pki.fingerprint(self.node_cert)
+
 
 def _paths(datadir: DataDir) -> dict[str, Path]:
     return {
@@ -69,6 +73,22 @@ def create_identity(
     return NodeIdentity(
         name, ca_cert, ca_key, node_cert, node_key, paths["ca_cert"], paths["node_cert"], paths["node_key"]
     )
+
+
+def write_joined_identity(
+    datadir: DataDir,
+    *,
+    ca_cert_pem: bytes,
+    ca_key_pem: bytes,
+    node_key: ec.EllipticCurvePrivateKey,
+    node_cert_pem: bytes,
+) -> None:
+    """Store the identity a seed issued to this node when it joined (and the CA it shares)."""
+    paths = _paths(datadir)
+    write_new_file(paths["ca_key"], ca_key_pem, mode=0o600)
+    write_new_file(paths["ca_cert"], ca_cert_pem, mode=0o644)
+    write_new_file(paths["node_key"], pki.key_to_pem(node_key), mode=0o600)
+    write_new_file(paths["node_cert"], node_cert_pem, mode=0o644)
 
 
 def load_identity(datadir: DataDir, name: str) -> NodeIdentity:

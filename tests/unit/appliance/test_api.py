@@ -64,7 +64,7 @@ def test_health_and_readiness(client: TestClient[Any], appliance: Appliance) -> 
     assert client.get("/healthz").json() == {"status": "ok"}
     ready = client.get("/readyz")
     assert ready.status_code == 200
-    assert set(ready.json()["checks"]) == {"database", "identity", "api"}
+    assert set(ready.json()["checks"]) == {"database", "identity", "api", "gossip"}
     appliance.readiness.set("database", False, "disk gone")
     not_ready = client.get("/readyz")
     assert not_ready.status_code == 503
@@ -160,7 +160,7 @@ def test_every_route_declares_a_permission_or_is_public(appliance: Appliance) ->
                 public.add(route.path)
                 continue
             assert declared_permission(handler) is not None, f"{route.path} declares no permission"
-    assert public == {"/healthz", "/readyz", "/api/v1/auth/login"}
+    assert public == {"/healthz", "/readyz", "/api/v1/auth/login", "/api/v1/cluster/ca", "/api/v1/cluster/join"}
 
 
 json_values = st.recursive(
