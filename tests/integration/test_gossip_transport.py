@@ -1,0 +1,252 @@
+"""The gossip transport on loopback: mutual TLS, identities, refusals, and bad frames."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import ssl
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from appliance.cluster.messages import Ack, Frame, encode_frame
+from appliance.cluster.transport import GossipTransport, tls_contexts
+from appliance.identity import pki
+
+pytestmark = pytest.mark.integration
+
+NOW = dt.datetime.now(dt.UTC)
+
+
+@dataclass
+class Pki:
+    root: Path
+    ca_key: object = None
+    ca_cert: object = None
+
+    def issue(self, name: str, *, ca: tuple[object, object] | None = None, now: dt.datetime = NOW) -> tuple[Path, Path]:
+        ca_key, ca_cert = ca or (self.ca_key, self.ca_cert)
+        key = pki.new_key()
+        cert = pki.issue_node_cert(
+            ca_key,  # type: ignore[arg-type]
+            ca_cert,  # type: ignore[arg-type]
+            key.public_key(),
+            name=name,
+            addresses=[],
+            now=now,
+        )
+        cert_path, key_path = self.root / f"{name}.crt", self.root / f"{name}.key"
+        cert_path.write_bytes(pki.cert_to_pem(cert))
+        key_path.write_bytes(pki.key_to_pem(key))
+        return cert_path, key_path
+
+
+@pytest.fixture
+def cluster_pki(tmp_path: Path) -> Pki:
+    ca_key, ca_cert = pki.new_ca("test", NOW)
+    (tmp_path / "ca.crt").write_bytes(pki.cert_to_pem(ca_cert))
+    return Pki(tmp_path, ca_key, ca_cert)
+
+
+@dataclass
+class Endpoint:
+    transport: GossipTransport
+    frames: list[tuple[str, Frame]] = field(default_factory=list)
+    lost: list[str] = field(default_factory=list)
+    revoked: set[str] = field(default_factory=set)
+
+
+def endpoint(name: str, ca: Path, cert: Path, key: Path) -> Endpoint:
+    server, client = tls_contexts(ca, cert, key)
+    holder: dict[str, Endpoint] = {}
+    transport = GossipTransport(
+        name=name,
+        server_context=server,
+        client_context=client,
+        on_frame=lambda sender, frame: holder["e"].frames.append((sender, frame)),
+        on_lost=lambda peer: holder["e"].lost.append(peer),  # noqa: PLW0108 - holder is filled below
+        is_revoked=lambda fp: fp in holder["e"].revoked,
+        max_frame=4096,
+    )
+    holder["e"] = Endpoint(transport)
+    return holder["e"]
+
+
+async def wait_for(predicate: object, seconds: float = 3.0) -> bool:
+    for _ in range(int(seconds / 0.02)):
+        if predicate():  # type: ignore[operator]
+            return True
+        await asyncio.sleep(0.02)
+    return False
+
+
+async def started(e: Endpoint) -> str:
+    await e.transport.start("127.0.0.1", 0)
+    return f"127.0.0.1:{e.transport.port}"
+
+
+async def test_frames_flow_between_cluster_members(cluster_pki: Pki) -> None:
+    ca = cluster_pki.root / "ca.crt"
+    a = endpoint("a", ca, *cluster_pki.issue("a"))
+    b = endpoint("b", ca, *cluster_pki.issue("b"))
+    addr = await started(a)
+    await started(b)
+    try:
+        for seq in range(3):
+            b.transport.send("a", addr, encode_frame(Frame("b", [Ack(seq)])))
+        assert await wait_for(lambda: len(a.frames) == 3)
+        assert [f.messages for _, f in a.frames] == [[Ack(0)], [Ack(1)], [Ack(2)]]
+        assert {s for s, _ in a.frames} == {"b"}
+        assert a.transport.stats.frames_in == 3
+        assert b.transport.stats.frames_out == 3
+    finally:
+        await a.transport.stop()
+        await b.transport.stop()
+
+
+async def test_peer_death_is_reported_as_lost(cluster_pki: Pki) -> None:
+    ca = cluster_pki.root / "ca.crt"
+    a = endpoint("a", ca, *cluster_pki.issue("a"))
+    b = endpoint("b", ca, *cluster_pki.issue("b"))
+    addr_a, addr_b = await started(a), await started(b)
+    try:
+        b.transport.send("a", addr_a, encode_frame(Frame("b", [Ack(1)])))
+        a.transport.send("b", addr_b, encode_frame(Frame("a", [Ack(2)])))
+        assert await wait_for(lambda: a.frames and b.frames)
+        await b.transport.stop()
+        assert await wait_for(lambda: "b" in a.lost)
+    finally:
+        await a.transport.stop()
+
+
+@pytest.mark.parametrize("kind", ["other-ca", "expired", "revoked"])
+async def test_untrusted_certificates_are_refused(cluster_pki: Pki, kind: str) -> None:
+    ca = cluster_pki.root / "ca.crt"
+    a = endpoint("a", ca, *cluster_pki.issue("a"))
+    if kind == "other-ca":
+        other = pki.new_ca("other", NOW)
+        cert, key = cluster_pki.issue("mallory", ca=other)
+        b = endpoint("mallory", ca, cert, key)
+    elif kind == "expired":
+        cert, key = cluster_pki.issue("old", now=NOW - dt.timedelta(days=800))
+        b = endpoint("old", ca, cert, key)
+    else:
+        cert, key = cluster_pki.issue("gone")
+        b = endpoint("gone", ca, cert, key)
+        a.revoked.add(pki.fingerprint(pki.cert_from_pem(cert.read_bytes())))
+    addr = await started(a)
+    try:
+        refused = a.transport.stats.refused_handshakes
+        b.transport.send("a", addr, encode_frame(Frame(b.transport.name, [Ack(1)])))
+        # TLS 1.3 clients finish their side before the server checks their certificate, so the
+        # refusal shows as a refused handshake at a, or a failed dial or lost connection at b.
+        assert await wait_for(
+            lambda: a.transport.stats.refused_handshakes + b.transport.stats.dial_failures + len(b.lost) > refused
+        ), (a.transport.stats, b.transport.stats)
+        await asyncio.sleep(0.3)
+        assert a.frames == []
+    finally:
+        await a.transport.stop()
+        await b.transport.stop()
+
+
+async def test_revoking_cuts_an_open_connection(cluster_pki: Pki) -> None:
+    ca = cluster_pki.root / "ca.crt"
+    a = endpoint("a", ca, *cluster_pki.issue("a"))
+    cert, key = cluster_pki.issue("b")
+    b = endpoint("b", ca, cert, key)
+    addr = await started(a)
+    try:
+        b.transport.send("a", addr, encode_frame(Frame("b", [Ack(1)])))
+        assert await wait_for(lambda: len(a.frames) == 1)
+        fingerprint = pki.fingerprint(pki.cert_from_pem(cert.read_bytes()))
+        a.revoked.add(fingerprint)
+        a.transport.cut(fingerprint)
+        await asyncio.sleep(0.2)
+        for seq in range(3):
+            b.transport.send("a", addr, encode_frame(Frame("b", [Ack(seq)])))
+        await asyncio.sleep(0.5)
+        assert len(a.frames) == 1
+        assert a.transport.stats.refused_handshakes >= 1
+    finally:
+        await a.transport.stop()
+        await b.transport.stop()
+
+
+def framed(body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + body
+
+
+async def _raw_client(ca: Path, cert: Path, key: Path, addr: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    _, client = tls_contexts(ca, cert, key)
+    host, port = addr.split(":")
+    return await asyncio.open_connection(host, int(port), ssl=client)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        struct.pack(">I", 10) + b"\x93not-msgpack",  # malformed
+        struct.pack(">I", 1 << 30),  # oversized
+        struct.pack(">I", 0),  # empty
+        framed(encode_frame(Frame("someone-else", [Ack(1)]))),
+        framed(msgspec.msgpack.encode(["b", [["ack"]]])),
+    ],
+    ids=["malformed", "oversized", "empty", "impersonating", "wrong-shape"],
+)
+async def test_bad_frames_close_the_connection_and_are_counted(cluster_pki: Pki, payload: bytes) -> None:
+    ca = cluster_pki.root / "ca.crt"
+    a = endpoint("a", ca, *cluster_pki.issue("a"))
+    cert, key = cluster_pki.issue("b")
+    addr = await started(a)
+    try:
+        reader, writer = await _raw_client(ca, cert, key, addr)
+        writer.write(payload)
+        await writer.drain()
+        closed = await asyncio.wait_for(reader.read(1), 3.0)
+        assert closed == b""
+        writer.close()
+        assert a.transport.stats.bad_frames == 1
+        assert a.frames == []
+        assert a.lost == []  # a refused frame is not evidence that the peer died
+        # the node keeps serving others
+        b = endpoint("b", ca, cert, key)
+        await started(b)
+        b.transport.send("a", addr, encode_frame(Frame("b", [Ack(9)])))
+        assert await wait_for(lambda: len(a.frames) == 1)
+        await b.transport.stop()
+    finally:
+        await a.transport.stop()
+
+
+async def _send_without_client_cert(host: str, port: int, context: ssl.SSLContext) -> None:
+    reader, writer = await asyncio.open_connection(host, port, ssl=context)
+    writer.write(b"\x00\x00\x00\x01x")
+    await writer.drain()
+    data = await asyncio.wait_for(reader.read(), 3.0)
+    writer.close()
+    if data == b"":
+        raise ConnectionError("closed by the server")
+
+
+async def test_plain_tcp_and_tls_without_client_cert_are_refused(cluster_pki: Pki) -> None:
+    ca = cluster_pki.root / "ca.crt"
+    a = endpoint("a", ca, *cluster_pki.issue("a"))
+    addr = await started(a)
+    host, port = addr.split(":")
+    try:
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(b"\x00\x00\x00\x05hello")
+        await writer.drain()
+        assert await asyncio.wait_for(reader.read(), 3.0) == b""
+        writer.close()
+        anonymous = ssl.create_default_context(cafile=str(ca))
+        anonymous.check_hostname = False
+        with pytest.raises((ssl.SSLError, ConnectionError, asyncio.IncompleteReadError)):
+            await _send_without_client_cert(host, int(port), anonymous)
+        assert a.frames == []
+    finally:
+        await a.transport.stop()
