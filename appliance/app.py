@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
+import logging
+import ssl
 import time
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 
 from litestar import Litestar, Router
@@ -46,6 +49,8 @@ from appliance.cluster.swim import Config
 from appliance.cluster.transport import tls_contexts
 from appliance.health.controller import health_routes
 from appliance.health.readiness import Readiness
+from appliance.identity import pki
+from appliance.identity.store import refresh_node_cert
 from appliance.metrics.controller import metrics_routes
 from appliance.metrics.http import HttpMetrics, MetricsMiddleware, new_registry
 from appliance.node.controller import node_routes
@@ -57,6 +62,9 @@ from appliance.store.config import ConfigStore
 API_ROOT = "/api/v1"
 MAX_BODY_BYTES = 1024 * 1024
 SESSION_PRUNE_SECONDS = 60.0
+CERT_CHECK_SECONDS = 12 * 3600.0  # certificates are renewed 30 days before they expire
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -145,25 +153,14 @@ def create_app(
         store=config, identity=node.identity, cluster_id=node.cluster_id, api_seeds=lambda: [api_advertise], clock=clock
     )
 
-    @asynccontextmanager
-    async def lifespan(_: Litestar) -> AsyncIterator[None]:
-        async def prune_sessions() -> None:
-            while True:
-                await asyncio.sleep(SESSION_PRUNE_SECONDS)
-                sessions.prune()
-
-        pruner = asyncio.create_task(prune_sessions(), name="prune-sessions")
-        await cluster.start()
-        readiness.set("gossip", True, f"listening on {cluster_settings.listen_host}:{cluster.transport.port}")
-        readiness.set("api", True, "serving")
-        try:
-            yield
-        finally:
-            readiness.set("api", False, "stopping")
-            await cluster.stop(leave=True)
-            pruner.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await pruner
+    lifespan = _lifespan(
+        readiness=readiness,
+        sessions=sessions,
+        cluster=cluster,
+        node=node,
+        clock=clock,
+        contexts=(server_context, client_context),
+    )
 
     openapi = OpenAPIConfig(
         title="DebVisor",
@@ -214,6 +211,58 @@ def create_app(
         cluster,
         joins,
     )
+
+
+def _lifespan(
+    *,
+    readiness: Readiness,
+    sessions: SessionStore,
+    cluster: ClusterService,
+    node: OpenedNode,
+    clock: Callable[[], float],
+    contexts: tuple[ssl.SSLContext, ssl.SSLContext],
+) -> Callable[[Litestar], AbstractAsyncContextManager[None]]:
+    """Start the node's background work with the app and stop it after the last request:
+    membership, session pruning, and certificate renewal (gossip reloads it at once)."""
+
+    async def prune_sessions() -> None:
+        while True:
+            await asyncio.sleep(SESSION_PRUNE_SECONDS)
+            sessions.prune()
+
+    async def renew_certificate() -> None:
+        identity = node.identity
+        while True:
+            await asyncio.sleep(CERT_CHECK_SECONDS)
+            now = dt.datetime.fromtimestamp(clock(), dt.UTC)
+            renewed = refresh_node_cert(identity, sorted(pki.san_addresses(identity.node_cert), key=str), now)
+            if renewed is not identity:
+                identity = renewed
+                for context in contexts:
+                    context.load_cert_chain(str(identity.node_cert_path), str(identity.node_key_path))
+                log.info("gossip uses the renewed node certificate; HTTPS picks it up at the next restart")
+
+    @asynccontextmanager
+    async def lifespan(_: Litestar) -> AsyncIterator[None]:
+        tasks = [
+            asyncio.create_task(prune_sessions(), name="prune-sessions"),
+            asyncio.create_task(renew_certificate(), name="renew-certificate"),
+        ]
+        await cluster.start()
+        listen = f"{cluster.settings.listen_host}:{cluster.transport.port}"
+        readiness.set("gossip", True, f"listening on {listen}")
+        readiness.set("api", True, "serving")
+        try:
+            yield
+        finally:
+            readiness.set("api", False, "stopping")
+            await cluster.stop(leave=True)
+            for task in tasks:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    return lifespan
 
 
 def node_meta(node: OpenedNode, api_advertise: str) -> dict[str, str]:
