@@ -117,6 +117,18 @@ def open_node(
         raise
 
 
+def _create_database(
+    datadir: DataDir, *, name: str, node_id: str, cluster_id: str, now: dt.datetime, extra: dict[str, str] | None = None
+) -> Database:
+    """The new node's database (0600) with its identity recorded in node_meta."""
+    db = Database.create(datadir.db_path)
+    os.chmod(datadir.db_path, 0o600)
+    meta = {"name": name, "node_id": node_id, "cluster_id": cluster_id, "created_at": now.isoformat(), **(extra or {})}
+    with db.transaction() as conn:
+        conn.executemany("INSERT INTO node_meta (key, value) VALUES (?, ?)", list(meta.items()))
+    return db
+
+
 def _initialise(
     datadir: DataDir, settings: ServeSettings, addresses: list[pki.IPAddress], now: dt.datetime
 ) -> OpenedNode:
@@ -130,18 +142,7 @@ def _initialise(
     datadir.lock()
     cluster_id, node_id = str(uuid.uuid4()), str(uuid.uuid4())
     identity = create_identity(datadir, name, cluster_id, addresses, now)
-    db = Database.create(datadir.db_path)
-    os.chmod(datadir.db_path, 0o600)
-    with db.transaction() as conn:
-        conn.executemany(
-            "INSERT INTO node_meta (key, value) VALUES (?, ?)",
-            [
-                ("name", name),
-                ("node_id", node_id),
-                ("cluster_id", cluster_id),
-                ("created_at", now.isoformat()),
-            ],
-        )
+    db = _create_database(datadir, name=name, node_id=node_id, cluster_id=cluster_id, now=now)
     accounts = AccountService(ConfigStore(db, HybridClock(node_id)), clock=now.timestamp)
     password = accounts.create_bootstrap_admin()
     write_new_file(datadir.admin_password_path, (password + "\n").encode(), mode=0o600)
@@ -183,19 +184,14 @@ def _initialise_joined(
         node_key=key,
         node_cert_pem=response.node_cert_pem.encode(),
     )
-    db = Database.create(datadir.db_path)
-    os.chmod(datadir.db_path, 0o600)
-    with db.transaction() as conn:
-        conn.executemany(
-            "INSERT INTO node_meta (key, value) VALUES (?, ?)",
-            [
-                ("name", name),
-                ("node_id", node_id),
-                ("cluster_id", response.cluster_id),
-                ("created_at", now.isoformat()),
-                ("joined_via", ",".join(token.seeds)),
-            ],
-        )
+    db = _create_database(
+        datadir,
+        name=name,
+        node_id=node_id,
+        cluster_id=response.cluster_id,
+        now=now,
+        extra={"joined_via": ",".join(token.seeds)},
+    )
     store = ConfigStore(db, HybridClock(node_id))
     for entry in response.config:
         store.merge(entry.kind, entry.key, entry.value, entry.version, deleted=entry.deleted)

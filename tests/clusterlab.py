@@ -12,6 +12,7 @@ from typing import Any
 
 from tests.conftest import LONG_LIVED
 from tests.netns import Host, Lab
+from tests.nodeproc import first_admin_token
 from tests.nsclient import NamespaceClient
 
 API_PORT = 8443
@@ -95,22 +96,7 @@ def bootstrap_admin_token(node: ClusterNode) -> str:
     """Log in on a founding node with the initial password, change it, make an API token."""
     initial = (node.data_dir / "initial-admin-password").read_text().strip()
 
-    def flow(client: Any) -> str:
-        login = client.post("/api/v1/auth/login", json={"username": "admin", "password": initial})
-        login.raise_for_status()
-        changed = client.post(
-            "/api/v1/users/admin/password",
-            json={"current_password": initial, "new_password": initial + "-changed"},
-            headers={"X-CSRF-Token": login.json()["csrf_token"]},
-        )
-        changed.raise_for_status()
-        created = client.post(
-            "/api/v1/tokens", json={"name": "lab"}, headers={"X-CSRF-Token": changed.json()["session"]["csrf_token"]}
-        )
-        created.raise_for_status()
-        return str(created.json()["secret"])
-
-    token = node.client().call(flow)
+    token = node.client().call(lambda client: first_admin_token(client, initial))
     node.token = token
     node.drop_client()
     return token

@@ -96,18 +96,7 @@ class NodeProcess:
             return self._admin_file.read_text()
         initial = (self.data_dir / "initial-admin-password").read_text().strip()
         with self.client() as client:
-            login = client.post("/api/v1/auth/login", json={"username": "admin", "password": initial})
-            login.raise_for_status()
-            changed = client.post(
-                "/api/v1/users/admin/password",
-                json={"current_password": initial, "new_password": initial + "-changed"},
-                headers={"X-CSRF-Token": login.json()["csrf_token"]},
-            )
-            changed.raise_for_status()
-            csrf = changed.json()["session"]["csrf_token"]
-            created = client.post("/api/v1/tokens", json={"name": "tests"}, headers={"X-CSRF-Token": csrf})
-            created.raise_for_status()
-        token = str(created.json()["secret"])
+            token = first_admin_token(client, initial)
         self._admin_file.write_text(token)
         return token
 
@@ -165,6 +154,22 @@ class NodeProcess:
 
     def __exit__(self, *_: type[BaseException] | BaseException | TracebackType | None) -> None:
         self.stop()
+
+
+def first_admin_token(client: httpx.Client, initial_password: str) -> str:
+    """Log in as the bootstrap admin, change the password (to initial + "-changed"), make an API token."""
+    login = client.post("/api/v1/auth/login", json={"username": "admin", "password": initial_password})
+    login.raise_for_status()
+    changed = client.post(
+        "/api/v1/users/admin/password",
+        json={"current_password": initial_password, "new_password": initial_password + "-changed"},
+        headers={"X-CSRF-Token": login.json()["csrf_token"]},
+    )
+    changed.raise_for_status()
+    csrf = changed.json()["session"]["csrf_token"]
+    created = client.post("/api/v1/tokens", json={"name": "tests"}, headers={"X-CSRF-Token": csrf})
+    created.raise_for_status()
+    return str(created.json()["secret"])
 
 
 def run_debvisor(*args: str, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
