@@ -81,6 +81,12 @@ class AccountService:
         self._tokens: dict[str, TokenRecord] = {}
         self._checked_at = monotonic()
         self._reload()
+        store.on_change(self._on_config_change)
+
+    def _on_config_change(self, kind: str, key: str, local: bool) -> None:
+        """Entries merged from peers (replication) replace the cached copy at once."""
+        if not local and kind in (USER_KIND, TOKEN_KIND):
+            self._reload()
 
     # -- reading -----------------------------------------------------------------------
 

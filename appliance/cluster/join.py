@@ -26,6 +26,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from appliance.api.problems import ApiError
+from appliance.cluster.messages import ConfigEntry
 from appliance.identity import pki
 from appliance.identity.store import NodeIdentity
 from appliance.settings import SettingsError, validate_node_name
@@ -54,14 +55,6 @@ class JoinTokenRecord(msgspec.Struct, frozen=True, kw_only=True):
     expires_at: float
     used_by: str | None = None
     used_at: float | None = None
-
-
-class ConfigEntry(msgspec.Struct, frozen=True):
-    kind: str
-    key: str
-    value: bytes
-    version: str
-    deleted: bool = False
 
 
 class JoinRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -90,7 +90,31 @@ class PushPull(msgspec.Struct, tag="pushpull", array_like=True, frozen=True):
     revoked: list[Revoke] = []
 
 
-Message = Ping | PingReq | Ack | Nack | Alive | Suspect | Dead | Revoke | PushPull
+class ConfigEntry(msgspec.Struct, array_like=True, frozen=True):
+    """One entry of the cluster configuration map, tombstones included."""
+
+    kind: str
+    key: str
+    value: bytes
+    version: str
+    deleted: bool = False
+
+
+class ConfigPush(msgspec.Struct, tag="cfgpush", array_like=True, frozen=True):
+    """Entries the receiver should merge (last writer wins)."""
+
+    entries: list[ConfigEntry]
+
+
+class ConfigDigest(msgspec.Struct, tag="cfgdigest", array_like=True, frozen=True):
+    """(kind, key, version) of everything the sender has; the receiver pushes what is newer on
+    its side and, unless this is the answer, sends its own digest back."""
+
+    versions: list[tuple[str, str, str]]
+    reply: bool = False
+
+
+Message = Ping | PingReq | Ack | Nack | Alive | Suspect | Dead | Revoke | PushPull | ConfigPush | ConfigDigest
 
 
 class Frame(msgspec.Struct, array_like=True, frozen=True):

@@ -26,7 +26,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from appliance.audit.log import AuditLog
-from appliance.cluster.messages import Frame, Status, encode_frame
+from appliance.cluster.messages import ConfigDigest, ConfigPush, Frame, Message, Status, encode_frame
+from appliance.cluster.replication import ConfigReplicator
 from appliance.cluster.swim import Config, Event, EventKind, Member, Swim
 from appliance.cluster.transport import GossipTransport
 from appliance.store.config import ConfigStore
@@ -106,6 +107,13 @@ class ClusterService(Collector):
             is_revoked=self.is_revoked,
             write_deadline=min(0.2, settings.config.probe_timeout * 0.8),
         )
+        self.replicator = ConfigReplicator(
+            config_store,
+            send=self._send_messages,
+            peers=self._live_peers,
+            rng=random.SystemRandom(),
+            now=self._loop_time(),
+        )
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._event_counts: Counter[str] = Counter()
@@ -147,9 +155,12 @@ class ClusterService(Collector):
 
     async def _run(self) -> None:
         while True:
-            self.swim.tick(self._loop_time())
+            now = self._loop_time()
+            self.swim.tick(now)
+            self.replicator.tick(now)
             self._flush()
-            delay = max(0.0, self.swim.next_deadline() - self._loop_time())
+            deadline = min(self.swim.next_deadline(), self.replicator.next_sync)
+            delay = max(0.0, deadline - self._loop_time())
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), delay)
@@ -204,9 +215,31 @@ class ClusterService(Collector):
     # -- transport callbacks --------------------------------------------------------------
 
     def _on_frame(self, sender: str, frame: Frame) -> None:
-        self.swim.receive(self._loop_time(), sender, frame)
+        now = self._loop_time()
+        membership: list[Message] = [m for m in frame.messages if not isinstance(m, ConfigPush | ConfigDigest)]
+        if len(membership) == len(frame.messages):
+            self.swim.receive(now, sender, frame)
+        else:
+            if membership:
+                self.swim.receive(now, sender, Frame(frame.sender, membership, frame.addr))
+            member = self.swim.members.get(sender)
+            if member is not None:
+                for message in frame.messages:
+                    if isinstance(message, ConfigPush | ConfigDigest):
+                        self.replicator.handle(now, (sender, member.addr), message)
         self._flush()
         self._wake.set()
+
+    def _live_peers(self) -> list[tuple[str, str]]:
+        return [
+            (m.name, m.addr)
+            for m in self.swim.members.values()
+            if m.name != self.settings.name and m.status in (Status.ALIVE, Status.SUSPECT)
+        ]
+
+    def _send_messages(self, peer: tuple[str, str], messages: list[Message]) -> None:
+        name, addr = peer
+        self.transport.send(name, addr, encode_frame(Frame(self.settings.name, messages, self.settings.advertise)))
 
     def _on_lost(self, name: str) -> None:
         self.swim.connection_lost(self._loop_time(), name)

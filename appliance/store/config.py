@@ -24,7 +24,7 @@ class ConfigStore:
         self._db = db
         self._clock = clock
         self._seen_version = self._data_version()
-        self._listeners: list[Callable[[str, str], None]] = []
+        self._listeners: list[Callable[[str, str, bool], None]] = []
 
     def get(self, kind: str, key: str) -> bytes | None:
         row = self._db.conn.execute(
@@ -48,7 +48,7 @@ class ConfigStore:
                 " deleted = 0",
                 (kind, key, value, version),
             )
-        self._notify(kind, key)
+        self._notify(kind, key, local=True)
         return version
 
     def delete(self, kind: str, key: str) -> bool:
@@ -60,8 +60,20 @@ class ConfigStore:
                 (version, kind, key),
             )
         if cursor.rowcount:
-            self._notify(kind, key)
+            self._notify(kind, key, local=True)
         return cursor.rowcount > 0
+
+    def entry(self, kind: str, key: str) -> tuple[bytes, str, bool] | None:
+        """(value, version, deleted) of one entry, tombstone included."""
+        row = self._db.conn.execute(
+            "SELECT value, version, deleted FROM config WHERE kind = ? AND key = ?", (kind, key)
+        ).fetchone()
+        return None if row is None else (bytes(row[0]), str(row[1]), bool(row[2]))
+
+    def versions(self) -> list[tuple[str, str, str]]:
+        """(kind, key, version) of every entry: the digest anti-entropy compares."""
+        rows = self._db.conn.execute("SELECT kind, key, version FROM config ORDER BY kind, key").fetchall()
+        return [(str(k), str(key), str(v)) for k, key, v in rows]
 
     def versioned_items(self, kind: str) -> list[tuple[str, bytes, str, bool]]:
         """(key, value, version, deleted) of every entry of a kind, tombstones included."""
@@ -81,11 +93,12 @@ class ConfigStore:
                 (kind, key, b"" if deleted else value, version, int(deleted)),
             )
         if cursor.rowcount:
-            self._notify(kind, key)
+            self._notify(kind, key, local=False)
         return cursor.rowcount > 0
 
-    def on_change(self, listener: Callable[[str, str], None]) -> None:
-        """Call `listener(kind, key)` after each write made through this store."""
+    def on_change(self, listener: Callable[[str, str, bool], None]) -> None:
+        """Call `listener(kind, key, local)` after each change: `local` for this node's own
+        writes, False for entries merged from a peer."""
         self._listeners.append(listener)
 
     def changed(self) -> bool:
@@ -96,9 +109,9 @@ class ConfigStore:
         self._seen_version = version
         return True
 
-    def _notify(self, kind: str, key: str) -> None:
+    def _notify(self, kind: str, key: str, *, local: bool) -> None:
         for listener in self._listeners:
-            listener(kind, key)
+            listener(kind, key, local)
 
     def _data_version(self) -> int:
         return int(self._db.conn.execute("PRAGMA data_version").fetchone()[0])

@@ -45,6 +45,42 @@ def test_users_reach_joined_nodes(cluster: ClusterLab) -> None:
     assert cluster.nodes[4].client().get("/api/v1/node").json()["name"] == "n4"
 
 
+def test_user_created_on_one_node_logs_in_on_another(cluster: ClusterLab) -> None:
+    n0, n4 = cluster.nodes[0], cluster.nodes[4]
+    created = n0.client().post("/api/v1/users", json={"name": "ops", "role": "operator", "password": "replicated pass"})
+    assert created.status_code == 201, created.text
+
+    def logs_in() -> bool:
+        response = n4.client().post("/api/v1/auth/login", json={"username": "ops", "password": "replicated pass"})
+        return response.status_code == 200
+
+    took = wait_until(logs_in, timeout=10, interval=0.1)
+    print(f"\nuser created on n0 -> login on n4: {took:.2f} s")
+
+
+def test_token_revoked_on_one_node_is_refused_on_another(cluster: ClusterLab) -> None:
+    n1, n3 = cluster.nodes[1], cluster.nodes[3]
+
+    def make_token(client: object) -> dict[str, object]:
+        login = client.post("/api/v1/auth/login", json={"username": "ops", "password": "replicated pass"})  # type: ignore[attr-defined]
+        csrf = {"X-CSRF-Token": login.json()["csrf_token"]}
+        return dict(client.post("/api/v1/tokens", json={"name": "ci"}, headers=csrf).json())  # type: ignore[attr-defined]
+
+    from tests.nsclient import NamespaceClient
+
+    with NamespaceClient(n1.host.netns, n1.url, n1.data_dir / "pki" / "ca.crt") as browser:
+        created = browser.call(make_token)
+    secret = str(created["secret"])
+    token_id = created["token"]["id"]  # type: ignore[index]
+    with NamespaceClient(n3.host.netns, n3.url, n3.data_dir / "pki" / "ca.crt", secret) as program:
+        wait_until(lambda: program.get("/api/v1/node").status_code == 200, timeout=10, interval=0.1)
+        assert n1.client().delete(f"/api/v1/tokens/{token_id}").status_code == 204
+        revoked = time.monotonic()
+        took = wait_until(lambda: program.get("/api/v1/node").status_code == 401, timeout=10, interval=0.05)
+        print(f"\ntoken revoked on n1 -> refused on n3: {took:.2f} s")
+        assert time.monotonic() - revoked < 10
+
+
 def test_sigkilled_node_is_declared_dead_by_all(cluster: ClusterLab) -> None:
     victim = cluster.nodes[4]
     observers = cluster.nodes[:4]

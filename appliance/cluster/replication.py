@@ -1,0 +1,120 @@
+"""Replicating the cluster configuration map between nodes, over the gossip transport.
+
+Two mechanisms, as in Dynamo-style and scuttlebutt-style systems:
+- *rumour*: a change (local, or merged from a peer and new here) is pushed at once to a few
+  random members, who merge it and pass on only what was new to them;
+- *anti-entropy*: every `sync_interval` a node sends one random member the digest of all its
+  versions; each side then pushes the entries the other lacks or has older, so anything a
+  rumour missed (a node that was down or partitioned) converges within a few intervals.
+
+Merging is last-writer-wins on hybrid-logical-clock versions with tombstones
+(`ConfigStore.merge`), so delivery order and duplicates do not matter. Pushes are cut into
+frames of at most `max_push_bytes`, which bounds the time any one write holds a peer's
+connection (probes to that peer queue behind it, probes to others do not).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+
+from appliance.cluster.messages import ConfigDigest, ConfigEntry, ConfigPush, Message, message_size
+from appliance.store.config import ConfigStore
+
+Peer = tuple[str, str]  # (name, gossip address)
+
+
+class ConfigReplicator:
+    """Keeps this node's configuration map in step with its peers'."""
+
+    def __init__(
+        self,
+        store: ConfigStore,
+        *,
+        send: Callable[[Peer, list[Message]], None],
+        peers: Callable[[], list[Peer]],
+        rng: random.Random,
+        now: float,
+        fanout: int = 3,
+        sync_interval: float = 2.0,
+        max_push_bytes: int = 256 * 1024,
+    ) -> None:
+        self._store = store
+        self._send = send
+        self._peers = peers
+        self._rng = rng
+        self.fanout = fanout
+        self.sync_interval = sync_interval
+        self.max_push_bytes = max_push_bytes
+        self.next_sync = now + rng.uniform(0, sync_interval)
+        self.merged = 0
+        store.on_change(self._on_change)
+
+    def tick(self, now: float) -> None:
+        if now < self.next_sync:
+            return
+        self.next_sync = now + self.sync_interval
+        peers = self._peers()
+        if peers:
+            self._send(self._rng.choice(peers), [ConfigDigest(self._store.versions())])
+
+    def handle(self, now: float, sender: Peer, message: Message) -> None:
+        match message:
+            case ConfigPush(entries=entries):
+                fresh = [e for e in entries if self._merge(e)]
+                if fresh:
+                    self._rumour(fresh, exclude=sender[0])
+            case ConfigDigest(versions=versions, reply=reply):
+                theirs = {(kind, key): version for kind, key, version in versions}
+                ours = {(kind, key): version for kind, key, version in self._store.versions()}
+                newer_here = [k for k, v in ours.items() if theirs.get(k, "") < v]
+                newer_there = any(ours.get(k, "") < v for k, v in theirs.items())
+                self._push(sender, newer_here)
+                if newer_there and not reply:
+                    self._send(sender, [ConfigDigest(list((k, key, v) for (k, key), v in ours.items()), reply=True)])
+            case _:
+                pass
+
+    def _merge(self, entry: ConfigEntry) -> bool:
+        taken = self._store.merge(entry.kind, entry.key, entry.value, entry.version, deleted=entry.deleted)
+        if taken:
+            self.merged += 1
+        return taken
+
+    def _on_change(self, kind: str, key: str, local: bool) -> None:
+        if local:
+            found = self._store.entry(kind, key)
+            if found is not None:
+                value, version, deleted = found
+                self._rumour([ConfigEntry(kind, key, value, version, deleted)], exclude="")
+
+    def _rumour(self, entries: list[ConfigEntry], *, exclude: str) -> None:
+        peers = [p for p in self._peers() if p[0] != exclude]
+        targets = peers if len(peers) <= self.fanout else self._rng.sample(peers, self.fanout)
+        for peer in targets:
+            for chunk in self._chunks(entries):
+                self._send(peer, [ConfigPush(chunk)])
+
+    def _push(self, peer: Peer, keys: list[tuple[str, str]]) -> None:
+        entries = []
+        for kind, key in keys:
+            found = self._store.entry(kind, key)
+            if found is not None:
+                entries.append(ConfigEntry(kind, key, *found))
+        for chunk in self._chunks(entries):
+            self._send(peer, [ConfigPush(chunk)])
+
+    def _chunks(self, entries: list[ConfigEntry]) -> list[list[ConfigEntry]]:
+        chunks: list[list[ConfigEntry]] = []
+        current: list[ConfigEntry] = []
+        size = 0
+        for entry in entries:
+            entry_size = message_size(ConfigPush([entry]))
+            if current and size + entry_size > self.max_push_bytes:
+                chunks.append(current)
+                current, size = [], 0
+            current.append(entry)
+            size += entry_size
+        if current:
+            chunks.append(current)
+        return chunks
