@@ -19,10 +19,11 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 
 from litestar import Litestar, Router
+from litestar.enums import ScopeType
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin
-from litestar.types import ASGIApp
+from litestar.types import ASGIApp, Scope
 from prometheus_client import CollectorRegistry
 
 from appliance import __version__
@@ -34,7 +35,7 @@ from appliance.auth.access import AccessGate, AccessMiddleware
 from appliance.auth.accounts import AccountService
 from appliance.auth.controller import auth_routes
 from appliance.auth.permissions import Permission, requires
-from appliance.auth.principal import Authenticator
+from appliance.auth.principal import Authenticator, Principal, forwarded_principal
 from appliance.auth.sessions import SessionStore
 from appliance.auth.throttle import LoginThrottle, RateLimiter
 from appliance.auth.token_use import TokenUse
@@ -42,6 +43,7 @@ from appliance.auth.tokens_controller import tokens_routes
 from appliance.auth.users_controller import users_routes
 from appliance.bootstrap import OpenedNode
 from appliance.cluster.controller import cluster_routes
+from appliance.cluster.forward import Forwarder
 from appliance.cluster.hlc import HybridClock
 from appliance.cluster.join import JoinService
 from appliance.cluster.service import ClusterService, ClusterSettings
@@ -136,7 +138,8 @@ def create_app(
     audit = AuditLog(node.db, node.name, clock)
     limiter = RateLimiter(auth.rate_limit, auth.rate_burst, monotonic)
     login_throttle = LoginThrottle(clock=monotonic)
-    gate = AccessGate(Authenticator(accounts, sessions, token_use, clock), limiter, audit)
+    authenticator = Authenticator(accounts, sessions, token_use, clock)
+    gate = AccessGate(authenticator, limiter, audit)
     server_context, client_context = tls_contexts(
         node.identity.ca_cert_path, node.identity.node_cert_path, node.identity.node_key_path
     )
@@ -149,6 +152,17 @@ def create_app(
         audit=audit,
         registry=registry,
     )
+    forwarder = Forwarder(
+        identity=node.identity, member_api=cluster.member_api, is_revoked=cluster.is_revoked, clock=clock
+    )
+
+    def forwarded(scope: Scope) -> Principal:
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        method = str(scope["method"]) if scope["type"] == ScopeType.HTTP else ""
+        claim = forwarder.verify(headers, method, scope["path"])
+        return forwarded_principal(accounts, claim.user, claim.role, f"{claim.node}/{claim.credential_id}")
+
+    authenticator.forwarded = forwarded
     joins = JoinService(
         store=config, identity=node.identity, cluster_id=node.cluster_id, api_seeds=lambda: [api_advertise], clock=clock
     )
@@ -157,6 +171,7 @@ def create_app(
         readiness=readiness,
         sessions=sessions,
         cluster=cluster,
+        forwarder=forwarder,
         node=node,
         clock=clock,
         contexts=(server_context, client_context),
@@ -186,7 +201,14 @@ def create_app(
             users_routes(accounts, sessions),
             tokens_routes(accounts, token_use, clock),
             audit_routes(audit),
-            cluster_routes(cluster, joins, login_throttle, audit),
+            cluster_routes(
+                cluster,
+                joins=joins,
+                throttle=login_throttle,
+                audit=audit,
+                forwarder=forwarder,
+                node_service=node_service,
+            ),
         ],
         middleware=[DefineMiddleware(AccessMiddleware, gate=gate)],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
@@ -218,6 +240,7 @@ def _lifespan(
     readiness: Readiness,
     sessions: SessionStore,
     cluster: ClusterService,
+    forwarder: Forwarder,
     node: OpenedNode,
     clock: Callable[[], float],
     contexts: tuple[ssl.SSLContext, ssl.SSLContext],
@@ -257,6 +280,7 @@ def _lifespan(
         finally:
             readiness.set("api", False, "stopping")
             await cluster.stop(leave=True)
+            await forwarder.close()
             for task in tasks:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

@@ -106,7 +106,9 @@ def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -
     detail: str | None = exc.detail
     if isinstance(exc.__cause__, SerializationException):
         detail = f"the body is not valid JSON: {detail}"
-    if status >= 500:
+    if status >= 500 and not isinstance(exc, ApiError):
+        # Litestar's own 5xx: say nothing about internals. Our ApiError 503/504 details (a node
+        # is dead, did not answer) are meant for the caller.
         log.error("request failed: %s", exc.detail, extra={"path": request.url.path, "status": status})
         detail = "internal error; see the node's log"
     elif detail == HTTPStatus(status).phrase:

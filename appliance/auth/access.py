@@ -110,6 +110,12 @@ class AccessGate:
         if principal.must_change_password and not policy.before_password_change:
             raise ApiError(403, "change your password first (POST /api/v1/users/{name}/password)")
         method = scope["method"]
+        if principal.via == "forwarded":
+            # The forwarding member checked CSRF and the rate limit; never forward it again.
+            scope.setdefault("state", {})["debvisor_forwarded"] = True
+            if not principal.can(policy.permission):
+                raise ApiError(403, f"role {principal.role} lacks permission {policy.permission}")
+            return principal
         if principal.session is not None and method in UNSAFE_METHODS:
             sent = _header(scope, b"x-csrf-token")
             if not sent or not hmac.compare_digest(sent, principal.session.csrf_token.encode()):

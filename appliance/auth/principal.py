@@ -31,7 +31,7 @@ class Principal:
 
     name: str
     role: Role
-    via: Literal["session", "token"]
+    via: Literal["session", "token", "forwarded"]
     credential_id: str  # session id or token id: never a secret
     must_change_password: bool
     session: Session | None = None
@@ -67,12 +67,21 @@ def session_cookie(scope: Scope) -> str | None:
     return morsel.value if morsel else None
 
 
+def forwarded_principal(accounts: AccountService, user: str, role: Role, credential_id: str) -> Principal:
+    """The principal a member vouched for, if the user still exists and is enabled here."""
+    record = accounts.user(user)
+    if record is None or not record.enabled:
+        raise unauthorized(f"user {user!r} does not exist or is disabled on this node")
+    return Principal(user, role, "forwarded", credential_id, must_change_password=False)
+
+
 class Authenticator:
     """Finds the principal of a request from its token or session cookie."""
 
     def __init__(
         self, accounts: AccountService, sessions: SessionStore, token_use: TokenUse, clock: Callable[[], float]
     ) -> None:
+        self.forwarded: Callable[[Scope], Principal] | None = None  # set when the cluster is assembled
         self._accounts = accounts
         self._sessions = sessions
         self._token_use = token_use
@@ -81,6 +90,8 @@ class Authenticator:
     def authenticate(self, scope: Scope) -> Principal | None:
         """The caller, None if no credential was sent; 401 if one was sent and is not valid."""
         self._accounts.refresh_if_changed()
+        if self.forwarded is not None and _header(scope, b"x-debvisor-forwarded") is not None:
+            return self.forwarded(scope)
         authorization = _header(scope, b"authorization")
         if authorization is not None:
             scheme, _, value = authorization.partition(" ")

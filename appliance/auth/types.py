@@ -107,7 +107,7 @@ class Whoami(msgspec.Struct, frozen=True, kw_only=True):
     user: str
     role: Role
     permissions: list[str]
-    via: Literal["session", "token"]
+    via: Literal["session", "token", "forwarded"]
     must_change_password: bool
     csrf_token: str | None = None
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Request, Router, delete, get, post
+from litestar import Request, Response, Router, delete, get, post
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, JSONBody
 
 from appliance.api.problems import ApiError
@@ -20,18 +21,40 @@ from appliance.auth.access import source_of
 from appliance.auth.permissions import PUBLIC, Permission, public, requires
 from appliance.auth.principal import Principal
 from appliance.auth.throttle import LoginThrottle, retry_after_header
+from appliance.cluster.forward import Forwarder
 from appliance.cluster.join import CaInfo, JoinRequest, JoinResponse, JoinService, JoinTokenCreated
 from appliance.cluster.service import ClusterService, NodeMember
+from appliance.node.service import NodeService
+from appliance.node.types import Node
 
 
 class JoinTokensPost(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     ttl_seconds: Annotated[int, msgspec.Meta(ge=60, le=7 * 86400)] = 3 * 3600
 
 
-def cluster_routes(cluster: ClusterService, joins: JoinService, throttle: LoginThrottle, audit: AuditLog) -> Router:
+def cluster_routes(
+    cluster: ClusterService,
+    *,
+    joins: JoinService,
+    throttle: LoginThrottle,
+    audit: AuditLog,
+    forwarder: Forwarder,
+    node_service: NodeService,
+) -> Router:
     @get("/nodes", opt=requires(Permission.NODE_READ), summary="Cluster members and their state")
     async def list_nodes() -> list[NodeMember]:
         return cluster.members()
+
+    @get(
+        "/nodes/{name:str}",
+        opt=requires(Permission.NODE_READ),
+        summary="One node's status, answered by that node (through any node)",
+        responses={200: ResponseSpec(Node)},
+    )
+    async def get_node(request: Request[Principal, Any, Any], name: FromPath[str]) -> Response[Any]:
+        if name != cluster.settings.name:
+            return await forwarder.forward(request, name)
+        return Response(await node_service.get())
 
     @delete(
         "/nodes/{name:str}",
@@ -96,6 +119,6 @@ def cluster_routes(cluster: ClusterService, joins: JoinService, throttle: LoginT
 
     return Router(
         "/api/v1",
-        route_handlers=[list_nodes, remove_node, create_join_token, cluster_ca, join],
+        route_handlers=[list_nodes, get_node, remove_node, create_join_token, cluster_ca, join],
         tags=["cluster"],
     )

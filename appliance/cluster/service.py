@@ -177,6 +177,13 @@ class ClusterService(Collector):
     def member(self, name: str) -> Member | None:
         return self.swim.members.get(name)
 
+    def member_api(self, name: str) -> tuple[str, str] | None:
+        """(state, API address) of a member, for forwarding; None if it is not one."""
+        member = self.swim.members.get(name)
+        if member is None:
+            return None
+        return member.status.name.lower(), member.meta.get("api", "")
+
     def members(self) -> list[NodeMember]:
         now_mono = self._loop_time()
         now_wall = time.time()

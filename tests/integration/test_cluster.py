@@ -6,6 +6,7 @@ from inside the namespaces. One cluster serves the tests of this module, in orde
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -81,6 +82,60 @@ def test_token_revoked_on_one_node_is_refused_on_another(cluster: ClusterLab) ->
         assert time.monotonic() - revoked < 10
 
 
+def test_requests_for_another_node_are_forwarded(cluster: ClusterLab) -> None:
+    n0 = cluster.nodes[0]
+    for target in ("n0", "n2", "n4"):
+        response = n0.client().get(f"/api/v1/nodes/{target}")
+        assert response.status_code == 200, response.text
+        assert response.json()["name"] == target
+    missing = n0.client().get("/api/v1/nodes/nobody")
+    assert missing.status_code == 404
+    assert missing.headers["content-type"].startswith("application/problem+json")
+    # the target audits nothing for a read, but it saw the caller as the forwarded admin
+    whoami = n0.client().get("/api/v1/auth/whoami").json()
+    assert whoami["user"] == "admin"
+
+
+def test_forged_forwarding_is_refused(cluster: ClusterLab) -> None:
+    import base64
+
+    import msgspec
+
+    from appliance.cluster.forward import ForwardedIdentity
+    from appliance.identity import pki
+
+    n2 = cluster.nodes[2]
+    claim = msgspec.json.encode(
+        ForwardedIdentity(
+            node="n0", user="admin", role="admin", via="token", credential_id="x",  # type: ignore[arg-type]
+            method="GET", path="/api/v1/node", at=time.time(), nonce="abc",
+        )
+    )  # fmt: skip
+    outsider_key = pki.new_key()
+    outsider_ca_key, outsider_ca = pki.new_ca("outsider", dt.datetime.now(dt.UTC))
+    cert = pki.issue_node_cert(
+        outsider_ca_key, outsider_ca, outsider_key.public_key(), name="n0", addresses=[],
+        now=dt.datetime.now(dt.UTC),
+    )  # fmt: skip
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+    headers = {
+        "x-debvisor-forwarded": b64(claim),
+        "x-debvisor-signature": b64(outsider_key.sign(claim, ec.ECDSA(hashes.SHA256()))),
+        "x-debvisor-forwarder-cert": b64(cert.public_bytes(serialization.Encoding.DER)),
+    }
+    from tests.nsclient import NamespaceClient
+
+    with NamespaceClient(n2.host.netns, n2.url, n2.data_dir / "pki" / "ca.crt") as anonymous:
+        response = anonymous.get("/api/v1/node", headers=headers)
+    assert response.status_code == 401
+    assert "not from this cluster" in response.json()["detail"]
+
+
 def test_sigkilled_node_is_declared_dead_by_all(cluster: ClusterLab) -> None:
     victim = cluster.nodes[4]
     observers = cluster.nodes[:4]
@@ -90,6 +145,11 @@ def test_sigkilled_node_is_declared_dead_by_all(cluster: ClusterLab) -> None:
     print(f"\nSIGKILL -> dead on all observers: {took:.2f} s")
     assert took < 2.0, f"SIGKILL took {took:.2f} s to be seen everywhere"
     assert time.monotonic() - killed < 10
+    started = time.monotonic()
+    dead = cluster.nodes[0].client().get("/api/v1/nodes/n4")
+    assert dead.status_code == 503
+    assert "dead" in dead.json()["detail"]
+    assert time.monotonic() - started < 1.0
 
 
 def test_restarted_node_rejoins(cluster: ClusterLab) -> None:

@@ -1,0 +1,218 @@
+"""REST through any node: replay a request for another node's resource to that node.
+
+The forwarding node has already authenticated and rate-limited the caller. It sends the
+request to the target's API over HTTPS verified against the cluster CA, on a kept-alive
+connection per target, without the caller's credentials; instead it attaches a *forwarding
+assertion*: who the caller is (user, role, how they authenticated), the method and path, a
+time and a nonce, signed with the forwarding node's key, together with that node's
+certificate. The target accepts the assertion only if the certificate chains to the cluster
+CA, is not revoked, names the forwarding node, the signature verifies, it is fresh and not
+replayed, and it describes this very request. A forwarded request is never forwarded again.
+
+Outcomes the caller sees: the target's own answer, streamed back; 404 for a node that is not
+a member; 503 naming the state of a node that is dead, has left, or cannot be reached; 504
+when it does not answer within the deadline.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import secrets
+import ssl
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import msgspec
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from litestar import Request, Response
+from litestar.response import Stream
+
+from appliance.api.problems import ApiError
+from appliance.auth.permissions import Role
+from appliance.identity import pki
+from appliance.identity.store import NodeIdentity
+
+ASSERTION_HEADER = "x-debvisor-forwarded"
+SIGNATURE_HEADER = "x-debvisor-signature"
+CERT_HEADER = "x-debvisor-forwarder-cert"
+MAX_SKEW_SECONDS = 30.0
+DEADLINE_SECONDS = 5.0
+_HOP_HEADERS = {"host", "connection", "content-length", "authorization", "cookie", "x-csrf-token", "transfer-encoding"}
+_HOP_HEADERS |= {ASSERTION_HEADER, SIGNATURE_HEADER, CERT_HEADER}
+
+
+class ForwardedIdentity(msgspec.Struct, frozen=True, kw_only=True):
+    """The signed statement a forwarding node makes about the caller of one request."""
+
+    node: str
+    user: str
+    role: Role
+    via: str
+    credential_id: str
+    method: str
+    path: str
+    at: float
+    nonce: str
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+class Forwarder:
+    """Forwards requests to other members and verifies requests forwarded to this node."""
+
+    def __init__(
+        self,
+        *,
+        identity: NodeIdentity,
+        member_api: Callable[[str], tuple[str, str] | None],
+        is_revoked: Callable[[str], bool],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._identity = identity
+        self._member_api = member_api  # name -> (state, "host:port") or None
+        self._is_revoked = is_revoked
+        self._clock = clock
+        self._cert_header = _b64(identity.node_cert.public_bytes(serialization.Encoding.DER))
+        context = ssl.create_default_context(cafile=str(identity.ca_cert_path))
+        context.check_hostname = False  # members are pinned by the cluster CA
+        self._client = httpx.AsyncClient(
+            verify=context,
+            timeout=httpx.Timeout(DEADLINE_SECONDS),
+            limits=httpx.Limits(max_keepalive_connections=64, keepalive_expiry=60),
+        )
+        self._nonces: OrderedDict[str, float] = OrderedDict()
+        self._peer_certs: dict[str, tuple[x509.Certificate, str]] = {}
+
+    @property
+    def name(self) -> str:
+        return self._identity.name
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+    # -- forwarding -------------------------------------------------------------------------
+
+    async def forward(self, request: Request[Any, Any, Any], target: str) -> Response[Any]:
+        """Replay `request` on member `target` and stream its answer back."""
+        if request.scope.get("state", {}).get("debvisor_forwarded"):
+            raise ApiError(421, f"this request was already forwarded once; node {target!r} is not this node")
+        found = self._member_api(target)
+        if found is None:
+            raise ApiError(404, f"no node {target!r} in this cluster")
+        state, api = found
+        if state in ("dead", "left"):
+            raise ApiError(503, f"node {target!r} is {state}")
+        if not api:
+            raise ApiError(503, f"node {target!r} has not announced its API address")
+        principal = request.user
+        assertion = msgspec.json.encode(
+            ForwardedIdentity(
+                node=self.name,
+                user=principal.name,
+                role=principal.role,
+                via=principal.via,
+                credential_id=principal.credential_id,
+                method=request.method,
+                path=request.url.path,
+                at=self._clock(),
+                nonce=secrets.token_hex(12),
+            )
+        )
+        signature = self._identity.node_key.sign(assertion, ec.ECDSA(hashes.SHA256()))
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_HEADERS}
+        headers |= {
+            ASSERTION_HEADER: _b64(assertion),
+            SIGNATURE_HEADER: _b64(signature),
+            CERT_HEADER: self._cert_header,
+        }
+        url = f"https://{api}{request.url.path}"
+        body = await request.body()
+        outgoing = self._client.build_request(
+            request.method, url, params=request.url.query, headers=headers, content=body or None
+        )
+        try:
+            upstream = await self._client.send(outgoing, stream=True)
+        except httpx.TimeoutException as exc:
+            raise ApiError(504, f"node {target!r} did not answer within {DEADLINE_SECONDS:g} s") from exc
+        except httpx.TransportError as exc:
+            raise ApiError(503, f"node {target!r} ({state}) cannot be reached: {type(exc).__name__}") from exc
+        passed = {
+            k: v
+            for k, v in upstream.headers.items()
+            if k.lower() in ("content-type", "retry-after", "www-authenticate", "content-disposition")
+        }
+
+        async def body_chunks() -> Any:
+            try:
+                async for chunk in upstream.aiter_raw():
+                    yield chunk
+            finally:
+                await upstream.aclose()
+
+        return Stream(body_chunks(), status_code=upstream.status_code, headers=passed)
+
+    # -- accepting --------------------------------------------------------------------------
+
+    def verify(self, headers: dict[str, str], method: str, path: str) -> ForwardedIdentity:
+        """The caller a member vouches for; ApiError 401 unless every check passes."""
+        try:
+            assertion = _unb64(headers[ASSERTION_HEADER])
+            signature = _unb64(headers[SIGNATURE_HEADER])
+            cert_der = _unb64(headers[CERT_HEADER])
+            claim = msgspec.json.decode(assertion, type=ForwardedIdentity)
+        except (KeyError, ValueError, msgspec.DecodeError) as exc:
+            raise ApiError(401, "malformed forwarding assertion") from exc
+        cert, fingerprint = self._certificate(cert_der)
+        if self._is_revoked(fingerprint):
+            raise ApiError(401, "the forwarding node's certificate is revoked")
+        if pki.node_name_of(cert) != claim.node:
+            raise ApiError(401, "the forwarding assertion names another node than its certificate")
+        key = cert.public_key()
+        try:
+            assert isinstance(key, ec.EllipticCurvePublicKey)
+            key.verify(signature, assertion, ec.ECDSA(hashes.SHA256()))
+        except (InvalidSignature, AssertionError) as exc:
+            raise ApiError(401, "the forwarding assertion's signature does not verify") from exc
+        now = self._clock()
+        if abs(now - claim.at) > MAX_SKEW_SECONDS:
+            raise ApiError(401, "the forwarding assertion is stale (check the nodes' clocks)")
+        if claim.method != method or claim.path != path:
+            raise ApiError(401, "the forwarding assertion is for another request")
+        if claim.nonce in self._nonces:
+            raise ApiError(401, "the forwarding assertion was replayed")
+        self._nonces[claim.nonce] = now
+        while self._nonces and next(iter(self._nonces.values())) < now - 2 * MAX_SKEW_SECONDS:
+            self._nonces.popitem(last=False)
+        return claim
+
+    def _certificate(self, der: bytes) -> tuple[x509.Certificate, str]:
+        digest = hashlib.sha256(der).hexdigest()
+        cached = self._peer_certs.get(digest)
+        if cached is not None:
+            return cached
+        try:
+            cert = x509.load_der_x509_certificate(der)
+            pki.verify_issued_by(cert, self._identity.ca_cert)
+        except ValueError as exc:
+            raise ApiError(401, "the forwarding node's certificate is not from this cluster") from exc
+        now = self._clock()
+        if not cert.not_valid_before_utc.timestamp() <= now <= cert.not_valid_after_utc.timestamp():
+            raise ApiError(401, "the forwarding node's certificate is not valid now")
+        entry = (cert, pki.fingerprint(cert))
+        if len(self._peer_certs) > 1024:
+            self._peer_certs.clear()
+        self._peer_certs[digest] = entry
+        return entry
