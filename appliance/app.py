@@ -42,7 +42,7 @@ from appliance.auth.token_use import TokenUse
 from appliance.auth.tokens_controller import tokens_routes
 from appliance.auth.users_controller import users_routes
 from appliance.bootstrap import OpenedNode
-from appliance.cluster.controller import cluster_routes
+from appliance.cluster.controller import cluster_routes, join_routes
 from appliance.cluster.forward import Forwarder
 from appliance.cluster.hlc import HybridClock
 from appliance.cluster.join import JoinService
@@ -106,10 +106,11 @@ def create_app(
     auth = auth or AuthSettings()
     cluster_settings = cluster_settings or ClusterSettings(
         name=node.name,
+        cluster_id=node.cluster_id,
         listen_host="127.0.0.1",
         listen_port=0,
         advertise="127.0.0.1:0",
-        meta=node_meta(node, api_advertise),
+        meta=node_meta(node, api_advertise, host),
         seeds=[],
         config=Config(),
     )
@@ -201,14 +202,8 @@ def create_app(
             users_routes(accounts, sessions),
             tokens_routes(accounts, token_use, clock),
             audit_routes(audit),
-            cluster_routes(
-                cluster,
-                joins=joins,
-                throttle=login_throttle,
-                audit=audit,
-                forwarder=forwarder,
-                node_service=node_service,
-            ),
+            cluster_routes(cluster, forwarder=forwarder, node_service=node_service),
+            join_routes(joins, cluster=cluster, throttle=login_throttle, audit=audit),
         ],
         middleware=[DefineMiddleware(AccessMiddleware, gate=gate)],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
@@ -289,6 +284,10 @@ def _lifespan(
     return lifespan
 
 
-def node_meta(node: OpenedNode, api_advertise: str) -> dict[str, str]:
-    """What this node announces about itself in gossip: API address, version, certificate."""
-    return {"api": api_advertise, "version": __version__, "cert": node.identity.node_fingerprint}
+def node_meta(node: OpenedNode, api_advertise: str, host: HostProbe | None = None) -> dict[str, str]:
+    """What this node announces about itself in gossip: API address, version, certificate, and
+    the host facts the cluster summary adds up (CPUs, memory)."""
+    meta = {"api": api_advertise, "version": __version__, "cert": node.identity.node_fingerprint}
+    if host is not None:
+        meta |= {"cpus": str(host.cpu().count), "memory": str(host.memory().total_bytes)}
+    return meta

@@ -93,10 +93,11 @@ async def serve(settings: ServeSettings) -> None:
         node.db.set_meta(API_ADVERTISE_KEY, api_advertise)
         cluster = ClusterSettings(
             name=node.name,
+            cluster_id=node.cluster_id,
             listen_host=str(settings.gossip.host),
             listen_port=settings.gossip.port,
             advertise=settings.advertised(settings.gossip, ips),
-            meta=node_meta(node, api_advertise),
+            meta=node_meta(node, api_advertise, host),
             seeds=node.gossip_seeds,
             config=Config(),
         )

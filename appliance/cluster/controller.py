@@ -7,12 +7,16 @@ audited on this node.
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections import Counter
 from typing import Annotated, Any
 
+import httpx
 import msgspec
 from litestar import Request, Response, Router, delete, get, post
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import FromPath, JSONBody
+from litestar.params import FromPath, FromQuery, JSONBody
 
 from appliance.api.problems import ApiError
 from appliance.audit.context import note
@@ -28,22 +32,95 @@ from appliance.node.service import NodeService
 from appliance.node.types import Node
 
 
+class Totals(msgspec.Struct, frozen=True, kw_only=True):
+    """Sums over the members that are alive or suspect."""
+
+    nodes: int
+    cpus: int
+    memory_bytes: int
+
+
+class FreshAnswer(msgspec.Struct, frozen=True, kw_only=True):
+    name: str
+    answered: bool
+    seconds: float
+    detail: str = ""
+
+
+class ClusterSummary(msgspec.Struct, frozen=True, kw_only=True):
+    """The cluster as this node knows it from gossip; `fresh` when every member was asked."""
+
+    cluster_id: str
+    answered_by: str
+    members: list[NodeMember]
+    states: dict[str, int]
+    versions: dict[str, int]
+    totals: Totals
+    fresh: list[FreshAnswer] | None = None
+
+
+FRESH_DEADLINE_SECONDS = 2.0
+
+
 class JoinTokensPost(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     ttl_seconds: Annotated[int, msgspec.Meta(ge=60, le=7 * 86400)] = 3 * 3600
 
 
-def cluster_routes(
-    cluster: ClusterService,
-    *,
-    joins: JoinService,
-    throttle: LoginThrottle,
-    audit: AuditLog,
-    forwarder: Forwarder,
-    node_service: NodeService,
-) -> Router:
+def cluster_routes(cluster: ClusterService, *, forwarder: Forwarder, node_service: NodeService) -> Router:
+    """Membership, the cluster summary, and per-node status through any node."""
+
     @get("/nodes", opt=requires(Permission.NODE_READ), summary="Cluster members and their state")
     async def list_nodes() -> list[NodeMember]:
         return cluster.members()
+
+    @get(
+        "/cluster",
+        opt=requires(Permission.NODE_READ),
+        summary="Cluster summary from replicated state; fresh=true also asks every member (2 s deadline)",
+    )
+    async def summary(request: Request[Principal, Any, Any], fresh: FromQuery[bool] = False) -> ClusterSummary:
+        members = cluster.members()
+        live = [m for m in members if m.state in ("alive", "suspect")]
+        states = Counter(m.state for m in members)
+        versions = Counter(m.version for m in live if m.version)
+        meta = {m.name: cluster.member(m.name) for m in live}
+        totals = Totals(
+            nodes=len(live),
+            cpus=sum(int(x.meta.get("cpus", "0") or 0) for x in meta.values() if x is not None),
+            memory_bytes=sum(int(x.meta.get("memory", "0") or 0) for x in meta.values() if x is not None),
+        )
+        asked = [m.name for m in members if m.state != "left"]
+        answers = await _ask_everyone(request, asked) if fresh else None
+        return ClusterSummary(
+            cluster_id=cluster.cluster_id,
+            answered_by=cluster.settings.name,
+            members=members,
+            states=dict(states),
+            versions=dict(versions),
+            totals=totals,
+            fresh=answers,
+        )
+
+    async def _ask_everyone(request: Request[Principal, Any, Any], names: list[str]) -> list[FreshAnswer]:
+        async def ask(name: str) -> FreshAnswer:
+            started = time.monotonic()
+            try:
+                if name == cluster.settings.name:
+                    await node_service.get()
+                    return FreshAnswer(name=name, answered=True, seconds=0.0)
+                status, _ = await asyncio.wait_for(
+                    forwarder.get_json(name, f"/api/v1/nodes/{name}", request.user), FRESH_DEADLINE_SECONDS
+                )
+            except (TimeoutError, httpx.TimeoutException):
+                return FreshAnswer(name=name, answered=False, seconds=FRESH_DEADLINE_SECONDS, detail="no answer")
+            except (httpx.HTTPError, ApiError, ValueError) as exc:
+                return FreshAnswer(name=name, answered=False, seconds=time.monotonic() - started, detail=str(exc))
+            seconds = round(time.monotonic() - started, 4)
+            return FreshAnswer(
+                name=name, answered=status == 200, seconds=seconds, detail="" if status == 200 else str(status)
+            )
+
+        return list(await asyncio.gather(*(ask(n) for n in names)))
 
     @get(
         "/nodes/{name:str}",
@@ -72,6 +149,16 @@ def cluster_routes(
             cluster.remove(name)
         except KeyError as exc:
             raise ApiError(409, f"{name!r} has not announced its certificate; it cannot be revoked yet") from exc
+
+    return Router(
+        "/api/v1",
+        route_handlers=[summary, list_nodes, get_node, remove_node],
+        tags=["cluster"],
+    )
+
+
+def join_routes(joins: JoinService, *, cluster: ClusterService, throttle: LoginThrottle, audit: AuditLog) -> Router:
+    """Join tokens, the public CA, and admitting new nodes."""
 
     @post(
         "/cluster/join-tokens",
@@ -117,8 +204,4 @@ def cluster_routes(
         )  # fmt: skip
         return response
 
-    return Router(
-        "/api/v1",
-        route_handlers=[list_nodes, get_node, remove_node, create_join_token, cluster_ca, join],
-        tags=["cluster"],
-    )
+    return Router("/api/v1", route_handlers=[create_join_token, cluster_ca, join], tags=["cluster"])

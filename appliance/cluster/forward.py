@@ -117,27 +117,8 @@ class Forwarder:
             raise ApiError(503, f"node {target!r} is {state}")
         if not api:
             raise ApiError(503, f"node {target!r} has not announced its API address")
-        principal = request.user
-        assertion = msgspec.json.encode(
-            ForwardedIdentity(
-                node=self.name,
-                user=principal.name,
-                role=principal.role,
-                via=principal.via,
-                credential_id=principal.credential_id,
-                method=request.method,
-                path=request.url.path,
-                at=self._clock(),
-                nonce=secrets.token_hex(12),
-            )
-        )
-        signature = self._identity.node_key.sign(assertion, ec.ECDSA(hashes.SHA256()))
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_HEADERS}
-        headers |= {
-            ASSERTION_HEADER: _b64(assertion),
-            SIGNATURE_HEADER: _b64(signature),
-            CERT_HEADER: self._cert_header,
-        }
+        headers |= self._assertion_headers(request.user, request.method, request.url.path)
         url = f"https://{api}{request.url.path}"
         body = await request.body()
         outgoing = self._client.build_request(
@@ -163,6 +144,33 @@ class Forwarder:
                 await upstream.aclose()
 
         return Stream(body_chunks(), status_code=upstream.status_code, headers=passed)
+
+    async def get_json(self, target: str, path: str, principal: Any) -> tuple[int, Any]:
+        """GET `path` on member `target` as `principal` (a cluster-internal fan-out; the caller
+        bounds the time)."""
+        found = self._member_api(target)
+        if found is None or not found[1]:
+            raise ApiError(404, f"no node {target!r} with an API address")
+        headers = self._assertion_headers(principal, "GET", path)
+        response = await self._client.get(f"https://{found[1]}{path}", headers=headers)
+        return response.status_code, response.json()
+
+    def _assertion_headers(self, principal: Any, method: str, path: str) -> dict[str, str]:
+        assertion = msgspec.json.encode(
+            ForwardedIdentity(
+                node=self.name,
+                user=principal.name,
+                role=principal.role,
+                via=principal.via,
+                credential_id=principal.credential_id,
+                method=method,
+                path=path,
+                at=self._clock(),
+                nonce=secrets.token_hex(12),
+            )
+        )
+        signature = self._identity.node_key.sign(assertion, ec.ECDSA(hashes.SHA256()))
+        return {ASSERTION_HEADER: _b64(assertion), SIGNATURE_HEADER: _b64(signature), CERT_HEADER: self._cert_header}
 
     # -- accepting --------------------------------------------------------------------------
 

@@ -57,6 +57,7 @@ class NodeMember(msgspec.Struct, frozen=True, kw_only=True):
 @dataclass(frozen=True)
 class ClusterSettings:
     name: str
+    cluster_id: str
     listen_host: str
     listen_port: int
     advertise: str  # host:port peers dial for gossip
@@ -166,6 +167,10 @@ class ClusterService(Collector):
                 await asyncio.wait_for(self._wake.wait(), delay)
 
     # -- queries and commands -------------------------------------------------------------
+
+    @property
+    def cluster_id(self) -> str:
+        return self.settings.cluster_id
 
     @property
     def joined(self) -> bool:

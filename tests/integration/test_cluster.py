@@ -150,6 +150,11 @@ def test_sigkilled_node_is_declared_dead_by_all(cluster: ClusterLab) -> None:
     assert dead.status_code == 503
     assert "dead" in dead.json()["detail"]
     assert time.monotonic() - started < 1.0
+    summary = cluster.nodes[1].client().get("/api/v1/cluster", params={"fresh": "true"}).json()
+    assert summary["states"] == {"alive": 4, "dead": 1}
+    assert summary["totals"]["nodes"] == 4
+    answered = {a["name"]: a["answered"] for a in summary["fresh"]}
+    assert answered == {"n0": True, "n1": True, "n2": True, "n3": True, "n4": False}
 
 
 def test_restarted_node_rejoins(cluster: ClusterLab) -> None:

@@ -209,3 +209,13 @@ def test_service_errors_become_problems_with_their_headers() -> None:
             assert body["detail"] == f"failed with {status}"
         assert test_client.get("/fail/429").headers["retry-after"] == "3"
         assert test_client.get("/fail/401").headers["www-authenticate"] == "Bearer"
+
+
+def test_cluster_summary_of_a_single_node(client: TestClient[Any]) -> None:
+    summary = client.get("/api/v1/cluster").json()
+    assert summary["answered_by"] == "n1"
+    assert summary["states"] == {"alive": 1}
+    assert summary["totals"] == {"nodes": 1, "cpus": 4, "memory_bytes": 8 << 30}
+    assert summary["fresh"] is None
+    fresh = client.get("/api/v1/cluster", params={"fresh": "true"}).json()["fresh"]
+    assert [(a["name"], a["answered"]) for a in fresh] == [("n1", True)]
