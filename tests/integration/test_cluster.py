@@ -179,6 +179,32 @@ def test_silent_node_is_declared_dead_then_heals(cluster: ClusterLab) -> None:
     print(f"\nhealed -> alive everywhere: {healed:.2f} s")
 
 
+def test_partitioned_node_keeps_working_and_converges_after_heal(cluster: ClusterLab) -> None:
+    island, mainland = cluster.nodes[2], cluster.nodes[0]
+    island.host.isolate()
+    try:
+        cluster.wait_all_see({"n2": "dead"}, timeout=15, observers=[mainland])
+        body = {"role": "viewer", "password": "partition pass"}
+        assert mainland.client().post("/api/v1/users", json={"name": "mainland", **body}).status_code == 201
+        assert island.client().post("/api/v1/users", json={"name": "island", **body}).status_code == 201
+        # the same record changed on both sides: the later write wins everywhere
+        assert mainland.client().patch("/api/v1/users/ops", json={"role": "viewer"}).status_code == 200
+        time.sleep(0.05)
+        assert island.client().patch("/api/v1/users/ops", json={"role": "developer"}).status_code == 200
+    finally:
+        island.host.heal()
+
+    def converged() -> bool:
+        for node in cluster.nodes:
+            users = {u["name"]: u["role"] for u in node.client().get("/api/v1/users").json()}
+            if not {"mainland", "island"} <= set(users) or users.get("ops") != "developer":
+                return False
+        return True
+
+    took = wait_until(converged, timeout=30, interval=0.2)
+    print(f"\nheal -> users from both sides everywhere: {took:.2f} s")
+
+
 def test_no_false_deaths_under_ten_percent_loss(cluster: ClusterLab) -> None:
     started = time.time()
     for node in cluster.nodes:
