@@ -201,7 +201,7 @@ def create_app(
             auth_routes(accounts, sessions, login_throttle, audit),
             users_routes(accounts, sessions),
             tokens_routes(accounts, token_use, clock),
-            audit_routes(audit),
+            audit_routes(audit, local_node=node.name, members=cluster.live_names, fetch=forwarder.fetch),
             cluster_routes(cluster, forwarder=forwarder, node_service=node_service),
             join_routes(joins, cluster=cluster, throttle=login_throttle, audit=audit),
         ],

@@ -56,6 +56,9 @@ class NamespaceClient:
     def post(self, path: str, **kwargs: Any) -> httpx.Response:
         return self.call(lambda c: c.post(path, **kwargs))
 
+    def put(self, path: str, **kwargs: Any) -> httpx.Response:
+        return self.call(lambda c: c.put(path, **kwargs))
+
     def patch(self, path: str, **kwargs: Any) -> httpx.Response:
         return self.call(lambda c: c.patch(path, **kwargs))
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -19,14 +20,24 @@ from appliance.audit.log import AuditLog, AuditQuery
 from appliance.auth.permissions import Permission, requires
 
 MAX_PAGE = 1000
+FAN_OUT_SECONDS = 3.0
 _FIELDS = list(AuditEntry.__struct_fields__)
 
 
 class AuditPage(msgspec.Struct, frozen=True, kw_only=True):
-    """One page of entries; pass `next_after` as `after` for the next page (null: no more)."""
+    """One page of entries; pass `next_after` as `after` for the next page (null: no more).
+
+    With `node=all` the entries of every member (up to `limit` each) are merged by time;
+    `unreachable` names the members that did not answer, and there is no single cursor.
+    """
 
     entries: list[AuditEntry]
     next_after: int | None
+    unreachable: list[str] = []
+
+
+# Fetch a member's JSON answer as a principal: (node, path, query params, principal) -> body.
+Fetch = Callable[[str, str, dict[str, str], Any], Awaitable[Any]]
 
 
 def _query(
@@ -62,10 +73,12 @@ def _json_lines(entries: Iterator[AuditEntry]) -> Iterator[bytes]:
     yield b"]\n"
 
 
-def audit_routes(log: AuditLog) -> Router:
+def audit_routes(log: AuditLog, *, local_node: str, members: Callable[[], list[str]], fetch: Fetch) -> Router:
     @get("/", opt=requires(Permission.AUDIT_READ), summary="Audit entries, oldest first, filtered and paged")
     async def list_entries(
+        request: Request[Any, Any, Any],
         *,
+        node: Annotated[str | None, Parameter(description="all: merge every member's log; a name: that node's")] = None,
         user: FromQuery[str | None] = None,
         action: Annotated[str | None, Parameter(description="exact, or a prefix ending in . or *")] = None,
         since: FromQuery[datetime | None] = None,
@@ -73,8 +86,24 @@ def audit_routes(log: AuditLog) -> Router:
         after: Annotated[int, Parameter(ge=0, description="return entries after this seq")] = 0,
         limit: Annotated[int, Parameter(ge=1, le=MAX_PAGE)] = 100,
     ) -> AuditPage:
-        entries = log.query(_query(user, action, since, until, after), limit)
-        return AuditPage(entries=entries, next_after=entries[-1].seq if len(entries) == limit else None)
+        if node in (None, local_node):
+            entries = log.query(_query(user, action, since, until, after), limit)
+            return AuditPage(entries=entries, next_after=entries[-1].seq if len(entries) == limit else None)
+        params = {k: v for k, v in request.query_params.items() if k != "node"}
+        names = members() if node == "all" else [node]
+        merged: list[AuditEntry] = log.query(_query(user, action, since, until, after), limit) if node == "all" else []
+        unreachable: list[str] = []
+
+        async def fetch_one(name: str) -> None:
+            try:
+                page = await asyncio.wait_for(fetch(name, "/api/v1/audit", params, request.user), FAN_OUT_SECONDS)
+                merged.extend(msgspec.convert(page, AuditPage).entries)
+            except Exception:
+                unreachable.append(name)
+
+        await asyncio.gather(*(fetch_one(n) for n in names if n != local_node))
+        merged.sort(key=lambda e: (e.ts, e.node, e.seq))
+        return AuditPage(entries=merged, next_after=None, unreachable=sorted(unreachable))
 
     @get(
         "/export",

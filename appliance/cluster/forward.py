@@ -145,15 +145,24 @@ class Forwarder:
 
         return Stream(body_chunks(), status_code=upstream.status_code, headers=passed)
 
-    async def get_json(self, target: str, path: str, principal: Any) -> tuple[int, Any]:
+    async def get_json(
+        self, target: str, path: str, principal: Any, params: dict[str, str] | None = None
+    ) -> tuple[int, Any]:
         """GET `path` on member `target` as `principal` (a cluster-internal fan-out; the caller
         bounds the time)."""
         found = self._member_api(target)
         if found is None or not found[1]:
             raise ApiError(404, f"no node {target!r} with an API address")
         headers = self._assertion_headers(principal, "GET", path)
-        response = await self._client.get(f"https://{found[1]}{path}", headers=headers)
+        response = await self._client.get(f"https://{found[1]}{path}", headers=headers, params=params)
         return response.status_code, response.json()
+
+    async def fetch(self, node: str, path: str, params: dict[str, str], principal: Any) -> Any:
+        """The JSON a member answers with; ValueError unless it answered 200."""
+        status, body = await self.get_json(node, path, principal, params)
+        if status != 200:
+            raise ValueError(f"{node} answered {status}")
+        return body
 
     def _assertion_headers(self, principal: Any, method: str, path: str) -> dict[str, str]:
         assertion = msgspec.json.encode(

@@ -117,6 +117,7 @@ class ClusterService(Collector):
         )
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._checks: set[asyncio.Task[None]] = set()
         self._event_counts: Counter[str] = Counter()
         if registry is not None:
             registry.register(self)
@@ -148,10 +149,11 @@ class ClusterService(Collector):
             self._flush()
             self._save_incarnation()
             await asyncio.sleep(LEAVE_GRACE_SECONDS)
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        for task in [self._task, *self._checks]:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await self.transport.stop()
 
     async def _run(self) -> None:
@@ -181,6 +183,9 @@ class ClusterService(Collector):
 
     def member(self, name: str) -> Member | None:
         return self.swim.members.get(name)
+
+    def live_names(self) -> list[str]:
+        return sorted(m.name for m in self.swim.members.values() if m.status in (Status.ALIVE, Status.SUSPECT))
 
     def member_api(self, name: str) -> tuple[str, str] | None:
         """(state, API address) of a member, for forwarding; None if it is not one."""
@@ -257,6 +262,17 @@ class ClusterService(Collector):
         self.swim.connection_lost(self._loop_time(), name)
         self._flush()
         self._wake.set()
+        member = self.swim.members.get(name)
+        if member is not None:
+            task = asyncio.create_task(self._check_refused(name, member.addr), name=f"refused-{name}")
+            self._checks.add(task)
+            task.add_done_callback(self._checks.discard)
+
+    async def _check_refused(self, name: str, addr: str) -> None:
+        if await self.transport.refused(addr):
+            self.swim.connection_refused(self._loop_time(), name)
+            self._flush()
+            self._wake.set()
 
     def _flush(self) -> None:
         for out in self.swim.take_outbox():

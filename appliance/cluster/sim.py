@@ -145,6 +145,8 @@ class Simulator:
         for other in self.nodes:
             if other not in self.down and self._reachable(other, name):
                 self._push(self.now + self.network.latency, "lost", other, name)
+                # the host still answers: a reconnect is refused a round trip later
+                self._push(self.now + 3 * self.network.latency, "refused", other, name)
 
     def silence(self, name: str) -> None:
         """The node's host vanishes: no frame in or out, and no one is told."""
@@ -241,6 +243,8 @@ class Simulator:
             node.receive(self.now, sender, frame)
         elif item.kind == "lost":
             node.connection_lost(self.now, str(item.payload))
+        elif item.kind == "refused":
+            node.connection_refused(self.now, str(item.payload))
         elif item.kind == "join":
             node.join(self.now, [str(item.payload)])
         self._flush(name)

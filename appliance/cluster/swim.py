@@ -57,11 +57,13 @@ INTRODUCE_INTERVAL = 5.0
 class Config:
     """Timings and fan-outs. `Config()` is DebVisor's edge profile; `Config.lan()` is memberlist's.
 
-    The edge profile probes more often than memberlist's LAN profile and trusts suspicions
-    sooner (min timeout 0.4 s * log10(n), at most 3x that before confirmations): a killed node
-    is dead everywhere in about 0.5 s, a silent one in 2-3 s. That stays free of false deaths
-    at 25% frame loss in the simulator because suspects are reminded every probe interval
-    and answer stale suspicions directly, so a refutation cannot be missed by an unlucky epidemic.
+    The edge profile probes more often than memberlist's LAN profile (every 0.4 s). Suspicions
+    last at least 1 s (more for big clusters) and at most 3x that before confirmations: over
+    TCP a refutation can sit in a retransmission for a few hundred milliseconds. A peer whose
+    connection broke *and* whose host refuses a reconnect (the process died, the host is up)
+    is dead 0.25 s after the refusal unless it refutes. Suspects are reminded every probe
+    interval and answer stale suspicions directly, so a refutation cannot be missed by an
+    unlucky epidemic.
     """
 
     probe_interval: float = 0.4
@@ -71,6 +73,8 @@ class Config:
     gossip_nodes: int = 3
     suspicion_mult: float = 1.0
     suspicion_max_mult: float = 3.0
+    suspicion_floor: float = 1.0
+    refused_timeout: float = 0.25
     suspicion_confirmations: int = 2
     retransmit_mult: int = 4
     push_pull_interval: float = 30.0
@@ -164,6 +168,7 @@ class _Suspicion:
     accuser: str
     confirmers: set[str] = field(default_factory=set)
     nudged_at: float = 0.0
+    refused_at: float | None = None
 
 
 @dataclass
@@ -275,6 +280,18 @@ class Swim:
             return
         self._suspect(now, member, member.incarnation, self.name)
 
+    def connection_refused(self, now: float, name: str) -> None:
+        """Reconnecting to a peer whose connection broke was refused: its host answers but no
+        process listens. The suspicion then ends after `refused_timeout` unless refuted."""
+        member = self.members.get(name)
+        if member is None or name == self.name or member.status in (Status.DEAD, Status.LEFT):
+            return
+        if member.status == Status.ALIVE:
+            self._suspect(now, member, member.incarnation, self.name)
+        suspicion = self._suspicions.get(name)
+        if suspicion is not None and suspicion.refused_at is None:
+            suspicion.refused_at = now
+
     def receive(self, now: float, sender: str, frame: Frame) -> None:
         """Handle a frame whose sender the transport authenticated as `sender`."""
         if frame.sender != sender:
@@ -326,7 +343,7 @@ class Swim:
             candidates.append(self._probe.indirect_at if self._probe.indirect_sent == 0 else self._probe.ends_at)
         candidates.extend(r.nack_at for r in self._relays.values())
         for name, suspicion in self._suspicions.items():
-            candidates.append(suspicion.started + self._suspicion_timeout(name, suspicion))
+            candidates.append(self._suspicion_deadline(name, suspicion))
             candidates.append(suspicion.nudged_at + self.config.probe_interval)
         return min(candidates)
 
@@ -540,6 +557,9 @@ class Swim:
                 self.awareness = min(self.config.awareness_max - 1, self.awareness + 1)
             if target.status == Status.ALIVE:
                 self._suspect(now, target, target.incarnation, self.name)
+            elif target.status == Status.SUSPECT:
+                # Our own failed probe of a suspect is an independent confirmation (memberlist).
+                self._on_suspect(now, target.name, target.incarnation, self.name)
 
     def _next_target(self) -> Member | None:
         for _ in range(2):
@@ -566,7 +586,16 @@ class Swim:
     def _suspicion_bounds(self) -> tuple[float, float]:
         n = max(1, self.live_count())
         low = self.config.suspicion_mult * max(1.0, math.log10(n)) * self.config.probe_interval
+        # Over TCP a lost segment costs a retransmission timeout (200 ms or more); suspicions
+        # must outlast a few of them, or a refutation stuck in a retransmit becomes a death.
+        low = max(low, self.config.suspicion_floor)
         return low, low * self.config.suspicion_max_mult
+
+    def _suspicion_deadline(self, name: str, suspicion: _Suspicion) -> float:
+        deadline = suspicion.started + self._suspicion_timeout(name, suspicion)
+        if suspicion.refused_at is not None:
+            deadline = min(deadline, suspicion.refused_at + self.config.refused_timeout)
+        return deadline
 
     def _suspicion_timeout(self, name: str, suspicion: _Suspicion) -> float:
         low, high = self._suspicion_bounds()
@@ -581,7 +610,7 @@ class Swim:
     def _expire_suspicions(self, now: float) -> None:
         for name, suspicion in list(self._suspicions.items()):
             # Same expression as in next_deadline, so a tick at that instant always expires it.
-            if now < suspicion.started + self._suspicion_timeout(name, suspicion):
+            if now < self._suspicion_deadline(name, suspicion):
                 if now - suspicion.nudged_at >= self.config.probe_interval:
                     # Remind the suspect every probe interval; if it refuted already, it answers us.
                     suspicion.nudged_at = now

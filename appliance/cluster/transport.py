@@ -169,6 +169,18 @@ class GossipTransport:
         if out.task is None or out.task.done():
             out.task = asyncio.create_task(self._write_loop(out), name=f"gossip-to-{addr}")
 
+    async def refused(self, addr: str) -> bool:
+        """True if a TCP connection to `addr` is actively refused (host up, nothing listening)."""
+        host, port = split_addr(addr)
+        try:
+            _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), self.dial_timeout)
+        except ConnectionRefusedError:
+            return True
+        except (OSError, TimeoutError):
+            return False
+        writer.close()
+        return False
+
     def cut(self, fingerprint: str) -> None:
         """Close every connection that uses the certificate with this fingerprint."""
         for out in list(self._outgoing.values()):

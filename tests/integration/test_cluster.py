@@ -136,6 +136,18 @@ def test_forged_forwarding_is_refused(cluster: ClusterLab) -> None:
     assert "not from this cluster" in response.json()["detail"]
 
 
+def test_audit_of_all_nodes_is_merged(cluster: ClusterLab) -> None:
+    for node in cluster.nodes[1:3]:
+        assert node.client().put("/api/v1/node", json={"description": f"audited on {node.name}"}).status_code == 200
+    merged = cluster.nodes[0].client().get("/api/v1/audit", params={"node": "all", "action": "put /api/v1/node"}).json()
+    assert merged["unreachable"] == []
+    assert {e["node"] for e in merged["entries"]} >= {"n1", "n2"}
+    times = [e["ts"] for e in merged["entries"]]
+    assert times == sorted(times)
+    one = cluster.nodes[0].client().get("/api/v1/audit", params={"node": "n2", "action": "put /api/v1/node"}).json()
+    assert {e["node"] for e in one["entries"]} == {"n2"}
+
+
 def test_sigkilled_node_is_declared_dead_by_all(cluster: ClusterLab) -> None:
     victim = cluster.nodes[4]
     observers = cluster.nodes[:4]
@@ -143,7 +155,7 @@ def test_sigkilled_node_is_declared_dead_by_all(cluster: ClusterLab) -> None:
     killed = time.monotonic()
     took = cluster.wait_all_see({"n4": "dead"}, timeout=10, observers=observers)
     print(f"\nSIGKILL -> dead on all observers: {took:.2f} s")
-    assert took < 2.0, f"SIGKILL took {took:.2f} s to be seen everywhere"
+    assert took < 1.0, f"SIGKILL took {took:.2f} s to be seen everywhere"
     assert time.monotonic() - killed < 10
     started = time.monotonic()
     dead = cluster.nodes[0].client().get("/api/v1/nodes/n4")
@@ -172,7 +184,7 @@ def test_silent_node_is_declared_dead_then_heals(cluster: ClusterLab) -> None:
     try:
         took = cluster.wait_all_see({"n3": "dead"}, timeout=15, observers=observers)
         print(f"\ncut off -> dead on all observers: {took:.2f} s")
-        assert took < 6.0
+        assert took < 4.0
     finally:
         victim.host.heal()
     healed = cluster.wait_all_see({f"n{i}": "alive" for i in range(5)}, timeout=30)

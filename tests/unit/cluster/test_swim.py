@@ -153,7 +153,7 @@ def test_frame_whose_sender_differs_from_the_peer_is_ignored() -> None:
 def test_suspicion_timeout_shrinks_with_confirmations() -> None:
     swim = node(members=tuple("bcdefghijk"))
     n = swim.live_count()
-    low = CFG.suspicion_mult * max(1.0, math.log10(n)) * CFG.probe_interval
+    low = max(CFG.suspicion_floor, CFG.suspicion_mult * max(1.0, math.log10(n)) * CFG.probe_interval)
     high = low * CFG.suspicion_max_mult
     swim.receive(1.0, "b", Frame("b", [Suspect("k", 0, "b")]))
     suspicion = swim._suspicions["k"]
@@ -305,3 +305,36 @@ def test_unknown_sender_gets_a_full_state_exchange() -> None:
     swim.receive(1.0, "stranger", Frame("stranger", [Ping(1, "a")], "stranger:7946"))
     out = swim.take_outbox()
     assert any(o.addr == "stranger:7946" and isinstance(o.frame.messages[0], PushPull) for o in out)
+
+
+def test_refused_reconnect_shortens_the_suspicion_but_refutation_still_wins() -> None:
+    swim = node()
+    swim.connection_lost(1.0, "b")
+    swim.connection_refused(1.01, "b")
+    swim.tick(1.01 + CFG.refused_timeout - 0.001)
+    assert swim.members["b"].status == Status.SUSPECT
+    swim.tick(1.01 + CFG.refused_timeout)
+    assert swim.members["b"].status == Status.DEAD
+
+    other = node()
+    other.connection_lost(1.0, "c")
+    other.connection_refused(1.01, "c")
+    other.receive(1.1, "c", Frame("c", [Alive("c", 1, "c:7946")]))  # it restarted and refuted
+    other.tick(2.0)
+    assert other.members["c"].status == Status.ALIVE
+
+
+def test_own_failed_probe_of_a_suspect_confirms_it() -> None:
+    swim = node(members=tuple("bcdefg"))
+    swim.receive(0.5, "c", Frame("c", [Suspect("b", 0, "c")]))
+    for _ in range(20):
+        target, _seq = run_probe_until_sent(swim)
+        probe = swim._probe
+        assert probe is not None
+        if target == "b":
+            swim.tick(probe.indirect_at)
+            swim.tick(probe.ends_at)
+            break
+        swim.receive(probe.started + 0.01, target, Frame(target, [Ack(probe.seq)]))
+        swim.tick(probe.ends_at)
+    assert swim.name in swim._suspicions["b"].confirmers
