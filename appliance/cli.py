@@ -17,6 +17,7 @@ from pathlib import Path
 
 from appliance import __version__
 from appliance.cli_admin import CommandError, add_admin_commands
+from appliance.cli_client import ClientError, add_client_commands, add_client_options
 from appliance.datadir import default_data_dir
 from appliance.errors import StartupError
 from appliance.settings import (
@@ -141,6 +142,8 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     serve.set_defaults(func=_cmd_serve)
     add_admin_commands(commands)
+    add_client_commands(commands)
+    add_client_options(parser)
     return parser
 
 
@@ -180,7 +183,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"debvisor: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except (StartupError, CommandError) as exc:
+    except (StartupError, CommandError, ClientError) as exc:
         print(f"debvisor: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     except KeyboardInterrupt:

@@ -20,6 +20,7 @@ from appliance.audit.log import AuditLog
 from appliance.auth.accounts import AccountService
 from appliance.auth.permissions import Role
 from appliance.bootstrap import API_ADVERTISE_KEY, LocalState, open_local_state
+from appliance.cli_client import add_audit_list
 from appliance.cluster.hlc import HybridClock
 from appliance.cluster.join import JoinService
 from appliance.datadir import DataDir, default_data_dir
@@ -87,6 +88,7 @@ def add_admin_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
         description="Exit 0 if the audit chain is intact; else print the first bad entry and exit 1.",
     )
     verify.set_defaults(func=_audit_verify)
+    add_audit_list(audit_commands)
 
 
 def _open(args: argparse.Namespace) -> LocalState:
