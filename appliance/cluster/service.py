@@ -165,8 +165,11 @@ class ClusterService(Collector):
             deadline = min(self.swim.next_deadline(), self.replicator.next_sync)
             delay = max(0.0, deadline - self._loop_time())
             self._wake.clear()
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation
+            # that races with the event, and this loop would then never stop.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), delay)
+                async with asyncio.timeout(delay):
+                    await self._wake.wait()
 
     # -- queries and commands -------------------------------------------------------------
 

@@ -137,18 +137,25 @@ class GossipTransport:
         return int(self._server.sockets[0].getsockname()[1])
 
     async def stop(self) -> None:
+        """Close everything within about a second, whatever the peers do.
+
+        Every task is cancelled rather than awaited to its end: a reader whose peer is itself
+        shutting down can wait on a TLS close that never comes, and a stop that waits for it
+        would keep the whole node from exiting.
+        """
         self._closing = True
         if self._server is not None:
             self._server.close()
-        for out in list(self._outgoing.values()):
-            if out.task is not None:
-                out.task.cancel()
         for writer in list(self._incoming):
             writer.close()
         tasks = [o.task for o in self._outgoing.values() if o.task is not None] + list(self._readers)
         for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=1.0)
+        for out in self._outgoing.values():
+            if out.writer is not None:
+                out.writer.close()
         if self._server is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), 1.0)
@@ -173,7 +180,8 @@ class GossipTransport:
         """True if a TCP connection to `addr` is actively refused (host up, nothing listening)."""
         host, port = split_addr(addr)
         try:
-            _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), self.dial_timeout)
+            async with asyncio.timeout(self.dial_timeout):
+                _, writer = await asyncio.open_connection(host, port)
         except ConnectionRefusedError:
             return True
         except (OSError, TimeoutError):
@@ -206,7 +214,8 @@ class GossipTransport:
                 assert writer is not None
                 try:
                     writer.write(_LENGTH.pack(len(payload)) + payload)
-                    await asyncio.wait_for(writer.drain(), self.write_deadline)
+                    async with asyncio.timeout(self.write_deadline):  # not wait_for: see service._run
+                        await writer.drain()
                 except (OSError, TimeoutError, ConnectionError):
                     self._drop(out, lost=True)
                     continue
@@ -220,9 +229,8 @@ class GossipTransport:
     async def _dial(self, out: _Outgoing) -> bool:
         host, port = split_addr(out.addr)
         try:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(host, port, ssl=self._client_context), self.dial_timeout
-            )
+            async with asyncio.timeout(self.dial_timeout):
+                reader, writer = await asyncio.open_connection(host, port, ssl=self._client_context)
         except (OSError, TimeoutError, ssl.SSLError, ConnectionError):
             self.stats.dial_failures += 1
             return False

@@ -206,3 +206,38 @@ def test_initial_password_is_shown_once_on_a_terminal(tmp_path: Path) -> None:
     assert f"admin / {password}" in first
     second = run_on_pty(data)
     assert password not in second
+
+
+def test_a_cluster_stopped_all_at_once_exits_promptly(tmp_path: Path) -> None:
+    """Every node leaves the cluster and exits, even when all its peers are stopping too."""
+    import signal
+
+    founder = NodeProcess(tmp_path / "a", name="a")
+    founder.start()
+    nodes = [founder]
+    try:
+        founder.wait_ready()
+        for name in ("b", "c"):
+            token = run_debvisor("token", "create", "--data-dir", str(founder.data_dir)).stdout.strip()
+            node = NodeProcess(tmp_path / name, name=name, extra_args=["--join", token])
+            node.start()
+            nodes.append(node)
+            node.wait_ready()
+        with founder.admin_client() as client:
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                states = {m["name"]: m["state"] for m in client.get("/api/v1/nodes").json()}
+                if states == {"a": "alive", "b": "alive", "c": "alive"}:
+                    break
+                time.sleep(0.1)
+            assert states == {"a": "alive", "b": "alive", "c": "alive"}
+        started = time.monotonic()
+        for node in nodes:
+            assert node.proc is not None
+            node.proc.send_signal(signal.SIGTERM)
+        codes = [node.proc.wait(10) for node in nodes if node.proc is not None]
+        assert codes == [0, 0, 0]
+        assert time.monotonic() - started < 5
+    finally:
+        for node in nodes:
+            node.stop()
