@@ -215,9 +215,11 @@ def test_partitioned_node_keeps_working_and_converges_after_heal(cluster: Cluste
 
     took = wait_until(converged, timeout=30, interval=0.2)
     print(f"\nheal -> users from both sides everywhere: {took:.2f} s")
+    cluster.wait_all_see({f"n{i}": "alive" for i in range(5)}, timeout=30)
 
 
 def test_no_false_deaths_under_ten_percent_loss(cluster: ClusterLab) -> None:
+    cluster.wait_all_see({f"n{i}": "alive" for i in range(5)}, timeout=30)  # settled before the loss
     started = time.time()
     for node in cluster.nodes:
         node.host.set_loss(10)
