@@ -81,7 +81,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -269,30 +268,7 @@ class TimedSerfAgent(serf.SerfAgent):
 
 def start_serf_agents(lab: Lab, timeout: float = 30.0) -> list[TimedSerfAgent]:
     """`bench.serf.start_agents` with `TimedSerfAgent`s: one unjoined LAN-profile agent per host."""
-    agents: list[TimedSerfAgent] = []
-    for host in lab.hosts:
-        argv = [
-            serf.SERF, "agent", f"-node={host.name}", f"-bind={host.address}:{serf.GOSSIP_PORT}",
-            f"-rpc-addr={serf.RPC_ADDR}", "-profile=lan", "-log-level=info",
-        ]  # fmt: skip
-        proc: subprocess.Popen[bytes] = host.popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        agent = TimedSerfAgent(host=host, name=host.name, proc=proc)
-        assert proc.stdout is not None
-        agent._reader = threading.Thread(target=agent._read, args=(proc.stdout,), daemon=True)
-        agent._reader.start()
-        agents.append(agent)
-    deadline = time.monotonic() + timeout
-    for agent in agents:
-        while True:
-            if agent.proc.poll() is not None:
-                raise RuntimeError(f"serf agent {agent.name} exited {agent.proc.returncode}:\n{agent.log_tail()}")
-            probe = agent.host.run([serf.SERF, "members", f"-rpc-addr={serf.RPC_ADDR}"], timeout=5.0)
-            if probe.returncode == 0:
-                break
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"serf agent {agent.name} RPC not up after {timeout} s:\n{agent.log_tail()}")
-            time.sleep(0.05)
-    return agents
+    return serf.start_agents(lab, timeout=timeout, agent_class=TimedSerfAgent)
 
 
 def serf_first(agent: serf.SerfAgent, kind: str, member: str, since: float) -> float | None:

@@ -38,7 +38,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import IO, NamedTuple
+from typing import IO, Any, NamedTuple, TypeVar
 
 from tests.netns import Host, Lab, available
 
@@ -118,16 +118,25 @@ def serf_available() -> str | None:
     return None
 
 
-def start_agents(lab: Lab, *, extra_args: Sequence[str] = (), timeout: float = 10.0) -> list[SerfAgent]:
-    """Start one unjoined agent per Lab host (LAN profile) and wait until each answers on its RPC."""
-    agents: list[SerfAgent] = []
+A = TypeVar("A", bound="SerfAgent")
+
+
+def start_agents(
+    lab: Lab, *, extra_args: Sequence[str] = (), timeout: float = 10.0, agent_class: type[A] | None = None
+) -> list[A]:
+    """Start one unjoined agent per Lab host (LAN profile) and wait until each answers on its RPC.
+
+    `agent_class` lets a caller use its own SerfAgent subclass (the benchmark's records timings).
+    """
+    factory: Any = agent_class or SerfAgent
+    agents: list[A] = []
     for host in lab.hosts:
         argv = [
             SERF, "agent", f"-node={host.name}", f"-bind={host.address}:{GOSSIP_PORT}",
             f"-rpc-addr={RPC_ADDR}", "-profile=lan", "-log-level=info", *extra_args,
         ]  # fmt: skip
         proc: subprocess.Popen[bytes] = host.popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        agent = SerfAgent(host=host, name=host.name, proc=proc)
+        agent = factory(host=host, name=host.name, proc=proc)
         assert proc.stdout is not None
         agent._reader = threading.Thread(target=agent._read, args=(proc.stdout,), daemon=True)
         agent._reader.start()
@@ -340,7 +349,7 @@ def main() -> None:
     if reason is not None:
         raise SystemExit(f"cannot run: {reason}")
     with Lab(args.nodes) as lab:
-        agents = start_agents(lab)
+        agents = start_agents(lab, agent_class=SerfAgent)
         print(f"serf {args.nodes} agents, LAN profile, bridge in namespaces ({lab.prefix})", flush=True)
         print(f"join: all members alive on all agents after {join_time(agents):.3f} s", flush=True)
         if args.idle_seconds > 0:
