@@ -72,11 +72,13 @@ import argparse
 import contextlib
 import datetime as dt
 import hashlib
+import inspect
 import math
 import os
 import re
 import shutil
 import signal
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -90,11 +92,13 @@ from typing import IO, cast
 
 import msgspec
 
+from appliance.cluster.messages import ConfigDigest, message_size
+from appliance.cluster.replication import ConfigReplicator
 from appliance.cluster.sim import NetworkModel, Simulator
 from appliance.cluster.swim import Config
 from bench import serf
 from tests.clusterlab import ClusterNode, bootstrap_admin_token
-from tests.netns import Lab
+from tests.netns import Lab, available
 
 LOSS_LEVELS = (5, 10)
 SETTLE_SECONDS = 5.0  # after the join, before idle traffic: the join's broadcasts die out
@@ -306,7 +310,10 @@ def run_serf(nodes: int, args: argparse.Namespace) -> SystemResult:
     began = time.monotonic()
     with Lab(nodes) as lab:
         result.info.append(f"other network namespaces on the machine at the start: {foreign_namespaces(lab)}")
-        agents = start_serf_agents(lab)
+        agents: list[TimedSerfAgent] = []
+        if not attempt(result, "start", lambda: agents.extend(start_serf_agents(lab))):
+            result.seconds = time.monotonic() - began
+            return result
         progress(result, f"{nodes} agents up in {time.monotonic() - began:.1f} s ({lab.prefix})")
 
         def join() -> None:
@@ -598,6 +605,28 @@ def debvisor_detection(
     return first_suspect, min(dead) - start, max(dead) - start
 
 
+def config_digest_note(node: ClusterNode) -> str:
+    """What the configuration map's anti-entropy costs: its entries by kind and the digest's size.
+
+    Read from the node's database (read-only); the digest is what `ConfigReplicator` sends one
+    random peer every `sync_interval` (2 s).
+    """
+    try:
+        interval = float(inspect.signature(ConfigReplicator).parameters["sync_interval"].default)
+        db = node.data_dir / "debvisor.db"
+        with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)) as conn:
+            rows = conn.execute("SELECT kind, key, version FROM config ORDER BY kind, key").fetchall()
+    except Exception as exc:
+        return f"configuration map digest not measured: {type(exc).__name__}: {exc}"
+    kinds = Counter(str(r[0]) for r in rows)
+    size = message_size(ConfigDigest([(str(k), str(key), str(v)) for k, key, v in rows]))
+    return (
+        f"configuration map on {node.name}: {len(rows)} entries ({', '.join(f'{n} {k}' for k, n in kinds.items())}); "
+        f"its anti-entropy digest is {size} B, sent every {interval:g} s: {size / interval:.0f} B/s per node of "
+        "frame payload (more when a peer answers with its own)"
+    )
+
+
 def run_debvisor(nodes: int, args: argparse.Namespace, workdir: Path) -> SystemResult:
     result = SystemResult("debvisor", nodes)
     began = time.monotonic()
@@ -673,6 +702,7 @@ def run_debvisor_steps(cluster: DebVisorCluster, nodes: int, args: argparse.Name
             f"B/s of frame payload sent per node ({payload / max(frames, 1):.0f} B per frame before TLS/TCP/IP); "
             "includes the configuration map's anti-entropy digest"
         )
+        result.info.append(config_digest_note(cluster.nodes[1]))
         progress(result, f"idle {result.get('idle_bytes'):.0f} B/s per node")
 
     attempt(result, "idle", idle)
@@ -911,8 +941,10 @@ REASONS = {
         "DebVisor probes more often than Serf (see the timings above); each frame is a TLS record (5 B header + "
         "16 B tag) in a TCP segment (20 B header + 12 B timestamp option), acknowledged by a separate 66 B TCP ACK "
         "unless the receiver has data to send back, and names its sender and address; it also sends the "
-        "configuration map's anti-entropy digest every 2 s (Serf has nothing running in its place). Serf's ping and "
-        "ack are bare UDP datagrams. See the bytes per packet and the nodes' own frame counters in the notes."
+        "configuration map's anti-entropy digest every 2 s, which lists every entry of the map, including every join "
+        "token ever issued (one per node that joined: used tokens stay), so it grows with N (Serf has nothing "
+        "running in its place). Serf's ping and ack are bare UDP datagrams. See the notes: bytes per packet, the "
+        "nodes' own frame counters and the digest's size."
     ),
     "idle_packets": "more probes per second, plus a TCP ACK segment for most received frames (see idle traffic).",
     "idle_cpu": (
@@ -1013,6 +1045,18 @@ def int_list(text: str) -> list[int]:
     return values
 
 
+def run_system(system: str, size: int, args: argparse.Namespace, workdir: Path) -> SystemResult:
+    """One system at one size; an unexpected failure becomes a reported problem, not a lost benchmark."""
+    print(f"{'Serf' if system == 'serf' else 'DebVisor'}, N={size}", flush=True)
+    try:
+        return run_serf(size, args) if system == "serf" else run_debvisor(size, args, workdir)
+    except Exception as exc:
+        failed = SystemResult(system, size)
+        failed.problems.append(f"run aborted: {type(exc).__name__}: {str(exc)[-1500:]}")
+        print(f"  [{system} N={size}] run aborted: {type(exc).__name__}: {exc}", flush=True)
+        return failed
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int_list, default=[5, 16, 32], help="real cluster sizes (default 5,16,32)")
@@ -1048,27 +1092,22 @@ def main() -> None:
         cwd=Path(__file__).parent,
     ).stdout.strip()  # fmt: skip
     print(
-        f"bench.gossip at commit {commit or '?'}, appliance/ code {code_fingerprint()} (uncommitted changes included):"
-        f" sizes {args.sizes}, "
-        f"{args.loss_seconds:g} s per loss level, idle window "
-        f"{args.idle_seconds:g} s, sim sizes {args.sim_sizes}; python {sys.version.split()[0]}, {os.cpu_count()} CPUs",
+        f"bench.gossip at commit {commit or '?'}, appliance/ code {code_fingerprint()} (uncommitted changes "
+        f"included): sizes {args.sizes}, {args.loss_seconds:g} s per loss level, idle window {args.idle_seconds:g} s, "
+        f"sim sizes {args.sim_sizes}; python {sys.version.split()[0]}, {os.cpu_count()} CPUs",
         flush=True,
     )
     output: list[str] = []
     if not args.no_real:
-        reason = serf.serf_available() if "serf" in systems else None
+        reason = serf.serf_available() if "serf" in systems else available()
         if reason is not None:
             raise SystemExit(f"cannot run table 1: {reason}")
         workdir = Path(tempfile.mkdtemp(prefix="bench-gossip-"))
         results: dict[tuple[str, int], SystemResult] = {}
         try:
             for size in args.sizes:
-                if "serf" in systems:
-                    print(f"Serf, N={size}", flush=True)
-                    results[("serf", size)] = run_serf(size, args)
-                if "debvisor" in systems:
-                    print(f"DebVisor, N={size}", flush=True)
-                    results[("debvisor", size)] = run_debvisor(size, args, workdir)
+                for system in systems:
+                    results[(system, size)] = run_system(system, size, args, workdir)
         finally:
             if args.keep:
                 print(f"DebVisor data dirs and logs kept in {workdir}", flush=True)
