@@ -63,7 +63,7 @@ from appliance.store.config import ConfigStore
 
 API_ROOT = "/api/v1"
 MAX_BODY_BYTES = 1024 * 1024
-SESSION_PRUNE_SECONDS = 60.0
+HOUSEKEEPING_SECONDS = 60.0
 CERT_CHECK_SECONDS = 12 * 3600.0  # certificates are renewed 30 days before they expire
 
 log = logging.getLogger(__name__)
@@ -130,7 +130,7 @@ def create_app(
         version=__version__,
         data_dir=node.datadir.root,
     )
-    config = ConfigStore(node.db, HybridClock(node.node_id, clock))
+    config = ConfigStore(node.db, HybridClock(node.node_id, clock), wall=clock)
     accounts = AccountService(config, clock=clock, monotonic=monotonic)
     sessions = SessionStore(
         node.db, idle_timeout=auth.session_idle_seconds, lifetime=auth.session_lifetime_seconds, clock=clock
@@ -169,8 +169,8 @@ def create_app(
     )
 
     lifespan = _lifespan(
+        housekeeping=[sessions.prune, joins.prune, config.purge_tombstones],
         readiness=readiness,
-        sessions=sessions,
         cluster=cluster,
         forwarder=forwarder,
         node=node,
@@ -232,8 +232,8 @@ def create_app(
 
 def _lifespan(
     *,
+    housekeeping: list[Callable[[], object]],
     readiness: Readiness,
-    sessions: SessionStore,
     cluster: ClusterService,
     forwarder: Forwarder,
     node: OpenedNode,
@@ -241,12 +241,17 @@ def _lifespan(
     contexts: tuple[ssl.SSLContext, ssl.SSLContext],
 ) -> Callable[[Litestar], AbstractAsyncContextManager[None]]:
     """Start the node's background work with the app and stop it after the last request:
-    membership, session pruning, and certificate renewal (gossip reloads it at once)."""
+    membership, housekeeping (expired sessions, join tokens and tombstones), and certificate
+    renewal (gossip reloads it at once)."""
 
-    async def prune_sessions() -> None:
+    async def keep_house() -> None:
         while True:
-            await asyncio.sleep(SESSION_PRUNE_SECONDS)
-            sessions.prune()
+            await asyncio.sleep(HOUSEKEEPING_SECONDS)
+            for chore in housekeeping:
+                try:
+                    chore()
+                except Exception:
+                    log.exception("housekeeping step %s failed", getattr(chore, "__qualname__", chore))
 
     async def renew_certificate() -> None:
         identity = node.identity
@@ -263,7 +268,7 @@ def _lifespan(
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
         tasks = [
-            asyncio.create_task(prune_sessions(), name="prune-sessions"),
+            asyncio.create_task(keep_house(), name="housekeeping"),
             asyncio.create_task(renew_certificate(), name="renew-certificate"),
         ]
         await cluster.start()

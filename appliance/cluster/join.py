@@ -35,6 +35,7 @@ from appliance.store.config import ConfigStore
 JOIN_TOKEN_KIND = "join-token"  # noqa: S105 - a record kind
 TOKEN_PREFIX = "dvj_"  # noqa: S105 - the public prefix of join tokens
 DEFAULT_TTL = 3 * 3600
+USED_TOKEN_RETENTION = 24 * 3600  # how long after expiry a token's record stays ("already used by X")
 REPLICATED_KINDS = ("user", "token")
 
 
@@ -144,6 +145,19 @@ class JoinService:
         self._store.put(JOIN_TOKEN_KIND, token_id, msgspec.json.encode(record))
         token = JoinToken(token_id, secret, self._identity.ca_fingerprint, self._api_seeds())
         return JoinTokenCreated(token=encode_token(token), id=token_id, expires_at=record.expires_at)
+
+    def prune(self) -> int:
+        """Delete join-token records a day after they expired, used or not; returns how many.
+
+        Without this the configuration map (and every node's copy) grows by one record per
+        token ever issued."""
+        cutoff = self._clock() - USED_TOKEN_RETENTION
+        expired = [
+            key
+            for key, raw in self._store.items(JOIN_TOKEN_KIND)
+            if msgspec.json.decode(raw, type=JoinTokenRecord).expires_at < cutoff
+        ]
+        return sum(self._store.delete(JOIN_TOKEN_KIND, key) for key in expired)
 
     def admit(
         self, request: JoinRequest, *, name_in_use: Callable[[str], bool], gossip_seeds: list[str]

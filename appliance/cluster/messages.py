@@ -114,7 +114,18 @@ class ConfigDigest(msgspec.Struct, tag="cfgdigest", array_like=True, frozen=True
     reply: bool = False
 
 
-Message = Ping | PingReq | Ack | Nack | Alive | Suspect | Dead | Revoke | PushPull | ConfigPush | ConfigDigest
+class ConfigSummary(msgspec.Struct, tag="cfgsum", array_like=True, frozen=True):
+    """A hash of every (kind, key, version) the sender has: the cheap, periodic half of
+    anti-entropy. A receiver whose own hash differs answers with its full `ConfigDigest`."""
+
+    digest: bytes
+    entries: int
+
+
+Message = (
+    Ping | PingReq | Ack | Nack | Alive | Suspect | Dead | Revoke | PushPull | ConfigPush | ConfigDigest | ConfigSummary
+)
+ConfigMessage = ConfigPush | ConfigDigest | ConfigSummary  # handled by replication, not by SWIM
 
 
 class Frame(msgspec.Struct, array_like=True, frozen=True):

@@ -26,7 +26,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from appliance.audit.log import AuditLog
-from appliance.cluster.messages import ConfigDigest, ConfigPush, Frame, Message, Status, encode_frame
+from appliance.cluster.messages import ConfigMessage, Frame, Message, Status, encode_frame
 from appliance.cluster.replication import ConfigReplicator
 from appliance.cluster.swim import Config, Event, EventKind, Member, Swim
 from appliance.cluster.transport import GossipTransport
@@ -236,7 +236,7 @@ class ClusterService(Collector):
 
     def _on_frame(self, sender: str, frame: Frame) -> None:
         now = self._loop_time()
-        membership: list[Message] = [m for m in frame.messages if not isinstance(m, ConfigPush | ConfigDigest)]
+        membership: list[Message] = [m for m in frame.messages if not isinstance(m, ConfigMessage)]
         if len(membership) == len(frame.messages):
             self.swim.receive(now, sender, frame)
         else:
@@ -245,7 +245,7 @@ class ClusterService(Collector):
             member = self.swim.members.get(sender)
             if member is not None:
                 for message in frame.messages:
-                    if isinstance(message, ConfigPush | ConfigDigest):
+                    if isinstance(message, ConfigMessage):
                         self.replicator.handle(now, (sender, member.addr), message)
         self._flush()
         self._wake.set()

@@ -5,24 +5,43 @@ Every write carries a hybrid-logical-clock version and a delete leaves a tombsto
 what lets the cluster-state issue merge these maps between nodes last-writer-wins. Values are
 opaque bytes (msgspec-encoded Structs) to this layer.
 
+Tombstones are garbage-collected after `TOMBSTONE_GRACE` (by the version's wall-clock part):
+every node stops listing, merging and keeping a tombstone older than that, so all nodes drop
+it at about the same moment without coordination. The price, as in Cassandra's
+`gc_grace_seconds`: a node that was cut off for longer than the grace period and still holds
+the deleted value brings it back when it returns. Seven days covers a long weekend of a site
+being offline with margin; a node away longer should be removed and re-joined.
+
 `changed()` tells a cache whether any *other* connection (the `debvisor user` command, or
 replication) committed since it last looked, using SQLite's `data_version`.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 from appliance.cluster.hlc import HybridClock, Timestamp
 from appliance.store.database import Database
 
+TOMBSTONE_GRACE = 7 * 24 * 3600.0
+
 
 class ConfigStore:
     """Reads and writes of the configuration map in this node's database."""
 
-    def __init__(self, db: Database, clock: HybridClock) -> None:
+    def __init__(
+        self,
+        db: Database,
+        clock: HybridClock,
+        *,
+        tombstone_grace: float = TOMBSTONE_GRACE,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
         self._db = db
         self._clock = clock
+        self._grace = tombstone_grace
+        self._wall = wall
         self._seen_version = self._data_version()
         self._listeners: list[Callable[[str, str, bool], None]] = []
 
@@ -71,9 +90,22 @@ class ConfigStore:
         return None if row is None else (bytes(row[0]), str(row[1]), bool(row[2]))
 
     def versions(self) -> list[tuple[str, str, str]]:
-        """(kind, key, version) of every entry: the digest anti-entropy compares."""
-        rows = self._db.conn.execute("SELECT kind, key, version FROM config ORDER BY kind, key").fetchall()
+        """(kind, key, version) of every entry but expired tombstones: the digest anti-entropy compares."""
+        rows = self._db.conn.execute(
+            "SELECT kind, key, version FROM config WHERE deleted = 0 OR version >= ? ORDER BY kind, key",
+            (self._horizon(),),
+        ).fetchall()
         return [(str(k), str(key), str(v)) for k, key, v in rows]
+
+    def purge_tombstones(self) -> int:
+        """Delete tombstones older than the grace period; returns how many."""
+        with self._db.transaction() as conn:
+            cursor = conn.execute("DELETE FROM config WHERE deleted = 1 AND version < ?", (self._horizon(),))
+        return cursor.rowcount
+
+    def _horizon(self) -> str:
+        """Versions below this string are older than the grace period (versions sort as strings)."""
+        return f"{max(0, int((self._wall() - self._grace) * 1000)):013x}"
 
     def versioned_items(self, kind: str) -> list[tuple[str, bytes, str, bool]]:
         """(key, value, version, deleted) of every entry of a kind, tombstones included."""
@@ -83,8 +115,12 @@ class ConfigStore:
         return [(str(k), bytes(v), str(ver), bool(d)) for k, v, ver, d in rows]
 
     def merge(self, kind: str, key: str, value: bytes, version: str, *, deleted: bool = False) -> bool:
-        """Take a remote entry if its version is newer than ours (last writer wins); True if taken."""
+        """Take a remote entry if its version is newer than ours (last writer wins); True if taken.
+
+        A tombstone older than the grace period is not taken: it has been collected everywhere."""
         self._clock.observe(Timestamp.decode(version))
+        if deleted and version < self._horizon():
+            return False
         with self._db.transaction() as conn:
             cursor = conn.execute(
                 "INSERT INTO config (kind, key, value, version, deleted) VALUES (?, ?, ?, ?, ?)"
