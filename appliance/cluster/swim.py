@@ -22,7 +22,10 @@ What it implements (SWIM, Das et al. 2002; Lifeguard, Dadgar et al. 2018; member
 - certificate revocations gossiped and exchanged like membership.
 
 A broken connection speeds suspicion (the member is suspected at once) but never declares a
-death on its own: only an expired suspicion does.
+death on its own: only an expired suspicion does. A suspicion does not expire while frames
+from the suspect itself keep arriving (the transport authenticates every frame's sender, so
+such a frame is proof of life that plain SWIM over UDP does not have): the timer restarts
+and the suspect is reminded, since its refutation is evidently stuck on the way.
 """
 
 from __future__ import annotations
@@ -105,6 +108,7 @@ class Member:
     status: Status
     meta: dict[str, str]
     changed_at: float
+    heard_at: float = -math.inf  # when a frame from this member (authenticated by the transport) last arrived
 
     def state(self) -> MemberState:
         return MemberState(self.name, self.addr, self.incarnation, self.status, self.meta)
@@ -307,6 +311,9 @@ class Swim:
             self._outbox.append(
                 Outgoing(sender, frame.addr, self._frame([PushPull(self._states(), revoked=self._revocations())]))
             )
+        known = self.members.get(sender)
+        if known is not None:
+            known.heard_at = now
         for message in frame.messages:
             self._handle(now, sender, message)
 
@@ -618,8 +625,15 @@ class Swim:
                     if member is not None:
                         self._send(member, [Suspect(name, suspicion.incarnation, suspicion.accuser)], piggyback=False)
                 continue
-            del self._suspicions[name]
             member = self.members.get(name)
+            if member is not None and suspicion.refused_at is None and member.heard_at > suspicion.started:
+                # The suspect's own frames reached us after we suspected it, so its process
+                # lives: a refutation is stuck somewhere (over TCP, behind a retransmission).
+                # Start the timeout again and remind it now instead of declaring a false death.
+                suspicion.started = suspicion.nudged_at = now
+                self._send(member, [Suspect(name, suspicion.incarnation, suspicion.accuser)], piggyback=False)
+                continue
+            del self._suspicions[name]
             if member is not None and member.status == Status.SUSPECT:
                 self._declare_dead(now, member, member.incarnation, self.name)
 

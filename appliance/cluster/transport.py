@@ -8,6 +8,11 @@ never takes longer than `write_deadline` (kept below the probe timeout). Incomin
 are only read. A connection that breaks after it worked is reported (`on_lost`): the core
 then suspects that peer at once, but only its suspicion timeout can declare it dead.
 
+Sockets use TCP's thin-stream linear timeouts: gossip keeps only a frame or two in flight, so
+a lost segment is recovered by a retransmission timeout, not by duplicate ACKs, and Linux
+doubles that timeout after each loss (200, 400, 800 ms). Linear timeouts retry every ~200 ms,
+which keeps a refutation from sitting behind a back-off longer than a suspicion lasts.
+
 Malformed, oversized or mis-attributed frames close that connection and are counted; a
 revoked certificate is refused at the handshake, and open connections that use it are cut.
 """
@@ -17,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import ssl
 import struct
 from collections.abc import Callable
@@ -33,6 +39,15 @@ log = logging.getLogger(__name__)
 
 _LENGTH = struct.Struct(">I")
 QUEUE_LIMIT = 256
+TCP_THIN_LINEAR_TIMEOUTS = 16  # linux/tcp.h; the socket module does not name it
+
+
+def _thin_stream(writer: asyncio.StreamWriter) -> None:
+    """Ask for linear retransmission timeouts on this connection (see the module docstring)."""
+    sock = writer.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, TCP_THIN_LINEAR_TIMEOUTS, 1)
 
 
 @dataclass
@@ -243,6 +258,7 @@ class GossipTransport:
             self.stats.refused_handshakes += 1
             writer.close()
             return False
+        _thin_stream(writer)
         out.writer, out.peer = writer, peer
         watcher = asyncio.create_task(self._watch_outgoing(out, reader, writer), name=f"gossip-watch-{out.addr}")
         self._readers.add(watcher)

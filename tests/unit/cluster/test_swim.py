@@ -338,3 +338,31 @@ def test_own_failed_probe_of_a_suspect_confirms_it() -> None:
         swim.receive(probe.started + 0.01, target, Frame(target, [Ack(probe.seq)]))
         swim.tick(probe.ends_at)
     assert swim.name in swim._suspicions["b"].confirmers
+
+
+def test_a_suspect_whose_frames_keep_arriving_is_not_declared_dead() -> None:
+    swim = node()
+    swim.receive(1.0, "c", Frame("c", [Suspect("b", 0, "c")]))
+    suspicion = swim._suspicions["b"]
+    first_deadline = swim.next_deadline()
+    # b's refutation is stuck, but b itself still talks to us (say, an ack for someone else).
+    swim.receive(1.5, "b", Frame("b", [Ack(999)]))
+    sent(swim)
+    deadline = swim._suspicion_deadline("b", suspicion)
+    swim.tick(deadline)
+    assert swim.members["b"].status == Status.SUSPECT
+    reminders = kinds(sent(swim), Suspect)
+    assert ("b", Suspect("b", 0, "c")) in reminders  # reminded at once, so it can refute
+    assert swim._suspicion_deadline("b", suspicion) > max(deadline, first_deadline)
+    # Silence after the restart: the next expiry is a death.
+    swim.tick(swim._suspicion_deadline("b", suspicion))
+    assert swim.members["b"].status == Status.DEAD
+
+
+def test_frames_from_a_suspect_do_not_delay_a_refused_reconnect() -> None:
+    swim = node()
+    swim.connection_lost(1.0, "b")
+    swim.receive(1.05, "b", Frame("b", [Ack(999)]))  # sent just before it died
+    swim.connection_refused(1.1, "b")
+    swim.tick(1.1 + CFG.refused_timeout)
+    assert swim.members["b"].status == Status.DEAD
