@@ -54,6 +54,10 @@ from appliance.cluster.messages import (
 
 JOIN_RETRY_INTERVAL = 1.0
 INTRODUCE_INTERVAL = 5.0
+# A seed tells this many members about a joiner directly, instead of leaving it all to gossip
+# rounds: in a small cluster that is everyone, and the joiner is known everywhere one hop
+# after its push-pull. Bounded so that a thousand simultaneous joins stay O(n).
+JOIN_RELAY_FANOUT = 32
 
 
 @dataclass(frozen=True)
@@ -304,6 +308,7 @@ class Swim:
             sender not in self.members
             and frame.addr
             and now - self._introduced.get(sender, -INTRODUCE_INTERVAL) >= INTRODUCE_INTERVAL
+            and not any(isinstance(m, PushPull) and not m.reply for m in frame.messages)  # answered anyway
         ):
             # A member we never heard of talks to us (we joined late, or healed from a
             # partition): exchange full state with it so both views converge now.
@@ -500,6 +505,11 @@ class Swim:
             self._merge_state(now, state)
         if not push.reply:
             self._send_named(sender, [PushPull(self._states(), reply=True, revoked=self._revocations())])
+        joiner = self.members.get(sender)
+        if push.join and joiner is not None and joiner.status == Status.ALIVE:
+            news = Alive(joiner.name, joiner.incarnation, joiner.addr, joiner.meta)
+            for member in self._pick(JOIN_RELAY_FANOUT, live_only=True, exclude=sender):
+                self._send(member, [news])
 
     def _merge_state(self, now: float, state: MemberState) -> None:
         if state.status == Status.ALIVE:

@@ -366,3 +366,13 @@ def test_frames_from_a_suspect_do_not_delay_a_refused_reconnect() -> None:
     swim.connection_refused(1.1, "b")
     swim.tick(1.1 + CFG.refused_timeout)
     assert swim.members["b"].status == Status.DEAD
+
+
+def test_a_seed_tells_every_member_about_a_joiner_at_once() -> None:
+    seed = node()
+    joiner_state = MemberState("j", "j:7946", 0, Status.ALIVE)
+    seed.receive(1.0, "j", Frame("j", [PushPull([joiner_state], join=True)], addr="j:7946"))
+    out = sent(seed)
+    told = {to for to, alive in kinds(out, Alive) if isinstance(alive, Alive) and alive.node == "j"}
+    assert told - {"j"} == {"b", "c", "d", "e"}  # (j may hear its own news piggybacked)
+    assert [to for to, _ in kinds(out, PushPull)] == ["j"]  # and the joiner gets the full state back
