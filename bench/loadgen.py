@@ -36,14 +36,24 @@ def _wrk_latency(text: str, percentile: str) -> float:
 
 
 def wrk(
-    url: str, *, connections: int, seconds: int, cpu: int | None, headers: dict[str, str] | None = None
+    url: str,
+    *,
+    connections: int,
+    seconds: int,
+    cpu: int | None,
+    headers: dict[str, str] | None = None,
+    prefix: list[str] | None = None,
 ) -> LoadResult:
-    """Saturate `url` with wrk (one thread) and return its throughput and latency percentiles."""
+    """Saturate `url` with wrk (one thread) and return its throughput and latency percentiles.
+
+    `prefix` runs wrk through another command, e.g. `ip netns exec NS` to load from inside a
+    network namespace."""
     cmd = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency"]
     for name, value in (headers or {}).items():
         cmd += ["-H", f"{name}: {value}"]
     if cpu is not None:
         cmd = ["taskset", "-c", str(cpu), *cmd]
+    cmd = [*(prefix or []), *cmd]
     out = subprocess.run([*cmd, url], capture_output=True, text=True, check=True, timeout=seconds + 30).stdout
     rps = re.search(r"^Requests/sec:\s+([\d.]+)", out, re.MULTILINE)
     errors = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)

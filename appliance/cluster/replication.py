@@ -1,9 +1,11 @@
 """Replicating the cluster configuration map between nodes, over the gossip transport.
 
 Two mechanisms, as in Dynamo-style and scuttlebutt-style systems:
-- *rumour*: a change (local, or merged from a peer and new here) is pushed at once to a few
-  random members, who merge it and pass on only what was new to them;
-- *anti-entropy*: every `sync_interval` a node sends one random member a 16-byte hash of all
+- *rumour*: a change (local, or merged from a peer and new here) is pushed at once to
+  `fanout` random members, who merge it and pass on only what was new to them. A rumour that
+  every node passes on once to f others misses about e^-f of the nodes, so the fanout grows
+  with ln(n): ~2 in 10 000 nodes are left to anti-entropy at any size;
+- *anti-entropy*: every `sync_interval` (1 s) a node sends one random member a 16-byte hash of all
   its (kind, key, version) triples. Equal hashes end the exchange (the steady state: ~40 bytes
   per interval whatever the map's size). A receiver whose hash differs answers with its full
   digest; each side then pushes the entries the other lacks or has older, so anything a rumour
@@ -18,13 +20,34 @@ connection (probes to that peer queue behind it, probes to others do not).
 from __future__ import annotations
 
 import hashlib
+import logging
+import math
 import random
 from collections.abc import Callable
+from typing import Protocol
 
 from appliance.cluster.messages import ConfigDigest, ConfigEntry, ConfigPush, ConfigSummary, Message, message_size
-from appliance.store.config import ConfigStore
+
+log = logging.getLogger(__name__)
 
 Peer = tuple[str, str]  # (name, gossip address)
+
+
+class ConfigMap(Protocol):
+    """What replication needs of a configuration map (`appliance.store.config.ConfigStore`)."""
+
+    def versions(self) -> list[tuple[str, str, str]]: ...
+
+    def entry(self, kind: str, key: str) -> tuple[bytes, str, bool] | None: ...
+
+    def merge(self, kind: str, key: str, value: bytes, version: str, *, deleted: bool = False) -> bool: ...
+
+    def on_change(self, listener: Callable[[str, str, bool], None]) -> None: ...
+
+
+def rumour_fanout(members: int) -> int:
+    """Members each new change is pushed to: ln(n) + 2, at least 3 (see the module docstring)."""
+    return max(3, math.ceil(math.log(max(members, 1))) + 2)
 
 
 class ConfigReplicator:
@@ -32,14 +55,14 @@ class ConfigReplicator:
 
     def __init__(
         self,
-        store: ConfigStore,
+        store: ConfigMap,
         *,
         send: Callable[[Peer, list[Message]], None],
         peers: Callable[[], list[Peer]],
         rng: random.Random,
         now: float,
-        fanout: int = 3,
-        sync_interval: float = 2.0,
+        fanout: int | None = None,
+        sync_interval: float = 1.0,
         max_push_bytes: int = 256 * 1024,
     ) -> None:
         self._store = store
@@ -74,6 +97,13 @@ class ConfigReplicator:
             case ConfigPush(entries=entries):
                 fresh = [e for e in entries if self._merge(e)]
                 if fresh:
+                    # Names only: values may hold password hashes and token digests.
+                    shown = ", ".join(f"{e.kind}/{e.key}{' (deleted)' if e.deleted else ''}" for e in fresh[:5])
+                    more = f" and {len(fresh) - 5} more" if len(fresh) > 5 else ""
+                    log.info(
+                        "configuration merged",
+                        extra={"peer": sender[0], "count": len(fresh), "entries": shown + more},
+                    )
                     self._rumour(fresh, exclude=sender[0])
             case ConfigSummary(digest=digest):
                 if digest != self.summary().digest:
@@ -103,8 +133,10 @@ class ConfigReplicator:
                 self._rumour([ConfigEntry(kind, key, value, version, deleted)], exclude="")
 
     def _rumour(self, entries: list[ConfigEntry], *, exclude: str) -> None:
-        peers = [p for p in self._peers() if p[0] != exclude]
-        targets = peers if len(peers) <= self.fanout else self._rng.sample(peers, self.fanout)
+        everyone = self._peers()
+        fanout = self.fanout if self.fanout is not None else rumour_fanout(len(everyone) + 1)
+        peers = [p for p in everyone if p[0] != exclude]
+        targets = peers if len(peers) <= fanout else self._rng.sample(peers, fanout)
         for peer in targets:
             for chunk in self._chunks(entries):
                 self._send(peer, [ConfigPush(chunk)])

@@ -11,9 +11,11 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from appliance.cluster.config_sim import ConfigSimulator
 from appliance.cluster.hlc import HybridClock, Timestamp
 from appliance.cluster.messages import ConfigDigest, ConfigPush, ConfigSummary, Message, message_size
-from appliance.cluster.replication import ConfigReplicator, Peer
+from appliance.cluster.replication import ConfigReplicator, Peer, rumour_fanout
+from appliance.cluster.sim import NetworkModel
 from appliance.store.config import ConfigStore
 from appliance.store.database import Database
 
@@ -162,3 +164,18 @@ def test_an_expired_tombstone_from_a_late_peer_is_not_taken(tmp_path: Path) -> N
     assert store.entry("user", "gone") is None
     assert store.merge("user", "recent", b"", fresh, deleted=True) is True
     assert store.merge("user", "live", b"v", old) is True  # a live value is never too old
+
+
+def test_rumour_fanout_grows_with_the_cluster() -> None:
+    assert [rumour_fanout(n) for n in (1, 5, 32, 1000, 2000)] == [3, 4, 6, 9, 10]
+
+
+def test_a_change_reaches_a_thousand_simulated_nodes_even_at_25_percent_loss() -> None:
+    for loss in (0.0, 0.25):
+        sim = ConfigSimulator(1000, network=NetworkModel(loss=loss), seed=3)
+        sim.spread_time("n0000", "warm-up", limit=3.0)
+        result = sim.spread_time("n0001", "alice", coverage=1.0, limit=10.0)
+        assert result.seconds is not None, f"not everywhere after 10 s at {loss:.0%} loss"
+        assert sim.holders("alice") == 1000
+        assert result.seconds < (0.05 if loss == 0 else 5.0), result
+        assert result.messages < 20 * 1000  # the rumour is O(n log n) messages, not O(n^2)
