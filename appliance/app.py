@@ -14,10 +14,11 @@ import datetime as dt
 import logging
 import ssl
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 
+import msgspec
 from litestar import Litestar, Router
 from litestar.enums import ScopeType
 from litestar.middleware import DefineMiddleware
@@ -42,7 +43,7 @@ from appliance.auth.token_use import TokenUse
 from appliance.auth.tokens_controller import tokens_routes
 from appliance.auth.users_controller import users_routes
 from appliance.bootstrap import OpenedNode
-from appliance.cluster.controller import cluster_routes, join_routes
+from appliance.cluster.controller import FACTS_KEY, cluster_routes, join_routes
 from appliance.cluster.forward import Forwarder
 from appliance.cluster.hlc import HybridClock
 from appliance.cluster.join import JoinService
@@ -58,12 +59,15 @@ from appliance.metrics.http import HttpMetrics, MetricsMiddleware, new_registry
 from appliance.node.controller import node_routes
 from appliance.node.host import HostProbe
 from appliance.node.service import NodeService
+from appliance.node.types import NodeFacts
 from appliance.settings import AuthSettings
 from appliance.store.config import ConfigStore
 
 API_ROOT = "/api/v1"
 MAX_BODY_BYTES = 1024 * 1024
 HOUSEKEEPING_SECONDS = 60.0
+PUBLISH_SECONDS = 30.0  # how often this node's facts are checked for changes
+_FACTS_DECODER = msgspec.json.Decoder(NodeFacts)
 CERT_CHECK_SECONDS = 12 * 3600.0  # certificates are renewed 30 days before they expire
 
 log = logging.getLogger(__name__)
@@ -110,7 +114,7 @@ def create_app(
         listen_host="127.0.0.1",
         listen_port=0,
         advertise="127.0.0.1:0",
-        meta=node_meta(node, api_advertise, host),
+        meta=node_meta(node, api_advertise),
         seeds=[],
         config=Config(),
     )
@@ -169,6 +173,7 @@ def create_app(
     )
 
     lifespan = _lifespan(
+        publish_facts=lambda: _publish_facts(cluster, node_service, clock),
         housekeeping=[sessions.prune, joins.prune, config.purge_tombstones],
         readiness=readiness,
         cluster=cluster,
@@ -230,8 +235,23 @@ def create_app(
     )
 
 
+async def _publish_facts(cluster: ClusterService, node_service: NodeService, clock: Callable[[], float]) -> None:
+    """Publish this node's facts into its key space; only a change (or a restart) spreads."""
+    facts = NodeFacts.of(await node_service.get(), clock())
+    current = cluster.published().get(cluster.settings.name, {}).get(FACTS_KEY)
+    if current is not None:
+        try:
+            unchanged = msgspec.structs.replace(_FACTS_DECODER.decode(current), published_at=facts.published_at)
+        except msgspec.DecodeError:
+            unchanged = None
+        if unchanged == facts:
+            return
+    cluster.publish({FACTS_KEY: msgspec.json.encode(facts)})
+
+
 def _lifespan(
     *,
+    publish_facts: Callable[[], Awaitable[None]],
     housekeeping: list[Callable[[], object]],
     readiness: Readiness,
     cluster: ClusterService,
@@ -243,6 +263,14 @@ def _lifespan(
     """Start the node's background work with the app and stop it after the last request:
     membership, housekeeping (expired sessions, join tokens and tombstones), and certificate
     renewal (gossip reloads it at once)."""
+
+    async def publish() -> None:
+        while True:
+            try:
+                await publish_facts()
+            except Exception:
+                log.exception("publishing this node's facts failed")
+            await asyncio.sleep(PUBLISH_SECONDS)
 
     async def keep_house() -> None:
         while True:
@@ -269,6 +297,7 @@ def _lifespan(
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
         tasks = [
             asyncio.create_task(keep_house(), name="housekeeping"),
+            asyncio.create_task(publish(), name="publish-facts"),
             asyncio.create_task(renew_certificate(), name="renew-certificate"),
         ]
         await cluster.start()
@@ -289,10 +318,8 @@ def _lifespan(
     return lifespan
 
 
-def node_meta(node: OpenedNode, api_advertise: str, host: HostProbe | None = None) -> dict[str, str]:
-    """What this node announces about itself in gossip: API address, version, certificate, and
-    the host facts the cluster summary adds up (CPUs, memory)."""
-    meta = {"api": api_advertise, "version": __version__, "cert": node.identity.node_fingerprint}
-    if host is not None:
-        meta |= {"cpus": str(host.cpu().count), "memory": str(host.memory().total_bytes)}
-    return meta
+def node_meta(node: OpenedNode, api_advertise: str) -> dict[str, str]:
+    """What this node announces in gossip membership: what forwarding and certificate checks
+    need at once (API address, version, certificate). Everything else it says about itself
+    goes into its replicated key space (`publish_facts`)."""
+    return {"api": api_advertise, "version": __version__, "cert": node.identity.node_fingerprint}

@@ -97,7 +97,7 @@ async def serve(settings: ServeSettings) -> None:
             listen_host=str(settings.gossip.host),
             listen_port=settings.gossip.port,
             advertise=settings.advertised(settings.gossip, ips),
-            meta=node_meta(node, api_advertise, host),
+            meta=node_meta(node, api_advertise),
             seeds=node.gossip_seeds,
             config=Config(),
         )

@@ -29,7 +29,7 @@ from appliance.cluster.forward import Forwarder
 from appliance.cluster.join import CaInfo, JoinRequest, JoinResponse, JoinService, JoinTokenCreated
 from appliance.cluster.service import ClusterService, NodeMember
 from appliance.node.service import NodeService
-from appliance.node.types import Node
+from appliance.node.types import Node, NodeFacts
 
 
 class Totals(msgspec.Struct, frozen=True, kw_only=True):
@@ -56,6 +56,7 @@ class ClusterSummary(msgspec.Struct, frozen=True, kw_only=True):
     states: dict[str, int]
     versions: dict[str, int]
     totals: Totals
+    facts: dict[str, NodeFacts] = {}  # what each member last published about itself (down ones too)
     fresh: list[FreshAnswer] | None = None
 
 
@@ -64,6 +65,23 @@ FRESH_DEADLINE_SECONDS = 2.0
 
 class JoinTokensPost(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     ttl_seconds: Annotated[int, msgspec.Meta(ge=60, le=7 * 86400)] = 3 * 3600
+
+
+FACTS_KEY = "facts"
+_FACTS = msgspec.json.Decoder(NodeFacts)
+
+
+def published_facts(cluster: ClusterService, names: set[str]) -> dict[str, NodeFacts]:
+    """The facts each of `names` published, as replicated to this node (unreadable ones skipped)."""
+    facts: dict[str, NodeFacts] = {}
+    for owner, space in cluster.published().items():
+        raw = space.get(FACTS_KEY)
+        if owner in names and raw is not None:
+            try:
+                facts[owner] = _FACTS.decode(raw)
+            except msgspec.DecodeError:
+                continue  # written by a newer version this one cannot read
+    return facts
 
 
 def cluster_routes(cluster: ClusterService, *, forwarder: Forwarder, node_service: NodeService) -> Router:
@@ -83,11 +101,12 @@ def cluster_routes(cluster: ClusterService, *, forwarder: Forwarder, node_servic
         live = [m for m in members if m.state in ("alive", "suspect")]
         states = Counter(m.state for m in members)
         versions = Counter(m.version for m in live if m.version)
-        meta = {m.name: cluster.member(m.name) for m in live}
+        facts = published_facts(cluster, {m.name for m in members})
+        live_facts = [facts[m.name] for m in live if m.name in facts]
         totals = Totals(
             nodes=len(live),
-            cpus=sum(int(x.meta.get("cpus", "0") or 0) for x in meta.values() if x is not None),
-            memory_bytes=sum(int(x.meta.get("memory", "0") or 0) for x in meta.values() if x is not None),
+            cpus=sum(f.cpu.count for f in live_facts),
+            memory_bytes=sum(f.memory.total_bytes for f in live_facts),
         )
         asked = [m.name for m in members if m.state != "left"]
         answers = await _ask_everyone(request, asked) if fresh else None
@@ -98,6 +117,7 @@ def cluster_routes(cluster: ClusterService, *, forwarder: Forwarder, node_servic
             states=dict(states),
             versions=dict(versions),
             totals=totals,
+            facts=facts,
             fresh=answers,
         )
 

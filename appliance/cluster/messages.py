@@ -122,10 +122,55 @@ class ConfigSummary(msgspec.Struct, tag="cfgsum", array_like=True, frozen=True):
     entries: int
 
 
+class StateEntry(msgspec.Struct, array_like=True, frozen=True):
+    """One key of one member's own key space, at the owner's version."""
+
+    owner: str
+    key: str
+    value: bytes
+    version: int
+
+
+class StateDelta(msgspec.Struct, tag="statedelta", array_like=True, frozen=True):
+    """Entries the receiver merges; per owner, in ascending version order with no gaps above
+    what the receiver said it had, so its highest version per owner stays a true digest."""
+
+    entries: list[StateEntry]
+
+
+class StateDigest(msgspec.Struct, tag="statedigest", array_like=True, frozen=True):
+    """The highest version the sender holds for each owner (scuttlebutt's digest)."""
+
+    versions: dict[str, int]
+    reply: bool = False
+
+
+class StateSummary(msgspec.Struct, tag="statesum", array_like=True, frozen=True):
+    """A hash of the sender's digest; a receiver whose own hash differs answers with its digest."""
+
+    digest: bytes
+
+
 Message = (
-    Ping | PingReq | Ack | Nack | Alive | Suspect | Dead | Revoke | PushPull | ConfigPush | ConfigDigest | ConfigSummary
+    Ping
+    | PingReq
+    | Ack
+    | Nack
+    | Alive
+    | Suspect
+    | Dead
+    | Revoke
+    | PushPull
+    | ConfigPush
+    | ConfigDigest
+    | ConfigSummary
+    | StateDelta
+    | StateDigest
+    | StateSummary
 )
-ConfigMessage = ConfigPush | ConfigDigest | ConfigSummary  # handled by replication, not by SWIM
+ConfigMessage = (
+    ConfigPush | ConfigDigest | ConfigSummary | StateDelta | StateDigest | StateSummary
+)  # handled by replication, not by SWIM
 
 
 class Frame(msgspec.Struct, array_like=True, frozen=True):

@@ -26,7 +26,17 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from appliance.audit.log import AuditLog
-from appliance.cluster.messages import ConfigMessage, Frame, Message, Status, encode_frame
+from appliance.cluster.messages import (
+    ConfigMessage,
+    Frame,
+    Message,
+    StateDelta,
+    StateDigest,
+    StateSummary,
+    Status,
+    encode_frame,
+)
+from appliance.cluster.nodestate import NodeStateReplicator, NodeStateStore
 from appliance.cluster.replication import ConfigReplicator
 from appliance.cluster.swim import Config, Event, EventKind, Member, Swim
 from appliance.cluster.transport import GossipTransport
@@ -115,6 +125,14 @@ class ClusterService(Collector):
             rng=random.SystemRandom(),
             now=self._loop_time(),
         )
+        self.node_state = NodeStateStore(db, settings.name)
+        self.state_replicator = NodeStateReplicator(
+            self.node_state,
+            send=self._send_messages,
+            peers=self._live_peers,
+            rng=random.SystemRandom(),
+            now=self._loop_time(),
+        )
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._checks: set[asyncio.Task[None]] = set()
@@ -161,8 +179,9 @@ class ClusterService(Collector):
             now = self._loop_time()
             self.swim.tick(now)
             self.replicator.tick(now)
+            self.state_replicator.tick(now)
             self._flush()
-            deadline = min(self.swim.next_deadline(), self.replicator.next_sync)
+            deadline = min(self.swim.next_deadline(), self.replicator.next_sync, self.state_replicator.next_sync)
             delay = max(0.0, deadline - self._loop_time())
             self._wake.clear()
             # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation
@@ -223,6 +242,15 @@ class ClusterService(Collector):
         self._flush()
         self._wake.set()
 
+    def publish(self, values: dict[str, bytes]) -> None:
+        """Update keys of this node's own key space; peers hear of changes at once."""
+        self.node_state.set(values)
+        self._flush()
+
+    def published(self) -> dict[str, dict[str, bytes]]:
+        """Every member's key space as this node holds it (its own included)."""
+        return self.node_state.owners()
+
     def name_in_use(self, name: str) -> bool:
         member = self.swim.members.get(name)
         if member is None or member.status == Status.LEFT:
@@ -245,7 +273,9 @@ class ClusterService(Collector):
             member = self.swim.members.get(sender)
             if member is not None:
                 for message in frame.messages:
-                    if isinstance(message, ConfigMessage):
+                    if isinstance(message, StateDelta | StateDigest | StateSummary):
+                        self.state_replicator.handle(now, (sender, member.addr), message)
+                    elif isinstance(message, ConfigMessage):
                         self.replicator.handle(now, (sender, member.addr), message)
         self._flush()
         self._wake.set()
@@ -293,6 +323,7 @@ class ClusterService(Collector):
             if self._store.get(REVOCATION_KIND, event.detail) is None:
                 self._store.put(REVOCATION_KIND, event.detail, event.name.encode())
             self.transport.cut(event.detail)
+            self.node_state.forget(event.name)
         if event.kind == EventKind.JOINED:
             self._save_seeds()
         level = logging.WARNING if event.kind in (EventKind.DEAD, EventKind.SUSPECT) else logging.INFO

@@ -72,3 +72,33 @@ class Node(msgspec.Struct, frozen=True, kw_only=True):
 
 def is_label_key(key: str) -> bool:
     return re.match(LABEL_KEY, key) is not None
+
+
+class NodeFacts(msgspec.Struct, frozen=True, kw_only=True):
+    """What a node publishes about itself to the cluster (its "facts" key, see cluster.nodestate)."""
+
+    version: str
+    kernel: str
+    cpu: Cpu
+    memory: Memory
+    disk: Disk
+    addresses: list[InterfaceAddress]
+    description: str
+    labels: dict[str, str]
+    started_at: float
+    published_at: float
+
+    @classmethod
+    def of(cls, node: Node, now: float) -> NodeFacts:
+        return cls(
+            version=node.version,
+            kernel=node.kernel,
+            cpu=node.cpu,
+            memory=node.memory,
+            disk=node.disk,
+            addresses=[a for a in node.addresses if a.scope == "global"],
+            description=node.description,
+            labels=node.labels,
+            started_at=node.started_at,
+            published_at=now,
+        )

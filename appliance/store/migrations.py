@@ -60,6 +60,16 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
     BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
     """,
+    # 3: per-node key spaces (scuttlebutt): what each member says about itself.
+    """
+    CREATE TABLE node_state (
+        owner    TEXT NOT NULL,
+        key      TEXT NOT NULL,
+        value    BLOB NOT NULL,
+        version  INTEGER NOT NULL,
+        PRIMARY KEY (owner, key)
+    ) STRICT;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -165,6 +165,9 @@ def test_sigkilled_node_is_declared_dead_by_all(cluster: ClusterLab) -> None:
     summary = cluster.nodes[1].client().get("/api/v1/cluster", params={"fresh": "true"}).json()
     assert summary["states"] == {"alive": 4, "dead": 1}
     assert summary["totals"]["nodes"] == 4
+    # Every member's published facts reached n1, the dead one's included (its last word).
+    assert sorted(summary["facts"]) == ["n0", "n1", "n2", "n3", "n4"]
+    assert summary["totals"]["cpus"] == 4 * summary["facts"]["n0"]["cpu"]["count"]
     answered = {a["name"]: a["answered"] for a in summary["fresh"]}
     assert answered == {"n0": True, "n1": True, "n2": True, "n3": True, "n4": False}
 

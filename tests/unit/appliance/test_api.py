@@ -216,6 +216,9 @@ def test_cluster_summary_of_a_single_node(client: TestClient[Any]) -> None:
     assert summary["answered_by"] == "n1"
     assert summary["states"] == {"alive": 1}
     assert summary["totals"] == {"nodes": 1, "cpus": 4, "memory_bytes": 8 << 30}
+    facts = summary["facts"]["n1"]
+    assert facts["cpu"] == {"count": 4, "model": "Test CPU"}
+    assert [a["address"] for a in facts["addresses"]] == ["192.0.2.10", "2001:db8::10"]  # global scope only
     assert summary["fresh"] is None
     fresh = client.get("/api/v1/cluster", params={"fresh": "true"}).json()["fresh"]
     assert [(a["name"], a["answered"]) for a in fresh] == [("n1", True)]
