@@ -129,6 +129,7 @@ class NodeStateReplicator:
         peers: Callable[[], list[Peer]],
         rng: random.Random,
         now: float,
+        ride: Callable[[Message], None] | None = None,
         sync_interval: float = 1.0,
         max_delta_bytes: int = 64 * 1024,
     ) -> None:
@@ -136,6 +137,7 @@ class NodeStateReplicator:
         self._send = send
         self._peers = peers
         self._rng = rng
+        self._ride = ride
         self.sync_interval = sync_interval
         self.max_delta_bytes = max_delta_bytes
         self.next_sync = now + rng.uniform(0, sync_interval)
@@ -152,6 +154,9 @@ class NodeStateReplicator:
         if now < self.next_sync:
             return
         self.next_sync = now + self.sync_interval
+        if self._ride is not None:
+            self._ride(self.summary())
+            return
         peers = self._peers()
         if peers:
             self._send(self._rng.choice(peers), [self.summary()])

@@ -76,6 +76,9 @@ class ClusterSettings:
     config: Config
 
 
+RIDE_WAIT_SECONDS = 0.5  # how long a summary waits for a membership frame to ride along with
+
+
 class ClusterService(Collector):
     """Runs membership for this node; also a Prometheus collector of its state."""
 
@@ -124,6 +127,7 @@ class ClusterService(Collector):
             peers=self._live_peers,
             rng=random.SystemRandom(),
             now=self._loop_time(),
+            ride=self._ride,
         )
         self.node_state = NodeStateStore(db, settings.name)
         self.state_replicator = NodeStateReplicator(
@@ -132,7 +136,11 @@ class ClusterService(Collector):
             peers=self._live_peers,
             rng=random.SystemRandom(),
             now=self._loop_time(),
+            ride=self._ride,
         )
+        # Anti-entropy summaries waiting to ride along with the next membership frame.
+        self._riders: list[Message] = []
+        self._riders_since = 0.0
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._checks: set[asyncio.Task[None]] = set()
@@ -307,9 +315,25 @@ class ClusterService(Collector):
             self._flush()
             self._wake.set()
 
+    def _ride(self, message: Message) -> None:
+        if not self._riders:
+            self._riders_since = self._loop_time()
+        self._riders.append(message)
+
     def _flush(self) -> None:
         for out in self.swim.take_outbox():
-            self.transport.send(out.name, out.addr, encode_frame(out.frame))
+            frame = out.frame
+            if self._riders and out.name is not None and out.name != self.settings.name:
+                member = self.swim.members.get(out.name)
+                if member is not None and member.status in (Status.ALIVE, Status.SUSPECT):
+                    frame = Frame(frame.sender, [*frame.messages, *self._riders], frame.addr)
+                    self._riders = []
+            self.transport.send(out.name, out.addr, encode_frame(frame))
+        if self._riders and self._loop_time() - self._riders_since > RIDE_WAIT_SECONDS:
+            peers = self._live_peers()  # no membership frame went out meanwhile: send them alone
+            if peers:
+                self._send_messages(random.choice(peers), self._riders)  # noqa: S311 - peer choice
+            self._riders = []
         for event in self.swim.take_events():
             self._handle_event(event)
 

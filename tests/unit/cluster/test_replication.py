@@ -179,3 +179,20 @@ def test_a_change_reaches_a_thousand_simulated_nodes_even_at_25_percent_loss() -
         assert sim.holders("alice") == 1000
         assert result.seconds < (0.05 if loss == 0 else 5.0), result
         assert result.messages < 20 * 1000  # the rumour is O(n log n) messages, not O(n^2)
+
+
+def test_with_a_ride_the_summary_waits_for_the_next_frame_instead_of_its_own(tmp_path: Path) -> None:
+    riders: list[Message] = []
+    sent: list[tuple[Peer, list[Message]]] = []
+    store = ConfigStore(Database.create(tmp_path / "a.db"), HybridClock("a"))
+    replicator = ConfigReplicator(
+        store,
+        send=lambda peer, messages: sent.append((peer, messages)),
+        peers=lambda: [("b", "b:7946")],
+        rng=random.Random(1),
+        now=0.0,
+        ride=riders.append,
+    )
+    replicator.tick(replicator.next_sync)
+    assert sent == []
+    assert riders == [replicator.summary()]
