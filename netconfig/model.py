@@ -26,7 +26,7 @@ from typing import Literal
 
 import msgspec
 
-BondMode = Literal["balance-rr", "active-backup", "balance-xor", "802.3ad"]
+BondMode = Literal["balance-rr", "active-backup", "balance-xor", "broadcast", "802.3ad", "balance-tlb", "balance-alb"]
 LacpRate = Literal["slow", "fast"]
 XmitHashPolicy = Literal["layer2", "layer3+4", "layer2+3", "encap2+3", "encap3+4", "vlan+srcmac"]
 Kind = Literal["nic", "bond", "vlan", "bridge", "vxlan"]
