@@ -39,6 +39,10 @@ class KernelLink(msgspec.Struct, frozen=True, kw_only=True):
 class Adapter(Protocol):
     """Read and change the links of one network namespace."""
 
+    def close(self) -> None:
+        """Release the adapter's resources (netlink socket); it may be used again after."""
+        ...
+
     def links(self) -> list[KernelLink]:
         """Every link in the namespace (unmanaged ones too; `observe` chooses)."""
         ...

@@ -20,8 +20,9 @@ Two drivers share the synchronous core `NetConfig`:
   the change stays pending until the service (or the next `debvisor net` command, which
   checks deadlines first) rolls it back.
 
-Netlink calls block; the asyncio driver runs them in a worker thread, one at a time (the
-state directory's lock serialises even separate processes). The wall clock (injectable)
+Netlink calls block; the asyncio driver runs them all in one dedicated worker thread (pyroute2's
+synchronous socket has its own event loop and must not be used from the service's loop), one at
+a time (the state directory's lock serialises even separate processes). The wall clock (injectable)
 dates deadlines because they must survive restarts. Left out: confirming a change from
 another node, and nested windows (a second change while one is pending is refused).
 """
@@ -30,10 +31,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import secrets
 import subprocess
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -46,6 +50,7 @@ from netconfig.plan import plan
 from netconfig.state import Outcome, Pending, StateDir
 
 DEFAULT_CONFIRM_WITHIN = 120.0
+_T = TypeVar("_T")
 
 Clock = Callable[[], float]  # wall-clock seconds (time.time)
 Check = Callable[[str], bool]  # does this address answer?
@@ -229,13 +234,17 @@ class ConfirmManager:
         self.core = core
         self._timer: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="netconfig")
+
+    async def _call(self, function: Callable[..., _T], *args: Any) -> _T:
+        return await asyncio.get_running_loop().run_in_executor(self._worker, functools.partial(function, *args))
 
     async def start(self) -> None:
         """Resume a window left by a previous run, or roll it back now if its deadline passed."""
-        pending = await asyncio.to_thread(self.core.state.pending)
+        pending = await self._call(self.core.state.pending)
         if pending is not None:
             if self.core.clock() >= pending.deadline:
-                await asyncio.to_thread(self.core.expire, pending.id)
+                await self._call(self.core.expire, pending.id)
             else:
                 self._arm(pending)
 
@@ -244,36 +253,41 @@ class ConfirmManager:
     ) -> tuple[Pending, list[Action]]:
         """`NetConfig.begin`, then roll back automatically at the deadline."""
         async with self._lock:
-            pending, actions = await asyncio.to_thread(self.core.begin, desired, confirm_within, check)
+            pending, actions = await self._call(self.core.begin, desired, confirm_within, check)
             self._arm(pending)
             return pending, actions
 
     async def apply_now(self, desired: NetworkConfig) -> list[Action]:
         """`NetConfig.apply_now` (no window): service start-up."""
         async with self._lock:
-            return await asyncio.to_thread(self.core.apply_now, desired)
+            return await self._call(self.core.apply_now, desired)
 
     async def confirm(self) -> Outcome:
         """Make the pending change permanent and stop its timer."""
         async with self._lock:
-            outcome = await asyncio.to_thread(self.core.confirm)
+            outcome = await self._call(self.core.confirm)
             await self._disarm()
             return outcome
 
     async def rollback(self) -> list[Action]:
         """Undo the pending change now."""
         async with self._lock:
-            actions = await asyncio.to_thread(self.core.rollback)
+            actions = await self._call(self.core.rollback)
             await self._disarm()
             return actions
 
     async def status(self) -> Status:
         """`NetConfig.status`."""
-        return await asyncio.to_thread(self.core.status)
+        return await self._call(self.core.status)
 
     async def close(self) -> None:
-        """Stop the timer (a pending change stays on disk for the next `start`)."""
+        """Stop the timer, close the adapter (in the thread that used it) and stop that thread.
+
+        A pending change stays on disk for the next `start`.
+        """
         await self._disarm()
+        await self._call(self.core.adapter.close)
+        self._worker.shutdown(wait=True)
 
     def _arm(self, pending: Pending) -> None:
         self._timer = asyncio.create_task(self._expire_at(pending), name=f"netconfig-rollback-{pending.id}")
@@ -292,6 +306,6 @@ class ConfirmManager:
                 break
             await asyncio.sleep(min(remaining, 1.0))  # re-read the clock: it may jump
         async with self._lock:
-            await asyncio.to_thread(self.core.expire, pending.id)
+            await self._call(self.core.expire, pending.id)
             if self._timer is asyncio.current_task():
                 self._timer = None

@@ -85,16 +85,21 @@ class KernelAdapter:
 
     def __init__(self, netns: str | None = None, *, ipr: Any = None) -> None:
         self.netns = netns
-        if ipr is not None:
-            self._ipr = ipr
-        elif netns is not None:
-            self._ipr = IPRoute(netns=netns)
-        else:
-            self._ipr = IPRoute()
+        self._socket: Any = ipr
+
+    @property
+    def _ipr(self) -> Any:
+        # Opened on first use, in the thread that uses it: pyroute2's synchronous IPRoute runs
+        # its own event loop, so it cannot be created inside a running asyncio loop.
+        if self._socket is None:
+            self._socket = IPRoute(netns=self.netns) if self.netns is not None else IPRoute()
+        return self._socket
 
     def close(self) -> None:
-        """Close the netlink socket."""
-        self._ipr.close()
+        """Close the netlink socket (if it was opened)."""
+        if self._socket is not None:
+            self._socket.close()
+            self._socket = None
 
     def __enter__(self) -> KernelAdapter:
         return self

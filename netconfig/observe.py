@@ -63,3 +63,19 @@ def observe_managed(adapter: Adapter, *configs: NetworkConfig | None) -> Network
     """Observe through `adapter` the links that any of `configs` manages."""
     names, macs = managed_by(*configs)
     return observe(adapter.links(), names=names, macs=macs)
+
+
+def blank_unmanaged(observed: NetworkConfig, desired: NetworkConfig) -> NetworkConfig:
+    """`observed` restricted to `desired`'s links, with the attributes `desired` leaves unmanaged
+    (None: MTU, bond options) set to None too; equal to `desired` exactly when nothing drifted."""
+    wanted = {link.name: link for link in desired.links()}
+    result: list[AnyLink] = []
+    for link in observed.links():
+        want = wanted.get(link.name)
+        if want is None:
+            continue
+        for field in ("mtu", "miimon", "primary", "lacp_rate", "xmit_hash_policy"):
+            if hasattr(want, field) and getattr(want, field) is None:
+                link = msgspec.structs.replace(link, **{field: None})
+        result.append(link)
+    return from_links(result)
