@@ -74,8 +74,10 @@ def blank_unmanaged(observed: NetworkConfig, desired: NetworkConfig) -> NetworkC
         want = wanted.get(link.name)
         if want is None:
             continue
-        for field in ("mtu", "miimon", "primary", "lacp_rate", "xmit_hash_policy"):
-            if hasattr(want, field) and getattr(want, field) is None:
-                link = msgspec.structs.replace(link, **{field: None})
-        result.append(link)
+        unmanaged = {
+            field: None
+            for field in ("mtu", "miimon", "primary", "lacp_rate", "xmit_hash_policy")
+            if hasattr(want, field) and getattr(want, field) is None
+        }
+        result.append(msgspec.structs.replace(link, **unmanaged))
     return from_links(result)

@@ -215,7 +215,8 @@ def test_unconfirmed_change_is_rolled_back_and_confirmed_change_stays(
                 assert time.monotonic() - started >= 2.9
                 assert await asyncio.to_thread(ping, h1, "10.95.0.2")
                 outcome = (await manager.status()).last_outcome
-                assert outcome is not None and outcome.result == "rolled-back"
+                assert outcome is not None
+                assert outcome.result == "rolled-back"
 
                 # Confirmed within the window: the change stays.
                 await manager.apply(breaking, confirm_within=3)
@@ -223,7 +224,8 @@ def test_unconfirmed_change_is_rolled_back_and_confirmed_change_stays(
                 await asyncio.sleep(3.5)
                 assert not await asyncio.to_thread(ping, h1, "10.95.0.2", tries=1)
                 status = await manager.status()
-                assert status.applied == breaking and status.pending is None
+                assert status.applied == breaking
+                assert status.pending is None
             finally:
                 await manager.close()
 
@@ -296,9 +298,9 @@ bridges: [{{name: br0, ports: [{{name: e0}}], addresses: [10.94.0.2/24], mtu: 14
         assert "ip link del dev vx9  # vxlan" in [str(a) for a in actions]
         assert not any("tap" in str(a) or "keep0" in str(a) for a in actions)
     after = {name: link_json(ns, name) for name in ("keep0", "tap0", "tap1")}
-    for name in before:
+    for name, facts in before.items():
         for key in ("ifname", "mtu", "master", "operstate", "address", "flags"):
-            assert before[name].get(key) == after[name].get(key), (name, key)
+            assert facts.get(key) == after[name].get(key), (name, key)
     assert "10.94.0.77/24" in ip(ns, "addr", "show", "dev", "keep0")
     assert "vx9" not in ip(ns, "link", "show")
 

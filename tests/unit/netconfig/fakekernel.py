@@ -34,7 +34,8 @@ class FakeKernel:
 
     def links(self) -> list[KernelLink]:
         result = []
-        for name, spec in self.specs.items():
+        for name, stored in self.specs.items():
+            spec = stored
             entries = self.port_vlans.get(name, {1: True})
             tagged = tuple(sorted(v for v, p in entries.items() if not p))
             pvid = next((v for v, p in entries.items() if p), None)
@@ -90,9 +91,10 @@ class FakeKernel:
             raise FakeError(f"{new_name} exists")
         spec = self.specs.pop(name)
         self.specs[new_name] = msgspec.structs.replace(spec, name=new_name)
-        for table in (self.master, self.port_vlans):
-            if name in table:
-                table[new_name] = table.pop(name)  # type: ignore[index]
+        if name in self.master:
+            self.master[new_name] = self.master.pop(name)
+        if name in self.port_vlans:
+            self.port_vlans[new_name] = self.port_vlans.pop(name)
         for other, master in self.master.items():
             if master == name:
                 self.master[other] = new_name
