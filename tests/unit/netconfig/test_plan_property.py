@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from netconfig.apply import apply
 from netconfig.model import AnyLink, Bridge, BridgePort, NetworkConfig, Nic, Route, Vxlan, canonical_config
-from netconfig.observe import observe_managed
+from netconfig.observe import blank_unmanaged, observe_managed
 from netconfig.plan import plan
 from netconfig.validate import problems
 from tests.unit.netconfig.fakekernel import FakeKernel
@@ -90,22 +90,6 @@ def kernel_from(config: NetworkConfig) -> FakeKernel:
     return kernel
 
 
-def without_unmanaged_fields(observed: NetworkConfig, desired: NetworkConfig) -> NetworkConfig:
-    """`observed` with the MTUs that `desired` leaves unmanaged blanked out."""
-    unmanaged_mtu = {link.name for link in desired.links() if link.mtu is None}
-    return canonical_config(
-        NetworkConfig(
-            nics=tuple(msgspec.structs.replace(x, mtu=None) if x.name in unmanaged_mtu else x for x in observed.nics),
-            bridges=tuple(
-                msgspec.structs.replace(x, mtu=None) if x.name in unmanaged_mtu else x for x in observed.bridges
-            ),
-            vxlans=tuple(
-                msgspec.structs.replace(x, mtu=None) if x.name in unmanaged_mtu else x for x in observed.vxlans
-            ),
-        )
-    )
-
-
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow])
 @given(
     desired=configs(nic_names=["lan0", "lan1", "lan2"]) | configs(nic_names=["eth0", "eth1", "eth2"]),
@@ -119,7 +103,7 @@ def test_applying_the_plan_reaches_the_desired_state(desired: NetworkConfig, bef
 
     again = observe_managed(kernel, desired, before)
     assert plan(desired, again) == []
-    assert without_unmanaged_fields(observe_managed(kernel, desired), desired) == desired
+    assert blank_unmanaged(observe_managed(kernel, desired), desired) == desired
     # Unmanaged links are untouched.
     assert kernel.specs["other0"] == Bridge(name="other0", mtu=1500)
     assert kernel.specs["tap0"] == Nic(name="tap0", mac="02:00:00:00:00:99", mtu=1500)
