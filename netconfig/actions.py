@@ -2,7 +2,8 @@
 
 Each action is one change through one `Adapter` method, and prints as the `ip`/`bridge`
 command an operator would type for it, so `debvisor net plan` is a readable dry run. They are
-a tagged union (`"op": "create"`, ...) so the REST API can return a plan as JSON.
+a tagged union (`"op": "create"`, ...) so the REST API can return a plan as JSON (encoding
+only: a plan is always computed, never accepted from a client).
 """
 
 from __future__ import annotations
