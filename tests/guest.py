@@ -310,23 +310,28 @@ def _unpack(package: str, version: str) -> Kernel:
 
 @functools.cache
 def kernel() -> Kernel:
-    """The Debian kernel the guest boots, downloaded and unpacked into CACHE_DIR on first use."""
+    """The Debian kernel the guest boots, downloaded and unpacked into CACHE_DIR on first use.
+
+    Normally the package `linux-image-amd64` currently depends on. If apt cannot name or
+    fetch it (no package lists, offline), the newest kernel already cached is used instead.
+    """
     try:
         package, version = _wanted_package()
+        cached = _cached(CACHE_DIR / f"{package}_{version}")
+        if cached is not None:
+            return cached
+        with _cache_lock():
+            cached = _cached(CACHE_DIR / f"{package}_{version}")  # another process may have finished it
+            return cached if cached is not None else _unpack(package, version)
     except (GuestError, OSError, subprocess.SubprocessError) as exc:
-        # No package lists (run `apt-get update`) or no apt at all: any cached kernel will do.
         entries = sorted(CACHE_DIR.glob("linux-image-*"), key=lambda p: p.stat().st_mtime, reverse=True)
         for entry in entries:
             cached = _cached(entry)
             if cached is not None:
                 return cached
-        raise GuestError(f"cannot resolve {KERNEL_META_PACKAGE} and nothing is cached in {CACHE_DIR}: {exc}") from exc
-    cached = _cached(CACHE_DIR / f"{package}_{version}")
-    if cached is not None:
-        return cached
-    with _cache_lock():
-        cached = _cached(CACHE_DIR / f"{package}_{version}")  # another process may have finished it
-        return cached if cached is not None else _unpack(package, version)
+        raise GuestError(
+            f"no {KERNEL_META_PACKAGE} kernel could be fetched, none is cached in {CACHE_DIR}: {exc}"
+        ) from exc
 
 
 def _static_elf(path: Path) -> bool:
