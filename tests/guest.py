@@ -11,10 +11,11 @@ command, then powers off; nothing it does to its kernel touches the host.
 How (each step is cheap; a run takes a few seconds, see docs/development.md):
 - The kernel: the package `linux-image-amd64` depends on (e.g. linux-image-6.1.0-56-amd64) is
   fetched once with `apt-get download`, unpacked with `dpkg-deb -x`, and kept under
-  `CACHE_DIR/<package>_<version>/` (vmlinuz and lib/modules). A file lock makes parallel runs
-  wait for one download; the entry appears by an atomic rename, so a killed run never leaves
-  a half-unpacked kernel that a later run would trust. If apt cannot resolve the package
-  (no package lists, offline), the newest cached kernel is used.
+  `CACHE_DIR/<package>_<version>/`: lib/modules, the bzImage, and the ELF vmlinux extracted
+  from it, which QEMU boots via PVH (no xz decompression under TCG). A file lock makes
+  parallel runs wait for one download; the entry appears by an atomic rename, so a killed
+  run never leaves a half-unpacked kernel that a later run would trust. If apt cannot
+  resolve or fetch the package (no package lists, offline), the newest cached kernel is used.
 - The initramfs is built per run, in Python (newc cpio, no `cpio` tool needed): the static
   busybox of busybox-static, the requested modules with their dependencies (read from each
   module's `.modinfo`, so no depmod/kmod either) in load order, and an /init script.
@@ -23,7 +24,9 @@ How (each step is cheap; a run takes a few seconds, see docs/development.md):
   mounts a per-run host directory (writable 9p) at `GUEST_OUT`. It then chroots into the
   host's root and runs the command with stdout and stderr going to files in that directory,
   writes the exit code there, and powers off.
-- The host waits for QEMU (killed by PID at the timeout or on any error) and reads the files.
+- The host waits for QEMU and reads the files. QEMU runs in its own session under `setpriv
+  --pdeathsig KILL` (it dies if the harness is SIGKILLed) and is killed by PID at the timeout
+  or on any error. Other files the command writes to `GUEST_OUT` come back in the result.
   The boot time is when the guest created its "started" file (stamped by the host kernel, so
   host clock) minus QEMU's start.
 
@@ -32,8 +35,8 @@ checkout in the guest's Python and returns its JSON-able result; an exception in
 raises `GuestError` on the host with the guest's traceback in the message.
 
 Debugging: DEBVISOR_GUEST_KEEP=1 keeps each run's directory (console.log with the full
-kernel log, the generated init and command scripts, stdout, stderr, rc) and names it in the
-result and in every error. DEBVISOR_GUEST_CACHE moves the kernel cache.
+kernel log, qemu.argv, init.sh, out/command.sh, out/stdout, out/stderr, out/rc) and names it
+in the result and in every error. DEBVISOR_GUEST_CACHE moves the kernel cache.
 
 Deliberately left out:
 - Networking to the outside (no NIC at all) and persistence: the host's root is read-only in
@@ -444,6 +447,10 @@ poweroff -f
 _HARNESS_FILES = frozenset({"command.sh", "started", "stdout", "stderr", "rc"})
 
 
+def _init_script() -> str:
+    return _INIT.replace("{out}", GUEST_OUT)
+
+
 def _command_script(argv: Sequence[str], env: Mapping[str, str], cwd: str) -> str:
     lines = ["# Run inside the guest's chroot by /init: the environment, the directory, the command."]
     lines += [f"export {key}={shlex.quote(value)}" for key, value in env.items()]
@@ -465,7 +472,7 @@ def _initramfs(kern: Kernel, modules: Sequence[str]) -> bytes:
         archive.file(f"modules/{name}", path.read_bytes())
         order.append(f"{name} {MODULE_PARAMETERS.get(name[: -len('.ko')], '')}".rstrip())
     archive.file("modules/order", ("\n".join(order) + "\n").encode())
-    archive.file("init", _INIT.replace("{out}", GUEST_OUT).encode(), 0o755)
+    archive.file("init", _init_script().encode(), 0o755)
     return archive.finish()
 
 
@@ -481,7 +488,7 @@ def _kept(workdir: Path | None) -> str:
 
 def _tail(path: Path, lines: int = 30) -> str:
     try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) or "(empty)"
     except OSError:
         return "(none)"
 
@@ -545,6 +552,7 @@ def run_in_guest(
         (out / "command.sh").write_text(_command_script(argv, guest_env, cwd))
         initrd = workdir / "initrd.cpio"
         initrd.write_bytes(_initramfs(kern, modules))
+        (workdir / "init.sh").write_text(_init_script())  # what is in the initramfs, for reading
         console = workdir / "console.log"
         cmdline = "console=ttyS0 panic=-1 rdinit=/init" + ("" if KEEP else " quiet")
         qemu = [
