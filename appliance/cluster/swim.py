@@ -25,7 +25,10 @@ A broken connection speeds suspicion (the member is suspected at once) but never
 death on its own: only an expired suspicion does. A suspicion does not expire while frames
 from the suspect itself keep arriving (the transport authenticates every frame's sender, so
 such a frame is proof of life that plain SWIM over UDP does not have): the timer restarts
-and the suspect is reminded, since its refutation is evidently stuck on the way.
+and the suspect is reminded, since its refutation is evidently stuck on the way. And a
+suspicion nobody confirmed is checked with two witnesses (a push-pull of full state) before
+this node declares the death on its own word: over TCP, one stalled connection can hide a
+refutation that everyone else already has.
 """
 
 from __future__ import annotations
@@ -58,6 +61,8 @@ INTRODUCE_INTERVAL = 5.0
 # rounds: in a small cluster that is everyone, and the joiner is known everywhere one hop
 # after its push-pull. Bounded so that a thousand simultaneous joins stay O(n).
 JOIN_RELAY_FANOUT = 32
+# Members asked for their view before this node alone declares a member dead.
+VERIFY_WITNESSES = 2
 
 
 @dataclass(frozen=True)
@@ -177,6 +182,7 @@ class _Suspicion:
     confirmers: set[str] = field(default_factory=set)
     nudged_at: float = 0.0
     refused_at: float | None = None
+    verify_until: float | None = None  # asked witnesses for their view; decide at this time
 
 
 @dataclass
@@ -610,6 +616,8 @@ class Swim:
 
     def _suspicion_deadline(self, name: str, suspicion: _Suspicion) -> float:
         deadline = suspicion.started + self._suspicion_timeout(name, suspicion)
+        if suspicion.verify_until is not None:
+            deadline = max(deadline, suspicion.verify_until)
         if suspicion.refused_at is not None:
             deadline = min(deadline, suspicion.refused_at + self.config.refused_timeout)
         return deadline
@@ -641,8 +649,24 @@ class Swim:
                 # lives: a refutation is stuck somewhere (over TCP, behind a retransmission).
                 # Start the timeout again and remind it now instead of declaring a false death.
                 suspicion.started = suspicion.nudged_at = now
+                suspicion.verify_until = None
                 self._send(member, [Suspect(name, suspicion.incarnation, suspicion.accuser)], piggyback=False)
                 continue
+            if (
+                member is not None
+                and suspicion.refused_at is None
+                and not suspicion.confirmers
+                and suspicion.verify_until is None
+            ):
+                # Nobody else confirmed: before declaring a death on our own word, ask two
+                # witnesses for their whole view. If the suspect refuted and only our path to it
+                # is stuck, their answer carries its newer incarnation and clears the suspicion.
+                witnesses = self._pick(VERIFY_WITNESSES, live_only=True, exclude=name)
+                if witnesses:
+                    suspicion.verify_until = now + self.config.probe_interval
+                    for witness in witnesses:
+                        self._send(witness, [PushPull(self._states(), revoked=self._revocations())], piggyback=False)
+                    continue
             del self._suspicions[name]
             if member is not None and member.status == Status.SUSPECT:
                 self._declare_dead(now, member, member.incarnation, self.name)

@@ -231,8 +231,8 @@ class GossipTransport:
                     writer.write(_LENGTH.pack(len(payload)) + payload)
                     async with asyncio.timeout(self.write_deadline):  # not wait_for: see service._run
                         await writer.drain()
-                except (OSError, TimeoutError, ConnectionError):
-                    self._drop(out, lost=True)
+                except (OSError, TimeoutError, ConnectionError) as exc:
+                    self._drop(out, lost=True, reason=f"write failed: {type(exc).__name__} {exc}")
                     continue
                 self.stats.frames_out += 1
                 self.stats.bytes_out += len(payload) + 4
@@ -246,8 +246,9 @@ class GossipTransport:
         try:
             async with asyncio.timeout(self.dial_timeout):
                 reader, writer = await asyncio.open_connection(host, port, ssl=self._client_context)
-        except (OSError, TimeoutError, ssl.SSLError, ConnectionError):
+        except (OSError, TimeoutError, ssl.SSLError, ConnectionError) as exc:
             self.stats.dial_failures += 1
+            log.info("gossip dial failed", extra={"addr": out.addr, "reason": f"{type(exc).__name__} {exc}"})
             return False
         peer = peer_cert(writer)
         if (
@@ -267,18 +268,22 @@ class GossipTransport:
 
     async def _watch_outgoing(self, out: _Outgoing, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """The peer never writes on our connection: any read result means it went away."""
-        with contextlib.suppress(OSError, ConnectionError, ssl.SSLError):
+        reason = "the peer closed it"
+        try:
             await reader.read(1)
+        except (OSError, ConnectionError, ssl.SSLError) as exc:
+            reason = f"{type(exc).__name__} {exc}"
         if out.writer is writer:
-            self._drop(out, lost=True)
+            self._drop(out, lost=True, reason=reason)
 
-    def _drop(self, out: _Outgoing, *, lost: bool) -> None:
+    def _drop(self, out: _Outgoing, *, lost: bool, reason: str = "") -> None:
         writer, peer = out.writer, out.peer
         out.writer, out.peer = None, None
         if writer is not None:
             writer.close()
         if lost and peer is not None and not self._closing:
             self.stats.connections_lost += 1
+            log.info("gossip connection lost", extra={"peer": peer.name, "direction": "out", "reason": reason})
             self._on_lost(peer.name)
 
     # -- incoming ---------------------------------------------------------------------------
@@ -316,7 +321,11 @@ class GossipTransport:
                     log.warning("oversized gossip frame", extra={"peer": peer.name, "bytes": length})
                     return True
                 payload = await reader.readexactly(length)
-            except (asyncio.IncompleteReadError, OSError, ConnectionError, ssl.SSLError):
+            except (asyncio.IncompleteReadError, OSError, ConnectionError, ssl.SSLError) as exc:
+                log.info(
+                    "gossip connection lost",
+                    extra={"peer": peer.name, "direction": "in", "reason": f"{type(exc).__name__} {exc}"},
+                )
                 return False
             try:
                 frame = decode_frame(payload)

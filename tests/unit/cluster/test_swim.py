@@ -376,3 +376,34 @@ def test_a_seed_tells_every_member_about_a_joiner_at_once() -> None:
     told = {to for to, alive in kinds(out, Alive) if isinstance(alive, Alive) and alive.node == "j"}
     assert told - {"j"} == {"b", "c", "d", "e"}  # (j may hear its own news piggybacked)
     assert [to for to, _ in kinds(out, PushPull)] == ["j"]  # and the joiner gets the full state back
+
+
+def test_an_unconfirmed_suspicion_asks_witnesses_before_declaring_death() -> None:
+    swim = node()
+    swim.receive(1.0, "b", Frame("b", [Ping(1, "a")]))  # b was heard before it was suspected
+    swim._suspect(1.5, swim.members["b"], 0, "a")
+    sent(swim)
+    suspicion = swim._suspicions["b"]
+    deadline = swim._suspicion_deadline("b", suspicion)
+    swim.tick(deadline)
+    assert swim.members["b"].status == Status.SUSPECT
+    asked = [str(to) for to, _ in kinds(sent(swim), PushPull)]
+    assert len(asked) == 2
+    assert "b" not in asked
+    # A witness has b's refutation: the answer clears the suspicion.
+    refuted = MemberState("b", "b:7946", 1, Status.ALIVE)
+    swim.receive(deadline + 0.05, asked[0], Frame(asked[0], [PushPull([refuted], reply=True)]))
+    assert swim.members["b"].status == Status.ALIVE
+    assert "b" not in swim._suspicions
+
+
+def test_an_unconfirmed_suspicion_ends_in_death_when_the_witnesses_know_nothing_newer() -> None:
+    swim = node()
+    swim._suspect(1.0, swim.members["b"], 0, "a")
+    suspicion = swim._suspicions["b"]
+    swim.tick(swim._suspicion_deadline("b", suspicion))
+    assert suspicion.verify_until is not None
+    swim.tick(suspicion.verify_until - 0.001)
+    assert swim.members["b"].status == Status.SUSPECT
+    swim.tick(suspicion.verify_until)
+    assert swim.members["b"].status == Status.DEAD
