@@ -188,3 +188,26 @@ def test_console_change_is_adopted_by_the_service(api: TestClient[Any], netns: s
         time.sleep(0.2)
     assert link(netns, "dvbr0") is None
     assert api.get(f"{NET}/status").json()["last_outcome"]["reason"] == "not confirmed in time"
+
+
+def test_console_and_service_share_the_state(api: TestClient[Any], netns: str, node: OpenedNode) -> None:
+    # `debvisor net` from appliance.cli uses DATA/netconfig, as the service does
+    import subprocess
+    import sys
+
+    path = node.datadir.root.parent / "net.json"
+    path.write_text(json.dumps(config(netns)))
+    argv = [sys.executable, "-m", "appliance", "net", "apply", str(path), "--confirm-within", "0"]
+    argv += ["--data-dir", str(node.datadir.root), "--netns", netns]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    assert "ip link add dvbr0 type bridge" in result.stdout
+    status = api.get(f"{NET}/status").json()
+    assert status["applied"]["bridges"][0]["name"] == "dvbr0"
+    assert api.post(f"{NET}/apply", json={}).status_code == 200  # the applied one, again: no change
+    confirm = subprocess.run(
+        [sys.executable, "-m", "appliance", "net", "confirm", "--data-dir", str(node.datadir.root), "--netns", netns],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert confirm.returncode == 0, confirm.stderr
+    assert api.get(f"{NET}/status").json()["last_outcome"]["result"] == "confirmed"
