@@ -180,7 +180,10 @@ class NetworkService:
             desired = self._checked(config)
             await asyncio.to_thread(self._write_desired, desired)
         else:
-            desired = self._checked(self.desired())
+            stored = self._read_desired() or self.core.desired()
+            if stored is None:
+                raise ApiError(409, "no configuration is stored for this node: PUT one first, or send `config`")
+            desired = self._checked(stored)
         with _errors():
             pending, actions = await self.manager.apply(desired, confirm_within, check)
         return NetworkApplied(

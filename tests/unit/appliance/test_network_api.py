@@ -88,6 +88,9 @@ NET = "/api/v1/nodes/n1/network"
 
 def test_desired_starts_empty_and_put_stores_canonical_form(api: TestClient[Any], kernel: FakeKernel) -> None:
     assert api.get(NET).json() == {}
+    nothing = api.post(f"{NET}/apply", json={})
+    assert nothing.status_code == 409
+    assert "no configuration is stored" in nothing.json()["detail"]
     config = NICS | {"bridges": [{"name": "br0", "addresses": ["FD00:0:0::1/64"], "ports": [{"name": "eth1"}]}]}
     stored = api.put(NET, json=config)
     assert stored.status_code == 200, stored.text
