@@ -43,7 +43,7 @@ from appliance.auth.token_use import TokenUse
 from appliance.auth.tokens_controller import tokens_routes
 from appliance.auth.users_controller import users_routes
 from appliance.bootstrap import OpenedNode
-from appliance.cluster.controller import FACTS_KEY, cluster_routes, join_routes
+from appliance.cluster.controller import FACTS_KEY, cluster_routes, join_routes, published_facts
 from appliance.cluster.forward import Forwarder
 from appliance.cluster.hlc import HybridClock
 from appliance.cluster.join import JoinService
@@ -56,12 +56,18 @@ from appliance.identity import pki
 from appliance.identity.store import refresh_node_cert
 from appliance.metrics.controller import metrics_routes
 from appliance.metrics.http import HttpMetrics, MetricsMiddleware, new_registry
+from appliance.network.controller import network_routes, overlay_routes
+from appliance.network.overlay_config import Endpoint, gossip_host
+from appliance.network.overlays import OverlayStore
+from appliance.network.reconciler import OVERLAY_SUBDIR, OverlayReconciler
+from appliance.network.service import NetworkService, NetworkSettings
 from appliance.node.controller import node_routes
 from appliance.node.host import HostProbe
 from appliance.node.service import NodeService
 from appliance.node.types import NodeFacts
 from appliance.settings import AuthSettings
 from appliance.store.config import ConfigStore
+from netconfig.state import StateDir
 
 API_ROOT = "/api/v1"
 MAX_BODY_BYTES = 1024 * 1024
@@ -89,6 +95,8 @@ class Appliance:
     login_throttle: LoginThrottle
     cluster: ClusterService
     joins: JoinService
+    network: NetworkService
+    overlays: OverlayReconciler
 
 
 def create_app(
@@ -98,13 +106,15 @@ def create_app(
     auth: AuthSettings | None = None,
     cluster_settings: ClusterSettings | None = None,
     api_advertise: str = "127.0.0.1:8443",
+    network: NetworkSettings | None = None,
     clock: Callable[[], float] = time.time,
     monotonic: Callable[[], float] = time.monotonic,
 ) -> Appliance:
     """Build the appliance for an opened node, driving the host through `host`.
 
     `cluster_settings` defaults to gossip on a free loopback port with no seeds (a node of
-    its own, as unit tests want). `clock` (wall time) and `monotonic` are injectable so tests
+    its own, as unit tests want). `network` says which kernel networking the node manages
+    (default: its own namespace, through netlink). `clock` (wall time) and `monotonic` are injectable so tests
     can move time.
     """
     auth = auth or AuthSettings()
@@ -119,7 +129,7 @@ def create_app(
         config=Config(),
     )
     readiness = Readiness()
-    for subsystem in ("database", "identity", "api", "gossip"):
+    for subsystem in ("database", "identity", "api", "gossip", "network"):
         readiness.register(subsystem)
     readiness.set("database", True, f"schema version {node.db.version}")
     readiness.set("identity", True, f"CA {node.identity.ca_fingerprint[:16]}")
@@ -172,6 +182,28 @@ def create_app(
         store=config, identity=node.identity, cluster_id=node.cluster_id, api_seeds=lambda: [api_advertise], clock=clock
     )
 
+    network = network or NetworkSettings()
+    overlay_store = OverlayStore(config, clock)
+    reconciler: OverlayReconciler | None = None
+    network_service = NetworkService(
+        name=node.name,
+        data_dir=node.datadir.root,
+        settings=network,
+        reserved=lambda: {link: r.name for r in overlay_store.all() for link in (r.bridge, r.vxlan)},
+        overlays=lambda: reconciler.states if reconciler is not None else [],
+        clock=clock,
+    )
+    reconciler = OverlayReconciler(
+        overlays=overlay_store,
+        endpoints=lambda: _overlay_endpoints(cluster),
+        reserved=network_service.configured_names,
+        adapter=network.make_adapter(),
+        state=StateDir(network_service.path / OVERLAY_SUBDIR),
+        resync_seconds=network.overlay_resync_seconds,
+    )
+    overlay_store.on_change(reconciler.kick)
+    cluster.on_event(lambda _event: reconciler.kick())
+
     lifespan = _lifespan(
         publish_facts=lambda: _publish_facts(cluster, node_service, clock),
         housekeeping=[sessions.prune, joins.prune, config.purge_tombstones],
@@ -181,6 +213,8 @@ def create_app(
         node=node,
         clock=clock,
         contexts=(server_context, client_context),
+        network=network_service,
+        reconciler=reconciler,
     )
 
     openapi = OpenAPIConfig(
@@ -209,6 +243,8 @@ def create_app(
             audit_routes(audit, local_node=node.name, members=cluster.live_names, fetch=forwarder.fetch),
             cluster_routes(cluster, forwarder=forwarder, node_service=node_service),
             join_routes(joins, cluster=cluster, throttle=login_throttle, audit=audit),
+            network_routes(network_service, forwarder=forwarder),
+            overlay_routes(overlay_store),
         ],
         middleware=[DefineMiddleware(AccessMiddleware, gate=gate)],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
@@ -232,6 +268,8 @@ def create_app(
         login_throttle,
         cluster,
         joins,
+        network_service,
+        reconciler,
     )
 
 
@@ -249,6 +287,25 @@ async def _publish_facts(cluster: ClusterService, node_service: NodeService, clo
     cluster.publish({FACTS_KEY: msgspec.json.encode(facts)})
 
 
+def _overlay_endpoints(cluster: ClusterService) -> tuple[Endpoint, list[Endpoint]]:
+    """This node and the live members (alive or suspect), with the addresses overlays may use."""
+    members = cluster.members()
+    facts = published_facts(cluster, {m.name for m in members})
+
+    def addresses(name: str) -> tuple[str, ...]:
+        found = facts.get(name)
+        return tuple(f"{a.address}/{a.prefix_len}" for a in found.addresses) if found is not None else ()
+
+    me = cluster.settings.name
+    local = Endpoint(name=me, gossip=gossip_host(cluster.settings.advertise), addresses=addresses(me))
+    peers = [
+        Endpoint(name=m.name, gossip=gossip_host(m.gossip_address), addresses=addresses(m.name))
+        for m in members
+        if m.name != me and m.state in ("alive", "suspect")
+    ]
+    return local, peers
+
+
 def _lifespan(
     *,
     publish_facts: Callable[[], Awaitable[None]],
@@ -259,10 +316,13 @@ def _lifespan(
     node: OpenedNode,
     clock: Callable[[], float],
     contexts: tuple[ssl.SSLContext, ssl.SSLContext],
+    network: NetworkService,
+    reconciler: OverlayReconciler,
 ) -> Callable[[Litestar], AbstractAsyncContextManager[None]]:
     """Start the node's background work with the app and stop it after the last request:
-    membership, housekeeping (expired sessions, join tokens and tombstones), and certificate
-    renewal (gossip reloads it at once)."""
+    host networking first (the configuration confirmed last, or a pending change resumed),
+    membership, the overlay reconciler, housekeeping (expired sessions, join tokens and
+    tombstones), and certificate renewal (gossip reloads it at once)."""
 
     async def publish() -> None:
         while True:
@@ -295,6 +355,9 @@ def _lifespan(
 
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
+        # A failed network start-up is reported, not fatal: the node must stay reachable to fix it.
+        applied, detail = await network.start()
+        readiness.set("network", True, detail if applied else f"{detail} (see the node's network status)")
         tasks = [
             asyncio.create_task(keep_house(), name="housekeeping"),
             asyncio.create_task(publish(), name="publish-facts"),
@@ -304,6 +367,10 @@ def _lifespan(
         listen = f"{cluster.settings.listen_host}:{cluster.transport.port}"
         readiness.set("gossip", True, f"listening on {listen}")
         readiness.set("api", True, "serving")
+        tasks += [
+            asyncio.create_task(reconciler.run(), name="overlay-reconciler"),
+            asyncio.create_task(network.watch(), name="network-watch"),
+        ]
         try:
             yield
         finally:
@@ -314,6 +381,8 @@ def _lifespan(
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            await reconciler.close()
+            await network.close()
 
     return lifespan
 

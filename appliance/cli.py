@@ -30,6 +30,7 @@ from appliance.settings import (
     parse_ip,
     validate_node_name,
 )
+from netconfig.cli import add_net_parser
 
 EXIT_USAGE = 2
 EXIT_FAILURE = 1
@@ -140,8 +141,18 @@ def _build_parser() -> argparse.ArgumentParser:
         help="address other nodes use to reach this one (default: the listen address, or the first "
         "routable host address when listening on all)",
     )
+    serve.add_argument(
+        "--netns",
+        default=None,
+        metavar="NAME",
+        help="manage the links of this network namespace (`ip netns add NAME`) instead of the node's own; "
+        "for labs and tests",
+    )
     serve.set_defaults(func=_cmd_serve)
     add_admin_commands(commands)
+    # `debvisor net`: on this machine's kernel, with the state in DATA_DIR/netconfig, the same
+    # directory the service uses (see appliance/network/service.py for how the two coexist).
+    add_net_parser(commands)
     add_client_commands(commands)
     add_client_options(parser)
     return parser
@@ -164,6 +175,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         ),
         join=args.join,
         advertise=parse_ip(args.advertise) if args.advertise else None,
+        netns=args.netns,
     )
     logs.configure(args.log_level, json={"auto": None, "json": True, "text": False}[args.log_format])
     asyncio.run(serve(settings))

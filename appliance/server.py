@@ -27,6 +27,7 @@ from appliance.bootstrap import API_ADVERTISE_KEY, OpenedNode, open_node, routab
 from appliance.cluster.service import ClusterSettings
 from appliance.cluster.swim import Config
 from appliance.errors import StartupError
+from appliance.network.service import NetworkSettings
 from appliance.node.host import LinuxHost
 from appliance.settings import HostPort, ServeSettings
 
@@ -102,7 +103,12 @@ async def serve(settings: ServeSettings) -> None:
             config=Config(),
         )
         appliance = create_app(
-            node, host=host, auth=settings.auth, cluster_settings=cluster, api_advertise=api_advertise
+            node,
+            host=host,
+            auth=settings.auth,
+            cluster_settings=cluster,
+            api_advertise=api_advertise,
+            network=NetworkSettings(netns=settings.netns),
         )
         server = Server(
             appliance.asgi,

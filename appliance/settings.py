@@ -121,6 +121,7 @@ class ServeSettings:
     auth: AuthSettings = AuthSettings()
     join: str | None = None  # a join token: a fresh data dir joins that cluster instead of founding one
     advertise: ipaddress.IPv4Address | ipaddress.IPv6Address | None = None  # address peers use
+    netns: str | None = None  # manage the links of this named network namespace instead of our own
 
     def advertised(self, listen: HostPort, host_addresses: list[str]) -> str:
         """HOST:PORT that peers should dial for `listen` (the api or gossip address)."""

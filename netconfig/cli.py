@@ -2,15 +2,19 @@
 
 `add_net_parser(commands)` registers the `net` command on the `debvisor` parser; its handler
 returns an exit code and reports operator errors as one line `debvisor: ...` on stderr.
-`main(argv)` runs the same parser standalone (tests, and until the lead wires it in).
+`main(argv)` runs the same parser standalone (tests); `appliance.cli` wires it into `debvisor`.
 
 `apply` is commit-confirmed by default: it applies FILE, then stays in the foreground printing
 a countdown until `debvisor net confirm` is run from another shell (the session that applied
 may be the one that lost connectivity) or the window (`--confirm-within`, default 120 s)
 ends, and then rolls back. It forks nothing: if it is killed, the change stays pending and the
-next `debvisor net` command or the service rolls it back once the deadline has passed.
-`--confirm-within 0` applies without a window. Every command first rolls back a pending
-change whose deadline has passed.
+next `debvisor net` command or the running service (which adopts the window within seconds)
+rolls it back once the deadline has passed. `--confirm-within 0` applies without a window.
+Every command first rolls back a pending change whose deadline has passed.
+
+The state lives in DATA_DIR/netconfig, shared with the running service: a change pending from
+the API blocks `apply` here (and the other way round), and `confirm`/`rollback` here end a
+change applied through the API.
 
 Left out: talking to a running node over the API (these commands act on this machine's
 kernel and state directory directly, as root, like `debvisor user`).
@@ -67,7 +71,7 @@ def add_net_parser(
     net = commands.add_parser(
         "net",
         help="declarative host networking (show, plan, apply with confirm, rollback)",
-        description=__doc__.split("\n\n")[1] if __doc__ else None,
+        description=__doc__.split("\n\n")[2] if __doc__ else None,
     )
     actions = net.add_subparsers(dest="net_command", metavar="ACTION", required=True)
     show = actions.add_parser("show", parents=[common], help="print the links as the kernel has them")

@@ -233,6 +233,7 @@ class ConfirmManager:
     def __init__(self, core: NetConfig) -> None:
         self.core = core
         self._timer: asyncio.Task[None] | None = None
+        self._armed: str | None = None  # id of the pending change the timer is for
         self._lock = asyncio.Lock()
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="netconfig")
 
@@ -247,6 +248,23 @@ class ConfirmManager:
                 await self._call(self.core.expire, pending.id)
             else:
                 self._arm(pending)
+
+    async def adopt(self) -> bool:
+        """Take over the timer of a change another process (`debvisor net apply`) left pending.
+
+        The CLI rolls back its own change at the deadline while it runs; if it was killed, this
+        (called periodically by the service) makes sure the rollback still happens on time.
+        True when a timer was armed or an overdue change rolled back.
+        """
+        async with self._lock:
+            pending = await self._call(self.core.state.pending)
+            if pending is None or (self._timer is not None and self._armed == pending.id):
+                return False
+            await self._disarm()
+            if self.core.clock() >= pending.deadline:
+                return await self._call(self.core.expire, pending.id)
+            self._arm(pending)
+            return True
 
     async def apply(
         self, desired: NetworkConfig, confirm_within: float = DEFAULT_CONFIRM_WITHIN, check: str | None = None
@@ -280,6 +298,14 @@ class ConfirmManager:
         """`NetConfig.status`."""
         return await self._call(self.core.status)
 
+    async def plan(self, desired: NetworkConfig) -> list[Action]:
+        """`NetConfig.plan` (a dry run)."""
+        return await self._call(self.core.plan, desired)
+
+    async def run(self, function: Callable[..., _T], *args: Any) -> _T:
+        """Run `function(*args)` in the netlink thread (other reads through the same adapter)."""
+        return await self._call(function, *args)
+
     async def close(self) -> None:
         """Stop the timer, close the adapter (in the thread that used it) and stop that thread.
 
@@ -291,9 +317,11 @@ class ConfirmManager:
 
     def _arm(self, pending: Pending) -> None:
         self._timer = asyncio.create_task(self._expire_at(pending), name=f"netconfig-rollback-{pending.id}")
+        self._armed = pending.id
 
     async def _disarm(self) -> None:
         timer, self._timer = self._timer, None
+        self._armed = None
         if timer is not None and timer is not asyncio.current_task():
             timer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -309,3 +337,4 @@ class ConfirmManager:
             await self._call(self.core.expire, pending.id)
             if self._timer is asyncio.current_task():
                 self._timer = None
+                self._armed = None

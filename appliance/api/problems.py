@@ -42,10 +42,19 @@ class Problem(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
 
 
 class ApiError(HTTPException):
-    """Raised by services and controllers for an expected failure with a specific status."""
+    """Raised by services and controllers for an expected failure with a specific status;
+    `errors` lists invalid fields when a service (not the schema) found them."""
 
-    def __init__(self, status: int, detail: str, *, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        detail: str,
+        *,
+        headers: dict[str, str] | None = None,
+        errors: list[FieldError] | None = None,
+    ) -> None:
         super().__init__(detail=detail, status_code=status, headers=headers)
+        self.errors = errors
 
 
 def problem_response(
@@ -100,8 +109,8 @@ def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -
     """Map Litestar's and our HTTP exceptions to problem documents."""
     headers = dict(exc.headers) if exc.headers else None
     if isinstance(exc, ValidationException):
-        errors = _field_errors(exc.extra)
-        return problem_response(request, 422, "the request is well-formed but invalid", errors=errors or None)
+        fields = _field_errors(exc.extra)
+        return problem_response(request, 422, "the request is well-formed but invalid", errors=fields or None)
     status = exc.status_code
     detail: str | None = exc.detail
     if isinstance(exc.__cause__, SerializationException):
@@ -113,7 +122,8 @@ def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -
         detail = "internal error; see the node's log"
     elif detail == HTTPStatus(status).phrase:
         detail = None
-    return problem_response(request, status, detail, headers=headers)
+    errors = exc.errors if isinstance(exc, ApiError) else None
+    return problem_response(request, status, detail, headers=headers, errors=errors)
 
 
 def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:

@@ -33,6 +33,8 @@ class Permission(StrEnum):
     USERS_MANAGE = "users:manage"
     TOKENS_MANAGE = "tokens:manage"  # other users' API tokens
     CLUSTER_MANAGE = "cluster:manage"  # join tokens, removing nodes
+    NETWORK_READ = "network:read"  # nodes' network configuration and status, overlay networks
+    NETWORK_MANAGE = "network:manage"  # apply/confirm/roll back host networking, define overlays
 
 
 class Role(StrEnum):
@@ -52,9 +54,19 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.METRICS_READ,
             Permission.API_DOCS_READ,
             Permission.AUDIT_READ,
+            Permission.NETWORK_READ,
+            Permission.NETWORK_MANAGE,
         }
     ),
-    Role.VIEWER: frozenset({Permission.SELF, Permission.NODE_READ, Permission.METRICS_READ, Permission.API_DOCS_READ}),
+    Role.VIEWER: frozenset(
+        {
+            Permission.SELF,
+            Permission.NODE_READ,
+            Permission.METRICS_READ,
+            Permission.API_DOCS_READ,
+            Permission.NETWORK_READ,
+        }
+    ),
     Role.DEVELOPER: frozenset({Permission.SELF, Permission.NODE_READ, Permission.API_DOCS_READ}),
 }
 

@@ -17,7 +17,7 @@ import random
 import ssl
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import msgspec
@@ -145,6 +145,7 @@ class ClusterService(Collector):
         self._task: asyncio.Task[None] | None = None
         self._checks: set[asyncio.Task[None]] = set()
         self._event_counts: Counter[str] = Counter()
+        self._listeners: list[Callable[[Event], None]] = []
         if registry is not None:
             registry.register(self)
 
@@ -250,6 +251,11 @@ class ClusterService(Collector):
         self._flush()
         self._wake.set()
 
+    def on_event(self, listener: Callable[[Event], None]) -> None:
+        """Call `listener(event)` after each membership event (joined, dead, left...); it must be
+        quick and must not raise (reconcilers just note that they should run)."""
+        self._listeners.append(listener)
+
     def publish(self, values: dict[str, bytes]) -> None:
         """Update keys of this node's own key space; peers hear of changes at once."""
         self.node_state.set(values)
@@ -339,6 +345,11 @@ class ClusterService(Collector):
 
     def _handle_event(self, event: Event) -> None:
         self._event_counts[event.kind.value] += 1
+        for listener in self._listeners:
+            try:
+                listener(event)
+            except Exception:
+                log.exception("a membership event listener failed")
         if event.kind == EventKind.REFUTED:
             self._save_incarnation()
             log.info("refuted a suspicion about this node", extra={"incarnation": event.incarnation})
