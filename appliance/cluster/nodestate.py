@@ -180,6 +180,13 @@ class NodeStateReplicator:
             case _:
                 pass
 
+    def introduce(self, peer: Peer) -> None:
+        """Hand a member that just joined (or came back) this node's own key space at once,
+        rather than leaving it to anti-entropy rounds."""
+        own = self._store.deltas(self._store.owner, 0)
+        if own and message_size(StateDelta(own)) <= self.max_delta_bytes:
+            self._send(peer, [StateDelta(own)])
+
     def _send_deltas(self, peer: Peer, theirs: dict[str, int], ours: dict[str, int]) -> None:
         batch: list[StateEntry] = []
         size = 0

@@ -361,6 +361,9 @@ class ClusterService(Collector):
             self.node_state.forget(event.name)
         if event.kind == EventKind.JOINED:
             self._save_seeds()
+            joined = self.swim.members.get(event.name)
+            if joined is not None:
+                self.state_replicator.introduce((joined.name, joined.addr))
         level = logging.WARNING if event.kind in (EventKind.DEAD, EventKind.SUSPECT) else logging.INFO
         log.log(level, f"member {event.kind.value}", extra={"member": event.name, "detail": event.detail})
         if event.kind in _AUDITED:

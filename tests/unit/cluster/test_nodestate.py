@@ -130,3 +130,13 @@ def test_a_removed_members_key_space_is_forgotten(tmp_path: Path) -> None:
     net.deliver()
     a.forget("b")
     assert "b" not in a.owners()
+
+
+def test_a_member_that_joins_is_handed_our_own_key_space_at_once(tmp_path: Path) -> None:
+    net = Net()
+    a = net.add(tmp_path, "a")
+    a.set({"facts": b"a-facts"})  # published before anyone else was there: no rumour went out
+    b = net.add(tmp_path, "b")
+    net.nodes["a"][1].introduce(("b", "b"))
+    net.deliver()
+    assert b.items("a") == {"facts": b"a-facts"}
