@@ -8,7 +8,9 @@ namespaces without touching the host's links. Tests of kernel features this mach
 
 Translation notes (what the kernel calls things):
 - A NIC's MAC is its permanent address when the driver reports one (`IFLA_PERM_ADDRESS`):
-  a bond member's current address is the bond's.
+  a bond member's current address is the bond's. Without one (dummy, veth), a bond member's
+  MAC is the one the bond saved at enslaving (`IFLA_BOND_SLAVE_PERM_HWADDR`, restored when
+  the member is released).
 - Routes: only table main, unicast, protocol `boot` (what `ip route add` sets) or `static`
   (what this adapter sets) count as configured; kernel and RA routes are not ours.
 - Addresses: IPv6 link-local ones are the kernel's own and are not reported.
@@ -190,9 +192,7 @@ class KernelAdapter:
                     learning=bool(attr("IFLA_VXLAN_LEARNING", 0)),
                 )
             case _:
-                perm = message.get("IFLA_PERM_ADDRESS")
-                mac = perm if perm and perm != ZERO_MAC else message.get("IFLA_ADDRESS") or ZERO_MAC
-                return Nic(name=name, mac=str(mac).lower())
+                return Nic(name=name, mac=_nic_mac(message, info))
 
     def _addresses(self) -> dict[int, list[str]]:
         result: dict[int, list[str]] = {}
@@ -428,6 +428,19 @@ def _vlan_lists(entries: dict[int, int]) -> tuple[tuple[int, ...], int | None]:
     if not entries:
         return (), 1  # no VLAN information (a port of a bridge without filtering): the kernel's default
     return tuple(tagged), pvid
+
+
+def _nic_mac(message: Any, info: Any) -> str:
+    """The MAC a NIC is known by: the permanent one the hardware reports; for a bond member
+    without one (dummy, veth, some virtual NICs), the address the bond saved when it took the
+    member, because the member's current address is the bond's; else the current address."""
+    candidates = [message.get("IFLA_PERM_ADDRESS")]
+    if info is not None and info.get("IFLA_INFO_SLAVE_KIND") == "bond":
+        slave = info.get("IFLA_INFO_SLAVE_DATA")
+        if slave is not None:
+            candidates.append(slave.get("IFLA_BOND_SLAVE_PERM_HWADDR"))
+    candidates.append(message.get("IFLA_ADDRESS"))
+    return str(next((mac for mac in candidates if mac and mac != ZERO_MAC), ZERO_MAC)).lower()
 
 
 def _ip_or_none(value: Any) -> str | None:

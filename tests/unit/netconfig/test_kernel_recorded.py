@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from netconfig.kernel import KernelAdapter
-from netconfig.model import Bond, Bridge, Vlan
+from netconfig.model import Bond, Bridge, Nic, Vlan
 
 
 class Message(dict[str, Any]):
@@ -123,3 +123,21 @@ def test_observing_bonds_and_vlan_aware_bridges() -> None:
     bridge = links["br0"].spec
     assert isinstance(bridge, Bridge)
     assert (bridge.vlan_filtering, bridge.vlans, bridge.pvid) == (True, (20,), 1)
+
+
+def test_a_bond_member_without_a_permanent_mac_is_known_by_the_one_the_bond_saved() -> None:
+    # Measured in Debian's kernel (tests/integration/test_netconfig_guest.py): a dummy or veth
+    # has no IFLA_PERM_ADDRESS, and once enslaved its current address is the bond's, the same
+    # for every member; only the bond's slave data still has the member's own.
+    member = _link(4, "eth1")
+    member["IFLA_ADDRESS"] = "02:00:00:00:00:02"  # bond0's
+    member["IFLA_MASTER"] = 2
+    member["IFLA_LINKINFO"] = Message(
+        IFLA_INFO_SLAVE_KIND="bond", IFLA_INFO_SLAVE_DATA=Message(IFLA_BOND_SLAVE_PERM_HWADDR="02:00:00:00:00:AA")
+    )
+    hardware = _link(5, "eth2")
+    hardware["IFLA_PERM_ADDRESS"] = "02:00:00:00:00:BB"
+    links = {kl.spec.name: kl.spec for kl in KernelAdapter(ipr=Recorder([*LINKS, member, hardware])).links()}
+    assert links["eth1"] == Nic(name="eth1", mac="02:00:00:00:00:aa")
+    assert links["eth2"] == Nic(name="eth2", mac="02:00:00:00:00:bb")
+    assert links["eno1"] == Nic(name="eno1", mac="02:00:00:00:00:01")  # no permanent MAC, not a member
