@@ -293,7 +293,20 @@ class KernelAdapter:
         self._ipr.link("add", **args)
 
     def delete(self, name: str) -> None:
-        self._gone_ok(lambda: self._ipr.link("del", index=self._index(name)))
+        try:
+            index = self._index(name)
+        except LookupError:
+            return
+        # Deleting a bond releases its members, and the bonding driver sets each one down
+        # (checked in Debian's kernel); put those that were up back up, as for `set_master`.
+        up_members = []
+        if self._kind(index) == "bond":
+            up_members = [
+                int(m["index"]) for m in self._ipr.get_links() if m.get("IFLA_MASTER") == index and m["flags"] & IFF_UP
+            ]
+        self._gone_ok(lambda: self._ipr.link("del", index=index))
+        for member in up_members:
+            self._ipr.link("set", index=member, state="up")
 
     def rename(self, name: str, new_name: str) -> None:
         index = self._index(name)
@@ -329,16 +342,32 @@ class KernelAdapter:
         self._ipr.link("set", index=self._index(name), state="up" if up else "down")
 
     def set_master(self, name: str, master: str | None) -> None:
+        # Membership changes leave the admin state as it was, which the bonding driver does not
+        # (checked in Debian's kernel): it refuses a member that is up (EPERM), sets every member
+        # it takes up, and every member it releases down. A bridge changes neither.
         index = self._index(name)
+        link = self._ipr.get_links(index)[0]
+        was_up = bool(link["flags"] & IFF_UP)
         if master is None:
+            old_master = link.get("IFLA_MASTER")
+            from_bond = bool(old_master) and self._kind(int(old_master)) == "bond"
             self._ipr.link("set", index=index, master=0)
+            if from_bond and was_up:
+                self._ipr.link("set", index=index, state="up")
             return
         master_index = self._index(master)
-        info = self._ipr.get_links(master_index)[0].get("IFLA_LINKINFO")
-        if info is not None and info.get("IFLA_INFO_KIND") == "bond":
-            # The bonding driver refuses a member that is up; it brings members up itself.
+        if self._kind(master_index) != "bond":
+            self._ipr.link("set", index=index, master=master_index)
+            return
+        if was_up:
             self._ipr.link("set", index=index, state="down")
         self._ipr.link("set", index=index, master=master_index)
+        if not was_up:
+            self._ipr.link("set", index=index, state="down")
+
+    def _kind(self, index: int) -> str | None:
+        info = self._ipr.get_links(index)[0].get("IFLA_LINKINFO")
+        return info.get("IFLA_INFO_KIND") if info is not None else None
 
     def add_address(self, name: str, address: str) -> None:
         interface = ipaddress.ip_interface(address)

@@ -141,3 +141,31 @@ def test_a_bond_member_without_a_permanent_mac_is_known_by_the_one_the_bond_save
     assert links["eth1"] == Nic(name="eth1", mac="02:00:00:00:00:aa")
     assert links["eth2"] == Nic(name="eth2", mac="02:00:00:00:00:bb")
     assert links["eno1"] == Nic(name="eno1", mac="02:00:00:00:00:01")  # no permanent MAC, not a member
+
+
+def _member(index: int, name: str, master: int | None, up: bool) -> Message:
+    link = _link(index, name, up=up)
+    link["IFLA_MASTER"] = master
+    return link
+
+
+def test_bond_membership_changes_keep_the_members_admin_state() -> None:
+    # Measured in Debian's kernel: the bonding driver refuses a member that is up (EPERM), sets
+    # members it takes up, and sets members it releases (or a deleted bond releases) down.
+    links = [*LINKS, _member(4, "eth1", 2, up=True), _member(5, "eth2", 2, up=False), _member(6, "eth3", None, False)]
+    ipr = Recorder(links)
+    adapter = KernelAdapter(ipr=ipr)
+    adapter.set_master("eth1", None)
+    adapter.set_master("eth3", "bond0")
+    adapter.set_master("eth3", "br0")  # a bridge changes neither
+    adapter.delete("bond0")
+    assert ipr.calls == [
+        ("link", "set", {"index": 4, "master": 0}),
+        ("link", "set", {"index": 4, "state": "up"}),
+        ("link", "set", {"index": 6, "master": 2}),
+        ("link", "set", {"index": 6, "state": "down"}),
+        ("link", "set", {"index": 6, "master": 3}),
+        ("link", "del", {"index": 2}),
+        ("link", "set", {"index": 4, "state": "up"}),  # eth1 is (still, in the recording) a member that was up
+    ]
+
