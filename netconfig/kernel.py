@@ -68,6 +68,7 @@ BOND_MODES: dict[int, BondMode] = {
     6: "balance-alb",
 }
 LACP_RATES: dict[int, LacpRate] = {0: "slow", 1: "fast"}
+HASHING_MODES: frozenset[BondMode] = frozenset({"balance-xor", "802.3ad"})  # where xmit_hash_policy is managed
 HASH_POLICIES: dict[int, XmitHashPolicy] = {
     0: "layer2",
     1: "layer3+4",
@@ -171,13 +172,19 @@ class KernelAdapter:
                     pvid=self_pvid,
                 )
             case "bond":
+                mode = BOND_MODES.get(int(attr("IFLA_BOND_MODE", 0)), "balance-rr")
+                # The kernel reports every option in every mode; report those the mode uses
+                # (what validate allows), so a snapshot can be created again: the kernel
+                # refuses a LACP rate outside 802.3ad (EACCES).
                 return Bond(
                     name=name,
-                    mode=BOND_MODES.get(int(attr("IFLA_BOND_MODE", 0)), "balance-rr"),
+                    mode=mode,
                     miimon=int(attr("IFLA_BOND_MIIMON", 0)),
                     primary=name_of(attr("IFLA_BOND_PRIMARY")),
-                    lacp_rate=LACP_RATES.get(int(attr("IFLA_BOND_AD_LACP_RATE", 0))),
-                    xmit_hash_policy=HASH_POLICIES.get(int(attr("IFLA_BOND_XMIT_HASH_POLICY", 0))),
+                    lacp_rate=LACP_RATES.get(int(attr("IFLA_BOND_AD_LACP_RATE", 0))) if mode == "802.3ad" else None,
+                    xmit_hash_policy=HASH_POLICIES.get(int(attr("IFLA_BOND_XMIT_HASH_POLICY", 0)))
+                    if mode in HASHING_MODES
+                    else None,
                 )
             case "vlan":
                 return Vlan(name=name, link=name_of(message.get("IFLA_LINK")) or "", id=int(attr("IFLA_VLAN_ID", 0)))

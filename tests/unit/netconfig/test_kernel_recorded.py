@@ -169,3 +169,14 @@ def test_bond_membership_changes_keep_the_members_admin_state() -> None:
         ("link", "set", {"index": 4, "state": "up"}),  # eth1 is (still, in the recording) a member that was up
     ]
 
+
+def test_bond_options_are_reported_only_for_modes_that_use_them() -> None:
+    # The kernel reports a LACP rate and hash policy for every mode but refuses a LACP rate at
+    # creation outside 802.3ad (EACCES), so a snapshot holding one could not be restored.
+    links = [
+        _link(7, "ab0", "bond", IFLA_BOND_MODE=1, IFLA_BOND_AD_LACP_RATE=0, IFLA_BOND_XMIT_HASH_POLICY=0),
+        _link(8, "xor0", "bond", IFLA_BOND_MODE=2, IFLA_BOND_AD_LACP_RATE=0, IFLA_BOND_XMIT_HASH_POLICY=2),
+    ]
+    specs = {kl.spec.name: kl.spec for kl in KernelAdapter(ipr=Recorder(links)).links()}
+    assert specs["ab0"] == Bond(name="ab0", mode="active-backup", miimon=0, up=True)
+    assert specs["xor0"] == Bond(name="xor0", mode="balance-xor", miimon=0, xmit_hash_policy="layer2+3", up=True)
