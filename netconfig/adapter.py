@@ -52,7 +52,7 @@ class Adapter(Protocol):
         ...
 
     def delete(self, name: str) -> None:
-        """Delete a virtual link (no error if it is gone)."""
+        """Delete a virtual link (no error if it is gone); members it releases keep their admin state."""
         ...
 
     def rename(self, name: str, new_name: str) -> None:
@@ -72,7 +72,7 @@ class Adapter(Protocol):
         ...
 
     def set_master(self, name: str, master: str | None) -> None:
-        """Enslave a link to a bridge or bond, or release it (None)."""
+        """Enslave a link to a bridge or bond, or release it (None); its admin state stays as it was."""
         ...
 
     def add_address(self, name: str, address: str) -> None:

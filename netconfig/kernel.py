@@ -8,7 +8,9 @@ namespaces without touching the host's links. Tests of kernel features this mach
 
 Translation notes (what the kernel calls things):
 - A NIC's MAC is its permanent address when the driver reports one (`IFLA_PERM_ADDRESS`):
-  a bond member's current address is the bond's.
+  a bond member's current address is the bond's. Without one (dummy, veth), a bond member's
+  MAC is the one the bond saved at enslaving (`IFLA_BOND_SLAVE_PERM_HWADDR`, restored when
+  the member is released).
 - Routes: only table main, unicast, protocol `boot` (what `ip route add` sets) or `static`
   (what this adapter sets) count as configured; kernel and RA routes are not ours.
 - Addresses: IPv6 link-local ones are the kernel's own and are not reported.
@@ -66,6 +68,7 @@ BOND_MODES: dict[int, BondMode] = {
     6: "balance-alb",
 }
 LACP_RATES: dict[int, LacpRate] = {0: "slow", 1: "fast"}
+HASHING_MODES: frozenset[BondMode] = frozenset({"balance-xor", "802.3ad"})  # where xmit_hash_policy is managed
 HASH_POLICIES: dict[int, XmitHashPolicy] = {
     0: "layer2",
     1: "layer3+4",
@@ -169,13 +172,19 @@ class KernelAdapter:
                     pvid=self_pvid,
                 )
             case "bond":
+                mode = BOND_MODES.get(int(attr("IFLA_BOND_MODE", 0)), "balance-rr")
+                # The kernel reports every option in every mode; report those the mode uses
+                # (what validate allows), so a snapshot can be created again: the kernel
+                # refuses a LACP rate outside 802.3ad (EACCES).
                 return Bond(
                     name=name,
-                    mode=BOND_MODES.get(int(attr("IFLA_BOND_MODE", 0)), "balance-rr"),
+                    mode=mode,
                     miimon=int(attr("IFLA_BOND_MIIMON", 0)),
                     primary=name_of(attr("IFLA_BOND_PRIMARY")),
-                    lacp_rate=LACP_RATES.get(int(attr("IFLA_BOND_AD_LACP_RATE", 0))),
-                    xmit_hash_policy=HASH_POLICIES.get(int(attr("IFLA_BOND_XMIT_HASH_POLICY", 0))),
+                    lacp_rate=LACP_RATES.get(int(attr("IFLA_BOND_AD_LACP_RATE", 0))) if mode == "802.3ad" else None,
+                    xmit_hash_policy=HASH_POLICIES.get(int(attr("IFLA_BOND_XMIT_HASH_POLICY", 0)))
+                    if mode in HASHING_MODES
+                    else None,
                 )
             case "vlan":
                 return Vlan(name=name, link=name_of(message.get("IFLA_LINK")) or "", id=int(attr("IFLA_VLAN_ID", 0)))
@@ -190,9 +199,7 @@ class KernelAdapter:
                     learning=bool(attr("IFLA_VXLAN_LEARNING", 0)),
                 )
             case _:
-                perm = message.get("IFLA_PERM_ADDRESS")
-                mac = perm if perm and perm != ZERO_MAC else message.get("IFLA_ADDRESS") or ZERO_MAC
-                return Nic(name=name, mac=str(mac).lower())
+                return Nic(name=name, mac=_nic_mac(message, info))
 
     def _addresses(self) -> dict[int, list[str]]:
         result: dict[int, list[str]] = {}
@@ -293,7 +300,20 @@ class KernelAdapter:
         self._ipr.link("add", **args)
 
     def delete(self, name: str) -> None:
-        self._gone_ok(lambda: self._ipr.link("del", index=self._index(name)))
+        try:
+            index = self._index(name)
+        except LookupError:
+            return
+        # Deleting a bond releases its members, and the bonding driver sets each one down
+        # (checked in Debian's kernel); put those that were up back up, as for `set_master`.
+        up_members = []
+        if self._kind(index) == "bond":
+            up_members = [
+                int(m["index"]) for m in self._ipr.get_links() if m.get("IFLA_MASTER") == index and m["flags"] & IFF_UP
+            ]
+        self._gone_ok(lambda: self._ipr.link("del", index=index))
+        for member in up_members:
+            self._ipr.link("set", index=member, state="up")
 
     def rename(self, name: str, new_name: str) -> None:
         index = self._index(name)
@@ -329,16 +349,32 @@ class KernelAdapter:
         self._ipr.link("set", index=self._index(name), state="up" if up else "down")
 
     def set_master(self, name: str, master: str | None) -> None:
+        # Membership changes leave the admin state as it was, which the bonding driver does not
+        # (checked in Debian's kernel): it refuses a member that is up (EPERM), sets every member
+        # it takes up, and every member it releases down. A bridge changes neither.
         index = self._index(name)
+        link = self._ipr.get_links(index)[0]
+        was_up = bool(link["flags"] & IFF_UP)
         if master is None:
+            old_master = link.get("IFLA_MASTER")
+            from_bond = bool(old_master) and self._kind(int(old_master)) == "bond"
             self._ipr.link("set", index=index, master=0)
+            if from_bond and was_up:
+                self._ipr.link("set", index=index, state="up")
             return
         master_index = self._index(master)
-        info = self._ipr.get_links(master_index)[0].get("IFLA_LINKINFO")
-        if info is not None and info.get("IFLA_INFO_KIND") == "bond":
-            # The bonding driver refuses a member that is up; it brings members up itself.
+        if self._kind(master_index) != "bond":
+            self._ipr.link("set", index=index, master=master_index)
+            return
+        if was_up:
             self._ipr.link("set", index=index, state="down")
         self._ipr.link("set", index=index, master=master_index)
+        if not was_up:
+            self._ipr.link("set", index=index, state="down")
+
+    def _kind(self, index: int) -> str | None:
+        info = self._ipr.get_links(index)[0].get("IFLA_LINKINFO")
+        return info.get("IFLA_INFO_KIND") if info is not None else None
 
     def add_address(self, name: str, address: str) -> None:
         interface = ipaddress.ip_interface(address)
@@ -428,6 +464,19 @@ def _vlan_lists(entries: dict[int, int]) -> tuple[tuple[int, ...], int | None]:
     if not entries:
         return (), 1  # no VLAN information (a port of a bridge without filtering): the kernel's default
     return tuple(tagged), pvid
+
+
+def _nic_mac(message: Any, info: Any) -> str:
+    """The MAC a NIC is known by: the permanent one the hardware reports; for a bond member
+    without one (dummy, veth, some virtual NICs), the address the bond saved when it took the
+    member, because the member's current address is the bond's; else the current address."""
+    candidates = [message.get("IFLA_PERM_ADDRESS")]
+    if info is not None and info.get("IFLA_INFO_SLAVE_KIND") == "bond":
+        slave = info.get("IFLA_INFO_SLAVE_DATA")
+        if slave is not None:
+            candidates.append(slave.get("IFLA_BOND_SLAVE_PERM_HWADDR"))
+    candidates.append(message.get("IFLA_ADDRESS"))
+    return str(next((mac for mac in candidates if mac and mac != ZERO_MAC), ZERO_MAC)).lower()
 
 
 def _ip_or_none(value: Any) -> str | None:

@@ -8,8 +8,8 @@ observing again gives `d` back (a property test checks both on generated states)
 Order, and why:
 1. NIC renames (by MAC), so every later step can use the configured names.
 2. Deletions, upper devices first (a VLAN before its NIC, a bridge before... nothing needs
-   it). A link whose unchangeable attributes differ (VLAN id, VXLAN VNI, bond mode, another
-   kind) is deleted and created again, and so is everything stacked on it.
+   it). A link whose unchangeable attributes differ (VLAN id, VXLAN VNI, bond mode or LACP
+   rate, another kind) is deleted and created again, and so is everything stacked on it.
 3. Creations, lower devices first, all down and bare.
 4. MTU: raises lower devices first, then reductions upper devices first, so no upper device
    ever exceeds its lower one on the way.
@@ -156,7 +156,7 @@ class _Planner:
         for name in self._by_level(self.want):
             link = self.want[name]
             if isinstance(link, Bond | Bridge) and _options_differ(link, self.state[name]):
-                self.actions.append(SetOptions(name=name, link=_options(link)))
+                self.actions.append(SetOptions(name=name, link=_options(link, self.state[name])))
         for name in sorted(self.want):
             link = self.want[name]
             if isinstance(link, Bridge) and link.vlan_filtering:
@@ -258,7 +258,9 @@ def _must_recreate(want: AnyLink, have: AnyLink) -> bool:
         fixed: Callable[[Vxlan], tuple[object, ...]] = lambda v: (v.vni, v.local, v.group, v.dev, v.port, v.learning)  # noqa: E731
         return fixed(want) != fixed(have)
     if isinstance(want, Bond) and isinstance(have, Bond):
-        return want.mode != have.mode
+        # The kernel changes a LACP rate only while the bond is down (EBUSY otherwise), and
+        # setting it down takes the VLANs on it down and drops its routes: re-create instead.
+        return want.mode != have.mode or (want.lacp_rate is not None and want.lacp_rate != have.lacp_rate)
     return False
 
 
@@ -327,11 +329,18 @@ def _options_differ(want: Bond | Bridge, have: AnyLink) -> bool:
     return False
 
 
-def _options(link: Bond | Bridge) -> Bond | Bridge:
-    """What `SetOptions` carries: the link's own options, without members or addresses."""
+def _options(link: Bond | Bridge, have: AnyLink) -> Bond | Bridge:
+    """What `SetOptions` carries: the link's own options, without members or addresses; for a
+    bond only the options that change (None: leave alone), because the kernel refuses some
+    options on an up bond even when they keep their value (lacp_rate: EBUSY)."""
     bare = msgspec.structs.replace(link, mtu=None, up=True, addresses=(), routes=())
     if isinstance(bare, Bond):
-        return msgspec.structs.replace(bare, interfaces=())
+        unchanged = {
+            field: None
+            for field in ("miimon", "primary", "lacp_rate", "xmit_hash_policy")
+            if getattr(bare, field) == getattr(have, field, None)
+        }
+        return msgspec.structs.replace(bare, interfaces=(), **unchanged)
     return msgspec.structs.replace(bare, ports=(), vlans=(), pvid=1)
 
 

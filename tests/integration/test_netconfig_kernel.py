@@ -4,7 +4,8 @@ Every test builds its own namespaces with random names (`dv` + hex), holds an `u
 route in the root namespace for every subnet it uses (tests/netns.py explains why), sends
 packets only from inside a namespace, and deletes everything on the way out. Bonds, VLANs
 and VLAN-aware bridges are missing from this host's kernel: they are covered by unit tests
-with a recording adapter, and later by the QEMU guest harness.
+with a recording adapter, and against Debian's kernel in a QEMU guest by
+test_netconfig_guest.py.
 """
 
 from __future__ import annotations

@@ -2,8 +2,10 @@
 
 It keeps links as model Structs and mimics the kernel behaviour a plan relies on: deleting a
 link takes VLANs and VXLANs stacked on it and releases its members, a new bridge port gets
-VLAN 1 as untagged PVID, adding a PVID moves the flag, a link set down loses its routes, and
-errors for things that do not exist or already exist.
+VLAN 1 as untagged PVID, adding a PVID moves the flag, a link set down loses its routes, a
+bond refuses a LACP rate outside 802.3ad (EACCES) and any LACP rate while it is up (EBUSY,
+even an unchanged one), and errors for things that do not exist or already exist. Those
+bond rules were measured in Debian's kernel (tests/integration/test_netconfig_guest.py).
 """
 
 from __future__ import annotations
@@ -64,6 +66,8 @@ class FakeKernel:
             self._get(link.link)
         if isinstance(link, Vxlan) and link.dev is not None:
             self._get(link.dev)
+        if isinstance(link, Bond) and link.lacp_rate is not None and link.mode != "802.3ad":
+            raise FakeError(f"EACCES: lacp_rate on a {link.mode} bond")
         self.specs[link.name] = msgspec.structs.replace(link, up=False, mtu=1500, addresses=(), routes=())
         if isinstance(link, Bridge):
             self.port_vlans[link.name] = {1: True}
@@ -110,6 +114,8 @@ class FakeKernel:
         if isinstance(link, Bridge) and isinstance(current, Bridge):
             self._set(link.name, stp=link.stp, vlan_filtering=link.vlan_filtering)
         elif isinstance(link, Bond) and isinstance(current, Bond):
+            if link.lacp_rate is not None and (current.mode != "802.3ad" or current.up):
+                raise FakeError(f"lacp_rate on {link.name}: EACCES outside 802.3ad, EBUSY while up")
             changes = {
                 k: getattr(link, k)
                 for k in ("miimon", "primary", "lacp_rate", "xmit_hash_policy")

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from netconfig.kernel import KernelAdapter
-from netconfig.model import Bond, Bridge, Vlan
+from netconfig.model import Bond, Bridge, Nic, Vlan
 
 
 class Message(dict[str, Any]):
@@ -123,3 +123,60 @@ def test_observing_bonds_and_vlan_aware_bridges() -> None:
     bridge = links["br0"].spec
     assert isinstance(bridge, Bridge)
     assert (bridge.vlan_filtering, bridge.vlans, bridge.pvid) == (True, (20,), 1)
+
+
+def test_a_bond_member_without_a_permanent_mac_is_known_by_the_one_the_bond_saved() -> None:
+    # Measured in Debian's kernel (tests/integration/test_netconfig_guest.py): a dummy or veth
+    # has no IFLA_PERM_ADDRESS, and once enslaved its current address is the bond's, the same
+    # for every member; only the bond's slave data still has the member's own.
+    member = _link(4, "eth1")
+    member["IFLA_ADDRESS"] = "02:00:00:00:00:02"  # bond0's
+    member["IFLA_MASTER"] = 2
+    member["IFLA_LINKINFO"] = Message(
+        IFLA_INFO_SLAVE_KIND="bond", IFLA_INFO_SLAVE_DATA=Message(IFLA_BOND_SLAVE_PERM_HWADDR="02:00:00:00:00:AA")
+    )
+    hardware = _link(5, "eth2")
+    hardware["IFLA_PERM_ADDRESS"] = "02:00:00:00:00:BB"
+    links = {kl.spec.name: kl.spec for kl in KernelAdapter(ipr=Recorder([*LINKS, member, hardware])).links()}
+    assert links["eth1"] == Nic(name="eth1", mac="02:00:00:00:00:aa")
+    assert links["eth2"] == Nic(name="eth2", mac="02:00:00:00:00:bb")
+    assert links["eno1"] == Nic(name="eno1", mac="02:00:00:00:00:01")  # no permanent MAC, not a member
+
+
+def _member(index: int, name: str, master: int | None, up: bool) -> Message:
+    link = _link(index, name, up=up)
+    link["IFLA_MASTER"] = master
+    return link
+
+
+def test_bond_membership_changes_keep_the_members_admin_state() -> None:
+    # Measured in Debian's kernel: the bonding driver refuses a member that is up (EPERM), sets
+    # members it takes up, and sets members it releases (or a deleted bond releases) down.
+    links = [*LINKS, _member(4, "eth1", 2, up=True), _member(5, "eth2", 2, up=False), _member(6, "eth3", None, False)]
+    ipr = Recorder(links)
+    adapter = KernelAdapter(ipr=ipr)
+    adapter.set_master("eth1", None)
+    adapter.set_master("eth3", "bond0")
+    adapter.set_master("eth3", "br0")  # a bridge changes neither
+    adapter.delete("bond0")
+    assert ipr.calls == [
+        ("link", "set", {"index": 4, "master": 0}),
+        ("link", "set", {"index": 4, "state": "up"}),
+        ("link", "set", {"index": 6, "master": 2}),
+        ("link", "set", {"index": 6, "state": "down"}),
+        ("link", "set", {"index": 6, "master": 3}),
+        ("link", "del", {"index": 2}),
+        ("link", "set", {"index": 4, "state": "up"}),  # eth1 is (still, in the recording) a member that was up
+    ]
+
+
+def test_bond_options_are_reported_only_for_modes_that_use_them() -> None:
+    # The kernel reports a LACP rate and hash policy for every mode but refuses a LACP rate at
+    # creation outside 802.3ad (EACCES), so a snapshot holding one could not be restored.
+    links = [
+        _link(7, "ab0", "bond", IFLA_BOND_MODE=1, IFLA_BOND_AD_LACP_RATE=0, IFLA_BOND_XMIT_HASH_POLICY=0),
+        _link(8, "xor0", "bond", IFLA_BOND_MODE=2, IFLA_BOND_AD_LACP_RATE=0, IFLA_BOND_XMIT_HASH_POLICY=2),
+    ]
+    specs = {kl.spec.name: kl.spec for kl in KernelAdapter(ipr=Recorder(links)).links()}
+    assert specs["ab0"] == Bond(name="ab0", mode="active-backup", miimon=0, up=True)
+    assert specs["xor0"] == Bond(name="xor0", mode="balance-xor", miimon=0, xmit_hash_policy="layer2+3", up=True)

@@ -99,10 +99,22 @@ def test_in_place_changes_do_not_recreate() -> None:
     changed = BOND_STACK.replace("miimon: 100", "miimon: 250").replace("vlans: [10, 20]", "vlans: [10, 40]")
     text = render(converge(kernel, loads(changed), first)).splitlines()
     assert text == [
-        "ip link set dev bond0 type bond miimon 250 lacp_rate fast xmit_hash_policy layer3+4",
+        # Only what changes: the kernel refuses even an unchanged lacp_rate on an up bond.
+        "ip link set dev bond0 type bond miimon 250",
         "bridge vlan del dev bond0 vid 20",
         "bridge vlan add dev bond0 vid 40",
     ]
+
+
+def test_a_lacp_rate_change_recreates_the_bond_and_what_is_stacked_on_it() -> None:
+    kernel = FakeKernel(list(NICS))
+    first = loads(BOND_STACK)
+    converge(kernel, first)
+    text = render(converge(kernel, loads(BOND_STACK.replace("lacp_rate: fast", "lacp_rate: slow")), first))
+    lines = text.splitlines()
+    assert lines[0] == "ip link del dev bond0  # bond"
+    assert "ip link add bond0 type bond mode 802.3ad miimon 100 lacp_rate slow xmit_hash_policy layer3+4" in lines
+    assert "ip link set dev bond0 master br0" in lines
 
 
 def test_vxlan_peers_change_in_place_and_vni_change_recreates() -> None:
