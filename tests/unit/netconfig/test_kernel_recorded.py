@@ -180,3 +180,31 @@ def test_bond_options_are_reported_only_for_modes_that_use_them() -> None:
     specs = {kl.spec.name: kl.spec for kl in KernelAdapter(ipr=Recorder(links)).links()}
     assert specs["ab0"] == Bond(name="ab0", mode="active-backup", miimon=0, up=True)
     assert specs["xor0"] == Bond(name="xor0", mode="balance-xor", miimon=0, xmit_hash_policy="layer2+3", up=True)
+
+
+class CountingRecorder(Recorder):
+    """A Recorder that also counts the per-name lookups the adapter makes."""
+
+    def __init__(self, links: list[Message]) -> None:
+        super().__init__(links)
+        self.lookups = 0
+
+    def link_lookup(self, ifname: str) -> list[int]:
+        self.lookups += 1
+        return super().link_lookup(ifname)
+
+
+def test_indexes_come_from_the_last_dump_and_follow_own_changes() -> None:
+    ipr = CountingRecorder(LINKS)
+    adapter = KernelAdapter(ipr=ipr)
+    adapter.links()
+    adapter.set_mtu("eno1", 9000)
+    adapter.set_master("eno1", "bond0")
+    adapter.add_bridge_vlan("br0", 10, pvid=False)
+    assert ipr.lookups == 0  # names, indexes and kinds all known from links()
+    adapter.rename("eno1", "lan0")
+    adapter.set_mtu("lan0", 1500)
+    adapter.delete("br0")
+    adapter.set_up("br0", True)  # gone from what it knows: asks the kernel again
+    assert ipr.lookups == 1
+    assert ("link", "set", {"index": 1, "mtu": 1500}) in ipr.calls
