@@ -8,11 +8,11 @@ audited on this node.
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from collections import Counter
 from typing import Annotated, Any
 
-import httpx
 import msgspec
 from litestar import Request, Response, Router, delete, get, post
 from litestar.openapi.datastructures import ResponseSpec
@@ -28,6 +28,7 @@ from appliance.auth.throttle import LoginThrottle, retry_after_header
 from appliance.cluster.forward import Forwarder
 from appliance.cluster.join import CaInfo, JoinRequest, JoinResponse, JoinService, JoinTokenCreated
 from appliance.cluster.service import ClusterService, NodeMember
+from appliance.cluster.upstream import UpstreamError
 from appliance.node.service import NodeService
 from appliance.node.types import Node, NodeFacts
 
@@ -131,9 +132,9 @@ def cluster_routes(cluster: ClusterService, *, forwarder: Forwarder, node_servic
                 status, _ = await asyncio.wait_for(
                     forwarder.get_json(name, f"/api/v1/nodes/{name}", request.user), FRESH_DEADLINE_SECONDS
                 )
-            except (TimeoutError, httpx.TimeoutException):
+            except TimeoutError:
                 return FreshAnswer(name=name, answered=False, seconds=FRESH_DEADLINE_SECONDS, detail="no answer")
-            except (httpx.HTTPError, ApiError, ValueError) as exc:
+            except (OSError, ssl.SSLError, UpstreamError, ApiError, ValueError) as exc:
                 return FreshAnswer(name=name, answered=False, seconds=time.monotonic() - started, detail=str(exc))
             seconds = round(time.monotonic() - started, 4)
             return FreshAnswer(

@@ -16,16 +16,17 @@ when it does not answer within the deadline.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import secrets
 import ssl
 import time
+import urllib.parse
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
-import httpx
 import msgspec
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -36,6 +37,8 @@ from litestar.response import Stream
 
 from appliance.api.problems import ApiError
 from appliance.auth.permissions import Role
+from appliance.cluster.transport import split_addr
+from appliance.cluster.upstream import UpstreamError, UpstreamPool, UpstreamResponse
 from appliance.identity import pki
 from appliance.identity.store import NodeIdentity
 
@@ -46,6 +49,8 @@ MAX_SKEW_SECONDS = 30.0
 DEADLINE_SECONDS = 5.0
 _HOP_HEADERS = {"host", "connection", "content-length", "authorization", "cookie", "x-csrf-token", "transfer-encoding"}
 _HOP_HEADERS |= {ASSERTION_HEADER, SIGNATURE_HEADER, CERT_HEADER}
+_PASSED_BACK = ("content-type", "retry-after", "www-authenticate", "content-disposition")
+BUFFER_LIMIT = 1024 * 1024  # answers up to this size are read whole and sent on in one piece
 
 
 class ForwardedIdentity(msgspec.Struct, frozen=True, kw_only=True):
@@ -88,11 +93,7 @@ class Forwarder:
         self._cert_header = _b64(identity.node_cert.public_bytes(serialization.Encoding.DER))
         context = ssl.create_default_context(cafile=str(identity.ca_cert_path))
         context.check_hostname = False  # members are pinned by the cluster CA
-        self._client = httpx.AsyncClient(
-            verify=context,
-            timeout=httpx.Timeout(DEADLINE_SECONDS),
-            limits=httpx.Limits(max_keepalive_connections=64, keepalive_expiry=60),
-        )
+        self._pool = UpstreamPool(context)
         self._nonces: OrderedDict[str, float] = OrderedDict()
         self._peer_certs: dict[str, tuple[x509.Certificate, str]] = {}
 
@@ -101,7 +102,7 @@ class Forwarder:
         return self._identity.name
 
     async def close(self) -> None:
-        await self._client.aclose()
+        await self._pool.aclose()
 
     # -- forwarding -------------------------------------------------------------------------
 
@@ -119,31 +120,42 @@ class Forwarder:
             raise ApiError(503, f"node {target!r} has not announced its API address")
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_HEADERS}
         headers |= self._assertion_headers(request.user, request.method, request.url.path)
-        url = f"https://{api}{request.url.path}"
         body = await request.body()
-        outgoing = self._client.build_request(
-            request.method, url, params=request.url.query, headers=headers, content=body or None
-        )
+        target_path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         try:
-            upstream = await self._client.send(outgoing, stream=True)
-        except httpx.TimeoutException as exc:
+            upstream = await self._send(api, request.method, target_path, headers, body)
+        except TimeoutError as exc:
             raise ApiError(504, f"node {target!r} did not answer within {DEADLINE_SECONDS:g} s") from exc
-        except httpx.TransportError as exc:
+        except (OSError, ssl.SSLError, UpstreamError) as exc:
             raise ApiError(503, f"node {target!r} ({state}) cannot be reached: {type(exc).__name__}") from exc
-        passed = {
-            k: v
-            for k, v in upstream.headers.items()
-            if k.lower() in ("content-type", "retry-after", "www-authenticate", "content-disposition")
-        }
+        passed = {k: v for k, v in upstream.headers.items() if k in _PASSED_BACK}
+        length = upstream.content_length
+        if length is not None and length <= BUFFER_LIMIT:
+            # The usual case (a JSON answer): one piece, no streaming machinery.
+            try:
+                async with asyncio.timeout(DEADLINE_SECONDS):
+                    content = await upstream.read()
+            except TimeoutError as exc:
+                upstream.close()
+                raise ApiError(504, f"node {target!r} did not finish its answer in time") from exc
+            except (OSError, ssl.SSLError, UpstreamError) as exc:
+                raise ApiError(503, f"node {target!r} broke off its answer: {type(exc).__name__}") from exc
+            return Response(content, status_code=upstream.status, headers=passed, media_type=passed.get("content-type"))
 
         async def body_chunks() -> Any:
             try:
-                async for chunk in upstream.aiter_raw():
+                async for chunk in upstream.chunks():
                     yield chunk
             finally:
-                await upstream.aclose()
+                upstream.close()
 
-        return Stream(body_chunks(), status_code=upstream.status_code, headers=passed)
+        return Stream(body_chunks(), status_code=upstream.status, headers=passed)
+
+    async def _send(self, api: str, method: str, path: str, headers: dict[str, str], body: bytes) -> UpstreamResponse:
+        """The target's answer head, within the deadline (the body is read by the caller)."""
+        host, port = split_addr(api)
+        async with asyncio.timeout(DEADLINE_SECONDS):
+            return await self._pool.request(host, port, method, path, headers=headers, body=body)
 
     async def get_json(
         self, target: str, path: str, principal: Any, params: dict[str, str] | None = None
@@ -154,8 +166,10 @@ class Forwarder:
         if found is None or not found[1]:
             raise ApiError(404, f"no node {target!r} with an API address")
         headers = self._assertion_headers(principal, "GET", path)
-        response = await self._client.get(f"https://{found[1]}{path}", headers=headers, params=params)
-        return response.status_code, response.json()
+        query = urllib.parse.urlencode(params or {})
+        upstream = await self._send(found[1], "GET", path + (f"?{query}" if query else ""), headers, b"")
+        async with asyncio.timeout(DEADLINE_SECONDS):
+            return upstream.status, msgspec.json.decode(await upstream.read())
 
     async def fetch(self, node: str, path: str, params: dict[str, str], principal: Any) -> Any:
         """The JSON a member answers with; ValueError unless it answered 200."""
