@@ -325,7 +325,6 @@ class Rtnl:
     def __init__(self, ipr: Any) -> None:
         self.ipr = ipr
         self._core = ipr.asyncore
-        self._socket: socket.socket = self._core.socket
         self._seq = SEQ_FIRST
 
     def close(self) -> None:
@@ -337,12 +336,18 @@ class Rtnl:
         self._seq = self._seq + 1 if self._seq < SEQ_LAST else SEQ_FIRST
         return self._seq
 
-    def _receive(self) -> bytes:
+    @property
+    def _socket(self) -> socket.socket:
+        # pyroute2's socket for the calling thread (it keeps one per thread), as its own calls use
+        sock: socket.socket = self._core.socket
+        return sock
+
+    def _receive(self, sock: socket.socket) -> bytes:
         while True:
             try:
-                data, _, flags, _ = self._socket.recvmsg(RECV_SIZE)
+                data, _, flags, _ = sock.recvmsg(RECV_SIZE)
             except BlockingIOError:
-                ready, _, _ = select.select([self._socket], [], [], TIMEOUT)
+                ready, _, _ = select.select([sock], [], [], TIMEOUT)
                 if not ready:
                     raise TimeoutError("no answer from the kernel over netlink") from None
                 continue
@@ -352,11 +357,12 @@ class Rtnl:
 
     def _exchange(self, data: bytes, seq: int) -> tuple[list[Message], bool]:
         """Send one request; (its answers, whether a dump was interrupted). Raises NetlinkError."""
-        self._socket.send(data)
+        sock = self._socket
+        sock.send(data)
         result: list[Message] = []
         interrupted = False
         while True:
-            chunk = self._receive()
+            chunk = self._receive(sock)
             offset = 0
             finished = False
             while offset + _HEADER.size <= len(chunk):

@@ -172,7 +172,7 @@ def test_requests_are_the_bytes_pyroute2_sends(batch: Any, method: str, command:
     expected = bytes(batch.asyncore.batch)
     channel = Rtnl(batch)
     fake = FakeSocket()
-    channel._socket = fake  # type: ignore[assignment]
+    batch.asyncore.local.socket = fake  # the calling thread's socket, as pyroute2 keeps it
     getattr(channel, method)(command, **dict(kwargs))
     assert len(fake.sent) == 1
     assert normalised(fake.sent[0]) == normalised(expected)
@@ -336,7 +336,7 @@ def test_address_route_and_fdb_messages_decode_as_pyroute2_decodes_them(family: 
 def test_an_error_belongs_to_its_own_request_and_stale_answers_are_skipped(batch: Any) -> None:
     channel = Rtnl(batch)
     fake = FakeSocket()
-    channel._socket = fake  # type: ignore[assignment]
+    batch.asyncore.local.socket = fake  # the calling thread's socket, as pyroute2 keeps it
     fake.answer = lambda seq, data: [ack(seq - 1, -17) + ack(seq + 5, -1), ack(seq, -19)]  # stale first
     with pytest.raises(NetlinkError) as failed:
         channel.link("set", index=4, mtu=9000)
@@ -349,7 +349,7 @@ def test_an_error_belongs_to_its_own_request_and_stale_answers_are_skipped(batch
 def test_a_dump_reads_every_part_and_is_taken_again_when_interrupted(batch: Any) -> None:
     channel = Rtnl(batch)
     fake = FakeSocket()
-    channel._socket = fake  # type: ignore[assignment]
+    batch.asyncore.local.socket = fake  # the calling thread's socket, as pyroute2 keeps it
     attempts: list[int] = []
 
     def link(seq: int, index: int, flags: int = 0) -> bytes:
