@@ -1,4 +1,4 @@
-"""The netlink adapter: the only module that imports pyroute2.
+"""The netlink adapter; with `netconfig.rtnl`, its netlink channel, the only modules that import pyroute2.
 
 `KernelAdapter(netns=None)` works on the current network namespace, `KernelAdapter("NAME")`
 inside the named one (`ip netns add NAME`), which is how tests run it in throwaway
@@ -14,7 +14,8 @@ Translation notes (what the kernel calls things):
 - Routes: only table main, unicast, protocol `boot` (what `ip route add` sets) or `static`
   (what this adapter sets) count as configured; kernel and RA routes are not ours.
 - Addresses: IPv6 link-local ones are the kernel's own and are not reported.
-- VXLAN peers are the all-zero-MAC FDB entries of the device.
+- VXLAN peers are the all-zero-MAC FDB entries of the device, dumped device by device (the
+  kernel filters: the bridges' own FDBs, a hundred entries for a few bridges, are not read).
 - Bridge attributes are sent only when they change: a kernel built without VLAN filtering
   refuses even `vlan_filtering 0`.
 - Interface indexes (and kinds) are remembered from the last `links()` dump and kept current
@@ -24,6 +25,11 @@ Translation notes (what the kernel calls things):
   made for; if someone else deletes a link in between, its request fails with ENODEV
   (a removal counts that as done) rather than reaching another link, since the kernel does
   not reuse an index soon. A name not seen yet is looked up.
+
+Requests and dumps go through `netconfig.rtnl.Rtnl`, which answers the same calls as
+pyroute2's `IPRoute` (tests hand the adapter a recording stand-in, or a plain `IPRoute`,
+as `ipr=`) about four times faster per request and decodes only the attributes read here.
+One request at a time, in plan order, each acknowledged before the next is sent.
 
 Left out: events (this adapter is polled), and anything other than the link kinds of the model.
 """
@@ -53,6 +59,7 @@ from netconfig.model import (
     XmitHashPolicy,
     canonical_route,
 )
+from netconfig.rtnl import Rtnl
 
 IFF_UP = 0x1
 RT_TABLE_MAIN = 254
@@ -103,7 +110,7 @@ class KernelAdapter:
         # Opened on first use, in the thread that uses it: pyroute2's synchronous IPRoute runs
         # its own event loop, so it cannot be created inside a running asyncio loop.
         if self._socket is None:
-            self._socket = IPRoute(netns=self.netns) if self.netns is not None else IPRoute()
+            self._socket = Rtnl(IPRoute(netns=self.netns) if self.netns is not None else IPRoute())
         return self._socket
 
     def close(self) -> None:
@@ -128,7 +135,7 @@ class KernelAdapter:
         self._known = {names[int(m["index"])]: (int(m["index"]), _kind(m)) for m in messages}
         addresses = self._addresses()
         routes = self._routes()
-        peers = self._peers()
+        peers = self._peers([int(m["index"]) for m in messages if _kind(m) == "vxlan"])
         vlans = self._vlans()
         result = []
         for message in messages:
@@ -230,13 +237,10 @@ class KernelAdapter:
             except NetlinkError:
                 continue  # IPv6 disabled
             for message in messages:
+                if message["type"] != RTN_UNICAST or message["proto"] not in (RTPROT_BOOT, RTPROT_STATIC):
+                    continue  # checked first: header fields, so the attributes of most messages go undecoded
                 oif = message.get("RTA_OIF")
-                if (
-                    oif is None
-                    or message["type"] != RTN_UNICAST
-                    or message["proto"] not in (RTPROT_BOOT, RTPROT_STATIC)
-                    or message.get("RTA_TABLE", message.get("table")) != RT_TABLE_MAIN
-                ):
+                if oif is None or message.get("RTA_TABLE", message.get("table")) != RT_TABLE_MAIN:
                     continue
                 dst = message.get("RTA_DST")
                 to = "default" if not message["dst_len"] else f"{dst}/{message['dst_len']}"
@@ -247,13 +251,15 @@ class KernelAdapter:
                 result.setdefault(int(oif), []).append(canonical_route(route))
         return result
 
-    def _peers(self) -> dict[int, list[str]]:
+    def _peers(self, vxlans: list[int]) -> dict[int, list[str]]:
+        """Flooding peers of the VXLAN devices with these indexes: each device's FDB only."""
         result: dict[int, list[str]] = {}
-        for message in self._ipr.fdb("dump"):
-            dst = message.get("NDA_DST")
-            if dst is None or message.get("NDA_LLADDR") != ZERO_MAC:
-                continue
-            result.setdefault(int(message["ifindex"]), []).append(str(ipaddress.ip_address(dst)))
+        for index in vxlans:
+            for message in self._ipr.fdb("dump", ifindex=index):
+                dst = message.get("NDA_DST")
+                if dst is None or message.get("NDA_LLADDR") != ZERO_MAC:
+                    continue
+                result.setdefault(int(message["ifindex"]), []).append(str(ipaddress.ip_address(dst)))
         return result
 
     def _vlans(self) -> dict[int, dict[int, int]]:

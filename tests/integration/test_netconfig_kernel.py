@@ -11,6 +11,7 @@ test_netconfig_guest.py.
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import secrets
 import subprocess
@@ -19,8 +20,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
 
-from netconfig.apply import apply
+from netconfig.actions import AddAddress, SetMtu
+from netconfig.apply import ApplyError, apply
 from netconfig.confirm import ConfirmManager, NetConfig, PingCheck, RolledBack
 from netconfig.kernel import KernelAdapter
 from netconfig.load import loads
@@ -319,3 +323,59 @@ def test_nic_renamed_back_by_mac(lab: Namespaces, tmp_path: Path) -> None:
         assert [str(a) for a in actions] == ["ip link set dev renamed9 name uplink0", "ip link set dev uplink0 up"]
         assert blank_unmanaged(observe_managed(adapter, config), config) == config
     assert "UP" in str(link_json(ns, "uplink0")["flags"])
+
+
+def test_the_fast_netlink_channel_reads_what_pyroute2_reads(lab: Namespaces) -> None:
+    # KernelAdapter talks through netconfig.rtnl; handed a plain pyroute2 IPRoute it reads
+    # through pyroute2's own API and decoders. Both must see the same links, including what
+    # is not ours: an unmanaged bridge with an address, routes of other protocols, types and
+    # tables, learned and static FDB entries next to flooding peers.
+    ns = lab.add("f")
+    ip(ns, "link", "add", "e0", "type", "veth", "peer", "name", "e1")
+    ip(ns, "link", "add", "keep0", "type", "bridge")
+    ip(ns, "addr", "add", "10.94.0.77/24", "dev", "keep0")
+    ip(ns, "link", "set", "keep0", "up")
+    config = loads(
+        f"""
+nics: [{{name: e0, mac: "{mac_of(ns, "e0")}", mtu: 1500, addresses: [10.96.0.1/24, "fd00:96::1/64"],
+        routes: [{{to: 10.94.0.0/27, via: 10.96.0.254, metric: 7}}, {{to: "fd00:96:100::/48", via: "fd00:96::fe"}}]}}]
+bridges: [{{name: br0, ports: [{{name: vx0}}], addresses: [10.95.0.1/24], stp: true}}]
+vxlans:
+  - {{name: vx0, vni: 42, local: 10.96.0.1, dev: e0, peers: [10.96.0.2, 10.96.0.3]}}
+  - {{name: vx6, vni: 43, local: "fd00:96::1", port: 4790, learning: true, peers: ["fd00:96::2"]}}
+"""
+    )
+    with KernelAdapter(ns) as adapter:
+        apply(plan(config, observe_managed(adapter, config)), adapter)
+        assert blank_unmanaged(observe_managed(adapter, config), config) == config
+        ip(ns, "route", "add", "10.94.0.32/27", "via", "10.96.0.254", "proto", "boot")
+        ip(ns, "route", "add", "10.94.0.64/27", "via", "10.96.0.254", "proto", "kernel")
+        ip(ns, "route", "add", "blackhole", "10.94.0.96/27")
+        ip(ns, "route", "add", "10.94.0.128/27", "via", "10.96.0.254", "table", "100")
+        ip(ns, "route", "add", "10.94.0.160/27", "via", "10.96.0.254", "table", "1000")
+        _run(["bridge", "-n", ns, "fdb", "add", "02:00:00:00:00:09", "dev", "vx0", "dst", "10.96.0.9"])
+        _run(["bridge", "-n", ns, "fdb", "add", "02:00:00:00:00:0a", "dev", "vx0", "master", "static"])
+        fast = adapter.links()
+        with KernelAdapter(ipr=IPRoute(netns=ns)) as reference:
+            assert fast == reference.links()
+        e0 = next(kl.spec for kl in fast if kl.spec.name == "e0")
+        assert [r.to for r in e0.routes] == ["10.94.0.0/27", "10.94.0.32/27", "fd00:96:100::/48"]
+
+
+def test_a_failed_request_is_the_action_that_failed(lab: Namespaces) -> None:
+    ns = lab.add("g")
+    ip(ns, "link", "add", "e0", "type", "veth", "peer", "name", "e1")
+    config = loads(f'nics: [{{name: e0, mac: "{mac_of(ns, "e0")}", addresses: [10.96.0.1/24]}}]')
+    with KernelAdapter(ns) as adapter:
+        actions = plan(config, observe_managed(adapter, config))
+        apply(actions, adapter)
+        again = [AddAddress(name="e0", address="10.96.0.2/24"), *actions, SetMtu(name="e0", mtu=1400)]
+        with pytest.raises(ApplyError) as failed:
+            apply(again, adapter)  # the address is there already: EEXIST, and nothing after it runs
+        assert failed.value.done == 1
+        assert failed.value.action == actions[0]
+        assert isinstance(failed.value.cause, NetlinkError)
+        assert failed.value.cause.code == errno.EEXIST
+        adapter.set_mtu("e0", 1450)  # the channel is usable after an error
+    assert link_json(ns, "e0")["mtu"] == 1450
+    assert "10.96.0.2/24" in ip(ns, "addr", "show", "dev", "e0")
