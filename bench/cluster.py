@@ -16,7 +16,10 @@ bridge, so every request crosses a veth like a request from an operator's machin
     measured in one run (median of the rounds).
 Each with one connection (sequential requests: the latency an operator sees) and with 16
 (wrk at saturation: throughput, and latency under load). All requests carry an admin API
-token, so authentication is included.
+token, so authentication is included. On real hardware every node has its own machine;
+here all of them share this machine's cores, so the node the load is sent to (n0) is pinned
+to CPU 0 and every other node and wrk to the remaining CPUs (`--no-pin` to let them mix):
+otherwise the p99s mostly measure the scheduler sharing two cores among six processes.
 
 Table 2, propagation: a user created through n0 (`POST /api/v1/users`) until every other
 node has merged it, from the nodes' own "configuration merged" log lines (millisecond
@@ -81,12 +84,27 @@ def load(client_host_prefix: list[str], url: str, token: str, connections: int, 
     )
 
 
-def latency_table(nodes: int, seconds: int, workdir: Path) -> list[str]:
+def pin_nodes(cluster: DebVisorCluster) -> str:
+    """n0 (every thread) to CPU 0, the other nodes to the remaining CPUs; returns that CPU list."""
+    cpus = os.cpu_count() or 1
+    others = f"1-{cpus - 1}" if cpus > 2 else "1"
+    for index, node in enumerate(cluster.nodes):
+        assert node.proc is not None
+        cpu_list = "0" if index == 0 else others
+        subprocess.run(["taskset", "-a", "-p", "-c", cpu_list, str(node.proc.pid)], check=True, capture_output=True)
+    return others
+
+
+def latency_table(nodes: int, seconds: int, workdir: Path, *, pin: bool) -> list[str]:
     lines: list[str] = []
     with Lab(nodes + 1) as lab:
         cluster = start_cluster(lab, workdir / "latency", nodes)
         try:
             client = lab.host(nodes).command([])
+            if pin:
+                others = pin_nodes(cluster)
+                client = ["taskset", "-c", others, *client]
+                lines.append(f"n0 pinned to CPU 0; the other nodes and wrk to CPUs {others}")
             n0, target = cluster.nodes[0], cluster.nodes[FORWARD_TARGET]
             token = cluster.admin_token
             summary_url = f"https://{n0.host.address}:{API_PORT}/api/v1/cluster"
@@ -215,6 +233,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--propagation-sizes", type=int_list, default=[5, 32], help="real sizes (default 5,32)")
     parser.add_argument("--sim-size", type=int, default=1000, help="simulated cluster size (default 1000)")
     parser.add_argument("--no-sim", action="store_true", help="skip the simulator rows")
+    parser.add_argument("--no-pin", action="store_true", help="do not pin n0 and the rest to separate CPUs")
     parser.add_argument("--no-real", action="store_true", help="skip everything that starts real nodes")
     args = parser.parse_args(argv)
     if args.nodes <= FORWARD_TARGET:
@@ -233,7 +252,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise SystemExit(f"bench.cluster: cannot start real nodes: {reason}")
         workdir = Path(tempfile.mkdtemp(prefix="bench-cluster-"))
         print(f"\nLatency, {args.nodes} nodes, {args.seconds} s per run (wrk from its own namespace):", flush=True)
-        for line in latency_table(args.nodes, args.seconds, workdir):
+        if (os.cpu_count() or 1) < 2 and not args.no_pin:
+            parser.error("pinning needs at least 2 CPUs; pass --no-pin")
+        for line in latency_table(args.nodes, args.seconds, workdir, pin=not args.no_pin):
             print("  " + line, flush=True)
         print("\nConfiguration change propagation (a user created through n0):", flush=True)
         for size in args.propagation_sizes:
