@@ -132,7 +132,7 @@ def _create_database(
 def _initialise(
     datadir: DataDir, settings: ServeSettings, addresses: list[pki.IPAddress], now: dt.datetime
 ) -> OpenedNode:
-    name = settings.name or default_node_name()
+    name = settings.name or settings.default_name or default_node_name()
     try:
         datadir.create()
     except FileExistsError as exc:
@@ -159,7 +159,7 @@ def _initialise_joined(
         token = decode_token(settings.join)
     except ValueError as exc:
         raise StartupError(f"--join: {exc}") from exc
-    name = settings.name or default_node_name()
+    name = settings.name or settings.default_name or default_node_name()
     key = pki.new_key()
     try:
         response = joiner(

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from appliance import __version__
+from appliance.bootparams import BootParams, read_boot_params
 from appliance.cli_admin import CommandError, add_admin_commands
 from appliance.cli_client import ClientError, add_client_commands, add_client_options
 from appliance.datadir import default_data_dir
@@ -24,6 +25,7 @@ from appliance.settings import (
     DEFAULT_API_PORT,
     DEFAULT_GOSSIP_PORT,
     AuthSettings,
+    HostPort,
     ServeSettings,
     SettingsError,
     parse_host_port,
@@ -79,15 +81,15 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--api",
-        default=f"0.0.0.0:{DEFAULT_API_PORT}",
+        default=None,
         metavar="HOST:PORT",
-        help="HTTPS listen address for the API and web UI (default: %(default)s; IPv6 as [::]:8443)",
+        help=f"HTTPS listen address for the API and web UI (default: 0.0.0.0:{DEFAULT_API_PORT}; IPv6 as [::]:8443)",
     )
     serve.add_argument(
         "--gossip",
-        default=f"0.0.0.0:{DEFAULT_GOSSIP_PORT}",
+        default=None,
         metavar="HOST:PORT",
-        help="mutual-TLS listen address for cluster gossip (default: %(default)s)",
+        help=f"mutual-TLS listen address for cluster gossip (default: 0.0.0.0:{DEFAULT_GOSSIP_PORT})",
     )
     serve.add_argument(
         "--name",
@@ -148,6 +150,14 @@ def _build_parser() -> argparse.ArgumentParser:
         help="manage the links of this network namespace (`ip netns add NAME`) instead of the node's own; "
         "for labs and tests",
     )
+    serve.add_argument(
+        "--boot-params",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="read debvisor.name=, debvisor.join=, debvisor.api=, ... from this kernel command line "
+        "(the image passes /proc/cmdline) as the lowest layer: flags and the node's stored state win",
+    )
     serve.set_defaults(func=_cmd_serve)
     add_admin_commands(commands)
     # `debvisor net`: on this machine's kernel, with the state in DATA_DIR/netconfig, the same
@@ -162,19 +172,34 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from appliance import logs  # noqa: PLC0415 - keep `debvisor --help` fast
     from appliance.server import serve  # noqa: PLC0415
 
+    # Layers, lowest first: defaults < kernel command line (--boot-params) < flags. What the node
+    # has stored (its name, its cluster) wins over the command line in bootstrap.
+    boot = read_boot_params(args.boot_params) if args.boot_params is not None else BootParams()
+    every = "0.0.0.0"  # noqa: S104 - a node serves on every address unless told otherwise
+    api = (
+        parse_host_port(args.api, DEFAULT_API_PORT)
+        if args.api
+        else boot.api or HostPort(parse_ip(every), DEFAULT_API_PORT)
+    )
+    gossip = (
+        parse_host_port(args.gossip, DEFAULT_GOSSIP_PORT)
+        if args.gossip
+        else boot.gossip or HostPort(parse_ip(every), DEFAULT_GOSSIP_PORT)
+    )
     settings = ServeSettings(
         data_dir=args.data_dir or default_data_dir(),
-        api=parse_host_port(args.api, DEFAULT_API_PORT),
-        gossip=parse_host_port(args.gossip, DEFAULT_GOSSIP_PORT),
+        api=api,
+        gossip=gossip,
         name=validate_node_name(args.name) if args.name is not None else None,
+        default_name=boot.name,
         auth=AuthSettings(
             session_idle_seconds=args.session_idle,
             session_lifetime_seconds=args.session_lifetime,
             rate_limit=args.rate_limit,
             rate_burst=2 * args.rate_limit,
         ),
-        join=args.join,
-        advertise=parse_ip(args.advertise) if args.advertise else None,
+        join=args.join or boot.join,
+        advertise=parse_ip(args.advertise) if args.advertise else boot.advertise,
         netns=args.netns,
     )
     logs.configure(args.log_level, json={"auto": None, "json": True, "text": False}[args.log_format])

@@ -122,6 +122,9 @@ class ServeSettings:
     join: str | None = None  # a join token: a fresh data dir joins that cluster instead of founding one
     advertise: ipaddress.IPv4Address | ipaddress.IPv6Address | None = None  # address peers use
     netns: str | None = None  # manage the links of this named network namespace instead of our own
+    # The name a fresh data dir gets when `name` is None (from the kernel command line, a layer
+    # below what the node stores): unlike `name`, it never contradicts a stored name.
+    default_name: str | None = None
 
     def advertised(self, listen: HostPort, host_addresses: list[str]) -> str:
         """HOST:PORT that peers should dial for `listen` (the api or gossip address)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import hashlib
 import ipaddress
@@ -145,6 +146,19 @@ def test_other_name_is_refused(tmp_path: Path) -> None:
     open_node(settings_for(data), HOST_ADDRESSES).close()
     with pytest.raises(StartupError, match="belongs to node 'n1', not 'n2'"):
         open_node(settings_for(data, name="n2"), HOST_ADDRESSES)
+
+
+def test_a_boot_time_name_names_a_new_node_only(tmp_path: Path) -> None:
+    # The kernel command line is a layer below the stored state: a node that has a name keeps
+    # it when it reboots with another debvisor.name=, instead of refusing to start.
+    data = tmp_path / "data"
+    fresh = dataclasses.replace(settings_for(data, name=None), default_name="from-cmdline")
+    node = open_node(fresh, HOST_ADDRESSES)
+    assert node.name == "from-cmdline"
+    node.close()
+    again = open_node(dataclasses.replace(fresh, default_name="other"), HOST_ADDRESSES)
+    assert again.name == "from-cmdline"
+    again.close()
 
 
 def test_one_process_per_data_dir(tmp_path: Path) -> None:

@@ -1,0 +1,183 @@
+"""Node settings from the kernel command line: the lowest layer of a node's configuration.
+
+A PXE server or an ISO's boot menu can hand a machine its settings before anything is
+stored on it: `debvisor.name=rack1-n3 debvisor.join=<token>` boots straight into a cluster
+(zero-touch). Layers, lowest first: built-in defaults < kernel command line < what the node
+stores (first-boot wizard, API) < explicit `debvisor serve` flags. So a name here names a
+*new* node only; a node that already has a name keeps it, and a join token is ignored once
+the node exists (as `--join` is).
+
+Keys (all optional; the last occurrence wins, as for kernel parameters):
+  debvisor.name=NAME          node name for a fresh data dir (a DNS label)
+  debvisor.join=TOKEN         join the token's cluster instead of founding one
+  debvisor.api=HOST:PORT      API listen address (default 0.0.0.0:8443)
+  debvisor.gossip=HOST:PORT   gossip listen address (default 0.0.0.0:7946)
+  debvisor.advertise=IP       address peers use to reach this node
+  debvisor.ip=dhcp | ADDR/PREFIX[,GATEWAY]   management address (applied by the image's
+                              network set-up before the appliance starts)
+  debvisor.data=LABEL | ram   data partition label (read by the image's data mount, not here)
+
+Unknown `debvisor.*` keys and bad values are errors that name the key: a mistyped key would
+otherwise be dropped silently, and a mistyped `debvisor.join` would found a second cluster.
+Parameters without the `debvisor.` prefix belong to the kernel and initramfs and are ignored.
+Deliberately left out: applying anything (this module only parses and renders).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+from appliance.settings import (
+    DEFAULT_API_PORT,
+    DEFAULT_GOSSIP_PORT,
+    HostPort,
+    SettingsError,
+    parse_host_port,
+    parse_ip,
+    validate_node_name,
+)
+
+PREFIX = "debvisor."
+_KEYS = ("name", "join", "api", "gossip", "advertise", "ip", "data")
+_T = TypeVar("_T")
+_MAX_TOKEN = 4096  # a join token is a few hundred characters; anything longer is a mistake
+
+
+class BootParamsError(SettingsError):
+    """The kernel command line has an unknown debvisor.* key or a bad value; the message names it."""
+
+
+@dataclass(frozen=True)
+class StaticAddress:
+    """A fixed management address from `debvisor.ip=ADDR/PREFIX[,GATEWAY]`."""
+
+    interface: ipaddress.IPv4Interface | ipaddress.IPv6Interface
+    gateway: ipaddress.IPv4Address | ipaddress.IPv6Address | None = None
+
+
+@dataclass(frozen=True)
+class BootParams:
+    """The debvisor.* settings found on a kernel command line (None: not given)."""
+
+    name: str | None = None
+    join: str | None = None
+    api: HostPort | None = None
+    gossip: HostPort | None = None
+    advertise: ipaddress.IPv4Address | ipaddress.IPv6Address | None = None
+    ip: StaticAddress | str | None = None  # "dhcp" or a StaticAddress
+    data: str | None = None
+    keys: tuple[str, ...] = field(default=())  # the debvisor.* keys present, for logging
+
+
+def split_cmdline(text: str) -> list[str]:
+    """Split a kernel command line into parameters as the kernel does (double quotes group)."""
+    params: list[str] = []
+    current: list[str] = []
+    quoted = False
+    started = False
+    for char in text:
+        if char == '"':
+            quoted = not quoted
+            started = True
+        elif char.isspace() and not quoted:
+            if started:
+                params.append("".join(current))
+            current, started = [], False
+        else:
+            current.append(char)
+            started = True
+    if quoted:
+        raise BootParamsError("kernel command line: unbalanced double quote")
+    if started:
+        params.append("".join(current))
+    return params
+
+
+def _parse_ip(value: str) -> StaticAddress | str:
+    if value == "dhcp":
+        return value
+    address, _, gateway_text = value.partition(",")
+    if "/" not in address:
+        raise BootParamsError(
+            f"debvisor.ip={value!r}: use 'dhcp' or ADDRESS/PREFIX[,GATEWAY], e.g. 10.0.0.5/24,10.0.0.1"
+        )
+    try:
+        interface = ipaddress.ip_interface(address)
+    except ValueError as exc:
+        raise BootParamsError(f"debvisor.ip={value!r}: {address!r} is not an ADDRESS/PREFIX") from exc
+    gateway = None
+    if gateway_text:
+        try:
+            gateway = ipaddress.ip_address(gateway_text)
+        except ValueError as exc:
+            raise BootParamsError(f"debvisor.ip={value!r}: gateway {gateway_text!r} is not an IP address") from exc
+        if gateway.version != interface.version:
+            raise BootParamsError(f"debvisor.ip={value!r}: the gateway is not of the address's IP version")
+    return StaticAddress(interface, gateway)
+
+
+def parse_cmdline(text: str) -> BootParams:
+    """The debvisor.* settings of a kernel command line; BootParamsError names a bad one."""
+    values: dict[str, str] = {}
+    for param in split_cmdline(text):
+        if not param.startswith(PREFIX):
+            continue
+        key, sep, value = param[len(PREFIX) :].partition("=")
+        if key not in _KEYS:
+            raise BootParamsError(f"kernel command line: unknown key debvisor.{key} (known: {', '.join(_KEYS)})")
+        if not sep or not value:
+            raise BootParamsError(f"kernel command line: debvisor.{key} needs a value (debvisor.{key}=...)")
+        values[key] = value
+
+    join = values.get("join")
+    if join is not None and (len(join) > _MAX_TOKEN or not join.isprintable()):
+        raise BootParamsError("kernel command line: debvisor.join is not a join token (too long or not printable)")
+
+    def parsed(key: str, parse: Callable[[str], _T]) -> _T | None:
+        if key not in values:
+            return None
+        try:
+            return parse(values[key])
+        except SettingsError as exc:
+            raise BootParamsError(f"kernel command line: debvisor.{key}: {exc}") from exc
+
+    name = parsed("name", validate_node_name)
+    api = parsed("api", lambda text: parse_host_port(text, DEFAULT_API_PORT))
+    gossip = parsed("gossip", lambda text: parse_host_port(text, DEFAULT_GOSSIP_PORT))
+    advertise = parsed("advertise", parse_ip)
+    ip = _parse_ip(values["ip"]) if "ip" in values else None
+    data = values.get("data")
+    return BootParams(
+        name=name, join=join, api=api, gossip=gossip, advertise=advertise, ip=ip, data=data, keys=tuple(values)
+    )
+
+
+def read_boot_params(path: Path = Path("/proc/cmdline")) -> BootParams:
+    """Parse the kernel command line in `path` (a file holding one, for tests and containers)."""
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise BootParamsError(f"cannot read the kernel command line from {path}: {exc.strerror}") from exc
+    return parse_cmdline(text)
+
+
+def networkd_unit(params: BootParams) -> str | None:
+    """A systemd-networkd .network file for `debvisor.ip=`, or None when it was not given.
+
+    It matches every Ethernet port, like the image's default DHCP one, and sorts before it.
+    """
+    if params.ip is None:
+        return None
+    lines = ["# Written at boot from debvisor.ip= on the kernel command line.", "[Match]", "Type=ether", ""]
+    lines += ["[Network]"]
+    if isinstance(params.ip, StaticAddress):
+        lines.append(f"Address={params.ip.interface}")
+        if params.ip.gateway is not None:
+            lines.append(f"Gateway={params.ip.gateway}")
+    else:
+        lines.append("DHCP=yes")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,227 @@
+"""The live image, booted as a machine boots it: build it (cached), boot the ISO under QEMU, and
+wait for the appliance in the guest to answer GET /readyz.
+
+The image is built by `image/build` into build/image (its cache under /var/cache/debvisor-image
+makes a rebuild with unchanged packages take about a minute; a fresh machine builds the base
+layer first, about 8 minutes). The guest is QEMU under TCG with user networking restricted to
+the host (`restrict=on`: no traffic leaves the machine), the appliance's port 8443 forwarded
+to a loopback port, and a small disk labelled DEBVISOR-DATA for its state.
+
+Power-on to ready (QEMU start to the first 200 from /readyz) is printed and recorded as the
+test property `power_on_to_ready_seconds`. The issue's target is under 60 s under TCG; the
+assertion here is looser (BOOT_BUDGET) so that a busy shared machine does not make it flaky.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shlex
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from cryptography import x509
+
+from tests.conftest import require
+from tests.nodeproc import free_port
+
+pytestmark = [pytest.mark.integration, pytest.mark.qemu, pytest.mark.privileged]
+
+REPO = Path(__file__).resolve().parents[2]
+IMAGE_DIR = Path(os.environ.get("DEBVISOR_IMAGE_OUT", str(REPO / "build" / "image")))
+BUILD_TIMEOUT = 40 * 60.0  # a fresh machine: download, install, squash; cached: ~1 minute
+BOOT_BUDGET = 240.0  # seconds from power-on to /readyz before the test gives up
+BUILD_TOOLS = ("mmdebstrap", "mksquashfs", "grub-mkrescue", "xorriso", "mformat", "qemu-system-x86_64", "mkfs.ext4")
+
+
+@pytest.fixture(scope="module")
+def image() -> Path:
+    """build/image, (re)built by image/build so that it holds this checkout's appliance."""
+    require(os.geteuid() == 0, "building and booting the image needs root (mmdebstrap, loop mounts)")
+    missing = [tool for tool in BUILD_TOOLS if shutil.which(tool) is None]
+    require(not missing, f"missing tools to build and boot the image: {', '.join(missing)} (see .ci/packages)")
+    log = IMAGE_DIR.parent / "image-build.log"
+    IMAGE_DIR.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    with log.open("wb") as out:
+        result = subprocess.run(
+            [str(REPO / "image" / "build"), "--out", str(IMAGE_DIR)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            timeout=BUILD_TIMEOUT,
+            check=False,
+        )
+    text = log.read_text(errors="replace")
+    if result.returncode != 0:
+        pytest.fail(f"image/build failed ({result.returncode}); log {log}:\n{text[-4000:]}", pytrace=False)
+    print(f"\nimage/build took {time.monotonic() - started:.0f} s:\n{text}")
+    return IMAGE_DIR
+
+
+class Guest:
+    """One QEMU process, in its own session and killed with its harness (setpriv --pdeathsig)."""
+
+    def __init__(self, argv: list[str], workdir: Path) -> None:
+        reaper = ["setpriv", "--pdeathsig", "KILL"] if shutil.which("setpriv") else []
+        (workdir / "qemu.argv").write_text(shlex.join(argv) + "\n")
+        self.console = workdir / "console.log"
+        self.monitor = workdir / "monitor.sock"
+        self.started = time.monotonic()
+        with (workdir / "qemu.log").open("wb") as log:
+            self.proc = subprocess.Popen(
+                [*reaper, *argv], stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+
+    def power_off(self, timeout: float) -> float:
+        """Press the ACPI power button (QEMU monitor) and wait for the guest to shut down; its seconds."""
+        started = time.monotonic()
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.connect(str(self.monitor))
+            sock.sendall(b"system_powerdown\n")
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                pytest.fail(f"the guest did not power off within {timeout:.0f} s:\n{tail(self)}", pytrace=False)
+        return time.monotonic() - started
+
+    def console_text(self) -> str:
+        try:
+            return self.console.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        """SIGKILL QEMU by PID (and its session) and reap it."""
+        if self.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=10.0)
+
+
+@contextlib.contextmanager
+def booted(argv: list[str], workdir: Path) -> Iterator[Guest]:
+    guest = Guest(argv, workdir)
+    try:
+        yield guest
+    finally:
+        guest.stop()
+
+
+def qemu_argv(port: int, workdir: Path, *boot: str, disk: Path | None = None) -> list[str]:
+    """A TCG guest with 2 GiB, user networking confined to the host, 8443 forwarded to `port`."""
+    argv = [
+        "qemu-system-x86_64",
+        "-accel", "tcg",
+        "-M", "pc",
+        "-cpu", "max",
+        "-smp", "2",
+        "-m", "2048",
+        "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+        "-serial", f"file:{workdir / 'console.log'}",
+        "-monitor", f"unix:{workdir / 'monitor.sock'},server=on,wait=off",
+        "-netdev", f"user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:{port}-:8443",
+        "-device", "virtio-net-pci,netdev=n0",
+        *boot,
+    ]  # fmt: skip
+    if disk is not None:
+        argv += ["-drive", f"file={disk},format=raw,if=virtio"]
+    return argv
+
+
+def wait_ready(guest: Guest, port: int, budget: float) -> tuple[float, dict[str, object]]:
+    """Seconds from QEMU's start to the first 200 from /readyz, and its body."""
+    url = f"https://127.0.0.1:{port}/readyz"
+    deadline = guest.started + budget
+    # The node's CA lives in the guest; a readiness probe only needs the answer, not trust.
+    with httpx.Client(verify=False, timeout=3.0) as client:
+        while time.monotonic() < deadline:
+            if guest.proc.poll() is not None:
+                pytest.fail(f"QEMU exited ({guest.proc.returncode}) before the node was ready:\n{tail(guest)}")
+            with contextlib.suppress(httpx.HTTPError):
+                response = client.get(url)
+                if response.status_code == 200:
+                    return time.monotonic() - guest.started, response.json()
+            time.sleep(0.5)
+    pytest.fail(f"no 200 from /readyz within {budget:.0f} s of power-on; console tail:\n{tail(guest)}", pytrace=False)
+
+
+def tail(guest: Guest, lines: int = 60) -> str:
+    return "\n".join(guest.console_text().splitlines()[-lines:])
+
+
+def served_names(port: int) -> list[str]:
+    """DNS names in the certificate the node serves on `port` (its node name among them)."""
+    pem = ssl.get_server_certificate(("127.0.0.1", port), timeout=10)
+    cert = x509.load_pem_x509_certificate(pem.encode())
+    return cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
+
+
+def data_disk(path: Path, label: str = "DEBVISOR-DATA") -> Path:
+    with path.open("wb") as f:
+        f.truncate(64 * 1024 * 1024)
+    subprocess.run(["mkfs.ext4", "-q", "-L", label, str(path)], check=True, capture_output=True)
+    return path
+
+
+def disk_listing(disk: Path, directory: str) -> str:
+    """`ls -l DIRECTORY` in an ext4 image, read without mounting it (debugfs)."""
+    result = subprocess.run(
+        ["debugfs", "-R", f"ls -l {directory}", str(disk)], capture_output=True, text=True, check=True
+    )
+    return result.stdout
+
+
+def test_iso_boots_to_a_ready_node_with_state_on_the_data_partition(
+    image: Path, tmp_path: Path, record_property: Callable[[str, object], None]
+) -> None:
+    iso = image / "debvisor.iso"
+    disk = data_disk(tmp_path / "data.img")
+    port = free_port()
+    argv = qemu_argv(port, tmp_path, "-cdrom", str(iso), "-boot", "d", disk=disk)
+    with booted(argv, tmp_path) as guest:
+        seconds, body = wait_ready(guest, port, BOOT_BUDGET)
+        names = served_names(port)
+        # A clean shutdown (ACPI power button) flushes the data partition for the check below.
+        shutdown = guest.power_off(timeout=120.0)
+        console = guest.console_text()
+    record_property("power_on_to_ready_seconds", round(seconds, 1))
+    print(f"\nISO power-on to /readyz: {seconds:.1f} s (target < 60 s under TCG); power-off {shutdown:.1f} s")
+    assert body["ready"] is True
+    assert "debvisor" in names  # no debvisor.name= in the ISO's menu: the host name
+    assert "node state in /var/lib/debvisor" in console, console[-3000:]
+    assert "initial-admin-password" in disk_listing(disk, "/node")  # the node's state went to the disk
+
+
+def test_kernel_command_line_names_the_node_and_missing_data_partition_warns(
+    image: Path, tmp_path: Path, record_property: Callable[[str, object], None]
+) -> None:
+    # The PXE path in miniature: kernel and initramfs handed over directly with debvisor.*
+    # parameters; the squashfs is still found on the ISO (attached as a CD). No data disk.
+    port = free_port()
+    append = "boot=live live-media-path=/live console=ttyS0,115200n8 debvisor.name=cmdline-node"
+    argv = qemu_argv(
+        port,
+        tmp_path,
+        "-kernel", str(image / "vmlinuz"),
+        "-initrd", str(image / "initrd.img"),
+        "-append", append,
+        "-cdrom", str(image / "debvisor.iso"),
+    )  # fmt: skip
+    with booted(argv, tmp_path) as guest:
+        seconds, body = wait_ready(guest, port, BOOT_BUDGET)
+        names = served_names(port)
+        console = guest.console_text()
+    record_property("power_on_to_ready_seconds", round(seconds, 1))
+    print(f"\nkernel+initrd power-on to /readyz: {seconds:.1f} s")
+    assert body["ready"] is True
+    assert "cmdline-node" in names
+    assert "no data partition labelled DEBVISOR-DATA" in console, console[-3000:]

@@ -1,0 +1,106 @@
+"""Kernel command line settings: what a PXE server or boot menu may pass, and the errors they get."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+import pytest
+
+from appliance.bootparams import (
+    BootParams,
+    BootParamsError,
+    StaticAddress,
+    networkd_unit,
+    parse_cmdline,
+    read_boot_params,
+    split_cmdline,
+)
+
+DEBIAN = "BOOT_IMAGE=/live/vmlinuz boot=live live-media-path=/live quiet console=ttyS0,115200n8"
+
+
+def test_split_cmdline_groups_double_quotes_like_the_kernel() -> None:
+    assert split_cmdline('  a=1 b="x y"  "c d" e=\n') == ["a=1", "b=x y", "c d", "e="]
+    assert split_cmdline("") == []
+
+
+def test_split_cmdline_rejects_an_unbalanced_quote() -> None:
+    with pytest.raises(BootParamsError, match="unbalanced"):
+        split_cmdline('a="b')
+
+
+def test_a_plain_debian_cmdline_sets_nothing() -> None:
+    assert parse_cmdline(DEBIAN) == BootParams()
+
+
+def test_every_key_parses() -> None:
+    params = parse_cmdline(
+        f"{DEBIAN} debvisor.name=rack1-n3 debvisor.join=dvj1.abc_DEF-123 debvisor.api=10.0.0.5:9443 "
+        "debvisor.gossip=[::]:7000 debvisor.advertise=10.0.0.5 debvisor.ip=10.0.0.5/24,10.0.0.1 "
+        "debvisor.data=ram\n"
+    )
+    assert params.name == "rack1-n3"
+    assert params.join == "dvj1.abc_DEF-123"
+    assert params.api is not None
+    assert str(params.api) == "10.0.0.5:9443"
+    assert params.gossip is not None
+    assert str(params.gossip) == "[::]:7000"
+    assert params.advertise == ipaddress.ip_address("10.0.0.5")
+    assert params.ip == StaticAddress(ipaddress.ip_interface("10.0.0.5/24"), ipaddress.ip_address("10.0.0.1"))
+    assert params.data == "ram"
+    assert set(params.keys) == {"name", "join", "api", "gossip", "advertise", "ip", "data"}
+
+
+def test_the_last_occurrence_wins_as_for_kernel_parameters() -> None:
+    assert parse_cmdline("debvisor.name=a debvisor.name=b").name == "b"
+
+
+def test_ip_dhcp_and_defaults() -> None:
+    assert parse_cmdline("debvisor.ip=dhcp").ip == "dhcp"
+    api_only = parse_cmdline("debvisor.api=127.0.0.1")
+    assert api_only.api is not None
+    assert api_only.api.port == 8443
+
+
+@pytest.mark.parametrize(
+    ("cmdline", "fragment"),
+    [
+        ("debvisor.nmae=x", "unknown key debvisor.nmae"),
+        ("debvisor.name", "debvisor.name needs a value"),
+        ("debvisor.join=", "debvisor.join needs a value"),
+        ("debvisor.name=Not_A_Label", "node name 'Not_A_Label' is invalid"),
+        ("debvisor.api=example.org:8443", "is not an IP address"),
+        ("debvisor.api=10.0.0.1:http", "port must be"),
+        ("debvisor.advertise=nowhere", "is not an IP address"),
+        ("debvisor.ip=10.0.0.5", "use 'dhcp' or ADDRESS/PREFIX"),
+        ("debvisor.ip=10.0.0.500/24", "is not an ADDRESS/PREFIX"),
+        ("debvisor.ip=10.0.0.5/24,gw", "gateway 'gw' is not an IP address"),
+        ("debvisor.ip=10.0.0.5/24,fe80::1", "not of the address's IP version"),
+        ("debvisor.join=" + "x" * 5000, "not a join token"),
+    ],
+)
+def test_bad_values_are_errors_that_name_the_key(cmdline: str, fragment: str) -> None:
+    with pytest.raises(BootParamsError) as raised:
+        parse_cmdline(f"{DEBIAN} {cmdline}")
+    assert fragment in str(raised.value)
+    assert "debvisor." in str(raised.value) or "node name" in str(raised.value)
+
+
+def test_read_boot_params_reads_a_file_and_explains_a_missing_one(tmp_path: Path) -> None:
+    cmdline = tmp_path / "cmdline"
+    cmdline.write_text(f"{DEBIAN} debvisor.name=n1\n")
+    assert read_boot_params(cmdline).name == "n1"
+    with pytest.raises(BootParamsError, match="cannot read the kernel command line"):
+        read_boot_params(tmp_path / "absent")
+
+
+def test_networkd_unit_for_static_dhcp_and_nothing() -> None:
+    assert networkd_unit(BootParams()) is None
+    dhcp = networkd_unit(parse_cmdline("debvisor.ip=dhcp"))
+    assert dhcp is not None
+    assert "DHCP=yes" in dhcp
+    static = networkd_unit(parse_cmdline("debvisor.ip=192.0.2.7/24,192.0.2.1"))
+    assert static is not None
+    assert "Address=192.0.2.7/24" in static
+    assert "Gateway=192.0.2.1" in static
