@@ -76,6 +76,8 @@ class ClusterSettings:
     config: Config
 
 
+STALL_SECONDS = 0.1  # a wake-up this late means the process was not running
+STALL_LOG_SECONDS = 0.5
 RIDE_WAIT_SECONDS = 0.5  # how long a summary waits for a membership frame to ride along with
 
 
@@ -145,6 +147,7 @@ class ClusterService(Collector):
         self._task: asyncio.Task[None] | None = None
         self._checks: set[asyncio.Task[None]] = set()
         self._event_counts: Counter[str] = Counter()
+        self._stalls = 0
         self._listeners: list[Callable[[Event], None]] = []
         if registry is not None:
             registry.register(self)
@@ -184,14 +187,29 @@ class ClusterService(Collector):
         await self.transport.stop()
 
     async def _run(self) -> None:
+        woke_for = self._loop_time()
         while True:
             now = self._loop_time()
+            lag = now - woke_for
+            if lag > STALL_SECONDS:
+                # This process did not run for `lag` seconds (CPU starvation, a blocking call,
+                # a paused VM). Answers that arrived meanwhile are still unread: let them in
+                # first, and do not judge probe or suspicion timeouts that ran out while this
+                # node could not listen.
+                for _ in range(3):
+                    await asyncio.sleep(0)
+                self.swim.stalled(self._loop_time(), lag)
+                self._stalls += 1
+                if lag > STALL_LOG_SECONDS:
+                    log.warning("event loop stalled", extra={"seconds": round(lag, 3)})
+                now = self._loop_time()
             self.swim.tick(now)
             self.replicator.tick(now)
             self.state_replicator.tick(now)
             self._flush()
             deadline = min(self.swim.next_deadline(), self.replicator.next_sync, self.state_replicator.next_sync)
             delay = max(0.0, deadline - self._loop_time())
+            woke_for = self._loop_time() + delay  # an early wake by the event only lowers the lag
             self._wake.clear()
             # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation
             # that races with the event, and this loop would then never stop.
@@ -402,6 +420,9 @@ class ClusterService(Collector):
         for counter, value in vars(self.transport.stats).items():
             transport.add_metric([counter], value)
         yield transport
+        yield CounterMetricFamily(
+            "debvisor_cluster_loop_stalls", "Times the membership loop woke over 0.1 s late", value=self._stalls
+        )
         yield GaugeMetricFamily(
             "debvisor_cluster_awareness", "Lifeguard local health score (0 is healthy)", self.swim.awareness
         )

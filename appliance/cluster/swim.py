@@ -306,6 +306,21 @@ class Swim:
         if suspicion is not None and suspicion.refused_at is None:
             suspicion.refused_at = now
 
+    def stalled(self, now: float, seconds: float) -> None:
+        """The driver could not run this node for `seconds` (up to `now`).
+
+        Timeouts that ran out meanwhile say nothing about the others: acks and refutations
+        may have arrived unread. The running probe and every suspicion get that time back,
+        and local health worsens, as Lifeguard does for a node that misses its own deadlines."""
+        if self._probe is not None:
+            self._probe.indirect_at += seconds
+            self._probe.ends_at += seconds
+        for suspicion in self._suspicions.values():
+            suspicion.started += seconds
+            if suspicion.verify_until is not None:
+                suspicion.verify_until += seconds
+        self.awareness = min(self.config.awareness_max - 1, self.awareness + 1)
+
     def receive(self, now: float, sender: str, frame: Frame) -> None:
         """Handle a frame whose sender the transport authenticated as `sender`."""
         if frame.sender != sender:

@@ -407,3 +407,27 @@ def test_an_unconfirmed_suspicion_ends_in_death_when_the_witnesses_know_nothing_
     assert swim.members["b"].status == Status.SUSPECT
     swim.tick(suspicion.verify_until)
     assert swim.members["b"].status == Status.DEAD
+
+
+def test_a_stall_of_this_node_gives_its_probe_and_suspicions_their_time_back() -> None:
+    swim = node()
+    target, seq = run_probe_until_sent(swim)
+    probe = swim._probe
+    assert probe is not None
+    other = "e" if target != "e" else "d"
+    swim._suspect(probe.started, swim.members[other], 0, "a")
+    suspicion = swim._suspicions[other]
+    deadline = swim._suspicion_deadline(other, suspicion)
+    # The process stopped right after sending the ping and ran again 3 s later: every
+    # deadline has passed, and the ack is still unread.
+    stall = 3.0
+    resumed = probe.started + stall
+    swim.stalled(resumed, stall)
+    swim.tick(resumed)
+    assert kinds(sent(swim), PingReq) == []  # the probe has not run out: no indirect probes yet
+    assert swim.members[other].status == Status.SUSPECT  # nor has the suspicion
+    assert swim._suspicion_deadline(other, suspicion) == deadline + stall
+    assert swim.awareness == 1
+    swim.receive(resumed + 0.001, target, Frame(target, [Ack(seq)]))
+    swim.tick(resumed + 0.01)
+    assert swim.members[target].status == Status.ALIVE
