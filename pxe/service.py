@@ -10,9 +10,11 @@ durable enlistment is left for later.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import msgspec
@@ -99,6 +101,38 @@ def dnsmasq_settings(config: PxeConfig, lease_file: Path, tftp_root: Path = IPXE
     )
 
 
+DEFAULT_BOOT_FILES = Path("/run/live/medium/live")  # where live-boot left the medium it booted from
+
+
+@dataclass(frozen=True)
+class PxeSettings:
+    """How a node serves PXE: where the boot files are, and whether dnsmasq really runs (not in unit tests)."""
+
+    boot_files: Path = DEFAULT_BOOT_FILES
+    tftp_root: Path = IPXE_DIR
+    run_dnsmasq: bool = True
+
+
+def load_config(path: Path) -> PxeConfig:
+    """The stored config, or the default (disabled) when there is none yet."""
+    try:
+        return msgspec.json.decode(path.read_bytes(), type=PxeConfig)
+    except FileNotFoundError:
+        return PxeConfig()
+
+
+def save_config(path: Path, config: PxeConfig) -> None:
+    """Store atomically (write, fsync, rename), readable by root only: it holds join tokens."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(msgspec.json.format(msgspec.json.encode(config)))
+        f.flush()
+        os.fsync(f.fileno())
+    tmp.replace(path)
+
+
 class PxeService:
     """Holds the config, runs dnsmasq for it, answers the boot routes (a `pxe.http.BootSource`)."""
 
@@ -181,6 +215,13 @@ class PxeService:
             self._supervisor = Supervisor(argv, on_line=self._on_line)
             self._supervisor.start()
             log.info("PXE: dnsmasq on %s (%s mode)", self._config.interface, self._config.mode)
+
+    async def start(self) -> None:
+        """Start dnsmasq if enabled; a failure is logged, not raised (the node must still start)."""
+        try:
+            await self.apply()
+        except Exception:
+            log.exception("starting the PXE boot server failed")
 
     async def close(self) -> None:
         if self._supervisor is not None:
