@@ -1,15 +1,18 @@
-"""A machine PXE-boots the live image from `python -m pxe serve` and becomes a ready node.
+"""A machine PXE-boots the live image and becomes a ready node: from `python -m pxe serve`, and
+from a real `debvisor serve --pxe-http` node configured through its API, which the machine
+then joins (debvisor.join= from its per-MAC settings).
 
-Lab: a bridge in a switch namespace, one host namespace (the boot server: dnsmasq in full
-DHCP mode under `pxe.server.Supervisor`, and the /pxe files over plain HTTP) on a veth, and
-a tap on the same bridge for a QEMU guest (TCG, e1000 with Debian's ipxe-qemu ROM, `-boot n`,
-QEMU itself started inside the switch namespace so its tap never exists in the root one).
+Lab: a bridge in a switch namespace, one host namespace (the boot server) on a veth, and a
+tap on the same bridge for a QEMU guest (TCG, e1000 with Debian's ipxe-qemu ROM, `-boot n`;
+QEMU itself runs inside the switch namespace, so its tap never exists in the root one).
+dnsmasq runs in full DHCP mode (proxy mode would need a second DHCP server) and sends IPv6
+router advertisements, without which iPXE waits ~13 s more.
 
-The guest boots: iPXE (QEMU's NIC ROM) -> DHCP -> HTTP boot.ipxe (once without,
-once with its MAC) -> kernel and initramfs over HTTP -> live-boot fetches the squashfs over
+The guest boots: iPXE (QEMU's NIC ROM) -> DHCP -> HTTP boot.ipxe (once without, once with its
+MAC) -> kernel and initramfs over HTTP -> live-boot's DHCP and fetch of the squashfs over
 HTTP -> the appliance. Ready means GET https://GUEST:8443/readyz answers 200, asked from the
-server's namespace. Milestones (seconds after power-on, when first seen in the server's log, polled each second) and
-power-on-to-ready are printed and recorded as test properties.
+server's namespace. Milestones (seconds after power-on, when first seen in the server's log,
+polled each second) and power-on-to-ready are printed and recorded as test properties.
 """
 
 from __future__ import annotations
@@ -20,13 +23,15 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import require
+from tests.clusterlab import ClusterNode, bootstrap_admin_token, join_token, wait_until
+from tests.conftest import LONG_LIVED, require
 from tests.integration.test_image import BOOT_BUDGET, booted, image, tail
-from tests.netns import Lab, _run
+from tests.netns import Host, Lab, _run
 
 pytestmark = [pytest.mark.integration, pytest.mark.qemu, pytest.mark.privileged]
 __all__ = ["image"]  # the module-scoped build fixture, shared
@@ -49,19 +54,85 @@ MILESTONES = {
 }
 
 
-def test_a_machine_pxe_boots_to_a_ready_node(
-    image: Path, tmp_path: Path, record_property: Callable[[str, object], None]
-) -> None:
-    for tool in ("dnsmasq", "qemu-system-x86_64"):
+@dataclass
+class Booted:
+    seconds: float  # power-on to the first 200 from /readyz
+    milestones: dict[str, float]
+    console: str
+
+
+def _requirements() -> None:
+    for tool in ("dnsmasq", "qemu-system-x86_64", "curl"):
         require(shutil.which(tool) is not None, f"{tool} is missing (see .ci/packages)")
     require(Path("/usr/lib/ipxe/undionly.kpxe").exists(), "Debian's ipxe package is missing")
     require(Path("/usr/lib/ipxe/qemu/efi-e1000.rom").exists(), "Debian's ipxe-qemu package is missing")
+
+
+def _lab_tap(lab: Lab) -> str:
+    """An IPv6 address for the server (dnsmasq's RAs need one in the prefix) and the guest's tap."""
+    server = lab.host(0)
+    _run(["ip", "-n", server.netns, "addr", "add", "fd00:98::10/64", "dev", server.ifname])
+    tap = f"{lab.prefix}tap"
+    _run(["ip", "-n", lab.switch_netns, "tuntap", "add", "dev", tap, "mode", "tap"])
+    _run(["ip", "-n", lab.switch_netns, "link", "set", tap, "master", lab.bridge, "up"])
+    return tap
+
+
+def _boot(lab: Lab, tap: str, tmp_path: Path, server_log: Path, then: Callable[[], None] | None = None) -> Booted:
+    """Power on a PXE-booting guest, wait for its /readyz, run `then` while it still runs."""
+    server = lab.host(0)
+    argv = [
+        "ip", "netns", "exec", lab.switch_netns,
+        "qemu-system-x86_64", "-accel", "tcg", "-M", "pc", "-cpu", "max", "-smp", "2", "-m", "2048",
+        "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+        "-serial", f"file:{tmp_path / 'console.log'}",
+        "-monitor", f"unix:{tmp_path / 'monitor.sock'},server=on,wait=off",
+        "-netdev", f"tap,id=n0,ifname={tap},script=no,downscript=no",
+        "-device", f"e1000,netdev=n0,mac={GUEST_MAC}",
+        "-boot", "n",
+    ]  # fmt: skip
+    seen: dict[str, float] = {}
+    with booted(argv, tmp_path) as guest:
+        deadline = guest.started + BOOT_BUDGET
+        while time.monotonic() < deadline:
+            if guest.proc.poll() is not None:
+                pytest.fail(f"QEMU exited ({guest.proc.returncode}):\n{tail(guest)}", pytrace=False)
+            text = server_log.read_text(errors="replace")
+            for label, marker in MILESTONES.items():
+                if label not in seen and marker in text:
+                    seen[label] = round(time.monotonic() - guest.started, 1)
+            if "filesystem.squashfs" in seen and _ready(server):
+                ready = time.monotonic() - guest.started
+                if then is not None:
+                    then()
+                return Booted(ready, seen, guest.console_text())
+            time.sleep(1.0)
+        pytest.fail(
+            f"not ready within {BOOT_BUDGET:.0f} s; milestones {seen}\nserver log:\n{_tail(server_log)}\n"
+            f"console:\n{tail(guest)}",
+            pytrace=False,
+        )
+
+
+def _ready(server: Host) -> bool:
+    answer = server.run(["curl", "-sk", "--max-time", "3", f"https://{GUEST_IP}:8443/readyz"], check=False)
+    return answer.returncode == 0 and bool(json.loads(answer.stdout or "{}").get("ready"))
+
+
+def _record(what: str, booted: Booted, record_property: Callable[[str, object], None]) -> None:
+    record_property("power_on_to_ready_seconds", round(booted.seconds, 1))
+    record_property("milestones", json.dumps(booted.milestones))
+    print(f"\n{what}: power-on to /readyz {booted.seconds:.1f} s; milestones (s after power-on): {booted.milestones}")
+    assert set(booted.milestones) == set(MILESTONES)
+
+
+def test_a_machine_pxe_boots_from_the_standalone_boot_server(
+    image: Path, tmp_path: Path, record_property: Callable[[str, object], None]
+) -> None:
+    _requirements()
     with Lab(1, SUBNET, ipv6=True) as lab:
+        tap = _lab_tap(lab)
         server = lab.host(0)
-        _run(["ip", "-n", server.netns, "addr", "add", "fd00:98::10/64", "dev", server.ifname])
-        tap = f"{lab.prefix}tap"
-        _run(["ip", "-n", lab.switch_netns, "tuntap", "add", "dev", tap, "mode", "tap"])
-        _run(["ip", "-n", lab.switch_netns, "link", "set", tap, "master", lab.bridge, "up"])
         log_path = tmp_path / "pxe-server.log"
         with log_path.open("wb") as log:
             proc = server.popen(
@@ -80,62 +151,61 @@ def test_a_machine_pxe_boots_to_a_ready_node(
                 stderr=subprocess.STDOUT,
             )  # fmt: skip
         try:
-            _wait_for(lambda: "started dnsmasq" in log_path.read_text(errors="replace"), 20.0, log_path)
-            argv = [
-                "ip", "netns", "exec", lab.switch_netns,
-                "qemu-system-x86_64", "-accel", "tcg", "-M", "pc", "-cpu", "max", "-smp", "2", "-m", "2048",
-                "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
-                "-serial", f"file:{tmp_path / 'console.log'}",
-                "-monitor", f"unix:{tmp_path / 'monitor.sock'},server=on,wait=off",
-                "-netdev", f"tap,id=n0,ifname={tap},script=no,downscript=no",
-                "-device", f"e1000,netdev=n0,mac={GUEST_MAC}",
-                "-boot", "n",
-            ]  # fmt: skip
-            seen: dict[str, float] = {}
-            with booted(argv, tmp_path) as guest:
-                deadline = guest.started + BOOT_BUDGET
-                ready_at = None
-                while time.monotonic() < deadline:
-                    if guest.proc.poll() is not None:
-                        pytest.fail(f"QEMU exited ({guest.proc.returncode}):\n{tail(guest)}", pytrace=False)
-                    text = log_path.read_text(errors="replace")
-                    for label, marker in MILESTONES.items():
-                        if label not in seen and marker in text:
-                            seen[label] = round(time.monotonic() - guest.started, 1)
-                    if "filesystem.squashfs" in seen:
-                        answer = server.run(
-                            ["curl", "-sk", "--max-time", "3", f"https://{GUEST_IP}:8443/readyz"], check=False
-                        )
-                        if answer.returncode == 0 and '"ready":true' in answer.stdout.replace(" ", ""):
-                            ready_at = time.monotonic() - guest.started
-                            body = json.loads(answer.stdout)
-                            break
-                    time.sleep(1.0)
-                console = guest.console_text()
-                if ready_at is None:
-                    pytest.fail(
-                        f"not ready within {BOOT_BUDGET:.0f} s; milestones {seen}\nserver log:\n"
-                        f"{_tail(log_path)}\nconsole:\n{tail(guest)}",
-                        pytrace=False,
-                    )
+            wait_until(lambda: "started dnsmasq" in log_path.read_text(errors="replace"), 20.0)
+            result = _boot(lab, tap, tmp_path, log_path)
         finally:
             server.kill_process(proc, 15, wait=10.0)
-    record_property("power_on_to_ready_seconds", round(ready_at, 1))
-    record_property("milestones", json.dumps(seen))
-    print(f"\nPXE power-on to /readyz: {ready_at:.1f} s; milestones (s after power-on): {seen}")
-    assert body["ready"] is True
-    assert set(seen) == set(MILESTONES)
-    assert "debvisor.name=pxe-node" in console or "pxe-node" in console
+    _record("standalone boot server", result, record_property)
+    assert "debvisor.name=pxe-node" in result.console
     assert "dnsmasq exited" not in log_path.read_text(errors="replace")
 
 
-def _wait_for(check: Callable[[], bool], seconds: float, log: Path) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.2)
-    pytest.fail(f"the PXE server did not start:\n{_tail(log)}", pytrace=False)
+def test_a_node_pxe_boots_a_machine_that_joins_its_cluster(
+    image: Path, tmp_path: Path, record_property: Callable[[str, object], None]
+) -> None:
+    _requirements()
+    with Lab(1, SUBNET, ipv6=True) as lab:
+        tap = _lab_tap(lab)
+        host = lab.host(0)
+        node = ClusterNode(tmp_path, host, "pxe-server")
+        node.start(extra=["--pxe-http", f"{host.address}:{HTTP_PORT}", "--pxe-files", str(image)])
+        try:
+            node.wait_ready(60.0)
+            bootstrap_admin_token(node)
+            api = node.client()
+            token = join_token(node)
+            config = {
+                "enabled": True,
+                "interface": host.ifname,
+                "mode": "full",
+                "range_start": "10.98.0.100",
+                "range_end": "10.98.0.150",
+                "ipv6_prefix": PREFIX6,
+                "http_url": f"http://{host.address}:{HTTP_PORT}",
+                "machines": {GUEST_MAC: {"name": "pxe-node", "join": token, "ip": GUEST_IP}},
+            }
+            put = api.put("/api/v1/nodes/pxe-server/pxe", json=config)
+            assert put.status_code == 200, put.text
+            wait_until(lambda: "started dnsmasq" in node.log_path.read_text(errors="replace"), 20.0)
+
+            join_seconds: list[float] = []
+
+            def joined() -> None:
+                join_seconds.append(wait_until(lambda: node.members().get("pxe-node") == "alive", 60.0, interval=0.5))
+
+            result = _boot(lab, tap, tmp_path, node.log_path, then=joined)
+            machines = api.get("/api/v1/nodes/pxe-server/pxe/machines").json()
+            members = node.members()
+        finally:
+            node.stop()
+            if node.proc is not None:
+                LONG_LIVED.discard(node.proc.pid)
+    _record("debvisor serve --pxe-http", result, record_property)
+    record_property("ready_to_member_seconds", round(join_seconds[0], 1))
+    print(f"the guest was an alive member {join_seconds[0]:.1f} s after its /readyz")
+    assert members == {"pxe-server": "alive", "pxe-node": "alive"}
+    assert [(m["mac"], m["ip"], m["name"]) for m in machines] == [(GUEST_MAC, GUEST_IP, "pxe-node")]
+    assert "dnsmasq exited" not in node.log_path.read_text(errors="replace")
 
 
 def _tail(path: Path, lines: int = 40) -> str:
