@@ -156,12 +156,12 @@ def render_argv(settings: DnsmasqSettings, binary: str = "dnsmasq") -> list[str]
             f"--dhcp-boot={known}tag:ipxe,{settings.script_url}",
         ]
     else:
-        # Proxy DHCP answers through PXE menus (option 43); dnsmasq appends ".0" to a name
-        # without a dot, so the loaders keep their extensions.
-        argv += [
-            f"--pxe-service={known}tag:!ipxe,x86PC,DebVisor (iPXE),{BIOS_LOADER}",
-            f"--pxe-service={known}tag:!ipxe,X86-64_EFI,DebVisor (iPXE),{EFI_LOADER}",
-            f"--dhcp-boot={known}tag:ipxe,{settings.script_url}",
-            "--pxe-prompt=DebVisor,0",
-        ]
+        # Proxy DHCP answers only through PXE services (dhcp-boot is not used there), iPXE
+        # included; dnsmasq appends ".0" only to a name without a dot, so names stay as given.
+        for arch, loader in (("x86PC", BIOS_LOADER), ("X86-64_EFI", EFI_LOADER), ("BC_EFI", EFI_LOADER)):
+            argv += [
+                f"--pxe-service={known}tag:!ipxe,{arch},DebVisor,{loader}",
+                f"--pxe-service={known}tag:ipxe,{arch},DebVisor,{settings.script_url}",
+            ]
+        argv.append("--pxe-prompt=DebVisor,0")
     return argv

@@ -78,7 +78,15 @@ def _lab_tap(lab: Lab) -> str:
     return tap
 
 
-def _boot(lab: Lab, tap: str, tmp_path: Path, server_log: Path, then: Callable[[], None] | None = None) -> Booted:
+def _boot(
+    lab: Lab,
+    tap: str,
+    tmp_path: Path,
+    server_log: Path,
+    *,
+    then: Callable[[], None] | None = None,
+    milestones: dict[str, str] = MILESTONES,
+) -> Booted:
     """Power on a PXE-booting guest, wait for its /readyz, run `then` while it still runs."""
     server = lab.host(0)
     argv = [
@@ -98,7 +106,7 @@ def _boot(lab: Lab, tap: str, tmp_path: Path, server_log: Path, then: Callable[[
             if guest.proc.poll() is not None:
                 pytest.fail(f"QEMU exited ({guest.proc.returncode}):\n{tail(guest)}", pytrace=False)
             text = server_log.read_text(errors="replace")
-            for label, marker in MILESTONES.items():
+            for label, marker in milestones.items():
                 if label not in seen and marker in text:
                     seen[label] = round(time.monotonic() - guest.started, 1)
             if "filesystem.squashfs" in seen and _ready(server):
@@ -119,11 +127,13 @@ def _ready(server: Host) -> bool:
     return answer.returncode == 0 and bool(json.loads(answer.stdout or "{}").get("ready"))
 
 
-def _record(what: str, booted: Booted, record_property: Callable[[str, object], None]) -> None:
+def _record(
+    what: str, booted: Booted, record_property: Callable[[str, object], None], milestones: dict[str, str] = MILESTONES
+) -> None:
     record_property("power_on_to_ready_seconds", round(booted.seconds, 1))
     record_property("milestones", json.dumps(booted.milestones))
     print(f"\n{what}: power-on to /readyz {booted.seconds:.1f} s; milestones (s after power-on): {booted.milestones}")
-    assert set(booted.milestones) == set(MILESTONES)
+    assert set(booted.milestones) == set(milestones)
 
 
 def test_a_machine_pxe_boots_from_the_standalone_boot_server(
@@ -206,6 +216,63 @@ def test_a_node_pxe_boots_a_machine_that_joins_its_cluster(
     assert members == {"pxe-server": "alive", "pxe-node": "alive"}
     assert [(m["mac"], m["ip"], m["name"]) for m in machines] == [(GUEST_MAC, GUEST_IP, "pxe-node")]
     assert "dnsmasq exited" not in node.log_path.read_text(errors="replace")
+
+
+def test_proxy_dhcp_beside_the_sites_dhcp_server(
+    image: Path, tmp_path: Path, record_property: Callable[[str, object], None]
+) -> None:
+    # The default mode: another server (host 1, a plain dnsmasq) leases addresses and sends
+    # RAs; the boot server (host 0) only answers PXE. Also: TFTP serves the BIOS loader.
+    _requirements()
+    with Lab(2, SUBNET, ipv6=True) as lab:
+        tap = _lab_tap(lab)
+        server, site = lab.host(0), lab.host(1)
+        _run(["ip", "-n", site.netns, "addr", "add", "fd00:98::11/64", "dev", site.ifname])
+        site_log = tmp_path / "site-dhcp.log"
+        log_path = tmp_path / "pxe-server.log"
+        with site_log.open("wb") as log:
+            site_dhcp = site.popen(
+                [
+                    "dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--log-facility=-", "--port=0",
+                    f"--interface={site.ifname}", "--bind-interfaces", "--user=root",
+                    f"--dhcp-leasefile={tmp_path / 'site.leases'}",
+                    "--dhcp-range=10.98.0.100,10.98.0.150,1h", f"--dhcp-host={GUEST_MAC},{GUEST_IP}",
+                    "--enable-ra", "--dhcp-range=fd00:98::,ra-only",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        with log_path.open("wb") as log:
+            proc = server.popen(
+                [
+                    sys.executable, "-m", "pxe", "serve",
+                    "--listen", f"{server.address}:{HTTP_PORT}",
+                    "--http-url", f"http://{server.address}:{HTTP_PORT}",
+                    "--interface", server.ifname,
+                    "--network", SUBNET,
+                    "--boot-files", str(image),
+                    "--state-dir", str(tmp_path / "state"),
+                    "--machine", f"{GUEST_MAC}=proxy-node",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        try:
+            wait_until(lambda: "started dnsmasq" in log_path.read_text(errors="replace"), 20.0)
+            fetched = tmp_path / "undionly.kpxe"
+            loader = site.run(
+                ["curl", "-sS", "--max-time", "10", "-o", str(fetched), f"tftp://{server.address}/undionly.kpxe"]
+            )
+            assert loader.returncode == 0, loader.stderr
+            milestones = {k: v for k, v in MILESTONES.items() if not k.startswith("dhcp")}
+            result = _boot(lab, tap, tmp_path, log_path, milestones=milestones)
+        finally:
+            server.kill_process(proc, 15, wait=10.0)
+            site.kill_process(site_dhcp, 15, wait=10.0)
+    _record("proxy DHCP", result, record_property, milestones)
+    assert fetched.read_bytes() == Path("/usr/lib/ipxe/undionly.kpxe").read_bytes()  # over TFTP
+    assert "debvisor.name=proxy-node" in result.console
+    assert "DHCPACK" not in log_path.read_text(errors="replace")  # addresses came from the site's server
 
 
 def _tail(path: Path, lines: int = 40) -> str:

@@ -26,9 +26,11 @@ def test_proxy_mode_is_the_default_and_answers_through_pxe_services() -> None:
     assert "--interface=eth0" in argv
     assert "--bind-interfaces" in argv
     assert "--dhcp-range=10.9.0.0,proxy,255.255.255.0" in argv
-    assert "--pxe-service=tag:!ipxe,x86PC,DebVisor (iPXE),undionly.kpxe" in argv
-    assert "--pxe-service=tag:!ipxe,X86-64_EFI,DebVisor (iPXE),ipxe.efi" in argv
-    assert f"--dhcp-boot=tag:ipxe,{URL}" in argv
+    assert "--pxe-service=tag:!ipxe,x86PC,DebVisor,undionly.kpxe" in argv
+    assert "--pxe-service=tag:!ipxe,X86-64_EFI,DebVisor,ipxe.efi" in argv
+    assert f"--pxe-service=tag:ipxe,x86PC,DebVisor,{URL}" in argv
+    assert f"--pxe-service=tag:ipxe,X86-64_EFI,DebVisor,{URL}" in argv
+    assert not any(a.startswith("--dhcp-boot") for a in argv)
     assert "--dhcp-userclass=set:ipxe,iPXE" in argv
     assert "--enable-tftp" in argv
     assert "--tftp-root=/usr/lib/ipxe" in argv
