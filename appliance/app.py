@@ -221,6 +221,7 @@ def create_app(
         save=lambda config: save_config(pxe_config, config),
         tftp_root=pxe.tftp_root,
         run_dnsmasq=pxe.run_dnsmasq,
+        http_listener=pxe.http_listener,
         clock=clock,
     )
     # Booting machines have no credentials: the boot files get their own app, without the

@@ -112,7 +112,10 @@ async def serve(settings: ServeSettings) -> None:
             cluster_settings=cluster,
             api_advertise=api_advertise,
             network=NetworkSettings(netns=settings.netns),
-            pxe=PxeSettings(boot_files=settings.pxe_files or DEFAULT_BOOT_FILES),
+            pxe=PxeSettings(
+                boot_files=settings.pxe_files or DEFAULT_BOOT_FILES,
+                http_listener=str(settings.pxe_http) if settings.pxe_http is not None else None,
+            ),
         )
         server = Server(
             appliance.asgi,

@@ -67,7 +67,13 @@ async def run(args: argparse.Namespace) -> None:
         http_url=args.http_url,
         machines=machines,
     )
-    service = PxeService(config, boot_files=args.boot_files, state_dir=args.state_dir, tftp_root=args.tftp_root)
+    service = PxeService(
+        config,
+        boot_files=args.boot_files,
+        state_dir=args.state_dir,
+        tftp_root=args.tftp_root,
+        http_listener=args.listen,
+    )
 
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:

@@ -111,6 +111,7 @@ class PxeSettings:
     boot_files: Path = DEFAULT_BOOT_FILES
     tftp_root: Path = IPXE_DIR
     run_dnsmasq: bool = True
+    http_listener: str | None = None  # HOST:PORT of the node's --pxe-http listener (None: none)
 
 
 def load_config(path: Path) -> PxeConfig:
@@ -147,9 +148,11 @@ class PxeService:
         dnsmasq: str = "dnsmasq",
         on_line: Callable[[str], None] | None = None,
         run_dnsmasq: bool = True,
+        http_listener: str | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._config = validate(config)
+        self._http_listener = http_listener
         self._boot_files = boot_files
         self._state_dir = state_dir
         self._save = save
@@ -196,6 +199,9 @@ class PxeService:
     async def put(self, config: PxeConfig) -> PxeConfig:
         """Store and apply new settings (PxeError if unusable; nothing changes then)."""
         config = validate(config)
+        if config.enabled and self._http_listener is None:
+            # dnsmasq would send machines to a URL nobody serves.
+            raise PxeError("this node has no plain-HTTP listener for the boot files: start it with --pxe-http")
         self._save(config)
         self._config = config
         await self.apply()
@@ -218,6 +224,8 @@ class PxeService:
 
     async def start(self) -> None:
         """Start dnsmasq if enabled; a failure is logged, not raised (the node must still start)."""
+        if self._config.enabled and self._http_listener is None:
+            log.warning("PXE is enabled but this node has no --pxe-http listener: machines will not find boot files")
         try:
             await self.apply()
         except Exception:

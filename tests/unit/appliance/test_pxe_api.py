@@ -37,7 +37,7 @@ def app(node: OpenedNode, clock: FakeClock, tmp_path: Path) -> Appliance:
     files = tmp_path / "files"
     files.mkdir()
     (files / "vmlinuz").write_bytes(b"kernel")
-    pxe = PxeSettings(boot_files=files, run_dnsmasq=False)
+    pxe = PxeSettings(boot_files=files, run_dnsmasq=False, http_listener="10.9.0.1:8080")
     return create_app(node, host=FakeHost(), auth=AuthSettings(rate_limit=0), pxe=pxe, clock=clock, monotonic=clock)
 
 
@@ -113,6 +113,16 @@ def test_boot_files_only_on_the_plain_http_app_and_only_when_enabled(api: TestCl
     assert api.get("/pxe/vmlinuz").status_code == 404  # the API does not serve boot files
     [machine] = api.get(f"{PXE}/machines").json()
     assert (machine["mac"], machine["name"]) == ("52:54:00:aa:bb:01", "rack1-n1")
+
+
+def test_pxe_cannot_be_enabled_without_a_plain_http_listener(node: OpenedNode, clock: FakeClock) -> None:
+    app = create_app(node, host=FakeHost(), pxe=PxeSettings(run_dnsmasq=False), clock=clock, monotonic=clock)
+    with TestClient(app.asgi, base_url=BASE) as api:
+        api.headers["Authorization"] = f"Bearer {admin_token(app)}"
+        answer = api.put(PXE, json=CONFIG)
+        assert answer.status_code == 422
+        assert "--pxe-http" in answer.text
+        assert api.put(PXE, json=CONFIG | {"enabled": False}).status_code == 200  # settings prepared ahead
 
 
 def test_another_nodes_pxe_is_forwarded(api: TestClient[Any]) -> None:
