@@ -68,10 +68,14 @@ from appliance.node.types import NodeFacts
 from appliance.settings import AuthSettings
 from appliance.store.config import ConfigStore
 from netconfig.state import StateDir
+from pxe.controller import pxe_config_routes
+from pxe.http import pxe_routes
+from pxe.service import PxeService, PxeSettings, load_config, save_config
 
 API_ROOT = "/api/v1"
 MAX_BODY_BYTES = 1024 * 1024
 HOUSEKEEPING_SECONDS = 60.0
+PXE_SUBDIR = "pxe"  # in the data dir: the node's PXE settings and dnsmasq's leases
 PUBLISH_SECONDS = 30.0  # how often this node's facts are checked for changes
 _FACTS_DECODER = msgspec.json.Decoder(NodeFacts)
 CERT_CHECK_SECONDS = 12 * 3600.0  # certificates are renewed 30 days before they expire
@@ -97,6 +101,8 @@ class Appliance:
     joins: JoinService
     network: NetworkService
     overlays: OverlayReconciler
+    pxe: PxeService
+    pxe_asgi: ASGIApp  # the public /pxe boot files, for the plain-HTTP listener only
 
 
 def create_app(
@@ -107,6 +113,7 @@ def create_app(
     cluster_settings: ClusterSettings | None = None,
     api_advertise: str = "127.0.0.1:8443",
     network: NetworkSettings | None = None,
+    pxe: PxeSettings | None = None,
     clock: Callable[[], float] = time.time,
     monotonic: Callable[[], float] = time.monotonic,
 ) -> Appliance:
@@ -115,7 +122,7 @@ def create_app(
     `cluster_settings` defaults to gossip on a free loopback port with no seeds (a node of
     its own, as unit tests want). `network` says which kernel networking the node manages
     (default: its own namespace, through netlink). `clock` (wall time) and `monotonic` are injectable so tests
-    can move time.
+    can move time. `pxe` says where the boot files are and whether dnsmasq may run.
     """
     auth = auth or AuthSettings()
     cluster_settings = cluster_settings or ClusterSettings(
@@ -204,6 +211,23 @@ def create_app(
     overlay_store.on_change(reconciler.kick)
     cluster.on_event(lambda _event: reconciler.kick())
 
+    pxe = pxe or PxeSettings()
+    pxe_dir = node.datadir.root / PXE_SUBDIR
+    pxe_config = pxe_dir / "config.json"
+    pxe_service = PxeService(
+        load_config(pxe_config),
+        boot_files=pxe.boot_files,
+        state_dir=pxe_dir,
+        save=lambda config: save_config(pxe_config, config),
+        tftp_root=pxe.tftp_root,
+        run_dnsmasq=pxe.run_dnsmasq,
+        http_listener=pxe.http_listener,
+        clock=clock,
+    )
+    # Booting machines have no credentials: the boot files get their own app, without the
+    # access gate, served only on the plain-HTTP listener; the API never answers /pxe.
+    pxe_app = Litestar(route_handlers=[pxe_routes(pxe_service)], logging_config=None, debug=False, openapi_config=None)
+
     lifespan = _lifespan(
         publish_facts=lambda: _publish_facts(cluster, node_service, clock),
         housekeeping=[sessions.prune, joins.prune, config.purge_tombstones],
@@ -215,6 +239,7 @@ def create_app(
         contexts=(server_context, client_context),
         network=network_service,
         reconciler=reconciler,
+        pxe=pxe_service,
     )
 
     openapi = OpenAPIConfig(
@@ -245,6 +270,7 @@ def create_app(
             join_routes(joins, cluster=cluster, throttle=login_throttle, audit=audit),
             network_routes(network_service, forwarder=forwarder),
             overlay_routes(overlay_store),
+            pxe_config_routes(pxe_service, local=node.name, forwarder=forwarder),
         ],
         middleware=[DefineMiddleware(AccessMiddleware, gate=gate)],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
@@ -270,6 +296,8 @@ def create_app(
         joins,
         network_service,
         reconciler,
+        pxe_service,
+        pxe_app,
     )
 
 
@@ -318,6 +346,7 @@ def _lifespan(
     contexts: tuple[ssl.SSLContext, ssl.SSLContext],
     network: NetworkService,
     reconciler: OverlayReconciler,
+    pxe: PxeService,
 ) -> Callable[[Litestar], AbstractAsyncContextManager[None]]:
     """Start the node's background work with the app and stop it after the last request:
     host networking first (the configuration confirmed last, or a pending change resumed),
@@ -371,6 +400,7 @@ def _lifespan(
             asyncio.create_task(reconciler.run(), name="overlay-reconciler"),
             asyncio.create_task(network.watch(), name="network-watch"),
         ]
+        await pxe.start()  # dnsmasq, when this node serves PXE
         try:
             yield
         finally:
@@ -381,6 +411,7 @@ def _lifespan(
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            await pxe.close()
             await reconciler.close()
             await network.close()
 

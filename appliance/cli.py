@@ -158,6 +158,20 @@ def _build_parser() -> argparse.ArgumentParser:
         help="read debvisor.name=, debvisor.join=, debvisor.api=, ... from this kernel command line "
         "(the image passes /proc/cmdline) as the lowest layer: flags and the node's stored state win",
     )
+    serve.add_argument(
+        "--pxe-http",
+        default=None,
+        metavar="HOST:PORT",
+        help="serve the PXE boot files (/pxe only, never the API) over plain HTTP here; the boot server "
+        "itself is configured through /api/v1/nodes/NAME/pxe",
+    )
+    serve.add_argument(
+        "--pxe-files",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="where vmlinuz, initrd.img and filesystem.squashfs are (default: the live medium, /run/live/medium/live)",
+    )
     serve.set_defaults(func=_cmd_serve)
     add_admin_commands(commands)
     # `debvisor net`: on this machine's kernel, with the state in DATA_DIR/netconfig, the same
@@ -201,6 +215,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         join=args.join or boot.join,
         advertise=parse_ip(args.advertise) if args.advertise else boot.advertise,
         netns=args.netns,
+        pxe_http=parse_host_port(args.pxe_http, 80) if args.pxe_http else None,
+        pxe_files=args.pxe_files,
     )
     logs.configure(args.log_level, json={"auto": None, "json": True, "text": False}[args.log_format])
     asyncio.run(serve(settings))

@@ -30,6 +30,7 @@ from appliance.errors import StartupError
 from appliance.network.service import NetworkSettings
 from appliance.node.host import LinuxHost
 from appliance.settings import HostPort, ServeSettings
+from pxe.service import DEFAULT_BOOT_FILES, PxeSettings
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +85,8 @@ async def serve(settings: ServeSettings) -> None:
     """Serve the node described by `settings` until SIGTERM or SIGINT."""
     check_can_listen(settings.api, "API")
     check_can_listen(settings.gossip, "gossip")
+    if settings.pxe_http is not None:
+        check_can_listen(settings.pxe_http, "PXE HTTP")
     host = LinuxHost()
     addresses = await host.addresses()
     node = await asyncio.to_thread(open_node, settings, addresses)
@@ -109,6 +112,10 @@ async def serve(settings: ServeSettings) -> None:
             cluster_settings=cluster,
             api_advertise=api_advertise,
             network=NetworkSettings(netns=settings.netns),
+            pxe=PxeSettings(
+                boot_files=settings.pxe_files or DEFAULT_BOOT_FILES,
+                http_listener=str(settings.pxe_http) if settings.pxe_http is not None else None,
+            ),
         )
         server = Server(
             appliance.asgi,
@@ -122,10 +129,23 @@ async def serve(settings: ServeSettings) -> None:
             log_dictconfig=_GRANIAN_LOGGING,
             websockets=True,
         )
+        servers = [server]
+        if settings.pxe_http is not None:
+            # Plain HTTP, the public boot files only: a separate app without the API's routes.
+            servers.append(
+                Server(
+                    appliance.pxe_asgi,
+                    address=str(settings.pxe_http.host),
+                    port=settings.pxe_http.port,
+                    interface=Interfaces.ASGI,
+                    log_level=LogLevels.warning,
+                    log_dictconfig=_GRANIAN_LOGGING,
+                )
+            )
         logging.getLogger("_granian").addFilter(_DropExperimentalNotice())
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, _stop, server, sig)
+            loop.add_signal_handler(sig, _stop, servers, sig)
         log.info(
             "serving",
             extra={
@@ -142,12 +162,13 @@ async def serve(settings: ServeSettings) -> None:
         gc.collect()
         gc.freeze()
         gc.set_threshold(GC_GEN0_THRESHOLD, 20, 20)
-        await server.serve()
+        await asyncio.gather(*(s.serve() for s in servers))
         log.info("stopped", extra={"node": node.name})
     finally:
         node.close()
 
 
-def _stop(server: Server, sig: signal.Signals) -> None:
+def _stop(servers: list[Server], sig: signal.Signals) -> None:
     log.info("stopping", extra={"signal": sig.name})
-    server.stop()  # type: ignore[no-untyped-call]  # granian's embed module is untyped
+    for server in servers:
+        server.stop()  # type: ignore[no-untyped-call]  # granian's embed module is untyped

@@ -125,6 +125,10 @@ class ServeSettings:
     # The name a fresh data dir gets when `name` is None (from the kernel command line, a layer
     # below what the node stores): unlike `name`, it never contradicts a stored name.
     default_name: str | None = None
+    # A plain-HTTP listener for the public /pxe boot files only (iPXE and live-boot cannot do
+    # HTTPS with the node's CA); None: no listener, the node serves no boot files.
+    pxe_http: HostPort | None = None
+    pxe_files: Path | None = None  # vmlinuz, initrd.img, filesystem.squashfs (default: the live medium)
 
     def advertised(self, listen: HostPort, host_addresses: list[str]) -> str:
         """HOST:PORT that peers should dial for `listen` (the api or gossip address)."""

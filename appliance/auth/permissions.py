@@ -35,6 +35,7 @@ class Permission(StrEnum):
     CLUSTER_MANAGE = "cluster:manage"  # join tokens, removing nodes
     NETWORK_READ = "network:read"  # nodes' network configuration and status, overlay networks
     NETWORK_MANAGE = "network:manage"  # apply/confirm/roll back host networking, define overlays
+    PXE_MANAGE = "pxe:manage"  # a node's PXE boot server; its settings hold join tokens, so reading too
 
 
 class Role(StrEnum):
@@ -56,6 +57,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.AUDIT_READ,
             Permission.NETWORK_READ,
             Permission.NETWORK_MANAGE,
+            Permission.PXE_MANAGE,
         }
     ),
     Role.VIEWER: frozenset(

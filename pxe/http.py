@@ -1,0 +1,143 @@
+"""`/pxe/...`: the files a PXE-booting machine fetches over plain HTTP, without credentials.
+
+A booting machine has no account and iPXE and live-boot speak plain HTTP, so these routes are
+public and read-only, and serve only the boot script and three named files (never a path from
+the request). They answer 404 unless PXE is enabled on this node. The script's URLs are built
+from the Host the machine used, so they reach this node the same way. Single byte ranges are
+honoured (a resumed or partial fetch of the 200 MB squashfs); multiple ranges get the whole file.
+
+The same router is mounted on the plain-HTTP listener (`debvisor serve --pxe-http`) and served
+alone by `python -m pxe serve` (tests, a boot server without a node). Deliberately left out:
+storing the settings (`pxe.service`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any, Protocol
+
+from litestar import Request, Response, Router, get
+from litestar.datastructures import State
+from litestar.params import FromPath, FromQuery
+from litestar.response import Stream
+
+from appliance.auth.permissions import PUBLIC
+from pxe.dnsmasq import DnsmasqError, normalize_mac
+from pxe.script import MachineParams, ScriptError, boot_script, chain_script
+
+BOOT_FILES = ("vmlinuz", "initrd.img", "filesystem.squashfs")
+CHUNK = 1024 * 1024
+log = logging.getLogger(__name__)
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+class BootSource(Protocol):
+    """What the routes need from whoever holds the PXE settings."""
+
+    def enabled(self) -> bool: ...
+
+    def files_dir(self) -> Path: ...
+
+    def params(self, mac: str) -> MachineParams:
+        """The machine's settings (defaults for an unlisted one)."""
+        ...
+
+    def fetched(self, mac: str, ip: str) -> None:
+        """Note that a machine fetched its script."""
+        ...
+
+
+def _text(body: str, status: int = 200) -> Response[Any]:
+    return Response(body, status_code=status, media_type="text/plain; charset=utf-8")
+
+
+def _byte_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """(start, end inclusive) of a single satisfiable range, None for the whole file."""
+    match = _RANGE.match(header or "")
+    if match is None:
+        return None
+    first, last = match.groups()
+    if not first and not last:
+        return None
+    if not first:  # the last N bytes
+        start, end = max(size - int(last), 0), size - 1
+    else:
+        start, end = int(first), min(int(last), size - 1) if last else size - 1
+    if start > end or start >= size:
+        raise _Unsatisfiable
+    return start, end
+
+
+class _Unsatisfiable(Exception):
+    pass
+
+
+async def _chunks(path: Path, start: int, length: int) -> AsyncIterator[bytes]:
+    with path.open("rb") as f:
+        f.seek(start)
+        while length > 0:
+            data = await asyncio.to_thread(f.read, min(CHUNK, length))
+            if not data:
+                return
+            length -= len(data)
+            yield data
+
+
+def pxe_routes(source: BootSource) -> Router:
+    """The public boot routes under /pxe."""
+
+    @get("/boot.ipxe", opt=PUBLIC, summary="iPXE script for a booting machine", include_in_schema=False)
+    async def script(request: Request[object, object, State], mac: FromQuery[str | None] = None) -> Response[Any]:
+        if not source.enabled():
+            return _text("PXE is not enabled on this node\n", 404)
+        base = f"http://{request.headers.get('host', '')}/pxe"
+        try:
+            if mac is None:
+                return _text(chain_script(base))
+            normalized = normalize_mac(mac)
+            body = boot_script(base, source.params(normalized))
+        except (ScriptError, DnsmasqError) as exc:
+            return _text(f"#!ipxe\necho DebVisor cannot boot this machine: {_safe(str(exc))}\nshell\n", 400)
+        client = request.client.host if request.client else ""
+        source.fetched(normalized, client)
+        log.info("PXE: boot.ipxe for %s to %s", normalized, client)
+        return _text(body)
+
+    @get("/{file:str}", opt=PUBLIC, summary="A boot file", include_in_schema=False)
+    async def boot_file(request: Request[object, object, State], file: FromPath[str]) -> Response[Any]:
+        if not source.enabled() or file not in BOOT_FILES:
+            return _text("not found\n", 404)
+        path = source.files_dir() / file
+        try:
+            size = path.stat().st_size
+        except OSError:
+            return _text(f"{file} is not available on this node\n", 404)
+        headers = {"accept-ranges": "bytes"}
+        try:
+            wanted = _byte_range(request.headers.get("range"), size)
+        except _Unsatisfiable:
+            return Response(b"", status_code=416, headers={**headers, "content-range": f"bytes */{size}"})
+        start, end, status = 0, size - 1, 200
+        if wanted is not None:
+            (start, end), status = wanted, 206
+            headers["content-range"] = f"bytes {start}-{end}/{size}"
+        headers["content-length"] = str(end - start + 1)
+        client = request.client.host if request.client else ""
+        log.info("PXE: %s bytes %d-%d to %s", file, start, end, client)
+        return Stream(
+            _chunks(path, start, end - start + 1),
+            status_code=status,
+            headers=headers,
+            media_type="application/octet-stream",
+        )
+
+    return Router("/pxe", route_handlers=[script, boot_file], tags=["pxe"])
+
+
+def _safe(text: str) -> str:
+    """A message iPXE's `echo` prints as is (no expansions, one line)."""
+    return re.sub(r"[^A-Za-z0-9 .,:/=_-]", "?", text)[:200]

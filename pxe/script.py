@@ -1,0 +1,78 @@
+"""Render iPXE scripts: what a PXE-booting machine loads, and with which kernel command line.
+
+A machine's first HTTP request cannot name it (the URL comes from DHCP, and iPXE does not
+expand settings there), so `/pxe/boot.ipxe` without a MAC answers `chain_script`, which asks
+again with `?mac=${netX/mac}`; the answer to that is `boot_script` for the machine: Debian's
+kernel and live-boot initramfs from this node over HTTP, the squashfs fetched by live-boot
+(`fetch=`), and the machine's `debvisor.*` settings (see appliance/bootparams.py).
+
+Values go into a script that iPXE parses and expands, so anything that could break out of a
+kernel argument or start an iPXE expansion (whitespace, quotes, `$`, `\\`, `#`) is refused.
+Deliberately left out: storing per-machine settings and serving the files (`pxe.http`).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from appliance.settings import SettingsError, validate_node_name
+
+DEFAULT_CONSOLE = ("console=tty0", "console=ttyS0,115200n8")
+_SAFE_ARG = re.compile(r"^[A-Za-z0-9._:/=+,@%~_-]+$")  # one kernel argument, nothing iPXE expands
+_SAFE_BASE = re.compile(r"^http://[A-Za-z0-9.:\[\]-]+(/[A-Za-z0-9._/-]*)?$")
+
+
+class ScriptError(ValueError):
+    """A per-machine value or the base URL would not be a single safe kernel argument."""
+
+
+@dataclass(frozen=True)
+class MachineParams:
+    """A machine's boot settings: its node name, a join token, more kernel arguments."""
+
+    name: str | None = None
+    join: str | None = None
+    extra: tuple[str, ...] = field(default=())
+
+
+def _arg(text: str, what: str) -> str:
+    if not _SAFE_ARG.match(text) or len(text) > 4096:
+        raise ScriptError(f"{what}: {text[:40]!r} is not one plain kernel argument (no spaces, quotes, $ or #)")
+    return text
+
+
+def _base(base_url: str) -> str:
+    base = base_url.rstrip("/")
+    if not _SAFE_BASE.match(base):
+        raise ScriptError(f"base URL {base_url!r} must be a plain http://HOST:PORT[/PATH]")
+    return base
+
+
+def cmdline(base_url: str, params: MachineParams, console: tuple[str, ...] = DEFAULT_CONSOLE) -> list[str]:
+    """The kernel command line for a machine, as arguments."""
+    base = _base(base_url)
+    args = ["initrd=initrd.img", "boot=live", f"fetch={base}/filesystem.squashfs"]
+    args += [_arg(c, "console") for c in console]
+    if params.name is not None:
+        try:
+            validate_node_name(params.name)
+        except SettingsError as exc:
+            raise ScriptError(f"name: {exc}") from exc
+        args.append(f"debvisor.name={params.name}")
+    if params.join is not None:
+        args.append(f"debvisor.join={_arg(params.join, 'join token')}")
+    args += [_arg(a, "extra argument") for a in params.extra]
+    return args
+
+
+def chain_script(base_url: str) -> str:
+    """The first script: ask again, naming the booting interface's MAC."""
+    return f"#!ipxe\nchain {_base(base_url)}/boot.ipxe?mac=${{netX/mac}}\n"
+
+
+def boot_script(base_url: str, params: MachineParams, console: tuple[str, ...] = DEFAULT_CONSOLE) -> str:
+    """The script for one machine: kernel and initramfs over HTTP, then boot."""
+    base = _base(base_url)
+    args = " ".join(cmdline(base, params, console))
+    return f"#!ipxe\nkernel {base}/vmlinuz {args}\ninitrd {base}/initrd.img\nboot\n"

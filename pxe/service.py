@@ -1,0 +1,237 @@
+"""A node's PXE boot server: its settings, dnsmasq under supervision, and who fetched a script.
+
+`PxeConfig` is what the API reads and writes (per node: the interface and DHCP range are this
+node's). Storing it is the caller's (`save`); `apply` re-renders dnsmasq's argv and restarts
+the supervised process only when the argv changed. Machines that fetched a boot script are
+remembered in memory (the most recent `MAX_SEEN`), enough for an operator to see a rack boot;
+durable enlistment is left for later.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import msgspec
+
+from pxe.dnsmasq import DnsmasqSettings, Machine, Mode, normalize_mac, render_argv
+from pxe.script import MachineParams, cmdline
+from pxe.server import Supervisor
+
+log = logging.getLogger(__name__)
+
+IPXE_DIR = Path("/usr/lib/ipxe")  # Debian's ipxe package: undionly.kpxe, ipxe.efi
+MAX_SEEN = 1024
+
+
+class PxeMachine(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One machine's boot settings, by MAC."""
+
+    name: str | None = None
+    join: str | None = None
+    extra: list[str] = []
+    ip: str | None = None  # a fixed address (full DHCP mode only)
+
+
+class PxeConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A node's PXE settings. `http_url` is how machines reach this node's --pxe-http listener."""
+
+    enabled: bool = False
+    interface: str | None = None
+    mode: Mode = Mode.PROXY
+    network: str | None = None  # proxy mode: the interface's IPv4 network
+    range_start: str | None = None  # full mode
+    range_end: str | None = None
+    lease_seconds: int = 3600
+    ipv6_prefix: str | None = None
+    http_url: str | None = None  # e.g. http://10.0.0.2:8080 (the script URL is derived)
+    only_known: bool = False
+    machines: dict[str, PxeMachine] = {}
+
+
+class SeenMachine(msgspec.Struct, frozen=True, kw_only=True):
+    """A machine that fetched its boot script from this node."""
+
+    mac: str
+    ip: str
+    at: float  # Unix time
+    name: str | None = None
+
+
+class PxeError(ValueError):
+    """The settings cannot be used; the message names the field."""
+
+
+def validate(config: PxeConfig) -> PxeConfig:
+    """The config with MACs normalized; PxeError if it could not be served."""
+    try:
+        machines = {normalize_mac(mac): m for mac, m in config.machines.items()}
+        normalized = msgspec.structs.replace(config, machines=machines)
+        for m in machines.values():
+            cmdline("http://x/pxe", MachineParams(m.name, m.join, tuple(m.extra)))
+        if config.enabled:
+            if config.interface is None or config.http_url is None:
+                raise PxeError("an enabled PXE server needs interface and http_url")
+            render_argv(dnsmasq_settings(normalized, Path("/nonexistent")))
+    except ValueError as exc:
+        raise PxeError(str(exc)) from exc
+    return normalized
+
+
+def dnsmasq_settings(config: PxeConfig, lease_file: Path, tftp_root: Path = IPXE_DIR) -> DnsmasqSettings:
+    """dnsmasq's settings for an enabled config."""
+    return DnsmasqSettings(
+        interface=config.interface or "",
+        tftp_root=tftp_root,
+        script_url=f"{(config.http_url or '').rstrip('/')}/pxe/boot.ipxe",
+        mode=config.mode,
+        network=config.network,
+        range_start=config.range_start,
+        range_end=config.range_end,
+        lease_seconds=config.lease_seconds,
+        ipv6_prefix=config.ipv6_prefix,
+        machines=tuple(Machine(mac, m.ip) for mac, m in config.machines.items()),
+        only_known=config.only_known,
+        lease_file=lease_file,
+    )
+
+
+DEFAULT_BOOT_FILES = Path("/run/live/medium/live")  # where live-boot left the medium it booted from
+
+
+@dataclass(frozen=True)
+class PxeSettings:
+    """How a node serves PXE: where the boot files are, and whether dnsmasq really runs (not in unit tests)."""
+
+    boot_files: Path = DEFAULT_BOOT_FILES
+    tftp_root: Path = IPXE_DIR
+    run_dnsmasq: bool = True
+    http_listener: str | None = None  # HOST:PORT of the node's --pxe-http listener (None: none)
+
+
+def load_config(path: Path) -> PxeConfig:
+    """The stored config, or the default (disabled) when there is none yet."""
+    try:
+        return msgspec.json.decode(path.read_bytes(), type=PxeConfig)
+    except FileNotFoundError:
+        return PxeConfig()
+
+
+def save_config(path: Path, config: PxeConfig) -> None:
+    """Store atomically (write, fsync, rename), readable by root only: it holds join tokens."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(msgspec.json.format(msgspec.json.encode(config)))
+        f.flush()
+        os.fsync(f.fileno())
+    tmp.replace(path)
+
+
+class PxeService:
+    """Holds the config, runs dnsmasq for it, answers the boot routes (a `pxe.http.BootSource`)."""
+
+    def __init__(
+        self,
+        config: PxeConfig,
+        *,
+        boot_files: Path,
+        state_dir: Path,
+        save: Callable[[PxeConfig], None] = lambda _c: None,
+        tftp_root: Path = IPXE_DIR,
+        dnsmasq: str = "dnsmasq",
+        on_line: Callable[[str], None] | None = None,
+        run_dnsmasq: bool = True,
+        http_listener: str | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._config = validate(config)
+        self._http_listener = http_listener
+        self._boot_files = boot_files
+        self._state_dir = state_dir
+        self._save = save
+        self._tftp_root = tftp_root
+        self._dnsmasq = dnsmasq
+        self._on_line = on_line
+        self._run_dnsmasq = run_dnsmasq
+        self._clock = clock
+        self._seen: OrderedDict[str, SeenMachine] = OrderedDict()
+        self._supervisor: Supervisor | None = None
+
+    # BootSource
+    def enabled(self) -> bool:
+        return self._config.enabled
+
+    def files_dir(self) -> Path:
+        return self._boot_files
+
+    def params(self, mac: str) -> MachineParams:
+        m = self._config.machines.get(mac)
+        return MachineParams() if m is None else MachineParams(m.name, m.join, tuple(m.extra))
+
+    def fetched(self, mac: str, ip: str) -> None:
+        self._seen.pop(mac, None)
+        self._seen[mac] = SeenMachine(mac=mac, ip=ip, at=self._clock(), name=self.params(mac).name)
+        while len(self._seen) > MAX_SEEN:
+            self._seen.popitem(last=False)
+
+    # API
+    def config(self) -> PxeConfig:
+        return self._config
+
+    def seen(self) -> list[SeenMachine]:
+        """Machines that fetched a script, most recent first."""
+        return list(reversed(self._seen.values()))
+
+    def argv(self) -> list[str] | None:
+        """dnsmasq's argv for the current config (None: disabled)."""
+        if not self._config.enabled:
+            return None
+        settings = dnsmasq_settings(self._config, self._state_dir / "dnsmasq.leases", self._tftp_root)
+        return render_argv(settings, self._dnsmasq)
+
+    async def put(self, config: PxeConfig) -> PxeConfig:
+        """Store and apply new settings (PxeError if unusable; nothing changes then)."""
+        config = validate(config)
+        if config.enabled and self._http_listener is None:
+            # dnsmasq would send machines to a URL nobody serves.
+            raise PxeError("this node has no plain-HTTP listener for the boot files: start it with --pxe-http")
+        self._save(config)
+        self._config = config
+        await self.apply()
+        return config
+
+    async def apply(self) -> None:
+        """Start, restart or stop dnsmasq to match the config."""
+        argv = self.argv() if self._run_dnsmasq else None
+        current = self._supervisor
+        if current is not None and argv == current.argv:
+            return
+        if current is not None:
+            await current.stop()
+            self._supervisor = None
+        if argv is not None:
+            self._state_dir.mkdir(parents=True, exist_ok=True)
+            self._supervisor = Supervisor(argv, on_line=self._on_line)
+            self._supervisor.start()
+            log.info("PXE: dnsmasq on %s (%s mode)", self._config.interface, self._config.mode)
+
+    async def start(self) -> None:
+        """Start dnsmasq if enabled; a failure is logged, not raised (the node must still start)."""
+        if self._config.enabled and self._http_listener is None:
+            log.warning("PXE is enabled but this node has no --pxe-http listener: machines will not find boot files")
+        try:
+            await self.apply()
+        except Exception:
+            log.exception("starting the PXE boot server failed")
+
+    async def close(self) -> None:
+        if self._supervisor is not None:
+            await self._supervisor.stop()
+            self._supervisor = None

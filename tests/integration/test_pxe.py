@@ -1,0 +1,279 @@
+"""A machine PXE-boots the live image and becomes a ready node: from `python -m pxe serve`, and
+from a real `debvisor serve --pxe-http` node configured through its API, which the machine
+then joins (debvisor.join= from its per-MAC settings).
+
+Lab: a bridge in a switch namespace, one host namespace (the boot server) on a veth, and a
+tap on the same bridge for a QEMU guest (TCG, e1000 with Debian's ipxe-qemu ROM, `-boot n`;
+QEMU itself runs inside the switch namespace, so its tap never exists in the root one).
+dnsmasq runs in full DHCP mode (proxy mode would need a second DHCP server) and sends IPv6
+router advertisements, without which iPXE waits ~13 s more.
+
+The guest boots: iPXE (QEMU's NIC ROM) -> DHCP -> HTTP boot.ipxe (once without, once with its
+MAC) -> kernel and initramfs over HTTP -> live-boot's DHCP and fetch of the squashfs over
+HTTP -> the appliance. Ready means GET https://GUEST:8443/readyz answers 200, asked from the
+server's namespace. Milestones (seconds after power-on, when first seen in the server's log,
+polled each second) and power-on-to-ready are printed and recorded as test properties.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.clusterlab import ClusterNode, bootstrap_admin_token, join_token, wait_until
+from tests.conftest import LONG_LIVED, require
+from tests.integration.test_image import BOOT_BUDGET, booted, image, tail
+from tests.netns import Host, Lab, _run
+
+pytestmark = [pytest.mark.integration, pytest.mark.qemu, pytest.mark.privileged]
+__all__ = ["image"]  # the module-scoped build fixture, shared
+
+SUBNET = "10.98.0.0/24"
+PREFIX6 = "fd00:98::/64"
+GUEST_MAC = "52:54:00:98:00:50"
+GUEST_IP = "10.98.0.50"
+HTTP_PORT = 8080
+# QEMU's NIC ROM (ipxe-qemu) is iPXE already: it says so in its DHCP user class and is handed
+# the script URL at once, so the TFTP chainload of undionly.kpxe (real PXE firmware) is not
+# exercised here; its dnsmasq options are unit-tested.
+MILESTONES = {
+    "dhcp (iPXE)": "DHCPACK",
+    "boot.ipxe": "PXE: boot.ipxe for",
+    "vmlinuz": "PXE: vmlinuz",
+    "initrd.img": "PXE: initrd.img",
+    "dhcp (initramfs)": "vendor class: Linux ipconfig",
+    "filesystem.squashfs": "PXE: filesystem.squashfs",
+}
+
+
+@dataclass
+class Booted:
+    seconds: float  # power-on to the first 200 from /readyz
+    milestones: dict[str, float]
+    console: str
+
+
+def _requirements() -> None:
+    for tool in ("dnsmasq", "qemu-system-x86_64", "curl"):
+        require(shutil.which(tool) is not None, f"{tool} is missing (see .ci/packages)")
+    require(Path("/usr/lib/ipxe/undionly.kpxe").exists(), "Debian's ipxe package is missing")
+    require(Path("/usr/lib/ipxe/qemu/efi-e1000.rom").exists(), "Debian's ipxe-qemu package is missing")
+
+
+def _lab_tap(lab: Lab) -> str:
+    """An IPv6 address for the server (dnsmasq's RAs need one in the prefix) and the guest's tap."""
+    server = lab.host(0)
+    _run(["ip", "-n", server.netns, "addr", "add", "fd00:98::10/64", "dev", server.ifname])
+    tap = f"{lab.prefix}tap"
+    _run(["ip", "-n", lab.switch_netns, "tuntap", "add", "dev", tap, "mode", "tap"])
+    _run(["ip", "-n", lab.switch_netns, "link", "set", tap, "master", lab.bridge, "up"])
+    return tap
+
+
+def _boot(
+    lab: Lab,
+    tap: str,
+    tmp_path: Path,
+    server_log: Path,
+    *,
+    then: Callable[[], None] | None = None,
+    milestones: dict[str, str] = MILESTONES,
+) -> Booted:
+    """Power on a PXE-booting guest, wait for its /readyz, run `then` while it still runs."""
+    server = lab.host(0)
+    argv = [
+        "ip", "netns", "exec", lab.switch_netns,
+        "qemu-system-x86_64", "-accel", "tcg", "-M", "pc", "-cpu", "max", "-smp", "2", "-m", "2048",
+        "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+        "-serial", f"file:{tmp_path / 'console.log'}",
+        "-monitor", f"unix:{tmp_path / 'monitor.sock'},server=on,wait=off",
+        "-netdev", f"tap,id=n0,ifname={tap},script=no,downscript=no",
+        "-device", f"e1000,netdev=n0,mac={GUEST_MAC}",
+        "-boot", "n",
+    ]  # fmt: skip
+    seen: dict[str, float] = {}
+    with booted(argv, tmp_path) as guest:
+        deadline = guest.started + BOOT_BUDGET
+        while time.monotonic() < deadline:
+            if guest.proc.poll() is not None:
+                pytest.fail(f"QEMU exited ({guest.proc.returncode}):\n{tail(guest)}", pytrace=False)
+            text = server_log.read_text(errors="replace")
+            for label, marker in milestones.items():
+                if label not in seen and marker in text:
+                    seen[label] = round(time.monotonic() - guest.started, 1)
+            if "filesystem.squashfs" in seen and _ready(server):
+                ready = time.monotonic() - guest.started
+                if then is not None:
+                    then()
+                return Booted(ready, seen, guest.console_text())
+            time.sleep(1.0)
+        pytest.fail(
+            f"not ready within {BOOT_BUDGET:.0f} s; milestones {seen}\nserver log:\n{_tail(server_log)}\n"
+            f"console:\n{tail(guest)}",
+            pytrace=False,
+        )
+
+
+def _ready(server: Host) -> bool:
+    answer = server.run(["curl", "-sk", "--max-time", "3", f"https://{GUEST_IP}:8443/readyz"], check=False)
+    return answer.returncode == 0 and bool(json.loads(answer.stdout or "{}").get("ready"))
+
+
+def _record(
+    what: str, booted: Booted, record_property: Callable[[str, object], None], milestones: dict[str, str] = MILESTONES
+) -> None:
+    record_property("power_on_to_ready_seconds", round(booted.seconds, 1))
+    record_property("milestones", json.dumps(booted.milestones))
+    print(f"\n{what}: power-on to /readyz {booted.seconds:.1f} s; milestones (s after power-on): {booted.milestones}")
+    assert set(booted.milestones) == set(milestones)
+
+
+def test_a_machine_pxe_boots_from_the_standalone_boot_server(
+    image: Path, tmp_path: Path, record_property: Callable[[str, object], None]
+) -> None:
+    _requirements()
+    with Lab(1, SUBNET, ipv6=True) as lab:
+        tap = _lab_tap(lab)
+        server = lab.host(0)
+        log_path = tmp_path / "pxe-server.log"
+        with log_path.open("wb") as log:
+            proc = server.popen(
+                [
+                    sys.executable, "-m", "pxe", "serve",
+                    "--listen", f"{server.address}:{HTTP_PORT}",
+                    "--http-url", f"http://{server.address}:{HTTP_PORT}",
+                    "--interface", server.ifname,
+                    "--mode", "full", "--range", "10.98.0.100,10.98.0.150",
+                    "--ipv6-prefix", PREFIX6,
+                    "--boot-files", str(image),
+                    "--state-dir", str(tmp_path / "state"),
+                    "--machine", f"{GUEST_MAC}=pxe-node@{GUEST_IP}",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        try:
+            wait_until(lambda: "started dnsmasq" in log_path.read_text(errors="replace"), 20.0)
+            result = _boot(lab, tap, tmp_path, log_path)
+        finally:
+            server.kill_process(proc, 15, wait=10.0)
+    _record("standalone boot server", result, record_property)
+    assert "debvisor.name=pxe-node" in result.console
+    assert "dnsmasq exited" not in log_path.read_text(errors="replace")
+
+
+def test_a_node_pxe_boots_a_machine_that_joins_its_cluster(
+    image: Path, tmp_path: Path, record_property: Callable[[str, object], None]
+) -> None:
+    _requirements()
+    with Lab(1, SUBNET, ipv6=True) as lab:
+        tap = _lab_tap(lab)
+        host = lab.host(0)
+        node = ClusterNode(tmp_path, host, "pxe-server")
+        node.start(extra=["--pxe-http", f"{host.address}:{HTTP_PORT}", "--pxe-files", str(image)])
+        try:
+            node.wait_ready(60.0)
+            bootstrap_admin_token(node)
+            api = node.client()
+            token = join_token(node)
+            config = {
+                "enabled": True,
+                "interface": host.ifname,
+                "mode": "full",
+                "range_start": "10.98.0.100",
+                "range_end": "10.98.0.150",
+                "ipv6_prefix": PREFIX6,
+                "http_url": f"http://{host.address}:{HTTP_PORT}",
+                "machines": {GUEST_MAC: {"name": "pxe-node", "join": token, "ip": GUEST_IP}},
+            }
+            put = api.put("/api/v1/nodes/pxe-server/pxe", json=config)
+            assert put.status_code == 200, put.text
+            wait_until(lambda: "started dnsmasq" in node.log_path.read_text(errors="replace"), 20.0)
+
+            join_seconds: list[float] = []
+
+            def joined() -> None:
+                join_seconds.append(wait_until(lambda: node.members().get("pxe-node") == "alive", 60.0, interval=0.5))
+
+            result = _boot(lab, tap, tmp_path, node.log_path, then=joined)
+            machines = api.get("/api/v1/nodes/pxe-server/pxe/machines").json()
+            members = node.members()
+        finally:
+            node.stop()
+            if node.proc is not None:
+                LONG_LIVED.discard(node.proc.pid)
+    _record("debvisor serve --pxe-http", result, record_property)
+    record_property("ready_to_member_seconds", round(join_seconds[0], 1))
+    print(f"the guest was an alive member {join_seconds[0]:.1f} s after its /readyz")
+    assert members == {"pxe-server": "alive", "pxe-node": "alive"}
+    assert [(m["mac"], m["ip"], m["name"]) for m in machines] == [(GUEST_MAC, GUEST_IP, "pxe-node")]
+    assert "dnsmasq exited" not in node.log_path.read_text(errors="replace")
+
+
+def test_proxy_dhcp_beside_the_sites_dhcp_server(
+    image: Path, tmp_path: Path, record_property: Callable[[str, object], None]
+) -> None:
+    # The default mode: another server (host 1, a plain dnsmasq) leases addresses and sends
+    # RAs; the boot server (host 0) only answers PXE. Also: TFTP serves the BIOS loader.
+    _requirements()
+    with Lab(2, SUBNET, ipv6=True) as lab:
+        tap = _lab_tap(lab)
+        server, site = lab.host(0), lab.host(1)
+        _run(["ip", "-n", site.netns, "addr", "add", "fd00:98::11/64", "dev", site.ifname])
+        site_log = tmp_path / "site-dhcp.log"
+        log_path = tmp_path / "pxe-server.log"
+        with site_log.open("wb") as log:
+            site_dhcp = site.popen(
+                [
+                    "dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--log-facility=-", "--port=0",
+                    f"--interface={site.ifname}", "--bind-interfaces", "--user=root",
+                    f"--dhcp-leasefile={tmp_path / 'site.leases'}",
+                    "--dhcp-range=10.98.0.100,10.98.0.150,1h", f"--dhcp-host={GUEST_MAC},{GUEST_IP}",
+                    "--enable-ra", "--dhcp-range=fd00:98::,ra-only",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        with log_path.open("wb") as log:
+            proc = server.popen(
+                [
+                    sys.executable, "-m", "pxe", "serve",
+                    "--listen", f"{server.address}:{HTTP_PORT}",
+                    "--http-url", f"http://{server.address}:{HTTP_PORT}",
+                    "--interface", server.ifname,
+                    "--network", SUBNET,
+                    "--boot-files", str(image),
+                    "--state-dir", str(tmp_path / "state"),
+                    "--machine", f"{GUEST_MAC}=proxy-node",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        try:
+            wait_until(lambda: "started dnsmasq" in log_path.read_text(errors="replace"), 20.0)
+            fetched = tmp_path / "undionly.kpxe"
+            loader = site.run(
+                ["curl", "-sS", "--max-time", "10", "-o", str(fetched), f"tftp://{server.address}/undionly.kpxe"]
+            )
+            assert loader.returncode == 0, loader.stderr
+            milestones = {k: v for k, v in MILESTONES.items() if not k.startswith("dhcp")}
+            result = _boot(lab, tap, tmp_path, log_path, milestones=milestones)
+        finally:
+            server.kill_process(proc, 15, wait=10.0)
+            site.kill_process(site_dhcp, 15, wait=10.0)
+    _record("proxy DHCP", result, record_property, milestones)
+    assert fetched.read_bytes() == Path("/usr/lib/ipxe/undionly.kpxe").read_bytes()  # over TFTP
+    assert "debvisor.name=proxy-node" in result.console
+    assert "DHCPACK" not in log_path.read_text(errors="replace")  # addresses came from the site's server
+
+
+def _tail(path: Path, lines: int = 40) -> str:
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])

@@ -1,0 +1,131 @@
+"""The appliance's PXE routes: settings stored per node and audited, roles, and the boot files
+answered only by the plain-HTTP app (never by the API), only while PXE is enabled."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from litestar.testing import TestClient
+
+from appliance.app import Appliance, create_app
+from appliance.audit.log import AuditQuery
+from appliance.auth.permissions import Role
+from appliance.bootstrap import OpenedNode
+from appliance.settings import AuthSettings
+from pxe.service import PxeSettings
+from tests.unit.appliance.conftest import BASE, FakeClock, FakeHost, admin_token
+
+PXE = "/api/v1/nodes/n1/pxe"
+CONFIG = {
+    "enabled": True,
+    "interface": "eth1",
+    "mode": "full",
+    "range_start": "10.9.0.100",
+    "range_end": "10.9.0.150",
+    "ipv6_prefix": "fd00:9::/64",
+    "http_url": "http://10.9.0.1:8080",
+    "machines": {"52-54-00-AA-BB-01": {"name": "rack1-n1", "join": "dvj1.abc"}},
+}
+
+
+@pytest.fixture
+def app(node: OpenedNode, clock: FakeClock, tmp_path: Path) -> Appliance:
+    files = tmp_path / "files"
+    files.mkdir()
+    (files / "vmlinuz").write_bytes(b"kernel")
+    pxe = PxeSettings(boot_files=files, run_dnsmasq=False, http_listener="10.9.0.1:8080")
+    return create_app(node, host=FakeHost(), auth=AuthSettings(rate_limit=0), pxe=pxe, clock=clock, monotonic=clock)
+
+
+@pytest.fixture
+def api(app: Appliance) -> Iterator[TestClient[Any]]:
+    with TestClient(app.asgi, base_url=BASE) as test_client:
+        test_client.headers["Authorization"] = f"Bearer {admin_token(app)}"
+        yield test_client
+
+
+def token_for(app: Appliance, role: Role) -> dict[str, str]:
+    _, secret = app.accounts.create_token(owner="admin", name=f"{role}", role=role, expires_at=None)
+    return {"Authorization": f"Bearer {secret}"}
+
+
+def test_pxe_starts_disabled_and_put_stores_normalized_settings(
+    api: TestClient[Any], app: Appliance, node: OpenedNode
+) -> None:
+    assert api.get(PXE).json()["enabled"] is False
+    answer = api.put(PXE, json=CONFIG)
+    assert answer.status_code == 200, answer.text
+    assert list(answer.json()["machines"]) == ["52:54:00:aa:bb:01"]
+    assert api.get(PXE).json() == answer.json()
+    stored = node.datadir.root / "pxe" / "config.json"
+    assert json.loads(stored.read_text())["machines"]["52:54:00:aa:bb:01"]["join"] == "dvj1.abc"
+    assert stored.stat().st_mode & 0o077 == 0  # holds join tokens
+    argv = app.pxe.argv()
+    assert argv is not None
+    assert "--interface=eth1" in argv
+    assert "--dhcp-boot=tag:ipxe,http://10.9.0.1:8080/pxe/boot.ipxe" in argv
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"interface": None}, "needs interface"),
+        ({"range_end": "10.9.0.1"}, "below"),
+        ({"machines": {"xx": {}}}, "MAC"),
+        ({"machines": {"52:54:00:aa:bb:01": {"join": "a b"}}}, "join token"),
+    ],
+)
+def test_unusable_settings_are_refused_and_nothing_changes(
+    api: TestClient[Any], change: dict[str, object], message: str
+) -> None:
+    answer = api.put(PXE, json=CONFIG | change)
+    assert answer.status_code == 422, answer.text
+    assert message in answer.text
+    assert api.get(PXE).json()["enabled"] is False
+
+
+def test_only_pxe_managers_read_or_change_the_settings(api: TestClient[Any], app: Appliance) -> None:
+    viewer = token_for(app, Role.VIEWER)
+    assert api.get(PXE, headers=viewer).status_code == 403  # join tokens inside
+    assert api.put(PXE, headers=viewer, json=CONFIG).status_code == 403
+    assert api.get(f"{PXE}/machines", headers=viewer).status_code == 200
+    operator = token_for(app, Role.OPERATOR)
+    assert api.put(PXE, headers=operator, json=CONFIG).status_code == 200
+    entries = app.audit.query(AuditQuery(action="pxe."), 100)
+    assert [(e.action, e.outcome, e.target) for e in entries] == [
+        ("pxe.config.put", "denied", "/api/v1/nodes/n1/pxe"),
+        ("pxe.config.put", "success", "node n1"),
+    ]
+
+
+def test_boot_files_only_on_the_plain_http_app_and_only_when_enabled(api: TestClient[Any], app: Appliance) -> None:
+    with TestClient(app.pxe_asgi, base_url="http://10.9.0.1:8080") as boot:
+        assert boot.get("/pxe/boot.ipxe").status_code == 404
+        api.put(PXE, json=CONFIG)
+        assert boot.get("/pxe/vmlinuz").content == b"kernel"
+        script = boot.get("/pxe/boot.ipxe", params={"mac": "52:54:00:aa:bb:01"})
+        assert "debvisor.name=rack1-n1" in script.text
+        assert boot.get("/api/v1/nodes").status_code == 404  # never the API
+    assert api.get("/pxe/vmlinuz").status_code == 404  # the API does not serve boot files
+    [machine] = api.get(f"{PXE}/machines").json()
+    assert (machine["mac"], machine["name"]) == ("52:54:00:aa:bb:01", "rack1-n1")
+
+
+def test_pxe_cannot_be_enabled_without_a_plain_http_listener(node: OpenedNode, clock: FakeClock) -> None:
+    app = create_app(node, host=FakeHost(), pxe=PxeSettings(run_dnsmasq=False), clock=clock, monotonic=clock)
+    with TestClient(app.asgi, base_url=BASE) as api:
+        api.headers["Authorization"] = f"Bearer {admin_token(app)}"
+        answer = api.put(PXE, json=CONFIG)
+        assert answer.status_code == 422
+        assert "--pxe-http" in answer.text
+        assert api.put(PXE, json=CONFIG | {"enabled": False}).status_code == 200  # settings prepared ahead
+
+
+def test_another_nodes_pxe_is_forwarded(api: TestClient[Any]) -> None:
+    # No such member: the forwarder answers, the local settings are not touched.
+    answer = api.get("/api/v1/nodes/n2/pxe")
+    assert answer.status_code in (404, 502, 503), answer.text
