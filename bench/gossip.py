@@ -92,7 +92,7 @@ from typing import IO, cast
 
 import msgspec
 
-from appliance.cluster.messages import ConfigDigest, message_size
+from appliance.cluster.messages import ConfigDigest, ConfigSummary, message_size
 from appliance.cluster.replication import ConfigReplicator
 from appliance.cluster.sim import NetworkModel, Simulator
 from appliance.cluster.swim import Config
@@ -606,10 +606,11 @@ def debvisor_detection(
 
 
 def config_digest_note(node: ClusterNode) -> str:
-    """What the configuration map's anti-entropy costs: its entries by kind and the digest's size.
+    """What the configuration map's anti-entropy costs: its entries by kind, the periodic
+    summary's size, and the full digest that only a mismatch of summaries leads to.
 
-    Read from the node's database (read-only); the digest is what `ConfigReplicator` sends one
-    random peer every `sync_interval` (2 s).
+    Read from the node's database (read-only). Every `sync_interval` a node attaches a
+    `ConfigSummary` (a 16-byte hash) to its next membership frame to a random peer.
     """
     try:
         interval = float(inspect.signature(ConfigReplicator).parameters["sync_interval"].default)
@@ -619,11 +620,12 @@ def config_digest_note(node: ClusterNode) -> str:
     except Exception as exc:
         return f"configuration map digest not measured: {type(exc).__name__}: {exc}"
     kinds = Counter(str(r[0]) for r in rows)
-    size = message_size(ConfigDigest([(str(k), str(key), str(v)) for k, key, v in rows]))
+    summary = message_size(ConfigSummary(bytes(16), len(rows)))
+    full = message_size(ConfigDigest([(str(k), str(key), str(v)) for k, key, v in rows]))
     return (
         f"configuration map on {node.name}: {len(rows)} entries ({', '.join(f'{n} {k}' for k, n in kinds.items())}); "
-        f"its anti-entropy digest is {size} B, sent every {interval:g} s: {size / interval:.0f} B/s per node of "
-        "frame payload (more when a peer answers with its own)"
+        f"its summary is {summary} B every {interval:g} s, riding on a membership frame; the full digest "
+        f"({full} B) is sent only when two nodes' summaries differ"
     )
 
 
@@ -700,7 +702,7 @@ def run_debvisor_steps(cluster: DebVisorCluster, nodes: int, args: argparse.Name
         result.info.append(
             f"idle, from the nodes' own counters: {frames / elapsed:.1f} gossip frames/s and {payload / elapsed:.0f} "
             f"B/s of frame payload sent per node ({payload / max(frames, 1):.0f} B per frame before TLS/TCP/IP); "
-            "includes the configuration map's anti-entropy digest"
+            "includes the anti-entropy summaries and push-pulls"
         )
         result.info.append(config_digest_note(cluster.nodes[1]))
         progress(result, f"idle {result.get('idle_bytes'):.0f} B/s per node")
@@ -940,11 +942,11 @@ REASONS = {
     "idle_bytes": (
         "DebVisor probes more often than Serf (see the timings above); each frame is a TLS record (5 B header + "
         "16 B tag) in a TCP segment (20 B header + 12 B timestamp option), acknowledged by a separate 66 B TCP ACK "
-        "unless the receiver has data to send back, and names its sender and address; it also sends the "
-        "configuration map's anti-entropy digest every 2 s, which lists every entry of the map, including every join "
-        "token ever issued (one per node that joined: used tokens stay), so it grows with N (Serf has nothing "
-        "running in its place). Serf's ping and ack are bare UDP datagrams. See the notes: bytes per packet, the "
-        "nodes' own frame counters and the digest's size."
+        "unless the receiver has data to send back, and names its sender and address. The periodic push-pull "
+        "(every 30 s, both ways) carries every member's state with its metadata (API address, version, certificate "
+        "fingerprint), so it grows with N; the configuration map's and the node state's anti-entropy cost two "
+        "16-byte summaries a second riding on probes (Serf has nothing running in their place). Serf's ping and "
+        "ack are bare UDP datagrams. See the notes: bytes per packet and the nodes' own frame counters."
     ),
     "idle_packets": "more probes per second, plus a TCP ACK segment for most received frames (see idle traffic).",
     "idle_cpu": (
