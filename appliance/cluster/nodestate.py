@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable
 
 from appliance.cluster.messages import Message, StateDelta, StateDigest, StateEntry, StateSummary, message_size
-from appliance.cluster.replication import Peer, rumour_fanout
+from appliance.cluster.replication import Gossiper, Peer
 from appliance.store.database import Database
 
 
@@ -118,7 +118,7 @@ class NodeStateStore:
             listener(entries)
 
 
-class NodeStateReplicator:
+class NodeStateReplicator(Gossiper):
     """Keeps every node's copies of all key spaces in step (see the module docstring)."""
 
     def __init__(
@@ -133,14 +133,9 @@ class NodeStateReplicator:
         sync_interval: float = 1.0,
         max_delta_bytes: int = 64 * 1024,
     ) -> None:
+        super().__init__(send=send, peers=peers, rng=rng, now=now, ride=ride, sync_interval=sync_interval)
         self._store = store
-        self._send = send
-        self._peers = peers
-        self._rng = rng
-        self._ride = ride
-        self.sync_interval = sync_interval
         self.max_delta_bytes = max_delta_bytes
-        self.next_sync = now + rng.uniform(0, sync_interval)
         self._forwarding: Peer | None = None  # the sender of the entries being merged, not rumoured back
         store.on_change(self._on_change)
 
@@ -149,17 +144,6 @@ class NodeStateReplicator:
         for owner, version in sorted(self._store.versions().items()):
             digest.update(f"{owner}\0{version}\n".encode())
         return StateSummary(digest.digest())
-
-    def tick(self, now: float) -> None:
-        if now < self.next_sync:
-            return
-        self.next_sync = now + self.sync_interval
-        if self._ride is not None:
-            self._ride(self.summary())
-            return
-        peers = self._peers()
-        if peers:
-            self._send(self._rng.choice(peers), [self.summary()])
 
     def handle(self, now: float, sender: Peer, message: Message) -> None:
         match message:
@@ -207,11 +191,7 @@ class NodeStateReplicator:
     def _on_change(self, entries: list[StateEntry]) -> None:
         # A rumour carries the owner's whole key space, not just the changed keys: a receiver
         # that merged only a newer key would claim a version while missing older ones.
-        exclude = self._forwarding[0] if self._forwarding is not None else ""
-        everyone = self._peers()
-        peers = [p for p in everyone if p[0] != exclude]
-        fanout = rumour_fanout(len(everyone) + 1)
-        targets = peers if len(peers) <= fanout else self._rng.sample(peers, fanout)
+        targets = self._rumour_targets(exclude=self._forwarding[0] if self._forwarding is not None else "")
         for owner in sorted({e.owner for e in entries}):
             space = self._store.deltas(owner, 0)
             if message_size(StateDelta(space)) > self.max_delta_bytes:

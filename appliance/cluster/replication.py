@@ -50,13 +50,54 @@ def rumour_fanout(members: int) -> int:
     return max(3, math.ceil(math.log(max(members, 1))) + 2)
 
 
-class ConfigReplicator:
-    """Keeps this node's configuration map in step with its peers'.
+class Gossiper:
+    """What both replicators share: whom to send to, the periodic summary, rumour targets.
 
     `ride`, if given, takes the periodic summary instead of sending it to a random peer: the
     service attaches it to the next membership frame it sends anyway (a probe goes to a
     random member several times a second), which saves a TLS record, a TCP segment and its
     ACK per summary."""
+
+    def __init__(
+        self,
+        *,
+        send: Callable[[Peer, list[Message]], None],
+        peers: Callable[[], list[Peer]],
+        rng: random.Random,
+        now: float,
+        ride: Callable[[Message], None] | None,
+        sync_interval: float,
+    ) -> None:
+        self._send = send
+        self._peers = peers
+        self._rng = rng
+        self._ride = ride
+        self.sync_interval = sync_interval
+        self.next_sync = now + rng.uniform(0, sync_interval)
+
+    def summary(self) -> Message:
+        raise NotImplementedError
+
+    def tick(self, now: float) -> None:
+        if now < self.next_sync:
+            return
+        self.next_sync = now + self.sync_interval
+        if self._ride is not None:
+            self._ride(self.summary())
+            return
+        peers = self._peers()
+        if peers:
+            self._send(self._rng.choice(peers), [self.summary()])
+
+    def _rumour_targets(self, *, exclude: str, fanout: int | None = None) -> list[Peer]:
+        everyone = self._peers()
+        count = fanout if fanout is not None else rumour_fanout(len(everyone) + 1)
+        peers = [p for p in everyone if p[0] != exclude]
+        return peers if len(peers) <= count else self._rng.sample(peers, count)
+
+
+class ConfigReplicator(Gossiper):
+    """Keeps this node's configuration map in step with its peers'."""
 
     def __init__(
         self,
@@ -71,28 +112,12 @@ class ConfigReplicator:
         sync_interval: float = 1.0,
         max_push_bytes: int = 256 * 1024,
     ) -> None:
+        super().__init__(send=send, peers=peers, rng=rng, now=now, ride=ride, sync_interval=sync_interval)
         self._store = store
-        self._send = send
-        self._peers = peers
-        self._rng = rng
-        self._ride = ride
         self.fanout = fanout
-        self.sync_interval = sync_interval
         self.max_push_bytes = max_push_bytes
-        self.next_sync = now + rng.uniform(0, sync_interval)
         self.merged = 0
         store.on_change(self._on_change)
-
-    def tick(self, now: float) -> None:
-        if now < self.next_sync:
-            return
-        self.next_sync = now + self.sync_interval
-        if self._ride is not None:
-            self._ride(self.summary())
-            return
-        peers = self._peers()
-        if peers:
-            self._send(self._rng.choice(peers), [self.summary()])
 
     def summary(self) -> ConfigSummary:
         """The hash of every (kind, key, version) here, in key order."""
@@ -143,11 +168,7 @@ class ConfigReplicator:
                 self._rumour([ConfigEntry(kind, key, value, version, deleted)], exclude="")
 
     def _rumour(self, entries: list[ConfigEntry], *, exclude: str) -> None:
-        everyone = self._peers()
-        fanout = self.fanout if self.fanout is not None else rumour_fanout(len(everyone) + 1)
-        peers = [p for p in everyone if p[0] != exclude]
-        targets = peers if len(peers) <= fanout else self._rng.sample(peers, fanout)
-        for peer in targets:
+        for peer in self._rumour_targets(exclude=exclude, fanout=self.fanout):
             for chunk in self._chunks(entries):
                 self._send(peer, [ConfigPush(chunk)])
 
