@@ -454,6 +454,9 @@ class Swim:
                 self._refute(now, alive.incarnation)
             return
         member = self.members.get(alive.node)
+        cert = alive.meta.get("cert") or (member.meta.get("cert") if member is not None else None)
+        if cert is not None and cert in self.revoked:
+            return  # news about a certificate that was revoked: that node stays out
         if member is None:
             self.members[alive.node] = Member(
                 alive.node, alive.addr, alive.incarnation, Status.ALIVE, dict(alive.meta), now
@@ -551,6 +554,15 @@ class Swim:
         self.revoked[revoke.fingerprint] = revoke.name
         self._events.append(Event(EventKind.REVOKED, revoke.name, now, detail=revoke.fingerprint))
         self._queue(f"revoke:{revoke.fingerprint}", revoke)  # "|" never occurs in a fingerprint
+        member = self.members.get(revoke.name)
+        if (
+            member is not None
+            and member.meta.get("cert") == revoke.fingerprint
+            and member.status not in (Status.DEAD, Status.LEFT)
+        ):
+            # Every node that learns of the revocation declares the member dead at once, so its
+            # refutations (relayed by a node that has not heard yet) cannot keep it alive.
+            self._declare_dead(now, member, member.incarnation, self.name)
 
     # -- probing --------------------------------------------------------------------------
 

@@ -431,3 +431,17 @@ def test_a_stall_of_this_node_gives_its_probe_and_suspicions_their_time_back() -
     swim.receive(resumed + 0.001, target, Frame(target, [Ack(seq)]))
     swim.tick(resumed + 0.01)
     assert swim.members[target].status == Status.ALIVE
+
+
+def test_a_revoked_member_is_dead_everywhere_and_its_refutations_are_ignored() -> None:
+    swim = Swim("a", "a:7946", config=CFG, rng=random.Random(7), now=0.0)
+    swim.receive(0.0, "b", Frame("b", [Alive("b", 0, "b:7946", {"cert": "cd" * 32})]))
+    swim.receive(0.0, "c", Frame("c", [Alive("c", 0, "c:7946", {"cert": "ef" * 32})]))
+    swim.receive(1.0, "c", Frame("c", [Revoke("cd" * 32, "b")]))  # revoked on another node
+    assert swim.members["b"].status == Status.DEAD
+    # b refutes, and a node that has not heard of the revocation yet relays it.
+    swim.receive(1.1, "c", Frame("c", [Alive("b", 5, "b:7946", {"cert": "cd" * 32})]))
+    assert swim.members["b"].status == Status.DEAD
+    # Re-joined with a new certificate, it is welcome again.
+    swim.receive(2.0, "c", Frame("c", [Alive("b", 6, "b:7946", {"cert": "01" * 32})]))
+    assert swim.members["b"].status == Status.ALIVE
