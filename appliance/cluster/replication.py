@@ -23,6 +23,7 @@ import hashlib
 import logging
 import math
 import random
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Protocol
 
@@ -50,7 +51,7 @@ def rumour_fanout(members: int) -> int:
     return max(3, math.ceil(math.log(max(members, 1))) + 2)
 
 
-class Gossiper:
+class Gossiper(ABC):
     """What both replicators share: whom to send to, the periodic summary, rumour targets.
 
     `ride`, if given, takes the periodic summary instead of sending it to a random peer: the
@@ -75,8 +76,9 @@ class Gossiper:
         self.sync_interval = sync_interval
         self.next_sync = now + rng.uniform(0, sync_interval)
 
+    @abstractmethod
     def summary(self) -> Message:
-        raise NotImplementedError
+        """The small periodic message a peer compares with its own state."""
 
     def tick(self, now: float) -> None:
         if now < self.next_sync:
