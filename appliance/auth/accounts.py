@@ -22,7 +22,7 @@ from collections.abc import Callable
 import msgspec
 
 from appliance.api.problems import ApiError
-from appliance.auth.passwords import generate_password, hash_password, needs_rehash, verify_password
+from appliance.auth.passwords import DUMMY_HASH, generate_password, hash_password, needs_rehash, verify_password
 from appliance.auth.permissions import Role, role_within
 from appliance.auth.types import MAX_PASSWORD, MIN_PASSWORD, USER_NAME, TokenRecord, UserRecord
 from appliance.store.config import ConfigStore
@@ -34,7 +34,6 @@ TOKEN_PREFIX = "dvt"  # noqa: S105 - the public prefix of token strings
 REFRESH_INTERVAL = 1.0
 
 # Verifying against this when a user does not exist keeps login time the same either way.
-_DUMMY_HASH = hash_password(secrets.token_urlsafe(16))
 _USER_DECODER = msgspec.json.Decoder(UserRecord)
 _TOKEN_DECODER = msgspec.json.Decoder(TokenRecord)
 
@@ -128,7 +127,7 @@ class AccountService:
         """The user if `password` is theirs and they are enabled; hashing runs off the event loop."""
         self.refresh_if_changed()
         record = self._users.get(name)
-        ok = await asyncio.to_thread(verify_password, record.password_hash if record else _DUMMY_HASH, password)
+        ok = await asyncio.to_thread(verify_password, record.password_hash if record else DUMMY_HASH, password)
         if record is None or not ok or not record.enabled:
             return None
         if needs_rehash(record.password_hash):

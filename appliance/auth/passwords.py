@@ -15,6 +15,13 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 
 _HASHER = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1, hash_len=32, salt_len=16)
 
+# What a login for a user that does not exist is verified against, so that it takes as long as a
+# wrong password for one that does. It is a constant rather than hashed at import because one
+# hash at start-up costs ~25 ms here and seconds on an emulated or small machine, on every boot.
+# The password it was made from was random and thrown away; a unit test checks that it carries
+# the current parameters (it must be remade with them if they change).
+DUMMY_HASH = "$argon2id$v=19$m=19456,t=2,p=1$6LR39SUB85HyvWT6A4wwZg$Cebfhh8mPLuMnxl3r0l9rWWxmaGqGJM+MZzVkb4sZ8E"
+
 
 def hash_password(password: str) -> str:
     return _HASHER.hash(password)

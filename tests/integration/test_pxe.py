@@ -30,7 +30,7 @@ import pytest
 
 from tests.clusterlab import ClusterNode, bootstrap_admin_token, join_token, wait_until
 from tests.conftest import LONG_LIVED, require
-from tests.integration.test_image import BOOT_BUDGET, booted, image, tail
+from tests.integration.test_image import BOOT_BUDGET, TCG_CPU, booted, image, tail
 from tests.netns import Host, Lab, _run
 
 pytestmark = [pytest.mark.integration, pytest.mark.qemu, pytest.mark.privileged]
@@ -91,7 +91,7 @@ def _boot(
     server = lab.host(0)
     argv = [
         "ip", "netns", "exec", lab.switch_netns,
-        "qemu-system-x86_64", "-accel", "tcg", "-M", "pc", "-cpu", "max", "-smp", "2", "-m", "2048",
+        "qemu-system-x86_64", "-accel", "tcg", "-M", "pc", "-cpu", TCG_CPU, "-smp", "2", "-m", "2048",
         "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
         "-serial", f"file:{tmp_path / 'console.log'}",
         "-monitor", f"unix:{tmp_path / 'monitor.sock'},server=on,wait=off",
