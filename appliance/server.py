@@ -10,10 +10,12 @@ database and release the data dir.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import signal
 import socket
+import ssl
 import sys
 from typing import Any
 
@@ -23,9 +25,11 @@ from granian.server.embed import Server
 
 from appliance import __version__
 from appliance.app import create_app, node_meta
+from appliance.auth.accounts import BOOTSTRAP_ADMIN, AccountService
 from appliance.bootstrap import API_ADVERTISE_KEY, OpenedNode, open_node, routable_ips
 from appliance.cluster.service import ClusterSettings
 from appliance.cluster.swim import Config
+from appliance.console import notify_systemd, render_issue, write_issue
 from appliance.errors import StartupError
 from appliance.network.service import NetworkSettings
 from appliance.node.host import LinuxHost
@@ -162,13 +166,63 @@ async def serve(settings: ServeSettings) -> None:
         gc.collect()
         gc.freeze()
         gc.set_threshold(GC_GEN0_THRESHOLD, 20, 20)
-        await asyncio.gather(*(s.serve() for s in servers))
+        urls = [f"https://{ip}:{settings.api.port}/" for ip in ips] if settings.api.host.is_unspecified else []
+        urls = urls or [f"https://{api_advertise}/"]
+        announcer = asyncio.create_task(_announce_when_serving(settings.api, node, appliance.accounts, urls))
+        try:
+            await asyncio.gather(*(s.serve() for s in servers))
+        finally:
+            announcer.cancel()
         log.info("stopped", extra={"node": node.name})
     finally:
         node.close()
 
 
+async def _announce_when_serving(api: HostPort, node: OpenedNode, accounts: AccountService, urls: list[str]) -> None:
+    """Once the API accepts TLS connections: the console banner, then READY=1 to systemd.
+
+    The banner shows the bootstrap admin password until the admin has changed it (checked
+    every 30 s), then only the name and URLs (appliance/console.py says why).
+    """
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(str(api.host), str(api.host))  # noqa: S104
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE  # only asking whether it serves; nothing is sent
+    for _ in range(600):  # 60 s at most
+        try:
+            _, writer = await asyncio.open_connection(host, api.port, ssl=context)
+        except OSError:
+            await asyncio.sleep(0.1)
+            continue
+        writer.close()
+        with contextlib.suppress(OSError, ssl.SSLError):
+            await writer.wait_closed()
+        break
+    else:
+        log.warning("the API did not accept a connection within 60 s; not telling systemd it is ready")
+        return
+    shown: str | None = None
+    ready_sent = False
+    while True:
+        admin = accounts.user(BOOTSTRAP_ADMIN)
+        password = None
+        if admin is not None and admin.must_change_password:
+            with contextlib.suppress(OSError):
+                password = node.datadir.admin_password_path.read_text().strip() or None
+        text = render_issue(node.name, __version__, urls, password)
+        if text != shown:
+            await asyncio.to_thread(write_issue, text)
+            shown = text
+        if not ready_sent:
+            notify_systemd("READY=1")
+            ready_sent = True
+        if password is None:
+            return
+        await asyncio.sleep(30.0)
+
+
 def _stop(servers: list[Server], sig: signal.Signals) -> None:
+    notify_systemd("STOPPING=1")
     log.info("stopping", extra={"signal": sig.name})
     for server in servers:
         server.stop()  # type: ignore[no-untyped-call]  # granian's embed module is untyped

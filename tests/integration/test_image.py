@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shlex
 import shutil
 import signal
 import socket
+import sqlite3
 import ssl
 import subprocess
 import time
@@ -27,9 +29,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
+import msgspec
 import pytest
 from cryptography import x509
 
+from appliance.auth.passwords import verify_password
+from appliance.auth.types import UserRecord
+from appliance.datadir import DB_NAME
 from tests.conftest import require
 from tests.nodeproc import free_port
 
@@ -123,8 +129,11 @@ def booted(argv: list[str], workdir: Path) -> Iterator[Guest]:
         guest.stop()
 
 
-def qemu_argv(port: int, workdir: Path, *boot: str, disk: Path | None = None) -> list[str]:
-    """A TCG guest with 2 GiB, user networking confined to the host, 8443 forwarded to `port`."""
+def qemu_argv(port: int, workdir: Path, *boot: str, disk: Path | None = None, serial: str | None = None) -> list[str]:
+    """A TCG guest with 2 GiB, user networking confined to the host, 8443 forwarded to `port`.
+
+    The serial console goes to workdir/console.log unless `serial` names another QEMU chardev.
+    """
     argv = [
         "qemu-system-x86_64",
         "-accel", "tcg",
@@ -133,7 +142,7 @@ def qemu_argv(port: int, workdir: Path, *boot: str, disk: Path | None = None) ->
         "-smp", "2",
         "-m", "2048",
         "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
-        "-serial", f"file:{workdir / 'console.log'}",
+        "-serial", serial or f"file:{workdir / 'console.log'}",
         "-monitor", f"unix:{workdir / 'monitor.sock'},server=on,wait=off",
         "-netdev", f"user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:{port}-:8443",
         "-device", "virtio-net-pci,netdev=n0",
@@ -179,6 +188,103 @@ def data_disk(path: Path, label: str = "DEBVISOR-DATA") -> Path:
     return path
 
 
+# systemd's rescue target with sulogin forced: a root shell at the console without a password
+# (the image locks root's), the documented way in when the API cannot be reached.
+RESCUE_ARGS = "systemd.unit=rescue.target systemd.setenv=SYSTEMD_SULOGIN_FORCE=1"
+PROMPT = re.compile(rb"root@[\w-]+:[^\n]*# $|^[\w.-]*# $", re.MULTILINE)
+
+
+class SerialConsole:
+    """The guest's serial port over QEMU's unix-socket chardev: wait for a shell, type lines."""
+
+    def __init__(self, path: Path, guest: Guest) -> None:
+        self.path = path
+        self.guest = guest
+        self.sock = socket.socket(socket.AF_UNIX)
+        self.seen = bytearray()  # everything the guest wrote, for failure messages
+
+    def __enter__(self) -> SerialConsole:
+        deadline = time.monotonic() + 30.0
+        while True:
+            try:
+                self.sock.connect(str(self.path))
+                break
+            except (FileNotFoundError, ConnectionRefusedError):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        self.sock.settimeout(0.5)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.sock.close()
+
+    def send(self, line: str) -> None:
+        self.sock.sendall(line.encode() + b"\r")
+
+    def _read(self) -> bytes:
+        try:
+            data = self.sock.recv(65536)
+        except TimeoutError:
+            return b""
+        self.seen += data
+        return data
+
+    def shell_prompt(self, timeout: float) -> None:
+        """Wait for a root shell prompt, pressing Enter now and then (sulogin may wait for it)."""
+        deadline = time.monotonic() + timeout
+        tail = b""
+        last_enter = 0.0
+        while time.monotonic() < deadline:
+            if self.guest.proc.poll() is not None:
+                pytest.fail(f"QEMU exited before a shell prompt:\n{self.text()[-3000:]}", pytrace=False)
+            tail = (tail + self._read())[-4096:]
+            if PROMPT.search(tail):
+                return
+            if time.monotonic() - last_enter > 5.0:
+                self.sock.sendall(b"\r")
+                last_enter = time.monotonic()
+        pytest.fail(
+            f"no root shell prompt on the console within {timeout:.0f} s:\n{self.text()[-3000:]}", pytrace=False
+        )
+
+    def run(self, command: str, timeout: float) -> str:
+        """Type `command`; what the console printed until the next prompt."""
+        start = len(self.seen)
+        self.send(command)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self._read()
+            out = bytes(self.seen[start:])
+            after_echo = out.split(b"\n", 1)[1] if b"\n" in out else b""
+            if PROMPT.search(after_echo):
+                return after_echo.decode(errors="replace")
+        pytest.fail(f"{command!r} did not finish within {timeout:.0f} s:\n{self.text()[-3000:]}", pytrace=False)
+
+    def text(self) -> str:
+        return self.seen.decode(errors="replace")
+
+
+def stored_user(disk: Path, workdir: Path, name: str) -> UserRecord:
+    """The user record in the node database on an ext4 image (copied out with debugfs)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    for suffix in ("", "-wal"):
+        subprocess.run(
+            ["debugfs", "-R", f"dump /node/{DB_NAME}{suffix} {workdir / (DB_NAME + suffix)}", str(disk)],
+            capture_output=True,
+            check=True,
+        )
+    if (workdir / f"{DB_NAME}-wal").stat().st_size == 0:
+        (workdir / f"{DB_NAME}-wal").unlink()  # debugfs leaves an empty file for a missing one
+    db = sqlite3.connect(workdir / DB_NAME)
+    try:
+        row = db.execute("SELECT value FROM config WHERE kind = 'user' AND key = ?", (name,)).fetchone()
+    finally:
+        db.close()
+    assert row is not None, f"no user {name!r} in the node's database"
+    return msgspec.json.decode(row[0], type=UserRecord)
+
+
 def disk_listing(disk: Path, directory: str) -> str:
     """`ls -l DIRECTORY` in an ext4 image, read without mounting it (debugfs)."""
     result = subprocess.run(
@@ -206,6 +312,38 @@ def test_iso_boots_to_a_ready_node_with_state_on_the_data_partition(
     assert "debvisor" in names  # no debvisor.name= in the ISO's menu: the host name
     assert "node state in /var/lib/debvisor" in console, console[-3000:]
     assert "initial-admin-password" in disk_listing(disk, "/node")  # the node's state went to the disk
+
+    # Recovery at the console (docs/recovery.md): the same node, booted into systemd's rescue
+    # target with sulogin forced (root's password is locked in the image), resets the admin
+    # password on its data partition; the node is not running meanwhile.
+    new_password = "Rescued-at-the-console-42"
+    rescue_dir = tmp_path / "rescue"
+    rescue_dir.mkdir()
+    append = f"boot=live live-media-path=/live console=ttyS0,115200n8 {RESCUE_ARGS}"
+    serial = rescue_dir / "serial.sock"
+    argv = qemu_argv(
+        free_port(),
+        rescue_dir,
+        "-kernel", str(image / "vmlinuz"),
+        "-initrd", str(image / "initrd.img"),
+        "-append", append,
+        "-cdrom", str(iso),
+        disk=disk,
+        serial=f"unix:{serial},server=on,wait=off",
+    )  # fmt: skip
+    with booted(argv, rescue_dir) as guest, SerialConsole(serial, guest) as console_:
+        console_.shell_prompt(timeout=BOOT_BUDGET)
+        output = console_.run(
+            f"echo '{new_password}' | debvisor user passwd admin --password-stdin; echo rc=$?", timeout=120.0
+        )
+        assert "password of admin set" in output, output
+        assert "rc=0" in output, output
+        console_.send("systemctl poweroff")
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            guest.proc.wait(timeout=120.0)
+    assert guest.proc.returncode is not None, "the rescued guest did not power off"
+    admin = stored_user(disk, tmp_path / "copy", "admin")
+    assert verify_password(admin.password_hash, new_password)
 
 
 def test_kernel_command_line_names_the_node_and_missing_data_partition_warns(
