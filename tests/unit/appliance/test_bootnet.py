@@ -6,11 +6,13 @@ A fake `Links` stands in for the host's ports and a fake clock for time, so the 
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import pytest
 
 from appliance.bootnet import UNIT_NAME, BootNet, Port, SysfsLinks, main
+from appliance.bootparams import parse_cmdline
 
 DEBIAN = "BOOT_IMAGE=/live/vmlinuz boot=live live-media-path=/live quiet console=ttyS0,115200n8"
 MAC1 = "52:54:00:00:00:01"
@@ -197,3 +199,24 @@ def test_sysfs_links_lists_physical_ethernet_ports_only(tmp_path: Path) -> None:
         Port("eno2", "52:54:00:aa:00:01", False),
         Port("enp4s0", "52:54:00:aa:00:01", False),
     ]
+
+
+def test_the_examples_in_docs_image_md_parse_as_documented() -> None:
+    # docs/image.md shows debvisor.ip= examples and what the service prints; keep them true.
+    doc = (Path(__file__).resolve().parents[3] / "docs" / "image.md").read_text()
+    section = doc.split("### The management address: `debvisor.ip=`", 1)[1].split("\n## ", 1)[0]
+    examples = [line.split()[0] for line in section.splitlines() if line.startswith("    debvisor.ip=")]
+    assert len(examples) == 4
+    for example in examples:
+        assert parse_cmdline(example).ip is not None
+    printed = [line.strip() for line in section.splitlines() if line.startswith("    debvisor-bootnet: ")]
+    assert len(printed) == 2
+    good, bad = printed
+    assert good == "debvisor-bootnet: " + boot_line("BOOTIF=01-52-54-00-12-34-56 debvisor.ip=10.0.0.5/24,10.0.0.1")
+    assert bad == "debvisor-bootnet: " + boot_line("debvisor.ip=10.0.0.5")
+
+
+def boot_line(cmdline: str) -> str:
+    with tempfile.TemporaryDirectory() as scratch:
+        line, _ = boot(Path(scratch), cmdline)
+    return line
