@@ -13,19 +13,24 @@ Keys (all optional; the last occurrence wins, as for kernel parameters):
   debvisor.api=HOST:PORT      API listen address (default 0.0.0.0:8443)
   debvisor.gossip=HOST:PORT   gossip listen address (default 0.0.0.0:7946)
   debvisor.advertise=IP       address peers use to reach this node
-  debvisor.ip=dhcp | ADDR/PREFIX[,GATEWAY]   management address (applied by the image's
-                              network set-up before the appliance starts)
+  debvisor.ip=dhcp | ADDR/PREFIX[,GATEWAY]   management address (applied before networkd
+                              starts by appliance.bootnet, on the port BOOTIF= names if given)
   debvisor.data=LABEL | ram   data partition label (read by the image's data mount, not here)
 
 Unknown `debvisor.*` keys and bad values are errors that name the key: a mistyped key would
 otherwise be dropped silently, and a mistyped `debvisor.join` would found a second cluster.
-Parameters without the `debvisor.` prefix belong to the kernel and initramfs and are ignored.
-Deliberately left out: applying anything (this module only parses and renders).
+Parameters without the `debvisor.` prefix belong to the kernel and initramfs and are ignored,
+except `BOOTIF=01-aa-bb-cc-dd-ee-ff` (pxelinux's and iPXE's name for the port the machine
+booted from), read but never an error: it is the boot loader's, not ours to reject.
+Deliberately left out: applying anything (this module only parses and renders; the image's
+boot-time network set-up is appliance.bootnet). Keep its imports light: that set-up runs it
+before systemd-networkd starts.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +50,9 @@ PREFIX = "debvisor."
 _KEYS = ("name", "join", "api", "gossip", "advertise", "ip", "data")
 _T = TypeVar("_T")
 _MAX_TOKEN = 4096  # a join token is a few hundred characters; anything longer is a mistake
+# BOOTIF=01-aa-bb-cc-dd-ee-ff: ARP hardware type 1 (Ethernet), then the MAC, as pxelinux's
+# IPAPPEND 2 and iPXE's ${netX/mac:hexhyp} write it.
+_BOOTIF = re.compile(r"^01-((?:[0-9a-f]{2}-){5}[0-9a-f]{2})$")
 
 
 class BootParamsError(SettingsError):
@@ -71,6 +79,7 @@ class BootParams:
     ip: StaticAddress | str | None = None  # "dhcp" or a StaticAddress
     data: str | None = None
     keys: tuple[str, ...] = field(default=())  # the debvisor.* keys present, for logging
+    boot_mac: str | None = None  # aa:bb:cc:dd:ee:ff from BOOTIF=, the port the machine booted from
 
 
 def split_cmdline(text: str) -> list[str]:
@@ -123,7 +132,11 @@ def _parse_ip(value: str) -> StaticAddress | str:
 def parse_cmdline(text: str) -> BootParams:
     """The debvisor.* settings of a kernel command line; BootParamsError names a bad one."""
     values: dict[str, str] = {}
+    boot_mac = None
     for param in split_cmdline(text):
+        if param.startswith("BOOTIF="):
+            bootif = _BOOTIF.match(param[len("BOOTIF=") :].lower())
+            boot_mac = bootif.group(1).replace("-", ":") if bootif else None
         if not param.startswith(PREFIX):
             continue
         key, sep, value = param[len(PREFIX) :].partition("=")
@@ -152,7 +165,15 @@ def parse_cmdline(text: str) -> BootParams:
     ip = _parse_ip(values["ip"]) if "ip" in values else None
     data = values.get("data")
     return BootParams(
-        name=name, join=join, api=api, gossip=gossip, advertise=advertise, ip=ip, data=data, keys=tuple(values)
+        name=name,
+        join=join,
+        api=api,
+        gossip=gossip,
+        advertise=advertise,
+        ip=ip,
+        data=data,
+        keys=tuple(values),
+        boot_mac=boot_mac,
     )
 
 
@@ -165,19 +186,25 @@ def read_boot_params(path: Path = Path("/proc/cmdline")) -> BootParams:
     return parse_cmdline(text)
 
 
-def networkd_unit(params: BootParams) -> str | None:
-    """A systemd-networkd .network file for `debvisor.ip=`, or None when it was not given.
+def networkd_unit(address: StaticAddress, mac: str) -> str:
+    """A systemd-networkd .network file giving the port with MAC address `mac` the static `address`.
 
-    It matches every Ethernet port, like the image's default DHCP one, and sorts before it.
+    It matches one port by MAC, not by name: the name may still change (udev renames ports
+    while the unit is written) and a name would not survive a different port order. `Type=ether`
+    keeps bridges, bonds and VLANs that netconfig later builds on the port (and that may carry
+    its MAC) from matching too. IPv6: link-local only, no addresses from router advertisements
+    on a port whose address the operator chose.
     """
-    if params.ip is None:
-        return None
-    lines = ["# Written at boot from debvisor.ip= on the kernel command line.", "[Match]", "Type=ether", ""]
-    lines += ["[Network]"]
-    if isinstance(params.ip, StaticAddress):
-        lines.append(f"Address={params.ip.interface}")
-        if params.ip.gateway is not None:
-            lines.append(f"Gateway={params.ip.gateway}")
-    else:
-        lines.append("DHCP=yes")
+    lines = [
+        "# Written at boot by debvisor-bootnet.service from debvisor.ip= on the kernel command line.",
+        "[Match]",
+        f"MACAddress={mac}",
+        "Type=ether",
+        "",
+        "[Network]",
+        f"Address={address.interface}",
+    ]
+    if address.gateway is not None:
+        lines.append(f"Gateway={address.gateway}")
+    lines += ["LinkLocalAddressing=ipv6", "IPv6AcceptRA=no"]
     return "\n".join(lines) + "\n"

@@ -19,6 +19,10 @@ from dataclasses import dataclass, field
 from appliance.settings import SettingsError, validate_node_name
 
 DEFAULT_CONSOLE = ("console=tty0", "console=ttyS0,115200n8")
+# The port the machine booted from, as pxelinux's IPAPPEND 2 names it (iPXE expands the MAC):
+# live-boot then fetches the squashfs over that port only, and the image puts a static
+# debvisor.ip= on it (appliance/bootnet.py).
+BOOTIF = "BOOTIF=01-${netX/mac:hexhyp}"
 _SAFE_ARG = re.compile(r"^[A-Za-z0-9._:/=+,@%~_-]+$")  # one kernel argument, nothing iPXE expands
 _SAFE_BASE = re.compile(r"^http://[A-Za-z0-9.:\[\]-]+(/[A-Za-z0-9._/-]*)?$")
 
@@ -52,7 +56,7 @@ def _base(base_url: str) -> str:
 def cmdline(base_url: str, params: MachineParams, console: tuple[str, ...] = DEFAULT_CONSOLE) -> list[str]:
     """The kernel command line for a machine, as arguments."""
     base = _base(base_url)
-    args = ["initrd=initrd.img", "boot=live", f"fetch={base}/filesystem.squashfs"]
+    args = ["initrd=initrd.img", "boot=live", f"fetch={base}/filesystem.squashfs", BOOTIF]
     args += [_arg(c, "console") for c in console]
     if params.name is not None:
         try:

@@ -95,12 +95,25 @@ def test_read_boot_params_reads_a_file_and_explains_a_missing_one(tmp_path: Path
         read_boot_params(tmp_path / "absent")
 
 
-def test_networkd_unit_for_static_dhcp_and_nothing() -> None:
-    assert networkd_unit(BootParams()) is None
-    dhcp = networkd_unit(parse_cmdline("debvisor.ip=dhcp"))
-    assert dhcp is not None
-    assert "DHCP=yes" in dhcp
-    static = networkd_unit(parse_cmdline("debvisor.ip=192.0.2.7/24,192.0.2.1"))
-    assert static is not None
-    assert "Address=192.0.2.7/24" in static
-    assert "Gateway=192.0.2.1" in static
+def test_bootif_names_the_boot_port_and_a_malformed_one_is_ignored() -> None:
+    assert parse_cmdline(f"{DEBIAN} BOOTIF=01-52-54-00-AB-cd-0f").boot_mac == "52:54:00:ab:cd:0f"
+    # The boot loader's parameter, not ours: never an error, and not one of our keys.
+    assert parse_cmdline("BOOTIF=52:54:00:ab:cd:0f") == BootParams()
+    assert parse_cmdline("BOOTIF=01-52-54-00-ab-cd") == BootParams()
+    assert parse_cmdline("BOOTIF=01-52-54-00-ab-cd-0f BOOTIF=garbage").boot_mac is None  # the last one wins
+    assert parse_cmdline("BOOTIF=01-52-54-00-ab-cd-0f").keys == ()
+
+
+def test_networkd_unit_matches_one_port_by_mac() -> None:
+    static = parse_cmdline("debvisor.ip=192.0.2.7/24,192.0.2.1").ip
+    assert isinstance(static, StaticAddress)
+    unit = networkd_unit(static, "52:54:00:ab:cd:0f")
+    assert "[Match]\nMACAddress=52:54:00:ab:cd:0f\nType=ether\n" in unit
+    assert "\n[Network]\nAddress=192.0.2.7/24\nGateway=192.0.2.1\n" in unit
+    assert "DHCP" not in unit
+
+
+def test_networkd_unit_without_gateway_and_for_ipv6() -> None:
+    unit = networkd_unit(StaticAddress(ipaddress.ip_interface("fd00:5::7/64")), "52:54:00:ab:cd:0f")
+    assert "Address=fd00:5::7/64\n" in unit
+    assert "Gateway" not in unit

@@ -108,6 +108,11 @@ def test_boot_script_loads_kernel_and_initrd_and_passes_the_machines_settings() 
     assert lines[2:] == [f"initrd {BASE}/initrd.img", "boot"]
 
 
+def test_boot_script_names_the_port_the_machine_booted_from() -> None:
+    # iPXE expands ${netX/mac:hexhyp} to aa-bb-cc-dd-ee-ff; bootparams reads it as BOOTIF.
+    assert "BOOTIF=01-${netX/mac:hexhyp}" in boot_script(BASE, MachineParams()).split()
+
+
 def test_a_machine_without_settings_boots_with_defaults() -> None:
     assert not any(a.startswith("debvisor.") for a in cmdline(BASE, MachineParams()))
 
