@@ -214,6 +214,11 @@ def create_app(
     pxe = pxe or PxeSettings()
     pxe_dir = node.datadir.root / PXE_SUBDIR
     pxe_config = pxe_dir / "config.json"
+
+    async def interface_ipv4(name: str) -> str | None:
+        found = (a.address for a in await host.addresses() if a.interface == name and a.family == "inet")
+        return next(found, None)
+
     pxe_service = PxeService(
         load_config(pxe_config),
         boot_files=pxe.boot_files,
@@ -222,6 +227,9 @@ def create_app(
         tftp_root=pxe.tftp_root,
         run_dnsmasq=pxe.run_dnsmasq,
         http_listener=pxe.http_listener,
+        # The boot-file app is built from this service just below; the listener loads it when it opens.
+        listener=pxe.listener(lambda: pxe_app) if pxe.listener is not None else None,
+        interface_ipv4=interface_ipv4,
         clock=clock,
     )
     # Booting machines have no credentials: the boot files get their own app, without the

@@ -13,6 +13,8 @@ Keys (all optional; the last occurrence wins, as for kernel parameters):
   debvisor.api=HOST:PORT      API listen address (default 0.0.0.0:8443)
   debvisor.gossip=HOST:PORT   gossip listen address (default 0.0.0.0:7946)
   debvisor.advertise=IP       address peers use to reach this node
+  debvisor.pxe-http=HOST:PORT where the PXE boot-file listener binds while PXE is enabled
+                              (default: port 8080 on the PXE interface's IPv4 address)
   debvisor.ip=dhcp | ADDR/PREFIX[,GATEWAY]   management address (applied before networkd
                               starts by appliance.bootnet, on the port BOOTIF= names if given)
   debvisor.data=LABEL | ram   data partition label (read by the image's data mount, not here)
@@ -39,6 +41,7 @@ from typing import TypeVar
 from appliance.settings import (
     DEFAULT_API_PORT,
     DEFAULT_GOSSIP_PORT,
+    DEFAULT_PXE_HTTP_PORT,
     HostPort,
     SettingsError,
     parse_host_port,
@@ -47,7 +50,7 @@ from appliance.settings import (
 )
 
 PREFIX = "debvisor."
-_KEYS = ("name", "join", "api", "gossip", "advertise", "ip", "data")
+_KEYS = ("name", "join", "api", "gossip", "advertise", "ip", "data", "pxe-http")
 _T = TypeVar("_T")
 _MAX_TOKEN = 4096  # a join token is a few hundred characters; anything longer is a mistake
 # BOOTIF=01-aa-bb-cc-dd-ee-ff: ARP hardware type 1 (Ethernet), then the MAC, as pxelinux's
@@ -78,6 +81,7 @@ class BootParams:
     advertise: ipaddress.IPv4Address | ipaddress.IPv6Address | None = None
     ip: StaticAddress | str | None = None  # "dhcp" or a StaticAddress
     data: str | None = None
+    pxe_http: HostPort | None = None
     keys: tuple[str, ...] = field(default=())  # the debvisor.* keys present, for logging
     boot_mac: str | None = None  # aa:bb:cc:dd:ee:ff from BOOTIF=, the port the machine booted from
 
@@ -162,6 +166,7 @@ def parse_cmdline(text: str) -> BootParams:
     api = parsed("api", lambda text: parse_host_port(text, DEFAULT_API_PORT))
     gossip = parsed("gossip", lambda text: parse_host_port(text, DEFAULT_GOSSIP_PORT))
     advertise = parsed("advertise", parse_ip)
+    pxe_http = parsed("pxe-http", lambda text: parse_host_port(text, DEFAULT_PXE_HTTP_PORT))
     ip = _parse_ip(values["ip"]) if "ip" in values else None
     data = values.get("data")
     return BootParams(
@@ -172,6 +177,7 @@ def parse_cmdline(text: str) -> BootParams:
         advertise=advertise,
         ip=ip,
         data=data,
+        pxe_http=pxe_http,
         keys=tuple(values),
         boot_mac=boot_mac,
     )

@@ -24,6 +24,7 @@ from appliance.errors import StartupError
 from appliance.settings import (
     DEFAULT_API_PORT,
     DEFAULT_GOSSIP_PORT,
+    DEFAULT_PXE_HTTP_PORT,
     AuthSettings,
     HostPort,
     ServeSettings,
@@ -155,15 +156,16 @@ def _build_parser() -> argparse.ArgumentParser:
         type=Path,
         default=None,
         metavar="FILE",
-        help="read debvisor.name=, debvisor.join=, debvisor.api=, ... from this kernel command line "
+        help="read debvisor.name=, debvisor.join=, debvisor.pxe-http=, ... from this kernel command line "
         "(the image passes /proc/cmdline) as the lowest layer: flags and the node's stored state win",
     )
     serve.add_argument(
         "--pxe-http",
         default=None,
         metavar="HOST:PORT",
-        help="serve the PXE boot files (/pxe only, never the API) over plain HTTP here; the boot server "
-        "itself is configured through /api/v1/nodes/NAME/pxe",
+        help="while PXE is enabled on this node, serve the boot files (/pxe only, never the API) over "
+        f"plain HTTP here (default: port {DEFAULT_PXE_HTTP_PORT} on the PXE interface's IPv4 address; "
+        "also debvisor.pxe-http=); the boot server itself is configured through /api/v1/nodes/NAME/pxe",
     )
     serve.add_argument(
         "--pxe-files",
@@ -215,7 +217,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         join=args.join or boot.join,
         advertise=parse_ip(args.advertise) if args.advertise else boot.advertise,
         netns=args.netns,
-        pxe_http=parse_host_port(args.pxe_http, 80) if args.pxe_http else None,
+        pxe_http=parse_host_port(args.pxe_http, DEFAULT_PXE_HTTP_PORT) if args.pxe_http else boot.pxe_http,
         pxe_files=args.pxe_files,
     )
     logs.configure(args.log_level, json={"auto": None, "json": True, "text": False}[args.log_format])

@@ -2,7 +2,9 @@
 
 granian runs embedded in this process's asyncio loop (one worker, HTTP/1.1 and HTTP/2 over
 TLS with the node certificate), so the API and the node's background work (gossip and
-reconcilers, as later issues add them) share one loop and one process. SIGTERM and SIGINT
+reconcilers, as later issues add them) share one loop and one process. The plain-HTTP
+listener for PXE boot files is a second embedded granian server that the PXE service opens
+and closes at run time (`pxe.listener`); it is not started here. SIGTERM and SIGINT
 stop accepting requests, let in-flight ones finish, run the app's shutdown, close the
 database and release the data dir.
 """
@@ -34,6 +36,7 @@ from appliance.errors import StartupError
 from appliance.network.service import NetworkSettings
 from appliance.node.host import LinuxHost
 from appliance.settings import HostPort, ServeSettings
+from pxe.listener import GranianListener, granian_server_factory
 from pxe.service import DEFAULT_BOOT_FILES, PxeSettings
 
 log = logging.getLogger(__name__)
@@ -119,6 +122,11 @@ async def serve(settings: ServeSettings) -> None:
             pxe=PxeSettings(
                 boot_files=settings.pxe_files or DEFAULT_BOOT_FILES,
                 http_listener=str(settings.pxe_http) if settings.pxe_http is not None else None,
+                # Plain HTTP, the public boot files only (a separate app without the API's routes),
+                # open only while PXE is enabled on this node.
+                listener=lambda app: GranianListener(
+                    granian_server_factory(app, log_level=LogLevels.warning, log_dictconfig=_GRANIAN_LOGGING)
+                ),
             ),
         )
         server = Server(
@@ -134,18 +142,6 @@ async def serve(settings: ServeSettings) -> None:
             websockets=True,
         )
         servers = [server]
-        if settings.pxe_http is not None:
-            # Plain HTTP, the public boot files only: a separate app without the API's routes.
-            servers.append(
-                Server(
-                    appliance.pxe_asgi,
-                    address=str(settings.pxe_http.host),
-                    port=settings.pxe_http.port,
-                    interface=Interfaces.ASGI,
-                    log_level=LogLevels.warning,
-                    log_dictconfig=_GRANIAN_LOGGING,
-                )
-            )
         logging.getLogger("_granian").addFilter(_DropExperimentalNotice())
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -14,6 +14,7 @@ from pathlib import Path
 
 DEFAULT_API_PORT = 8443
 DEFAULT_GOSSIP_PORT = 7946
+DEFAULT_PXE_HTTP_PORT = 8080  # the plain-HTTP listener for PXE boot files, while PXE is enabled
 
 # A node name is one DNS label (RFC 1123): it appears in certificates, URLs and host names.
 _NODE_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
@@ -125,8 +126,9 @@ class ServeSettings:
     # The name a fresh data dir gets when `name` is None (from the kernel command line, a layer
     # below what the node stores): unlike `name`, it never contradicts a stored name.
     default_name: str | None = None
-    # A plain-HTTP listener for the public /pxe boot files only (iPXE and live-boot cannot do
-    # HTTPS with the node's CA); None: no listener, the node serves no boot files.
+    # Where the plain-HTTP listener for the public /pxe boot files binds while PXE is enabled
+    # (iPXE and live-boot cannot do HTTPS with the node's CA); None: port 8080 on the PXE
+    # interface's IPv4 address.
     pxe_http: HostPort | None = None
     pxe_files: Path | None = None  # vmlinuz, initrd.img, filesystem.squashfs (default: the live medium)
 

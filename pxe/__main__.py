@@ -1,7 +1,7 @@
 """`python -m pxe serve`: a boot server without a node (dnsmasq + the /pxe files over plain HTTP).
 
-For tests and for booting a first node from a laptop. A node serves the same routes from
-`debvisor serve --pxe-http`. Runs until SIGTERM/SIGINT; dnsmasq stops with it. Every
+For tests and for booting a first node from a laptop. A node serves the same routes on its
+boot-file listener while PXE is enabled (`pxe.listener`). Runs until SIGTERM/SIGINT; dnsmasq stops with it. Every
 dnsmasq line goes to stderr.
 """
 

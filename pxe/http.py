@@ -6,9 +6,9 @@ the request). They answer 404 unless PXE is enabled on this node. The script's U
 from the Host the machine used, so they reach this node the same way. Single byte ranges are
 honoured (a resumed or partial fetch of the 200 MB squashfs); multiple ranges get the whole file.
 
-The same router is mounted on the plain-HTTP listener (`debvisor serve --pxe-http`) and served
-alone by `python -m pxe serve` (tests, a boot server without a node). Deliberately left out:
-storing the settings (`pxe.service`).
+The same router is mounted on a node's plain-HTTP listener (`pxe.listener`, open while PXE is
+enabled) and served alone by `python -m pxe serve` (tests, a boot server without a node).
+Deliberately left out: storing the settings (`pxe.service`).
 """
 
 from __future__ import annotations

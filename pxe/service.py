@@ -2,7 +2,10 @@
 
 `PxeConfig` is what the API reads and writes (per node: the interface and DHCP range are this
 node's). Storing it is the caller's (`save`); `apply` re-renders dnsmasq's argv and restarts
-the supervised process only when the argv changed. Machines that fetched a boot script are
+the supervised process only when the argv changed. The plain-HTTP listener for the boot files
+(`pxe.listener`) follows the setting: opened when PXE is enabled, closed when it is disabled,
+at the address the listener module derives unless the node was given one; `http_url` defaults
+to that address. Machines that fetched a boot script are
 remembered in memory (the most recent `MAX_SEEN`), enough for an operator to see a rack boot;
 durable enlistment is left for later.
 """
@@ -13,13 +16,22 @@ import logging
 import os
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import msgspec
 
+from appliance.settings import HostPort, SettingsError, parse_host_port
 from pxe.dnsmasq import DnsmasqSettings, Machine, Mode, normalize_mac, render_argv
+from pxe.listener import (
+    DEFAULT_PORT,
+    HttpListener,
+    ListenerError,
+    ListenerFactory,
+    default_http_url,
+    listen_address,
+)
 from pxe.script import MachineParams, cmdline
 from pxe.server import Supervisor
 
@@ -39,7 +51,7 @@ class PxeMachine(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
 
 
 class PxeConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """A node's PXE settings. `http_url` is how machines reach this node's --pxe-http listener."""
+    """A node's PXE settings. `http_url` is how machines reach the boot-file listener (default: its address)."""
 
     enabled: bool = False
     interface: str | None = None
@@ -49,7 +61,7 @@ class PxeConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     range_end: str | None = None
     lease_seconds: int = 3600
     ipv6_prefix: str | None = None
-    http_url: str | None = None  # e.g. http://10.0.0.2:8080 (the script URL is derived)
+    http_url: str | None = None  # e.g. http://10.0.0.2:8080 (the script URL is derived); None: the listener's
     only_known: bool = False
     machines: dict[str, PxeMachine] = {}
 
@@ -75,20 +87,28 @@ def validate(config: PxeConfig) -> PxeConfig:
         for m in machines.values():
             cmdline("http://x/pxe", MachineParams(m.name, m.join, tuple(m.extra)))
         if config.enabled:
-            if config.interface is None or config.http_url is None:
-                raise PxeError("an enabled PXE server needs interface and http_url")
-            render_argv(dnsmasq_settings(normalized, Path("/nonexistent")))
+            if config.interface is None:
+                raise PxeError("an enabled PXE server needs interface")
+            # http_url may be left to default to the listener's address; check the rest without it.
+            url = config.http_url or _PLACEHOLDER_URL
+            render_argv(dnsmasq_settings(normalized, Path("/nonexistent"), http_url=url))
     except ValueError as exc:
         raise PxeError(str(exc)) from exc
     return normalized
 
 
-def dnsmasq_settings(config: PxeConfig, lease_file: Path, tftp_root: Path = IPXE_DIR) -> DnsmasqSettings:
-    """dnsmasq's settings for an enabled config."""
+_PLACEHOLDER_URL = "http://192.0.2.1:8080"  # TEST-NET-1: validates everything but the URL itself
+
+
+def dnsmasq_settings(
+    config: PxeConfig, lease_file: Path, tftp_root: Path = IPXE_DIR, *, http_url: str | None = None
+) -> DnsmasqSettings:
+    """dnsmasq's settings for an enabled config (`http_url`: the effective URL when the config has none)."""
+    url = config.http_url or http_url or ""
     return DnsmasqSettings(
         interface=config.interface or "",
         tftp_root=tftp_root,
-        script_url=f"{(config.http_url or '').rstrip('/')}/pxe/boot.ipxe",
+        script_url=f"{url.rstrip('/')}/pxe/boot.ipxe",
         mode=config.mode,
         network=config.network,
         range_start=config.range_start,
@@ -111,7 +131,13 @@ class PxeSettings:
     boot_files: Path = DEFAULT_BOOT_FILES
     tftp_root: Path = IPXE_DIR
     run_dnsmasq: bool = True
-    http_listener: str | None = None  # HOST:PORT of the node's --pxe-http listener (None: none)
+    # HOST:PORT of the boot-file listener when given (--pxe-http, debvisor.pxe-http=); None: port
+    # 8080 on the PXE interface's IPv4 address.
+    http_listener: str | None = None
+    # Makes the listener that opens and closes with the setting, given the boot-file app (a
+    # thunk: the app is built from the service). None: someone else serves the boot files at
+    # `http_listener`, as `python -m pxe serve` and unit tests do.
+    listener: ListenerFactory | None = None
 
 
 def load_config(path: Path) -> PxeConfig:
@@ -149,10 +175,18 @@ class PxeService:
         on_line: Callable[[str], None] | None = None,
         run_dnsmasq: bool = True,
         http_listener: str | None = None,
+        listener: HttpListener | None = None,
+        interface_ipv4: Callable[[str], Awaitable[str | None]] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._config = validate(config)
-        self._http_listener = http_listener
+        try:
+            self._listen_override = parse_host_port(http_listener, DEFAULT_PORT) if http_listener else None
+        except SettingsError as exc:
+            raise PxeError(f"the boot-file listener address: {exc}") from exc
+        self._listener = listener
+        self._interface_ipv4 = interface_ipv4
+        self._http_url: str | None = config.http_url  # the effective URL once enabled
         self._boot_files = boot_files
         self._state_dir = state_dir
         self._save = save
@@ -189,21 +223,70 @@ class PxeService:
         """Machines that fetched a script, most recent first."""
         return list(reversed(self._seen.values()))
 
+    def http_url(self) -> str | None:
+        """The URL machines are sent to (None: PXE is disabled)."""
+        return self._http_url if self._config.enabled else None
+
+    def listening(self) -> HostPort | None:
+        """Where the boot-file listener is open (None: closed, or served by someone else)."""
+        return self._listener.address if self._listener is not None else None
+
     def argv(self) -> list[str] | None:
         """dnsmasq's argv for the current config (None: disabled)."""
         if not self._config.enabled:
             return None
-        settings = dnsmasq_settings(self._config, self._state_dir / "dnsmasq.leases", self._tftp_root)
+        settings = dnsmasq_settings(
+            self._config, self._state_dir / "dnsmasq.leases", self._tftp_root, http_url=self._http_url
+        )
         return render_argv(settings, self._dnsmasq)
+
+    async def _resolve(self, config: PxeConfig) -> tuple[HostPort | None, str | None]:
+        """Where the listener must be and the URL machines get, for `config` (PxeError if nowhere)."""
+        if not config.enabled:
+            return None, None
+        if self._listener is None and self._listen_override is None:
+            # dnsmasq would send machines to a URL nobody serves.
+            raise PxeError("this node has no plain-HTTP listener for the boot files: start it with --pxe-http")
+        ipv4 = None
+        if self._interface_ipv4 is not None and config.interface is not None:
+            ipv4 = await self._interface_ipv4(config.interface)
+        listen = listen_address(self._listen_override, ipv4)
+        if listen is None:
+            raise PxeError(
+                f"interface {config.interface} has no IPv4 address for the boot-file listener: "
+                "give the node one with --pxe-http or debvisor.pxe-http="
+            )
+        url = config.http_url or default_http_url(listen, ipv4)
+        if url is None:
+            raise PxeError(f"the listener is on {listen} and {config.interface} has no IPv4 address: set http_url")
+        return (listen if self._listener is not None else None), url
+
+    async def _listen(self, listen: HostPort | None) -> None:
+        """Open, move or close the listener to match `listen` (ListenerError if it cannot open)."""
+        if self._listener is None or self._listener.address == listen:
+            return
+        previous = self._listener.address
+        await self._listener.stop()
+        if listen is None:
+            return
+        try:
+            await self._listener.start(listen)
+        except ListenerError:
+            if previous is not None:  # leave things as they were
+                await self._listener.start(previous)
+            raise
 
     async def put(self, config: PxeConfig) -> PxeConfig:
         """Store and apply new settings (PxeError if unusable; nothing changes then)."""
         config = validate(config)
-        if config.enabled and self._http_listener is None:
-            # dnsmasq would send machines to a URL nobody serves.
-            raise PxeError("this node has no plain-HTTP listener for the boot files: start it with --pxe-http")
+        listen, url = await self._resolve(config)
+        try:
+            await self._listen(listen)
+        except ListenerError as exc:
+            raise PxeError(f"the boot-file listener: {exc.strerror}") from exc
         self._save(config)
         self._config = config
+        self._http_url = url
         await self.apply()
         return config
 
@@ -220,18 +303,28 @@ class PxeService:
             self._state_dir.mkdir(parents=True, exist_ok=True)
             self._supervisor = Supervisor(argv, on_line=self._on_line)
             self._supervisor.start()
-            log.info("PXE: dnsmasq on %s (%s mode)", self._config.interface, self._config.mode)
+            log.info(
+                "PXE: dnsmasq on %s (%s mode), machines are sent to %s",
+                self._config.interface,
+                self._config.mode,
+                self._http_url,
+            )
 
     async def start(self) -> None:
-        """Start dnsmasq if enabled; a failure is logged, not raised (the node must still start)."""
-        if self._config.enabled and self._http_listener is None:
-            log.warning("PXE is enabled but this node has no --pxe-http listener: machines will not find boot files")
+        """Open the listener and start dnsmasq if enabled; failures are logged, not raised (the node must start)."""
         try:
+            listen, self._http_url = await self._resolve(self._config)
+            await self._listen(listen)
             await self.apply()
+        except (PxeError, ListenerError) as exc:
+            log.error("PXE is enabled but cannot be served: %s", exc)
         except Exception:
             log.exception("starting the PXE boot server failed")
 
     async def close(self) -> None:
+        """Stop dnsmasq and close the listener."""
         if self._supervisor is not None:
             await self._supervisor.stop()
             self._supervisor = None
+        if self._listener is not None:
+            await self._listener.stop()

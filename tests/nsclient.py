@@ -25,7 +25,8 @@ T = TypeVar("T")
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
-def _enter(netns: str) -> None:
+def enter_netns(netns: str) -> None:
+    """Move the calling thread (only it) into network namespace `netns`."""
     fd = os.open(f"/var/run/netns/{netns}", os.O_RDONLY)
     try:
         if _libc.setns(fd, CLONE_NEWNET) != 0:
@@ -39,7 +40,7 @@ class NamespaceClient:
     """An HTTPS client whose every request runs on a thread inside one network namespace."""
 
     def __init__(self, netns: str, base_url: str, ca: Path, token: str | None = None, timeout: float = 5.0) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=1, initializer=_enter, initargs=(netns,))
+        self._pool = ThreadPoolExecutor(max_workers=1, initializer=enter_netns, initargs=(netns,))
         context = ssl.create_default_context(cafile=str(ca))
         context.check_hostname = False
         headers = {"Authorization": f"Bearer {token}"} if token else {}

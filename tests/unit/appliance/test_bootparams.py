@@ -38,7 +38,7 @@ def test_every_key_parses() -> None:
     params = parse_cmdline(
         f"{DEBIAN} debvisor.name=rack1-n3 debvisor.join=dvj1.abc_DEF-123 debvisor.api=10.0.0.5:9443 "
         "debvisor.gossip=[::]:7000 debvisor.advertise=10.0.0.5 debvisor.ip=10.0.0.5/24,10.0.0.1 "
-        "debvisor.data=ram\n"
+        "debvisor.data=ram debvisor.pxe-http=10.0.0.5:8081\n"
     )
     assert params.name == "rack1-n3"
     assert params.join == "dvj1.abc_DEF-123"
@@ -49,7 +49,9 @@ def test_every_key_parses() -> None:
     assert params.advertise == ipaddress.ip_address("10.0.0.5")
     assert params.ip == StaticAddress(ipaddress.ip_interface("10.0.0.5/24"), ipaddress.ip_address("10.0.0.1"))
     assert params.data == "ram"
-    assert set(params.keys) == {"name", "join", "api", "gossip", "advertise", "ip", "data"}
+    assert params.pxe_http is not None
+    assert str(params.pxe_http) == "10.0.0.5:8081"
+    assert set(params.keys) == {"name", "join", "api", "gossip", "advertise", "ip", "data", "pxe-http"}
 
 
 def test_the_last_occurrence_wins_as_for_kernel_parameters() -> None:
@@ -61,6 +63,9 @@ def test_ip_dhcp_and_defaults() -> None:
     api_only = parse_cmdline("debvisor.api=127.0.0.1")
     assert api_only.api is not None
     assert api_only.api.port == 8443
+    pxe_http = parse_cmdline("debvisor.pxe-http=10.0.0.5").pxe_http
+    assert pxe_http is not None
+    assert pxe_http.port == 8080
 
 
 @pytest.mark.parametrize(
@@ -73,6 +78,7 @@ def test_ip_dhcp_and_defaults() -> None:
         ("debvisor.api=example.org:8443", "is not an IP address"),
         ("debvisor.api=10.0.0.1:http", "port must be"),
         ("debvisor.advertise=nowhere", "is not an IP address"),
+        ("debvisor.pxe-http=boot.example:8080", "debvisor.pxe-http: 'boot.example:8080'"),
         ("debvisor.ip=10.0.0.5", "use 'dhcp' or ADDRESS/PREFIX"),
         ("debvisor.ip=10.0.0.500/24", "is not an ADDRESS/PREFIX"),
         ("debvisor.ip=10.0.0.5/24,gw", "gateway 'gw' is not an IP address"),

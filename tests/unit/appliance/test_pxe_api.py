@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from litestar.testing import TestClient
 
@@ -15,8 +16,9 @@ from appliance.app import Appliance, create_app
 from appliance.audit.log import AuditQuery
 from appliance.auth.permissions import Role
 from appliance.bootstrap import OpenedNode
-from appliance.settings import AuthSettings
-from pxe.service import PxeSettings
+from appliance.settings import AuthSettings, HostPort
+from pxe.listener import ListenerError
+from pxe.service import PxeConfig, PxeSettings, save_config
 from tests.unit.appliance.conftest import BASE, FakeClock, FakeHost, admin_token
 
 PXE = "/api/v1/nodes/n1/pxe"
@@ -129,3 +131,98 @@ def test_another_nodes_pxe_is_forwarded(api: TestClient[Any]) -> None:
     # No such member: the forwarder answers, the local settings are not touched.
     answer = api.get("/api/v1/nodes/n2/pxe")
     assert answer.status_code in (404, 502, 503), answer.text
+
+
+class FakeListener:
+    """Records where the service opens and closes the boot-file listener; `refuse` makes opening fail."""
+
+    def __init__(self) -> None:
+        self.address: HostPort | None = None
+        self.events: list[str] = []
+        self.refuse: set[str] = set()
+
+    async def start(self, listen: HostPort) -> None:
+        if str(listen) in self.refuse:
+            raise ListenerError(98, f"cannot listen on {listen}: Address already in use")
+        self.address = listen
+        self.events.append(f"start {listen}")
+
+    async def stop(self) -> None:
+        if self.address is not None:
+            self.events.append(f"stop {self.address}")
+        self.address = None
+
+
+def _app_with_listener(
+    node: OpenedNode, clock: FakeClock, listener: FakeListener, http_listener: str | None = None
+) -> Appliance:
+    pxe = PxeSettings(run_dnsmasq=False, listener=lambda _app: listener, http_listener=http_listener)
+    return create_app(node, host=FakeHost(), pxe=pxe, clock=clock, monotonic=clock)
+
+
+# eth0 is FakeHost's interface with the IPv4 address 192.0.2.10; no http_url: the default.
+ON_ETH0 = {"enabled": True, "interface": "eth0", "mode": "proxy", "network": "192.0.2.0/24"}
+
+
+def test_the_listener_opens_on_the_interfaces_address_while_enabled_and_is_the_default_url(
+    node: OpenedNode, clock: FakeClock
+) -> None:
+    listener = FakeListener()
+    app = _app_with_listener(node, clock, listener)
+    with TestClient(app.asgi, base_url=BASE) as api:
+        api.headers["Authorization"] = f"Bearer {admin_token(app)}"
+        assert listener.events == []  # disabled: no plain-HTTP port
+        answer = api.put(PXE, json=ON_ETH0)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["http_url"] is None  # stored as given; the default is derived
+        assert listener.events == ["start 192.0.2.10:8080"]
+        assert app.pxe.http_url() == "http://192.0.2.10:8080"
+        argv = app.pxe.argv()
+        assert argv is not None
+        assert "--pxe-service=tag:ipxe,x86PC,DebVisor,http://192.0.2.10:8080/pxe/boot.ipxe" in argv
+        assert api.put(PXE, json=ON_ETH0 | {"only_known": True}).status_code == 200
+        assert listener.events == ["start 192.0.2.10:8080"]  # unchanged address: left open
+        assert api.put(PXE, json=ON_ETH0 | {"enabled": False}).status_code == 200
+        assert listener.events == ["start 192.0.2.10:8080", "stop 192.0.2.10:8080"]
+        assert app.pxe.http_url() is None
+        assert api.put(PXE, json=ON_ETH0 | {"http_url": "http://boot.example:8080"}).status_code == 200
+        assert app.pxe.http_url() == "http://boot.example:8080"  # a URL given wins (e.g. through NAT)
+    assert listener.events[-1] == "stop 192.0.2.10:8080"  # closed with the node
+
+
+def test_an_explicit_listener_address_wins_and_a_wildcard_advertises_the_interface(
+    node: OpenedNode, clock: FakeClock
+) -> None:
+    listener = FakeListener()
+    app = _app_with_listener(node, clock, listener, http_listener="0.0.0.0:8081")
+    with TestClient(app.asgi, base_url=BASE) as api:
+        api.headers["Authorization"] = f"Bearer {admin_token(app)}"
+        assert api.put(PXE, json=ON_ETH0).status_code == 200
+        assert listener.events == ["start 0.0.0.0:8081"]
+        assert app.pxe.http_url() == "http://192.0.2.10:8081"
+
+
+def test_enabling_fails_with_a_problem_when_the_listener_cannot_open(node: OpenedNode, clock: FakeClock) -> None:
+    listener = FakeListener()
+    app = _app_with_listener(node, clock, listener)
+    with TestClient(app.asgi, base_url=BASE) as api:
+        api.headers["Authorization"] = f"Bearer {admin_token(app)}"
+        no_ipv4 = api.put(PXE, json=ON_ETH0 | {"interface": "eth9"})
+        assert no_ipv4.status_code == 422
+        assert no_ipv4.headers["content-type"].startswith("application/problem+json")
+        assert "eth9 has no IPv4 address" in no_ipv4.json()["detail"]
+        listener.refuse = {"192.0.2.10:8080"}
+        busy = api.put(PXE, json=ON_ETH0)
+        assert busy.status_code == 422
+        assert "Address already in use" in busy.json()["detail"]
+        assert api.get(PXE).json()["enabled"] is False  # nothing stored
+        assert listener.address is None
+
+
+def test_a_stored_enabled_config_opens_the_listener_when_the_node_starts(node: OpenedNode, clock: FakeClock) -> None:
+    save_config(node.datadir.root / "pxe" / "config.json", msgspec.convert(ON_ETH0, PxeConfig))
+    listener = FakeListener()
+    app = _app_with_listener(node, clock, listener)
+    with TestClient(app.asgi, base_url=BASE):
+        assert listener.events == ["start 192.0.2.10:8080"]
+    assert listener.events == ["start 192.0.2.10:8080", "stop 192.0.2.10:8080"]
