@@ -16,6 +16,11 @@ Keys (all optional; the last occurrence wins, as for kernel parameters):
   debvisor.ip=dhcp | ADDR/PREFIX[,GATEWAY]   management address (applied by the image's
                               network set-up before the appliance starts)
   debvisor.data=LABEL | ram   data partition label (read by the image's data mount, not here)
+  debvisor.enlist=URL         where to report this machine's hardware once at start-up: the PXE
+                              boot server's http://HOST[:PORT]/pxe/enlist (its iPXE script adds it)
+  BOOTIF=01-aa-bb-cc-dd-ee-ff the NIC that PXE-booted (pxelinux's convention; the iPXE script adds
+                              it): the MAC the report is filed under. Not a debvisor.* key, so a
+                              malformed one is ignored rather than refused.
 
 Unknown `debvisor.*` keys and bad values are errors that name the key: a mistyped key would
 otherwise be dropped silently, and a mistyped `debvisor.join` would found a second cluster.
@@ -26,6 +31,7 @@ Deliberately left out: applying anything (this module only parses and renders).
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,7 +48,15 @@ from appliance.settings import (
 )
 
 PREFIX = "debvisor."
-_KEYS = ("name", "join", "api", "gossip", "advertise", "ip", "data")
+_KEYS = ("name", "join", "api", "gossip", "advertise", "ip", "data", "enlist")
+ENLIST_PATH = "/pxe/enlist"
+# http only (iPXE and the boot server's listener speak nothing else), to a host (an IP literal
+# or a DNS name) and an optional port, and only the enlistment path: no user, query or fragment.
+_ENLIST_URL = re.compile(
+    r"^http://(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?)"
+    r"(?::(?P<port>[0-9]{1,5}))?" + re.escape(ENLIST_PATH) + "$"
+)
+_BOOTIF = re.compile(r"^01-([0-9A-Fa-f]{2}(?:-[0-9A-Fa-f]{2}){5})$")
 _T = TypeVar("_T")
 _MAX_TOKEN = 4096  # a join token is a few hundred characters; anything longer is a mistake
 
@@ -70,6 +84,8 @@ class BootParams:
     advertise: ipaddress.IPv4Address | ipaddress.IPv6Address | None = None
     ip: StaticAddress | str | None = None  # "dhcp" or a StaticAddress
     data: str | None = None
+    enlist: str | None = None  # the boot server's enlistment URL
+    boot_mac: str | None = None  # from BOOTIF=, as aa:bb:cc:dd:ee:ff
     keys: tuple[str, ...] = field(default=())  # the debvisor.* keys present, for logging
 
 
@@ -120,10 +136,30 @@ def _parse_ip(value: str) -> StaticAddress | str:
     return StaticAddress(interface, gateway)
 
 
+def parse_enlist_url(value: str) -> str:
+    """`value` if it is an enlistment URL (http://HOST[:PORT]/pxe/enlist), else BootParamsError."""
+    match = _ENLIST_URL.match(value)
+    port = match.group("port") if match is not None else None
+    if match is None or (port is not None and not 0 < int(port) <= 65535):
+        raise BootParamsError(f"{value[:80]!r} is not http://HOST[:PORT]{ENLIST_PATH} (plain HTTP, this path only)")
+    host = match.group("host")
+    if host.startswith("["):
+        try:
+            ipaddress.IPv6Address(host[1:-1])
+        except ValueError as exc:
+            raise BootParamsError(f"{value[:80]!r}: {host} is not an IPv6 address") from exc
+    return value
+
+
 def parse_cmdline(text: str) -> BootParams:
     """The debvisor.* settings of a kernel command line; BootParamsError names a bad one."""
     values: dict[str, str] = {}
+    boot_mac: str | None = None
     for param in split_cmdline(text):
+        if param.startswith("BOOTIF="):
+            bootif = _BOOTIF.match(param[len("BOOTIF=") :])
+            boot_mac = bootif.group(1).replace("-", ":").lower() if bootif is not None else None
+            continue
         if not param.startswith(PREFIX):
             continue
         key, sep, value = param[len(PREFIX) :].partition("=")
@@ -151,8 +187,18 @@ def parse_cmdline(text: str) -> BootParams:
     advertise = parsed("advertise", parse_ip)
     ip = _parse_ip(values["ip"]) if "ip" in values else None
     data = values.get("data")
+    enlist = parsed("enlist", parse_enlist_url)
     return BootParams(
-        name=name, join=join, api=api, gossip=gossip, advertise=advertise, ip=ip, data=data, keys=tuple(values)
+        name=name,
+        join=join,
+        api=api,
+        gossip=gossip,
+        advertise=advertise,
+        ip=ip,
+        data=data,
+        enlist=enlist,
+        boot_mac=boot_mac,
+        keys=tuple(values),
     )
 
 

@@ -28,6 +28,7 @@ from appliance.cluster.service import ClusterSettings
 from appliance.cluster.swim import Config
 from appliance.errors import StartupError
 from appliance.network.service import NetworkSettings
+from appliance.node.enlist import EnlistTarget
 from appliance.node.host import LinuxHost
 from appliance.settings import HostPort, ServeSettings
 from pxe.service import DEFAULT_BOOT_FILES, PxeSettings
@@ -116,6 +117,7 @@ async def serve(settings: ServeSettings) -> None:
                 boot_files=settings.pxe_files or DEFAULT_BOOT_FILES,
                 http_listener=str(settings.pxe_http) if settings.pxe_http is not None else None,
             ),
+            enlist=EnlistTarget(settings.enlist_url, settings.boot_mac) if settings.enlist_url is not None else None,
         )
         server = Server(
             appliance.asgi,

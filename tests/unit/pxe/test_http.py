@@ -55,7 +55,7 @@ def test_a_known_machine_gets_its_settings_and_is_listed(files: Path) -> None:
     assert "fetch=http://10.9.0.1:8080/pxe/filesystem.squashfs" in answer.text
     assert "debvisor.name=rack1-n1 debvisor.join=dvj1.x_y" in answer.text
     [seen] = service.seen()
-    assert (seen.mac, seen.name, seen.at) == (MAC, "rack1-n1", 100.0)
+    assert (seen.mac, seen.name, seen.last_seen, seen.state) == (MAC, "rack1-n1", 100.0, "known")
 
 
 def test_a_bad_mac_gets_a_script_that_says_so(files: Path) -> None:
