@@ -104,3 +104,26 @@ def test_networkd_unit_for_static_dhcp_and_nothing() -> None:
     assert static is not None
     assert "Address=192.0.2.7/24" in static
     assert "Gateway=192.0.2.1" in static
+
+
+def test_enlist_takes_only_the_boot_servers_plain_http_enlistment_url() -> None:
+    for url in ("http://10.0.0.2:8080/pxe/enlist", "http://boot.example/pxe/enlist", "http://[fd00::2]:80/pxe/enlist"):
+        assert parse_cmdline(f"debvisor.enlist={url}").enlist == url
+    for bad in (
+        "https://10.0.0.2/pxe/enlist",  # the listener is plain HTTP
+        "http://10.0.0.2/api/v1/nodes",  # only the enlistment path
+        "http://10.0.0.2/pxe/enlist?x=1",
+        "http://user@10.0.0.2/pxe/enlist",
+        "http://10.0.0.2:70000/pxe/enlist",
+        "http://[zz::1]/pxe/enlist",
+        "file:///etc/passwd",
+    ):
+        with pytest.raises(BootParamsError, match=r"debvisor\.enlist"):
+            parse_cmdline(f"debvisor.enlist={bad}")
+
+
+def test_bootif_names_the_booting_nic_and_a_malformed_one_is_ignored() -> None:
+    assert parse_cmdline(f"{DEBIAN} BOOTIF=01-52-54-00-AA-BB-01").boot_mac == "52:54:00:aa:bb:01"
+    assert parse_cmdline("BOOTIF=52-54-00-aa-bb-01").boot_mac is None  # no ARP type: not pxelinux's form
+    assert parse_cmdline("BOOTIF=01-zz").boot_mac is None
+    assert parse_cmdline("BOOTIF=01-52-54-00-aa-bb-01").keys == ()  # not a debvisor.* key
