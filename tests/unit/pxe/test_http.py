@@ -12,7 +12,7 @@ from litestar.testing import TestClient
 from appliance.api.problems import EXCEPTION_HANDLERS
 from appliance.auth.throttle import RateLimiter
 from pxe.dnsmasq import Mode
-from pxe.http import pxe_routes
+from pxe.http import decode_report, pxe_routes
 from pxe.service import PxeConfig, PxeMachine, PxeService
 
 MAC = "52:54:00:aa:bb:01"
@@ -201,3 +201,10 @@ def test_no_reports_while_pxe_is_disabled(files: Path) -> None:
     test_client, _ = client(files, enabled=False)
     with test_client as c:
         assert c.post("/pxe/enlist", json=REPORT).status_code == 404
+
+
+def test_the_documented_report_is_one_the_server_accepts() -> None:
+    example = Path(__file__).parents[3] / "docs" / "examples" / "pxe-enlist.json"
+    report = decode_report(example.read_bytes())
+    assert (report.mac, report.disks[0].rotational, report.nics[0].link) == ("52:54:00:98:00:50", False, True)
+    assert example.read_text() in (example.parents[1] / "pxe.md").read_text()  # the page shows this very file
