@@ -41,6 +41,10 @@ BOOT_FILES = ("vmlinuz", "initrd.img", "filesystem.squashfs")
 # Reports per source address: a burst for a few retries, then one a minute (a machine reports once per boot).
 ENLIST_RATE = 1 / 60
 ENLIST_BURST = 5.0
+# Scripts recorded per source address (the script itself is always served): a real machine
+# fetches one per boot, a host making up MACs cannot push the rack's machines out of the table.
+RECORD_RATE = 1 / 60
+RECORD_BURST = 10.0
 CHUNK = 1024 * 1024
 log = logging.getLogger(__name__)
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
@@ -102,9 +106,13 @@ async def _chunks(path: Path, start: int, length: int) -> AsyncIterator[bytes]:
             yield data
 
 
-def pxe_routes(source: BootSource, *, limiter: RateLimiter | None = None) -> Router:
-    """The public boot routes under /pxe; `limiter` bounds enlistment reports per source address."""
+def pxe_routes(
+    source: BootSource, *, limiter: RateLimiter | None = None, recorder: RateLimiter | None = None
+) -> Router:
+    """The public boot routes under /pxe; `limiter` bounds enlistment reports per source address,
+    `recorder` how many script fetches per source address are recorded."""
     limiter = limiter or RateLimiter(ENLIST_RATE, ENLIST_BURST)
+    recorder = recorder or RateLimiter(RECORD_RATE, RECORD_BURST)
 
     @get("/boot.ipxe", opt=PUBLIC, summary="iPXE script for a booting machine", include_in_schema=False)
     async def script(request: Request[object, object, State], mac: FromQuery[str | None] = None) -> Response[Any]:
@@ -119,7 +127,10 @@ def pxe_routes(source: BootSource, *, limiter: RateLimiter | None = None) -> Rou
         except (ScriptError, DnsmasqError) as exc:
             return _text(f"#!ipxe\necho DebVisor cannot boot this machine: {_safe(str(exc))}\nshell\n", 400)
         client = request.client.host if request.client else ""
-        source.fetched(normalized, client)
+        if recorder.take(client) == 0:
+            source.fetched(normalized, client)
+        else:
+            log.warning("PXE: not recording %s: too many scripts fetched from %s", normalized, client)
         log.info("PXE: boot.ipxe for %s to %s", normalized, client)
         return _text(body)
 

@@ -27,7 +27,7 @@ def files(tmp_path: Path) -> Path:
 
 
 def client(
-    files: Path, enabled: bool = True, limiter: RateLimiter | None = None
+    files: Path, enabled: bool = True, limiter: RateLimiter | None = None, recorder: RateLimiter | None = None
 ) -> tuple[TestClient[Litestar], PxeService]:
     config = PxeConfig(
         enabled=enabled,
@@ -40,7 +40,9 @@ def client(
     )
     service = PxeService(config, boot_files=files, state_dir=files / "state", run_dnsmasq=False, clock=lambda: 100.0)
     app = Litestar(
-        route_handlers=[pxe_routes(service, limiter=limiter or RateLimiter(0, 0))],
+        route_handlers=[
+            pxe_routes(service, limiter=limiter or RateLimiter(0, 0), recorder=recorder or RateLimiter(0, 0))
+        ],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
     )
     return TestClient(app, base_url="http://10.9.0.1:8080"), service
@@ -208,3 +210,11 @@ def test_the_documented_report_is_one_the_server_accepts() -> None:
     report = decode_report(example.read_bytes())
     assert (report.mac, report.disks[0].rotational, report.nics[0].link) == ("52:54:00:98:00:50", False, True)
     assert example.read_text() in (example.parents[1] / "pxe.md").read_text()  # the page shows this very file
+
+
+def test_a_host_making_up_macs_gets_scripts_but_only_a_few_are_recorded(files: Path) -> None:
+    test_client, service = client(files, recorder=RateLimiter(1 / 60, 3, lambda: 0.0))
+    with test_client as c:
+        answers = [c.get("/pxe/boot.ipxe", params={"mac": f"52:54:00:00:00:{i:02x}"}) for i in range(6)]
+    assert {a.status_code for a in answers} == {200}
+    assert len(service.seen()) == 3
