@@ -253,12 +253,11 @@ class PxeService:
         """Delete a machine's record and its settings; False if there was neither."""
         async with self._changing:
             key = _mac(mac)
-            forgotten = self._machines.forget(key)
-            if key in self._config.machines:
+            configured = key in self._config.machines
+            if configured:  # first: if storing the settings fails, the record stays too
                 machines = {k: m for k, m in self._config.machines.items() if k != key}
                 await self._put(msgspec.structs.replace(self._config, machines=machines))
-                forgotten = True
-            return forgotten
+            return self._machines.forget(key) or configured
 
     async def _put(self, config: PxeConfig) -> PxeConfig:
         config = validate(config)
