@@ -62,14 +62,18 @@ from appliance.network.overlays import OverlayStore
 from appliance.network.reconciler import OVERLAY_SUBDIR, OverlayReconciler
 from appliance.network.service import NetworkService, NetworkSettings
 from appliance.node.controller import node_routes
+from appliance.node.enlist import Enlister, EnlistTarget
 from appliance.node.host import HostProbe
+from appliance.node.inventory import collect
 from appliance.node.service import NodeService
 from appliance.node.types import NodeFacts
 from appliance.settings import AuthSettings
 from appliance.store.config import ConfigStore
 from netconfig.state import StateDir
 from pxe.controller import pxe_config_routes
+from pxe.enlistment import EnlistmentStore
 from pxe.http import pxe_routes
+from pxe.inventory import Inventory
 from pxe.service import PxeService, PxeSettings, load_config, save_config
 
 API_ROOT = "/api/v1"
@@ -114,6 +118,7 @@ def create_app(
     api_advertise: str = "127.0.0.1:8443",
     network: NetworkSettings | None = None,
     pxe: PxeSettings | None = None,
+    enlist: EnlistTarget | None = None,
     clock: Callable[[], float] = time.time,
     monotonic: Callable[[], float] = time.monotonic,
 ) -> Appliance:
@@ -122,7 +127,8 @@ def create_app(
     `cluster_settings` defaults to gossip on a free loopback port with no seeds (a node of
     its own, as unit tests want). `network` says which kernel networking the node manages
     (default: its own namespace, through netlink). `clock` (wall time) and `monotonic` are injectable so tests
-    can move time. `pxe` says where the boot files are and whether dnsmasq may run.
+    can move time. `pxe` says where the boot files are and whether dnsmasq may run. `enlist`
+    says where this machine reports its inventory at start-up (None: it does not).
     """
     auth = auth or AuthSettings()
     cluster_settings = cluster_settings or ClusterSettings(
@@ -231,10 +237,20 @@ def create_app(
         listener=pxe.listener(lambda: pxe_app) if pxe.listener is not None else None,
         interface_ipv4=interface_ipv4,
         clock=clock,
+        machines=EnlistmentStore(node.db),
+        is_member=cluster.name_in_use,
+        on_enlisted=lambda mac, ip, inventory: _audit_enlisted(audit, mac, ip, inventory),
     )
     # Booting machines have no credentials: the boot files get their own app, without the
     # access gate, served only on the plain-HTTP listener; the API never answers /pxe.
-    pxe_app = Litestar(route_handlers=[pxe_routes(pxe_service)], logging_config=None, debug=False, openapi_config=None)
+    pxe_app = Litestar(
+        route_handlers=[pxe_routes(pxe_service)],
+        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        logging_config=None,
+        debug=False,
+        openapi_config=None,
+    )
+    enlister = Enlister(enlist, lambda: collect(name=node.name, version=__version__)) if enlist is not None else None
 
     lifespan = _lifespan(
         publish_facts=lambda: _publish_facts(cluster, node_service, clock),
@@ -248,6 +264,7 @@ def create_app(
         network=network_service,
         reconciler=reconciler,
         pxe=pxe_service,
+        enlister=enlister,
     )
 
     openapi = OpenAPIConfig(
@@ -323,6 +340,20 @@ async def _publish_facts(cluster: ClusterService, node_service: NodeService, clo
     cluster.publish({FACTS_KEY: msgspec.json.encode(facts)})
 
 
+def _audit_enlisted(audit: AuditLog, mac: str, ip: str, inventory: Inventory) -> None:
+    """Audit a machine's report: who (its MAC, from where) and a summary of what it said."""
+    disks = sum(d.size_bytes for d in inventory.disks)
+    audit.append(
+        user=f"machine:{mac}",
+        source=ip,
+        action="pxe.enlist",
+        target=f"machine {mac}",
+        outcome="success",
+        detail=f"{inventory.cpu_count} CPUs, {inventory.memory_bytes} B memory, "
+        f"{len(inventory.disks)} disks ({disks} B), {len(inventory.nics)} NICs",
+    )
+
+
 def _overlay_endpoints(cluster: ClusterService) -> tuple[Endpoint, list[Endpoint]]:
     """This node and the live members (alive or suspect), with the addresses overlays may use."""
     members = cluster.members()
@@ -355,11 +386,13 @@ def _lifespan(
     network: NetworkService,
     reconciler: OverlayReconciler,
     pxe: PxeService,
+    enlister: Enlister | None,
 ) -> Callable[[Litestar], AbstractAsyncContextManager[None]]:
     """Start the node's background work with the app and stop it after the last request:
     host networking first (the configuration confirmed last, or a pending change resumed),
     membership, the overlay reconciler, housekeeping (expired sessions, join tokens and
-    tombstones), and certificate renewal (gossip reloads it at once)."""
+    tombstones), certificate renewal (gossip reloads it at once), and the one report of this
+    machine's inventory to the boot server it PXE-booted from (after readiness, never before)."""
 
     async def publish() -> None:
         while True:
@@ -409,6 +442,8 @@ def _lifespan(
             asyncio.create_task(network.watch(), name="network-watch"),
         ]
         await pxe.start()  # dnsmasq, when this node serves PXE
+        if enlister is not None:
+            tasks.append(asyncio.create_task(enlister.run(), name="enlist"))
         try:
             yield
         finally:

@@ -18,6 +18,11 @@ Keys (all optional; the last occurrence wins, as for kernel parameters):
   debvisor.ip=dhcp | ADDR/PREFIX[,GATEWAY]   management address (applied before networkd
                               starts by appliance.bootnet, on the port BOOTIF= names if given)
   debvisor.data=LABEL | ram   data partition label (read by the image's data mount, not here)
+  debvisor.enlist=URL         where to report this machine's hardware once at start-up: the PXE
+                              boot server's http://HOST[:PORT]/pxe/enlist (its iPXE script adds it)
+  BOOTIF=01-aa-bb-cc-dd-ee-ff the NIC that PXE-booted (pxelinux's convention; the iPXE script adds
+                              it): the MAC the report is filed under. Not a debvisor.* key, so a
+                              malformed one is ignored rather than refused.
 
 Unknown `debvisor.*` keys and bad values are errors that name the key: a mistyped key would
 otherwise be dropped silently, and a mistyped `debvisor.join` would found a second cluster.
@@ -50,12 +55,19 @@ from appliance.settings import (
 )
 
 PREFIX = "debvisor."
-_KEYS = ("name", "join", "api", "gossip", "advertise", "ip", "data", "pxe-http")
+_KEYS = ("name", "join", "api", "gossip", "advertise", "ip", "data", "pxe-http", "enlist")
+ENLIST_PATH = "/pxe/enlist"
+# http only (iPXE and the boot server's listener speak nothing else), to a host (an IP literal
+# or a DNS name) and an optional port, and only the enlistment path: no user, query or fragment.
+_ENLIST_URL = re.compile(
+    r"^http://(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?)"
+    r"(?::(?P<port>[0-9]{1,5}))?" + re.escape(ENLIST_PATH) + "$"
+)
 _T = TypeVar("_T")
 _MAX_TOKEN = 4096  # a join token is a few hundred characters; anything longer is a mistake
 # BOOTIF=01-aa-bb-cc-dd-ee-ff: ARP hardware type 1 (Ethernet), then the MAC, as pxelinux's
 # IPAPPEND 2 and iPXE's ${netX/mac:hexhyp} write it.
-_BOOTIF = re.compile(r"^01-((?:[0-9a-f]{2}-){5}[0-9a-f]{2})$")
+_BOOTIF = re.compile(r"^01-([0-9A-Fa-f]{2}(?:-[0-9A-Fa-f]{2}){5})$")
 
 
 class BootParamsError(SettingsError):
@@ -82,6 +94,7 @@ class BootParams:
     ip: StaticAddress | str | None = None  # "dhcp" or a StaticAddress
     data: str | None = None
     pxe_http: HostPort | None = None
+    enlist: str | None = None  # the boot server's enlistment URL
     keys: tuple[str, ...] = field(default=())  # the debvisor.* keys present, for logging
     boot_mac: str | None = None  # aa:bb:cc:dd:ee:ff from BOOTIF=, the port the machine booted from
 
@@ -133,14 +146,30 @@ def _parse_ip(value: str) -> StaticAddress | str:
     return StaticAddress(interface, gateway)
 
 
+def parse_enlist_url(value: str) -> str:
+    """`value` if it is an enlistment URL (http://HOST[:PORT]/pxe/enlist), else BootParamsError."""
+    match = _ENLIST_URL.match(value)
+    port = match.group("port") if match is not None else None
+    if match is None or (port is not None and not 0 < int(port) <= 65535):
+        raise BootParamsError(f"{value[:80]!r} is not http://HOST[:PORT]{ENLIST_PATH} (plain HTTP, this path only)")
+    host = match.group("host")
+    if host.startswith("["):
+        try:
+            ipaddress.IPv6Address(host[1:-1])
+        except ValueError as exc:
+            raise BootParamsError(f"{value[:80]!r}: {host} is not an IPv6 address") from exc
+    return value
+
+
 def parse_cmdline(text: str) -> BootParams:
     """The debvisor.* settings of a kernel command line; BootParamsError names a bad one."""
     values: dict[str, str] = {}
-    boot_mac = None
+    boot_mac: str | None = None
     for param in split_cmdline(text):
         if param.startswith("BOOTIF="):
-            bootif = _BOOTIF.match(param[len("BOOTIF=") :].lower())
-            boot_mac = bootif.group(1).replace("-", ":") if bootif else None
+            bootif = _BOOTIF.match(param[len("BOOTIF=") :])
+            boot_mac = bootif.group(1).replace("-", ":").lower() if bootif is not None else None
+            continue
         if not param.startswith(PREFIX):
             continue
         key, sep, value = param[len(PREFIX) :].partition("=")
@@ -169,6 +198,7 @@ def parse_cmdline(text: str) -> BootParams:
     pxe_http = parsed("pxe-http", lambda text: parse_host_port(text, DEFAULT_PXE_HTTP_PORT))
     ip = _parse_ip(values["ip"]) if "ip" in values else None
     data = values.get("data")
+    enlist = parsed("enlist", parse_enlist_url)
     return BootParams(
         name=name,
         join=join,
@@ -178,8 +208,9 @@ def parse_cmdline(text: str) -> BootParams:
         ip=ip,
         data=data,
         pxe_http=pxe_http,
-        keys=tuple(values),
+        enlist=enlist,
         boot_mac=boot_mac,
+        keys=tuple(values),
     )
 
 

@@ -219,6 +219,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         netns=args.netns,
         pxe_http=parse_host_port(args.pxe_http, DEFAULT_PXE_HTTP_PORT) if args.pxe_http else boot.pxe_http,
         pxe_files=args.pxe_files,
+        enlist_url=boot.enlist,
+        boot_mac=boot.boot_mac,
     )
     logs.configure(args.log_level, json={"auto": None, "json": True, "text": False}[args.log_format])
     asyncio.run(serve(settings))

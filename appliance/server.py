@@ -34,6 +34,7 @@ from appliance.cluster.swim import Config
 from appliance.console import notify_systemd, render_issue, write_issue
 from appliance.errors import StartupError
 from appliance.network.service import NetworkSettings
+from appliance.node.enlist import EnlistTarget
 from appliance.node.host import LinuxHost
 from appliance.settings import HostPort, ServeSettings
 from pxe.listener import GranianListener, granian_server_factory
@@ -128,6 +129,7 @@ async def serve(settings: ServeSettings) -> None:
                     granian_server_factory(app, log_level=LogLevels.warning, log_dictconfig=_GRANIAN_LOGGING)
                 ),
             ),
+            enlist=EnlistTarget(settings.enlist_url, settings.boot_mac) if settings.enlist_url is not None else None,
         )
         server = Server(
             appliance.asgi,

@@ -131,6 +131,10 @@ class ServeSettings:
     # interface's IPv4 address.
     pxe_http: HostPort | None = None
     pxe_files: Path | None = None  # vmlinuz, initrd.img, filesystem.squashfs (default: the live medium)
+    # Where to report this machine's inventory once at start-up (debvisor.enlist= from the PXE
+    # boot server's script), and the MAC it booted from (BOOTIF=); None: do not report.
+    enlist_url: str | None = None
+    boot_mac: str | None = None
 
     def advertised(self, listen: HostPort, host_addresses: list[str]) -> str:
         """HOST:PORT that peers should dial for `listen` (the api or gossip address)."""

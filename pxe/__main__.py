@@ -1,8 +1,9 @@
 """`python -m pxe serve`: a boot server without a node (dnsmasq + the /pxe files over plain HTTP).
 
 For tests and for booting a first node from a laptop. A node serves the same routes on its
-boot-file listener while PXE is enabled (`pxe.listener`). Runs until SIGTERM/SIGINT; dnsmasq stops with it. Every
-dnsmasq line goes to stderr.
+boot-file listener while PXE is enabled (`pxe.listener`). Runs until SIGTERM/SIGINT; dnsmasq
+stops with it. Every dnsmasq line goes to stderr. Booted machines and their reports are kept
+in memory only.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from granian.log import LogLevels
 from granian.server.embed import Server
 from litestar import Litestar
 
+from appliance.api.problems import EXCEPTION_HANDLERS
 from pxe.dnsmasq import Mode
 from pxe.http import pxe_routes
 from pxe.service import IPXE_DIR, PxeConfig, PxeMachine, PxeService
@@ -83,7 +85,12 @@ async def run(args: argparse.Namespace) -> None:
         finally:
             await service.close()
 
-    app = Litestar(route_handlers=[pxe_routes(service)], lifespan=[lifespan], logging_config=None)
+    app = Litestar(
+        route_handlers=[pxe_routes(service)],
+        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        lifespan=[lifespan],
+        logging_config=None,
+    )
     host, _, port = args.listen.rpartition(":")
     server = Server(app, address=host, port=int(port), interface=Interfaces.ASGI, log_level=LogLevels.info)
     loop = asyncio.get_running_loop()

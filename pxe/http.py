@@ -1,8 +1,12 @@
 """`/pxe/...`: the files a PXE-booting machine fetches over plain HTTP, without credentials.
 
 A booting machine has no account and iPXE and live-boot speak plain HTTP, so these routes are
-public and read-only, and serve only the boot script and three named files (never a path from
-the request). They answer 404 unless PXE is enabled on this node. The script's URLs are built
+public, and serve only the boot script and three named files (never a path from the request).
+They answer 404 unless PXE is enabled on this node. The one write, `POST /pxe/enlist`, is how a
+booted machine reports its hardware: a typed body of at most 64 KiB with bounded fields
+(`pxe.inventory`), a rate limit per source address, and only for a MAC that fetched a script
+here (404 otherwise), so a stranger on the boot network can neither fill the table nor name
+anything; what it reports is stored for display only. The script's URLs are built
 from the Host the machine used, so they reach this node the same way. Single byte ranges are
 honoured (a resumed or partial fetch of the 200 MB squashfs); multiple ranges get the whole file.
 
@@ -20,16 +24,27 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, Protocol
 
-from litestar import Request, Response, Router, get
+import msgspec
+from litestar import Request, Response, Router, get, post
 from litestar.datastructures import State
 from litestar.params import FromPath, FromQuery
 from litestar.response import Stream
 
+from appliance.api.problems import ApiError, FieldError
 from appliance.auth.permissions import PUBLIC
+from appliance.auth.throttle import RateLimiter, retry_after_header
 from pxe.dnsmasq import DnsmasqError, normalize_mac
+from pxe.inventory import MAX_BODY_BYTES, EnlistPost, Inventory, inventory_of
 from pxe.script import MachineParams, ScriptError, boot_script, chain_script
 
 BOOT_FILES = ("vmlinuz", "initrd.img", "filesystem.squashfs")
+# Reports per source address: a burst for a few retries, then one a minute (a machine reports once per boot).
+ENLIST_RATE = 1 / 60
+ENLIST_BURST = 5.0
+# Scripts recorded per source address (the script itself is always served): a real machine
+# fetches one per boot, a host making up MACs cannot push the rack's machines out of the table.
+RECORD_RATE = 1 / 60
+RECORD_BURST = 10.0
 CHUNK = 1024 * 1024
 log = logging.getLogger(__name__)
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
@@ -48,6 +63,10 @@ class BootSource(Protocol):
 
     def fetched(self, mac: str, ip: str) -> None:
         """Note that a machine fetched its script."""
+        ...
+
+    def enlist(self, mac: str, ip: str, inventory: Inventory) -> bool:
+        """Store what a machine reported; False if that MAC never fetched a script."""
         ...
 
 
@@ -87,8 +106,13 @@ async def _chunks(path: Path, start: int, length: int) -> AsyncIterator[bytes]:
             yield data
 
 
-def pxe_routes(source: BootSource) -> Router:
-    """The public boot routes under /pxe."""
+def pxe_routes(
+    source: BootSource, *, limiter: RateLimiter | None = None, recorder: RateLimiter | None = None
+) -> Router:
+    """The public boot routes under /pxe; `limiter` bounds enlistment reports per source address,
+    `recorder` how many script fetches per source address are recorded."""
+    limiter = limiter or RateLimiter(ENLIST_RATE, ENLIST_BURST)
+    recorder = recorder or RateLimiter(RECORD_RATE, RECORD_BURST)
 
     @get("/boot.ipxe", opt=PUBLIC, summary="iPXE script for a booting machine", include_in_schema=False)
     async def script(request: Request[object, object, State], mac: FromQuery[str | None] = None) -> Response[Any]:
@@ -103,7 +127,10 @@ def pxe_routes(source: BootSource) -> Router:
         except (ScriptError, DnsmasqError) as exc:
             return _text(f"#!ipxe\necho DebVisor cannot boot this machine: {_safe(str(exc))}\nshell\n", 400)
         client = request.client.host if request.client else ""
-        source.fetched(normalized, client)
+        if recorder.take(client) == 0:
+            source.fetched(normalized, client)
+        else:
+            log.warning("PXE: not recording %s: too many scripts fetched from %s", normalized, client)
         log.info("PXE: boot.ipxe for %s to %s", normalized, client)
         return _text(body)
 
@@ -135,7 +162,52 @@ def pxe_routes(source: BootSource) -> Router:
             media_type="application/octet-stream",
         )
 
-    return Router("/pxe", route_handlers=[script, boot_file], tags=["pxe"])
+    @post(
+        "/enlist",
+        opt=PUBLIC,
+        summary="A booted machine reports its hardware",
+        include_in_schema=False,
+        status_code=204,
+        request_max_body_size=MAX_BODY_BYTES,
+    )
+    async def enlist(request: Request[object, object, State]) -> None:
+        # The limit comes before the body is read, so malformed floods are limited too.
+        client = request.client.host if request.client else ""
+        wait = limiter.take(client)
+        if wait > 0:
+            raise ApiError(429, "too many reports from this address", headers=retry_after_header(wait))
+        if not source.enabled():
+            raise ApiError(404, "PXE is not enabled on this node")
+        data = decode_report(await request.body())
+        mac = normalize_mac(data.mac)
+        if not source.enlist(mac, client, inventory_of(data)):
+            log.warning("PXE: refused a report for %s from %s: it never fetched a boot script here", mac, client)
+            raise ApiError(404, f"machine {mac} has not fetched a boot script from this node; boot it from here first")
+        log.info("PXE: %s (%s) reported its inventory", mac, client)
+
+    return Router("/pxe", route_handlers=[script, boot_file, enlist], tags=["pxe"])
+
+
+_REPORT = msgspec.json.Decoder(EnlistPost)
+_AT_PATH = re.compile(r"^(.*) - at `(\$[^`]*)`$")
+_UNKNOWN = re.compile(r"^Object contains unknown field `([^`]*)`$")
+
+
+def decode_report(body: bytes) -> EnlistPost:
+    """The report in `body`; a 400 (not JSON) or 422 (naming the field) problem otherwise."""
+    try:
+        return _REPORT.decode(body)
+    except msgspec.ValidationError as exc:
+        message, path = str(exc)[:300], "$"
+        located = _AT_PATH.match(message)
+        if located is not None:
+            message, path = located.groups()
+        unknown = _UNKNOWN.match(message)
+        if unknown is not None:
+            path = f"{path}.{unknown.group(1)}"
+        raise ApiError(422, f"invalid report: {path}: {message}", errors=[FieldError(path, message)]) from exc
+    except msgspec.DecodeError as exc:
+        raise ApiError(400, f"the body is not valid JSON: {exc}") from exc
 
 
 def _safe(text: str) -> str:

@@ -4,7 +4,10 @@ A machine's first HTTP request cannot name it (the URL comes from DHCP, and iPXE
 expand settings there), so `/pxe/boot.ipxe` without a MAC answers `chain_script`, which asks
 again with `?mac=${netX/mac}`; the answer to that is `boot_script` for the machine: Debian's
 kernel and live-boot initramfs from this node over HTTP, the squashfs fetched by live-boot
-(`fetch=`), and the machine's `debvisor.*` settings (see appliance/bootparams.py).
+(`fetch=`), and the machine's `debvisor.*` settings (see appliance/bootparams.py). Every machine
+also gets `debvisor.enlist=<this server>/pxe/enlist`, where the booted appliance reports its
+hardware, and `BOOTIF=01-<mac>` (pxelinux's convention, which live-boot also reads to pick the
+interface) so that it knows which of its NICs booted.
 
 Values go into a script that iPXE parses and expands, so anything that could break out of a
 kernel argument or start an iPXE expansion (whitespace, quotes, `$`, `\\`, `#`) is refused.
@@ -24,6 +27,7 @@ DEFAULT_CONSOLE = ("console=tty0", "console=ttyS0,115200n8")
 # debvisor.ip= on it (appliance/bootnet.py).
 BOOTIF = "BOOTIF=01-${netX/mac:hexhyp}"
 _SAFE_ARG = re.compile(r"^[A-Za-z0-9._:/=+,@%~_-]+$")  # one kernel argument, nothing iPXE expands
+_MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 _SAFE_BASE = re.compile(r"^http://[A-Za-z0-9.:\[\]-]+(/[A-Za-z0-9._/-]*)?$")
 
 
@@ -33,11 +37,12 @@ class ScriptError(ValueError):
 
 @dataclass(frozen=True)
 class MachineParams:
-    """A machine's boot settings: its node name, a join token, more kernel arguments."""
+    """A machine's boot settings: its node name, a join token, more kernel arguments, its MAC."""
 
     name: str | None = None
     join: str | None = None
     extra: tuple[str, ...] = field(default=())
+    mac: str | None = None  # normalized (aa:bb:cc:dd:ee:ff); None: not known
 
 
 def _arg(text: str, what: str) -> str:
@@ -56,7 +61,7 @@ def _base(base_url: str) -> str:
 def cmdline(base_url: str, params: MachineParams, console: tuple[str, ...] = DEFAULT_CONSOLE) -> list[str]:
     """The kernel command line for a machine, as arguments."""
     base = _base(base_url)
-    args = ["initrd=initrd.img", "boot=live", f"fetch={base}/filesystem.squashfs", BOOTIF]
+    args = ["initrd=initrd.img", "boot=live", f"fetch={base}/filesystem.squashfs"]
     args += [_arg(c, "console") for c in console]
     if params.name is not None:
         try:
@@ -66,6 +71,13 @@ def cmdline(base_url: str, params: MachineParams, console: tuple[str, ...] = DEF
         args.append(f"debvisor.name={params.name}")
     if params.join is not None:
         args.append(f"debvisor.join={_arg(params.join, 'join token')}")
+    args.append(f"debvisor.enlist={base}/enlist")
+    if params.mac is not None:
+        if not _MAC.match(params.mac):
+            raise ScriptError(f"mac: {params.mac[:20]!r} is not a normalized MAC address")
+        args.append(f"BOOTIF=01-{params.mac.replace(':', '-')}")
+    else:
+        args.append(BOOTIF)  # iPXE fills in the booting port's MAC
     args += [_arg(a, "extra argument") for a in params.extra]
     return args
 

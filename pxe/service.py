@@ -1,21 +1,22 @@
-"""A node's PXE boot server: its settings, dnsmasq under supervision, and who fetched a script.
+"""A node's PXE boot server: its settings, dnsmasq under supervision, and the machines it booted.
 
 `PxeConfig` is what the API reads and writes (per node: the interface and DHCP range are this
 node's). Storing it is the caller's (`save`); `apply` re-renders dnsmasq's argv and restarts
 the supervised process only when the argv changed. The plain-HTTP listener for the boot files
 (`pxe.listener`) follows the setting: opened when PXE is enabled, closed when it is disabled,
 at the address the listener module derives unless the node was given one; `http_url` defaults
-to that address. Machines that fetched a boot script are
-remembered in memory (the most recent `MAX_SEEN`), enough for an operator to see a rack boot;
-durable enlistment is left for later.
+to that address. Machines that fetched a boot script, and the inventory they reported, are
+kept by `pxe.enlistment` (the node's SQLite; in memory for `python -m pxe serve`). Naming a
+machine (`put_machine`) or forgetting it (`forget`) changes the per-MAC settings like `put`
+does: validated, stored, dnsmasq re-applied; one change at a time.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,8 @@ import msgspec
 
 from appliance.settings import HostPort, SettingsError, parse_host_port
 from pxe.dnsmasq import DnsmasqSettings, Machine, Mode, normalize_mac, render_argv
+from pxe.enlistment import EnlistedMachine, EnlistedMachineDetail, EnlistmentStore, MachineRecord, summary, view
+from pxe.inventory import Inventory
 from pxe.listener import (
     DEFAULT_PORT,
     HttpListener,
@@ -38,7 +41,6 @@ from pxe.server import Supervisor
 log = logging.getLogger(__name__)
 
 IPXE_DIR = Path("/usr/lib/ipxe")  # Debian's ipxe package: undionly.kpxe, ipxe.efi
-MAX_SEEN = 1024
 
 
 class PxeMachine(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -66,13 +68,27 @@ class PxeConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     machines: dict[str, PxeMachine] = {}
 
 
-class SeenMachine(msgspec.Struct, frozen=True, kw_only=True):
-    """A machine that fetched its boot script from this node."""
+class MachinePut(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The body of `PUT .../pxe/machines/{mac}`: name a machine (its next script carries these)."""
+
+    name: str
+    join: str | None = None
+    extra: list[str] = []
+    ip: str | None = None  # a fixed address (full DHCP mode only)
+
+
+class MachineSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """A machine's stored settings as the answer to a change; the join token is not echoed."""
 
     mac: str
-    ip: str
-    at: float  # Unix time
-    name: str | None = None
+    name: str | None
+    has_join: bool
+    extra: list[str]
+    ip: str | None
+
+    @classmethod
+    def of(cls, mac: str, machine: PxeMachine) -> MachineSettings:
+        return cls(mac=mac, name=machine.name, has_join=machine.join is not None, extra=machine.extra, ip=machine.ip)
 
 
 class PxeError(ValueError):
@@ -84,8 +100,8 @@ def validate(config: PxeConfig) -> PxeConfig:
     try:
         machines = {normalize_mac(mac): m for mac, m in config.machines.items()}
         normalized = msgspec.structs.replace(config, machines=machines)
-        for m in machines.values():
-            cmdline("http://x/pxe", MachineParams(m.name, m.join, tuple(m.extra)))
+        for mac, m in machines.items():
+            cmdline("http://x/pxe", MachineParams(m.name, m.join, tuple(m.extra), mac))
         if config.enabled:
             if config.interface is None:
                 raise PxeError("an enabled PXE server needs interface")
@@ -178,7 +194,12 @@ class PxeService:
         listener: HttpListener | None = None,
         interface_ipv4: Callable[[str], Awaitable[str | None]] | None = None,
         clock: Callable[[], float] = time.time,
+        machines: EnlistmentStore | None = None,
+        is_member: Callable[[str], bool] = lambda _name: False,
+        on_enlisted: Callable[[str, str, Inventory], None] | None = None,
     ) -> None:
+        """`machines` keeps the booted machines (default: in memory); `is_member(name)` says whether a
+        cluster member has that name (the `joined` state); `on_enlisted(mac, ip, inventory)` hears of reports."""
         self._config = validate(config)
         try:
             self._listen_override = parse_host_port(http_listener, DEFAULT_PORT) if http_listener else None
@@ -195,7 +216,10 @@ class PxeService:
         self._on_line = on_line
         self._run_dnsmasq = run_dnsmasq
         self._clock = clock
-        self._seen: OrderedDict[str, SeenMachine] = OrderedDict()
+        self._machines = machines if machines is not None else EnlistmentStore.in_memory()
+        self._is_member = is_member
+        self._on_enlisted = on_enlisted
+        self._changing = asyncio.Lock()  # one settings change at a time (read, modify, store, apply)
         self._supervisor: Supervisor | None = None
 
     # BootSource
@@ -207,21 +231,35 @@ class PxeService:
 
     def params(self, mac: str) -> MachineParams:
         m = self._config.machines.get(mac)
-        return MachineParams() if m is None else MachineParams(m.name, m.join, tuple(m.extra))
+        return MachineParams(mac=mac) if m is None else MachineParams(m.name, m.join, tuple(m.extra), mac)
 
     def fetched(self, mac: str, ip: str) -> None:
-        self._seen.pop(mac, None)
-        self._seen[mac] = SeenMachine(mac=mac, ip=ip, at=self._clock(), name=self.params(mac).name)
-        while len(self._seen) > MAX_SEEN:
-            self._seen.popitem(last=False)
+        self._machines.fetched(mac, ip, self.params(mac).name, self._clock())
+
+    def enlist(self, mac: str, ip: str, inventory: Inventory) -> bool:
+        if not self._machines.enlisted(mac, inventory, self._clock()):
+            return False
+        if self._on_enlisted is not None:
+            self._on_enlisted(mac, ip, inventory)
+        return True
 
     # API
     def config(self) -> PxeConfig:
         return self._config
 
-    def seen(self) -> list[SeenMachine]:
-        """Machines that fetched a script, most recent first."""
-        return list(reversed(self._seen.values()))
+    def seen(self) -> list[EnlistedMachine]:
+        """Machines that fetched a script, most recently seen first, with their state."""
+        return [summary(self._view(record)) for record in self._machines.all()]
+
+    def machine(self, mac: str) -> EnlistedMachineDetail | None:
+        """One machine with its full inventory (None if it never fetched a script; PxeError: not a MAC)."""
+        record = self._machines.get(_mac(mac))
+        return None if record is None else self._view(record)
+
+    def _view(self, record: MachineRecord) -> EnlistedMachineDetail:
+        settings = self._config.machines.get(record.mac)
+        configured_name = settings.name if settings is not None else None
+        return view(record, configured_name=configured_name, configured=settings is not None, is_member=self._is_member)
 
     def http_url(self) -> str | None:
         """The URL machines are sent to (None: PXE is disabled)."""
@@ -278,6 +316,30 @@ class PxeService:
 
     async def put(self, config: PxeConfig) -> PxeConfig:
         """Store and apply new settings (PxeError if unusable; nothing changes then)."""
+        async with self._changing:
+            return await self._put(config)
+
+    async def put_machine(self, mac: str, put: MachinePut) -> MachineSettings:
+        """Add or replace one machine's settings, validated, stored and applied like `put`."""
+        async with self._changing:
+            key = _mac(mac)
+            machine = PxeMachine(name=put.name, join=put.join, extra=put.extra, ip=put.ip)
+            config = await self._put(
+                msgspec.structs.replace(self._config, machines={**self._config.machines, key: machine})
+            )
+            return MachineSettings.of(key, config.machines[key])
+
+    async def forget(self, mac: str) -> bool:
+        """Delete a machine's record and its settings; False if there was neither."""
+        async with self._changing:
+            key = _mac(mac)
+            configured = key in self._config.machines
+            if configured:  # first: if storing the settings fails, the record stays too
+                machines = {k: m for k, m in self._config.machines.items() if k != key}
+                await self._put(msgspec.structs.replace(self._config, machines=machines))
+            return self._machines.forget(key) or configured
+
+    async def _put(self, config: PxeConfig) -> PxeConfig:
         config = validate(config)
         listen, url = await self._resolve(config)
         try:
@@ -328,3 +390,10 @@ class PxeService:
             self._supervisor = None
         if self._listener is not None:
             await self._listener.stop()
+
+
+def _mac(text: str) -> str:
+    try:
+        return normalize_mac(text)
+    except ValueError as exc:
+        raise PxeError(str(exc)) from exc

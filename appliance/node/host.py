@@ -1,7 +1,9 @@
 """Read facts about the machine this node runs on: CPU, memory, disk, kernel, addresses.
 
 `LinuxHost` is the only code here that reads /proc and netlink; the node service takes any
-object with the `HostProbe` shape, so its logic is tested with plain values.
+object with the `HostProbe` shape, so its logic is tested with plain values. Its /proc reads
+are relative to a root directory, so that the enlistment inventory (`appliance.node.inventory`,
+which reuses them) is tested against a fake tree.
 """
 
 from __future__ import annotations
@@ -29,23 +31,28 @@ class HostProbe(Protocol):
 class LinuxHost:
     """`HostProbe` for Linux: /proc for CPU and memory, statvfs for disk, netlink for addresses."""
 
+    def __init__(self, root: Path = Path("/")) -> None:
+        self.root = root  # where /proc is found (a fake tree in tests)
+
     def cpu(self) -> Cpu:
         model = ""
+        processors = 0
         try:
-            for line in Path("/proc/cpuinfo").read_text().splitlines():
-                if line.startswith("model name"):
+            for line in (self.root / "proc/cpuinfo").read_text().splitlines():
+                if line.startswith("model name") and not model:
                     model = line.partition(":")[2].strip()
-                    break
+                elif line.startswith("processor"):
+                    processors += 1
         except OSError:
             pass
-        return Cpu(count=os.cpu_count() or 1, model=model or platform.processor() or "unknown")
+        return Cpu(count=processors or os.cpu_count() or 1, model=model or platform.processor() or "unknown")
 
     def kernel(self) -> str:
         return platform.release()
 
     def memory(self) -> Memory:
         fields: dict[str, int] = {}
-        for line in Path("/proc/meminfo").read_text().splitlines():
+        for line in (self.root / "proc/meminfo").read_text().splitlines():
             key, _, rest = line.partition(":")
             parts = rest.split()
             if parts:

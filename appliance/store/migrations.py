@@ -70,6 +70,21 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (owner, key)
     ) STRICT;
     """,
+    # 4: machines that fetched a PXE boot script from this node, and the inventory they reported
+    # (pxe/enlistment.py). Local to the node, never replicated; bounded by that module.
+    """
+    CREATE TABLE pxe_machines (
+        mac          TEXT PRIMARY KEY,
+        ip           TEXT NOT NULL,
+        first_seen   REAL NOT NULL,
+        last_seen    REAL NOT NULL,
+        boots        INTEGER NOT NULL,
+        name         TEXT,
+        inventory    BLOB,
+        enlisted_at  REAL
+    ) STRICT;
+    CREATE INDEX pxe_machines_last_seen ON pxe_machines (last_seen);
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -123,3 +123,19 @@ def test_networkd_unit_without_gateway_and_for_ipv6() -> None:
     unit = networkd_unit(StaticAddress(ipaddress.ip_interface("fd00:5::7/64")), "52:54:00:ab:cd:0f")
     assert "Address=fd00:5::7/64\n" in unit
     assert "Gateway" not in unit
+
+
+def test_enlist_takes_only_the_boot_servers_plain_http_enlistment_url() -> None:
+    for url in ("http://10.0.0.2:8080/pxe/enlist", "http://boot.example/pxe/enlist", "http://[fd00::2]:80/pxe/enlist"):
+        assert parse_cmdline(f"debvisor.enlist={url}").enlist == url
+    for bad in (
+        "https://10.0.0.2/pxe/enlist",  # the listener is plain HTTP
+        "http://10.0.0.2/api/v1/nodes",  # only the enlistment path
+        "http://10.0.0.2/pxe/enlist?x=1",
+        "http://user@10.0.0.2/pxe/enlist",
+        "http://10.0.0.2:70000/pxe/enlist",
+        "http://[zz::1]/pxe/enlist",
+        "file:///etc/passwd",
+    ):
+        with pytest.raises(BootParamsError, match=r"debvisor\.enlist"):
+            parse_cmdline(f"debvisor.enlist={bad}")

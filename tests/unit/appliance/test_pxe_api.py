@@ -226,3 +226,102 @@ def test_a_stored_enabled_config_opens_the_listener_when_the_node_starts(node: O
     with TestClient(app.asgi, base_url=BASE):
         assert listener.events == ["start 192.0.2.10:8080"]
     assert listener.events == ["start 192.0.2.10:8080", "stop 192.0.2.10:8080"]
+
+
+UNKNOWN = "52:54:00:aa:bb:09"
+REPORT = {"mac": UNKNOWN, "name": "whatever", "cpu_count": 8, "memory_bytes": 1 << 34, "version": "0.1.0"}
+
+
+def test_an_unknown_machine_is_listed_reports_and_is_named_by_an_operator(api: TestClient[Any], app: Appliance) -> None:
+    api.put(PXE, json=CONFIG)
+    with TestClient(app.pxe_asgi, base_url="http://10.9.0.1:8080") as boot:
+        assert "debvisor.name=" not in boot.get("/pxe/boot.ipxe", params={"mac": UNKNOWN}).text
+        [listed] = api.get(f"{PXE}/machines").json()
+        assert (listed["mac"], listed["state"], listed["name"], listed["boots"]) == (UNKNOWN, "unknown", None, 1)
+        assert boot.post("/pxe/enlist", json=REPORT).status_code == 204
+        detail = api.get(f"{PXE}/machines/{UNKNOWN.replace(':', '-').upper()}").json()
+        assert (detail["state"], detail["inventory"]["cpu_count"], detail["hardware"]["memory_bytes"]) == (
+            "enlisted",
+            8,
+            1 << 34,
+        )
+        assert "inventory" not in api.get(f"{PXE}/machines").json()[0]  # the list shows the summary
+
+        named = api.put(f"{PXE}/machines/{UNKNOWN}", json={"name": "rack1-n9", "join": "dvj1.secret_token"})
+        assert named.status_code == 200, named.text
+        assert named.json() == {"mac": UNKNOWN, "name": "rack1-n9", "has_join": True, "extra": [], "ip": None}
+        assert api.get(PXE).json()["machines"][UNKNOWN]["join"] == "dvj1.secret_token"
+        script = boot.get("/pxe/boot.ipxe", params={"mac": UNKNOWN}).text
+        assert "debvisor.name=rack1-n9 debvisor.join=dvj1.secret_token" in script
+    detail = api.get(f"{PXE}/machines/{UNKNOWN}").json()
+    assert (detail["name"], detail["booted_name"], detail["boots"], detail["state"]) == (
+        "rack1-n9",
+        "rack1-n9",
+        2,
+        "enlisted",
+    )
+    entries = app.audit.query(AuditQuery(action="pxe."), 100)
+    assert [(e.action, e.outcome, e.target) for e in entries] == [
+        ("pxe.config.put", "success", "node n1"),
+        ("pxe.enlist", "success", f"machine {UNKNOWN}"),
+        ("pxe.machine.put", "success", f"node n1 machine {UNKNOWN}"),
+    ]
+    assert entries[1].user == f"machine:{UNKNOWN}"
+    assert entries[2].detail == "name rack1-n9, with a join token"
+    assert all("secret" not in e.detail for e in app.audit.query(AuditQuery(), 1000))
+
+
+def test_a_machine_named_after_a_member_is_joined(api: TestClient[Any], app: Appliance) -> None:
+    api.put(PXE, json=CONFIG)
+    with TestClient(app.pxe_asgi, base_url="http://10.9.0.1:8080") as boot:
+        boot.get("/pxe/boot.ipxe", params={"mac": UNKNOWN})
+    assert api.put(f"{PXE}/machines/{UNKNOWN}", json={"name": "n1"}).status_code == 200  # this node's own name
+    assert api.get(f"{PXE}/machines/{UNKNOWN}").json()["state"] == "joined"
+
+
+def test_naming_validates_like_the_settings_and_forgetting_removes_record_and_settings(
+    api: TestClient[Any], app: Appliance
+) -> None:
+    api.put(PXE, json=CONFIG)
+    with TestClient(app.pxe_asgi, base_url="http://10.9.0.1:8080") as boot:
+        boot.get("/pxe/boot.ipxe", params={"mac": UNKNOWN})
+    for body, fragment in [
+        ({"name": "Bad_Name"}, "node name"),
+        ({"name": "ok", "join": "a b"}, "join token"),
+        ({"name": "ok", "ip": "not-an-ip"}, "not-an-ip"),
+        ({"join": "x"}, "name"),
+        ({"name": "ok", "colour": "red"}, "colour"),
+    ]:
+        answer = api.put(f"{PXE}/machines/{UNKNOWN}", json=body)
+        assert answer.status_code == 422, (body, answer.text)
+        assert fragment in answer.text
+    assert api.put(f"{PXE}/machines/not-a-mac", json={"name": "ok"}).status_code == 422
+    assert list(api.get(PXE).json()["machines"]) == ["52:54:00:aa:bb:01"]  # nothing changed
+
+    assert api.put(f"{PXE}/machines/{UNKNOWN}", json={"name": "rack1-n9"}).status_code == 200
+    assert api.delete(f"{PXE}/machines/{UNKNOWN}").status_code == 204
+    assert api.get(f"{PXE}/machines/{UNKNOWN}").status_code == 404
+    assert UNKNOWN not in api.get(PXE).json()["machines"]
+    assert api.delete(f"{PXE}/machines/{UNKNOWN}").status_code == 404
+    # A MAC that only has settings (never booted) is forgotten too.
+    assert api.delete(f"{PXE}/machines/52:54:00:aa:bb:01").status_code == 204
+    assert api.get(PXE).json()["machines"] == {}
+
+
+def test_viewers_see_machines_but_cannot_name_or_forget_them(api: TestClient[Any], app: Appliance) -> None:
+    viewer = token_for(app, Role.VIEWER)
+    api.put(PXE, json=CONFIG)
+    with TestClient(app.pxe_asgi, base_url="http://10.9.0.1:8080") as boot:
+        boot.get("/pxe/boot.ipxe", params={"mac": UNKNOWN})
+    assert api.get(f"{PXE}/machines/{UNKNOWN}", headers=viewer).status_code == 200
+    assert api.put(f"{PXE}/machines/{UNKNOWN}", headers=viewer, json={"name": "x"}).status_code == 403
+    assert api.delete(f"{PXE}/machines/{UNKNOWN}", headers=viewer).status_code == 403
+    denied = app.audit.query(AuditQuery(action="pxe.machine."), 100)
+    assert [(e.action, e.outcome) for e in denied] == [("pxe.machine.put", "denied"), ("pxe.machine.delete", "denied")]
+
+
+def test_another_nodes_machines_are_forwarded(api: TestClient[Any]) -> None:
+    for method in ("GET", "PUT", "DELETE"):
+        answer = api.request(method, f"/api/v1/nodes/n2/pxe/machines/{UNKNOWN}", json={"name": "x"})
+        assert answer.status_code in (404, 502, 503), answer.text
+        assert "no member" in answer.text or "n2" in answer.text

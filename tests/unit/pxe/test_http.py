@@ -1,4 +1,5 @@
-"""The public /pxe routes: scripts by MAC, boot files with byte ranges, nothing when disabled."""
+"""The public /pxe routes: scripts by MAC, boot files with byte ranges, nothing when disabled, and
+the machines' hardware reports (bounded, typed, rate-limited, only from MACs that booted here)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ import pytest
 from litestar import Litestar
 from litestar.testing import TestClient
 
+from appliance.api.problems import EXCEPTION_HANDLERS
+from appliance.auth.throttle import RateLimiter
 from pxe.dnsmasq import Mode
-from pxe.http import pxe_routes
+from pxe.http import decode_report, pxe_routes
 from pxe.service import PxeConfig, PxeMachine, PxeService
 
 MAC = "52:54:00:aa:bb:01"
@@ -23,7 +26,9 @@ def files(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def client(files: Path, enabled: bool = True) -> tuple[TestClient[Litestar], PxeService]:
+def client(
+    files: Path, enabled: bool = True, limiter: RateLimiter | None = None, recorder: RateLimiter | None = None
+) -> tuple[TestClient[Litestar], PxeService]:
     config = PxeConfig(
         enabled=enabled,
         interface="eth0",
@@ -34,7 +39,12 @@ def client(files: Path, enabled: bool = True) -> tuple[TestClient[Litestar], Pxe
         machines={"52-54-00-AA-BB-01": PxeMachine(name="rack1-n1", join="dvj1.x_y")},
     )
     service = PxeService(config, boot_files=files, state_dir=files / "state", run_dnsmasq=False, clock=lambda: 100.0)
-    app = Litestar(route_handlers=[pxe_routes(service)])
+    app = Litestar(
+        route_handlers=[
+            pxe_routes(service, limiter=limiter or RateLimiter(0, 0), recorder=recorder or RateLimiter(0, 0))
+        ],
+        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+    )
     return TestClient(app, base_url="http://10.9.0.1:8080"), service
 
 
@@ -55,7 +65,7 @@ def test_a_known_machine_gets_its_settings_and_is_listed(files: Path) -> None:
     assert "fetch=http://10.9.0.1:8080/pxe/filesystem.squashfs" in answer.text
     assert "debvisor.name=rack1-n1 debvisor.join=dvj1.x_y" in answer.text
     [seen] = service.seen()
-    assert (seen.mac, seen.name, seen.at) == (MAC, "rack1-n1", 100.0)
+    assert (seen.mac, seen.name, seen.last_seen, seen.state) == (MAC, "rack1-n1", 100.0, "known")
 
 
 def test_a_bad_mac_gets_a_script_that_says_so(files: Path) -> None:
@@ -100,3 +110,111 @@ def test_nothing_is_served_when_pxe_is_disabled(files: Path) -> None:
     with test_client as c:
         assert c.get("/pxe/boot.ipxe").status_code == 404
         assert c.get("/pxe/vmlinuz").status_code == 404
+
+
+REPORT: dict[str, object] = {
+    "mac": "52-54-00-AA-BB-01",
+    "name": "rack1-n1",
+    "cpu_model": "Test CPU",
+    "cpu_count": 8,
+    "memory_bytes": 32 << 30,
+    "disks": [{"name": "nvme0n1", "size_bytes": 1 << 40, "model": "Fast", "serial": "S1", "rotational": False}],
+    "nics": [{"name": "eno1", "mac": "52:54:00:aa:bb:01", "speed_mbps": 10000, "link": True}],
+    "dmi": {"vendor": "ACME", "product": "R1", "serial": "SN1", "uuid": "u-1"},
+    "version": "0.1.0",
+}
+
+
+def test_a_machine_that_booted_here_reports_its_inventory(files: Path) -> None:
+    test_client, service = client(files)
+    with test_client as c:
+        c.get("/pxe/boot.ipxe", params={"mac": MAC})
+        answer = c.post("/pxe/enlist", json=REPORT)
+    assert answer.status_code == 204, answer.text
+    [listed] = service.seen()
+    assert (listed.state, listed.hardware and listed.hardware.disk_bytes) == ("enlisted", 1 << 40)
+    detail = service.machine(MAC)
+    assert detail is not None
+    assert detail.inventory is not None
+    assert (detail.inventory.dmi.vendor, detail.inventory.nics[0].speed_mbps) == ("ACME", 10000)
+
+
+def test_a_mac_that_never_fetched_a_script_cannot_report(files: Path) -> None:
+    test_client, service = client(files)
+    with test_client as c:
+        answer = c.post("/pxe/enlist", json=REPORT)
+    assert answer.status_code == 404
+    assert answer.headers["content-type"] == "application/problem+json"
+    assert "has not fetched a boot script" in answer.json()["detail"]
+    assert service.seen() == []
+
+
+@pytest.mark.parametrize(
+    ("change", "path"),
+    [
+        ({"owner": "x"}, "$.owner"),  # unknown field
+        ({"dmi": {"vendor": "a", "colour": "red"}}, "$.dmi.colour"),
+        ({"disks": [{"name": "sda", "size_bytes": 1, "secret": 1}]}, "$.disks[0].secret"),
+        ({"mac": "not-a-mac"}, "$.mac"),
+        ({"cpu_count": -1}, "$.cpu_count"),
+        ({"cpu_model": "x" * 257}, "$.cpu_model"),
+        ({"name": "evil\nline"}, "$.name"),  # control characters
+        ({"nics": [{"name": "e", "mac": "52:54:00:aa:bb:01"}] * 65}, "$.nics"),  # too many
+        ({"memory_bytes": "lots"}, "$.memory_bytes"),
+    ],
+)
+def test_a_bad_report_is_refused_with_a_problem_naming_the_field(
+    files: Path, change: dict[str, object], path: str
+) -> None:
+    test_client, service = client(files)
+    with test_client as c:
+        c.get("/pxe/boot.ipxe", params={"mac": MAC})
+        answer = c.post("/pxe/enlist", json=REPORT | change)
+    assert answer.status_code == 422, answer.text
+    assert answer.headers["content-type"] == "application/problem+json"
+    assert [e["path"] for e in answer.json()["errors"]] == [path]
+    assert service.seen()[0].state == "known"  # nothing stored
+
+
+def test_a_report_that_is_not_json_or_too_big_is_refused(files: Path) -> None:
+    test_client, _ = client(files)
+    with test_client as c:
+        c.get("/pxe/boot.ipxe", params={"mac": MAC})
+        not_json = c.post("/pxe/enlist", content=b"{", headers={"content-type": "application/json"})
+        too_big = c.post("/pxe/enlist", json=REPORT | {"padding": "x" * (64 * 1024)})
+    assert (not_json.status_code, not_json.headers["content-type"]) == (400, "application/problem+json")
+    assert too_big.status_code == 413
+
+
+def test_reports_are_rate_limited_per_source_address(files: Path) -> None:
+    now = [0.0]
+    test_client, _ = client(files, limiter=RateLimiter(1 / 60, 2, lambda: now[0]))
+    with test_client as c:
+        c.get("/pxe/boot.ipxe", params={"mac": MAC})
+        codes = [c.post("/pxe/enlist", json=REPORT).status_code for _ in range(3)]
+        assert codes == [204, 204, 429]
+        limited = c.post("/pxe/enlist", content=b"garbage")  # limited before the body is read
+        assert (limited.status_code, int(limited.headers["retry-after"])) == (429, 60)
+        now[0] += 60
+        assert c.post("/pxe/enlist", json=REPORT).status_code == 204
+
+
+def test_no_reports_while_pxe_is_disabled(files: Path) -> None:
+    test_client, _ = client(files, enabled=False)
+    with test_client as c:
+        assert c.post("/pxe/enlist", json=REPORT).status_code == 404
+
+
+def test_the_documented_report_is_one_the_server_accepts() -> None:
+    example = Path(__file__).parents[3] / "docs" / "examples" / "pxe-enlist.json"
+    report = decode_report(example.read_bytes())
+    assert (report.mac, report.disks[0].rotational, report.nics[0].link) == ("52:54:00:98:00:50", False, True)
+    assert example.read_text() in (example.parents[1] / "pxe.md").read_text()  # the page shows this very file
+
+
+def test_a_host_making_up_macs_gets_scripts_but_only_a_few_are_recorded(files: Path) -> None:
+    test_client, service = client(files, recorder=RateLimiter(1 / 60, 3, lambda: 0.0))
+    with test_client as c:
+        answers = [c.get("/pxe/boot.ipxe", params={"mac": f"52:54:00:00:00:{i:02x}"}) for i in range(6)]
+    assert {a.status_code for a in answers} == {200}
+    assert len(service.seen()) == 3

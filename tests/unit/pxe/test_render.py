@@ -104,7 +104,9 @@ def test_boot_script_loads_kernel_and_initrd_and_passes_the_machines_settings() 
     assert lines[0] == "#!ipxe"
     assert lines[1].startswith(f"kernel {BASE}/vmlinuz initrd=initrd.img boot=live fetch={BASE}/filesystem.squashfs ")
     assert "console=ttyS0,115200n8" in lines[1]
-    assert lines[1].endswith("debvisor.name=rack1-n3 debvisor.join=dvj1.eyJhIjoxfQ quiet")
+    assert lines[1].endswith(
+        f"debvisor.name=rack1-n3 debvisor.join=dvj1.eyJhIjoxfQ debvisor.enlist={BASE}/enlist quiet"
+    )
     assert lines[2:] == [f"initrd {BASE}/initrd.img", "boot"]
 
 
@@ -113,8 +115,24 @@ def test_boot_script_names_the_port_the_machine_booted_from() -> None:
     assert "BOOTIF=01-${netX/mac:hexhyp}" in boot_script(BASE, MachineParams()).split()
 
 
-def test_a_machine_without_settings_boots_with_defaults() -> None:
-    assert not any(a.startswith("debvisor.") for a in cmdline(BASE, MachineParams()))
+def test_a_machine_without_settings_boots_with_defaults_and_is_told_where_to_enlist() -> None:
+    args = cmdline(BASE, MachineParams())
+    assert [a for a in args if a.startswith("debvisor.")] == [f"debvisor.enlist={BASE}/enlist"]
+    assert "BOOTIF=01-${netX/mac:hexhyp}" in args  # the MAC is not known here: iPXE fills it in
+
+
+def test_a_known_mac_is_passed_as_bootif_so_the_machine_knows_which_nic_booted() -> None:
+    args = cmdline(BASE, MachineParams(mac="52:54:00:aa:bb:01"))
+    assert "BOOTIF=01-52-54-00-aa-bb-01" in args
+    with pytest.raises(ScriptError, match="mac"):
+        cmdline(BASE, MachineParams(mac="52:54:00:AA:BB:01 x"))
+
+
+def test_the_rendered_enlist_url_is_one_the_booted_appliance_accepts() -> None:
+    from appliance.bootparams import parse_cmdline
+
+    params = parse_cmdline(" ".join(cmdline(BASE, MachineParams(name="rack1-n3", mac="52:54:00:aa:bb:01"))))
+    assert (params.enlist, params.boot_mac, params.name) == (f"{BASE}/enlist", "52:54:00:aa:bb:01", "rack1-n3")
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,182 @@
+"""PXE enlistment on a real `debvisor serve --pxe-http 127.0.0.1:PORT` process: a machine that
+fetches its script is listed as unknown, reports its inventory over the plain-HTTP listener, is
+named by an operator (its next script carries the name), survives a restart of the node, and is
+forgotten. A second node started with the boot server's `debvisor.enlist=` and `BOOTIF=` on its
+kernel command line reports its own, real inventory.
+
+PXE is enabled on `lo` in proxy mode, so the supervised dnsmasq only ever listens on loopback
+(if it cannot start, it is restarted with back-off and nothing here depends on it). All traffic
+goes to 127.0.0.1. No machine boots: the HTTP requests a booting machine makes are made here.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.nodeproc import NodeProcess, free_port
+
+pytestmark = pytest.mark.integration
+
+MAC = "52:54:00:7e:00:01"
+REPORTER_MAC = "52:54:00:7e:00:02"
+
+
+@pytest.fixture
+def boot_files(tmp_path: Path) -> Path:
+    files = tmp_path / "files"
+    files.mkdir()
+    (files / "vmlinuz").write_bytes(b"kernel")
+    return files
+
+
+@pytest.fixture
+def pxe_port() -> int:
+    return free_port()
+
+
+def _node(data: Path, port: int, files: Path, name: str = "boot") -> NodeProcess:
+    return NodeProcess(data, name=name, extra_args=["--pxe-http", f"127.0.0.1:{port}", "--pxe-files", str(files)])
+
+
+@pytest.fixture
+def server(tmp_path: Path, pxe_port: int, boot_files: Path) -> Iterator[NodeProcess]:
+    node = _node(tmp_path / "boot", pxe_port, boot_files).start()
+    try:
+        node.wait_ready()
+        yield node
+    finally:
+        node.stop()
+
+
+def _api(node: NodeProcess) -> str:
+    return f"/api/v1/nodes/{node.name}/pxe"
+
+
+def _enable(node: NodeProcess, port: int) -> None:
+    config = {
+        "enabled": True,
+        "interface": "lo",
+        "network": "127.0.0.0/8",
+        "http_url": f"http://127.0.0.1:{port}",
+    }
+    with node.admin_client() as api:
+        answer = api.put(_api(node), json=config)
+    assert answer.status_code == 200, answer.text
+
+
+def _wait_for(predicate: Any, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    pytest.fail(f"condition not met within {timeout} s", pytrace=False)
+
+
+REPORT = {
+    "mac": MAC,
+    "name": "debian",
+    "cpu_model": "Test CPU",
+    "cpu_count": 16,
+    "memory_bytes": 64 << 30,
+    "disks": [{"name": "sda", "size_bytes": 1 << 40, "model": "Disk", "serial": "S1", "rotational": True}],
+    "nics": [{"name": "eno1", "mac": MAC, "speed_mbps": 1000, "link": True}],
+    "dmi": {"vendor": "ACME", "product": "R1", "serial": "SN1", "uuid": "u-1"},
+    "version": "0.1.0",
+}
+
+
+def test_an_unknown_machine_enlists_is_named_survives_a_restart_and_is_forgotten(
+    tmp_path: Path, server: NodeProcess, pxe_port: int, boot_files: Path
+) -> None:
+    _enable(server, pxe_port)
+    boot = httpx.Client(base_url=f"http://127.0.0.1:{pxe_port}", timeout=5.0)
+    machines = f"{_api(server)}/machines"
+    with boot, server.admin_client() as api:
+        script = boot.get("/pxe/boot.ipxe", params={"mac": MAC})
+        assert script.status_code == 200, script.text
+        assert f"debvisor.enlist=http://127.0.0.1:{pxe_port}/pxe/enlist" in script.text
+        assert "BOOTIF=01-52-54-00-7e-00-01" in script.text
+        assert "debvisor.name=" not in script.text
+        [listed] = api.get(machines).json()
+        assert (listed["mac"], listed["state"], listed["ip"], listed["boots"]) == (MAC, "unknown", "127.0.0.1", 1)
+
+        unseen = boot.post("/pxe/enlist", json=REPORT | {"mac": "52:54:00:7e:00:99"})
+        assert unseen.status_code == 404
+        assert "has not fetched a boot script" in unseen.json()["detail"]
+        bad = boot.post("/pxe/enlist", json=REPORT | {"dmi": {"vendor": "x", "bios": "1.0"}})
+        assert (bad.status_code, bad.headers["content-type"]) == (422, "application/problem+json")
+        assert [e["path"] for e in bad.json()["errors"]] == ["$.dmi.bios"]
+        good = boot.post("/pxe/enlist", json=REPORT)
+        assert good.status_code == 204, good.text
+
+        detail = api.get(f"{machines}/{MAC}").json()
+        assert (detail["state"], detail["inventory"]["dmi"]["vendor"], detail["hardware"]["disk_bytes"]) == (
+            "enlisted",
+            "ACME",
+            1 << 40,
+        )
+
+        user = {"name": "watcher", "role": "viewer", "password": "only looking here"}
+        assert api.post("/api/v1/users", json=user).status_code == 201
+        with server.client() as viewer:
+            login = viewer.post("/api/v1/auth/login", json={"username": "watcher", "password": "only looking here"})
+            csrf = {"X-CSRF-Token": login.json()["csrf_token"]}
+            assert viewer.get(machines).status_code == 200
+            assert viewer.put(f"{machines}/{MAC}", headers=csrf, json={"name": "rack1-n7"}).status_code == 403
+            assert viewer.delete(f"{machines}/{MAC}", headers=csrf).status_code == 403
+
+        named = api.put(f"{machines}/{MAC}", json={"name": "rack1-n7", "join": "dvj1.not_a_real_token"})
+        assert named.status_code == 200, named.text
+        assert named.json()["has_join"] is True
+        named_script = boot.get("/pxe/boot.ipxe", params={"mac": MAC}).text
+        assert "debvisor.name=rack1-n7 debvisor.join=dvj1.not_a_real_token" in named_script
+
+    assert server.stop() == 0
+    restarted = _node(server.data_dir, pxe_port, boot_files).start()
+    try:
+        restarted.wait_ready()
+        with restarted.admin_client() as api:
+            [listed] = api.get(machines).json()
+            assert (listed["mac"], listed["name"], listed["state"], listed["boots"]) == (MAC, "rack1-n7", "enlisted", 2)
+            assert api.get(f"{machines}/{MAC}").json()["inventory"]["cpu_count"] == 16
+            assert api.delete(f"{machines}/{MAC}").status_code == 204
+            assert api.get(machines).json() == []
+            assert api.get(f"{machines}/{MAC}").status_code == 404
+            assert MAC not in api.get(_api(restarted)).json()["machines"]
+            audit = api.get("/api/v1/audit", params={"action": "pxe."}).json()
+    finally:
+        restarted.stop()
+    text = restarted.stderr() + restarted.stdout() + server.stderr()
+    assert "not_a_real_token" not in text  # a join token is never logged
+    assert "not_a_real_token" not in str(audit)
+
+
+def test_a_node_booted_with_enlist_on_its_command_line_reports_its_real_inventory(
+    tmp_path: Path, server: NodeProcess, pxe_port: int
+) -> None:
+    _enable(server, pxe_port)
+    with httpx.Client(base_url=f"http://127.0.0.1:{pxe_port}", timeout=5.0) as boot:
+        script = boot.get("/pxe/boot.ipxe", params={"mac": REPORTER_MAC}).text
+    # The kernel command line the script renders, as the booted machine would see it in /proc/cmdline.
+    kernel_line = script.splitlines()[1].removeprefix("kernel ").split(" ", 1)[1]
+    cmdline = tmp_path / "cmdline"
+    cmdline.write_text(kernel_line + "\n")
+    reporter = NodeProcess(tmp_path / "reporter", name="reporter", extra_args=["--boot-params", str(cmdline)])
+    with reporter, server.admin_client() as api:
+        reporter.wait_ready()
+        url = f"{_api(server)}/machines/{REPORTER_MAC}"
+        _wait_for(lambda: api.get(url).json()["state"] == "enlisted", 20.0)
+        inventory = api.get(url).json()["inventory"]
+        with reporter.admin_client() as own:
+            facts = own.get("/api/v1/node").json()
+    assert (inventory["name"], inventory["version"]) == ("reporter", facts["version"])
+    assert (inventory["cpu_count"], inventory["cpu_model"]) == (facts["cpu"]["count"], facts["cpu"]["model"])
+    assert inventory["memory_bytes"] == facts["memory"]["total_bytes"]
+    assert "reported this machine's inventory" in reporter.stderr()
