@@ -105,7 +105,8 @@ def test_boot_script_loads_kernel_and_initrd_and_passes_the_machines_settings() 
     assert lines[1].startswith(f"kernel {BASE}/vmlinuz initrd=initrd.img boot=live fetch={BASE}/filesystem.squashfs ")
     assert "console=ttyS0,115200n8" in lines[1]
     assert lines[1].endswith(
-        f"debvisor.name=rack1-n3 debvisor.join=dvj1.eyJhIjoxfQ debvisor.enlist={BASE}/enlist quiet"
+        f"debvisor.name=rack1-n3 debvisor.join=dvj1.eyJhIjoxfQ debvisor.enlist={BASE}/enlist "
+        "BOOTIF=01-${netX/mac:hexhyp} quiet"  # no MAC known here: iPXE fills it in
     )
     assert lines[2:] == [f"initrd {BASE}/initrd.img", "boot"]
 
