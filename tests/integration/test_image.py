@@ -274,8 +274,9 @@ def stored_user(disk: Path, workdir: Path, name: str) -> UserRecord:
             capture_output=True,
             check=True,
         )
-    if (workdir / f"{DB_NAME}-wal").stat().st_size == 0:
-        (workdir / f"{DB_NAME}-wal").unlink()  # debugfs leaves an empty file for a missing one
+    wal = workdir / f"{DB_NAME}-wal"
+    if wal.exists() and wal.stat().st_size == 0:
+        wal.unlink()  # an empty dump of a missing file would read as a damaged WAL
     db = sqlite3.connect(workdir / DB_NAME)
     try:
         row = db.execute("SELECT value FROM config WHERE kind = 'user' AND key = ?", (name,)).fetchone()
