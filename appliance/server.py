@@ -15,8 +15,8 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 import signal
-import socket
 import ssl
 import sys
 from typing import Any
@@ -37,7 +37,7 @@ from appliance.network.service import NetworkSettings
 from appliance.node.enlist import EnlistTarget
 from appliance.node.host import LinuxHost
 from appliance.settings import HostPort, ServeSettings
-from pxe.listener import GranianListener, granian_server_factory
+from pxe.listener import GranianListener, ListenerError, check_can_bind, granian_server_factory
 from pxe.service import DEFAULT_BOOT_FILES, PxeSettings
 
 log = logging.getLogger(__name__)
@@ -80,13 +80,11 @@ def announce_initial_password(node: OpenedNode) -> None:
 
 def check_can_listen(listen: HostPort, what: str) -> None:
     """Fail with a one-line reason now if `listen` cannot be bound, rather than deep inside granian."""
-    family = socket.AF_INET6 if listen.host.version == 6 else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((str(listen.host), listen.port))
-        except OSError as exc:
-            raise StartupError(f"cannot listen for the {what} on {listen}: {exc.strerror}") from exc
+    try:
+        check_can_bind(listen)
+    except ListenerError as exc:
+        reason = os.strerror(exc.errno) if exc.errno is not None else str(exc)
+        raise StartupError(f"cannot listen for the {what} on {listen}: {reason}") from exc
 
 
 async def serve(settings: ServeSettings) -> None:
