@@ -37,7 +37,7 @@ from appliance.network.service import NetworkSettings
 from appliance.node.enlist import EnlistTarget
 from appliance.node.host import LinuxHost
 from appliance.settings import HostPort, ServeSettings
-from pxe.listener import GranianListener, ListenerError, check_can_bind, granian_server_factory
+from pxe.listener import GranianListener, ListenerError, accepts, check_can_bind, granian_server_factory
 from pxe.service import DEFAULT_BOOT_FILES, PxeSettings
 
 log = logging.getLogger(__name__)
@@ -180,20 +180,13 @@ async def _announce_when_serving(api: HostPort, node: OpenedNode, accounts: Acco
     The banner shows the bootstrap admin password until the admin has changed it (checked
     every 30 s), then only the name and URLs (appliance/console.py says why).
     """
-    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(str(api.host), str(api.host))  # noqa: S104
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE  # only asking whether it serves; nothing is sent
     for _ in range(600):  # 60 s at most
-        try:
-            _, writer = await asyncio.open_connection(host, api.port, ssl=context)
-        except OSError:
-            await asyncio.sleep(0.1)
-            continue
-        writer.close()
-        with contextlib.suppress(OSError, ssl.SSLError):
-            await writer.wait_closed()
-        break
+        if await accepts(api, context):
+            break
+        await asyncio.sleep(0.1)
     else:
         log.warning("the API did not accept a connection within 60 s; not telling systemd it is ready")
         return

@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+import ssl
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -70,13 +71,16 @@ def check_can_bind(listen: HostPort) -> None:
             raise ListenerError(exc.errno, f"cannot listen on {listen}: {exc.strerror}") from exc
 
 
-async def _accepts(listen: HostPort) -> bool:
-    """Whether `listen` accepts a TCP connection now (a wildcard is asked on loopback)."""
+async def accepts(listen: HostPort, tls: ssl.SSLContext | None = None) -> bool:
+    """Whether `listen` accepts a connection now (a wildcard is asked on loopback).
+
+    With `tls`, the TLS handshake must complete too (a TLS server then logs no aborted handshake).
+    """
     host = str(listen.host)
     if listen.is_wildcard:
         host = "::1" if listen.host.version == 6 else "127.0.0.1"
     try:
-        _reader, writer = await asyncio.wait_for(asyncio.open_connection(host, listen.port), 1.0)
+        _reader, writer = await asyncio.wait_for(asyncio.open_connection(host, listen.port, ssl=tls), 1.0)
     except (OSError, TimeoutError):
         return False
     writer.close()
@@ -128,7 +132,7 @@ class GranianListener:
         task = asyncio.create_task(server.serve(), name=f"pxe http {listen}")
         # PUT returns once machines can connect: wait until the socket accepts (or the task failed).
         deadline = asyncio.get_running_loop().time() + START_SECONDS
-        while not await _accepts(listen):
+        while not await accepts(listen):
             if task.done() or asyncio.get_running_loop().time() > deadline:
                 failure = task.exception() if task.done() else "it did not accept connections in time"
                 server.stop()

@@ -32,6 +32,7 @@ from tests.dhcpclient import (
     ARCH_BIOS,
     ARCH_EFI_BC,
     ARCH_EFI_X64,
+    DISCOVER,
     OFFER,
     OPT_REQUESTED_IP,
     OPT_SERVER_ID,
@@ -150,18 +151,12 @@ def test_full_dhcp_offers_each_firmware_its_loader(lab: Lab, kind: Kind, tmp_pat
     firmware = Firmware(kind.mac, kind.arch, kind.user_class)
     with DhcpClient(client.netns, client.ifname) as dhcp:
         xid = new_xid()
-        offer = dhcp.exchange(build(firmware, 1, xid), xid, seconds=REPLY_SECONDS)
+        offer = dhcp.exchange(build(firmware, DISCOVER, xid), xid, seconds=REPLY_SECONDS)
         assert offer.message_type == OFFER
         assert offer.server_id == server.address
         assert offer.yiaddr.startswith("10.93.0.1")
         assert offer.bootfile == kind.expect
-        request = build(
-            firmware,
-            REQUEST,
-            xid,
-            extra=[(OPT_REQUESTED_IP, _packed(offer.yiaddr)), (OPT_SERVER_ID, _packed(server.address))],
-        )
-        ack = dhcp.exchange(request, xid, seconds=REPLY_SECONDS)
+        ack = dhcp.exchange(_request(firmware, xid, offer.yiaddr, server.address), xid, seconds=REPLY_SECONDS)
     assert ack.message_type == ACK, ack
     assert ack.yiaddr == offer.yiaddr
     _take(client, ack)
@@ -189,7 +184,7 @@ def test_proxy_dhcp_beside_the_sites_server_offers_each_firmware_its_loader(
     firmware = Firmware(kind.mac, kind.arch, kind.user_class)
     with DhcpClient(client.netns, client.ifname) as dhcp:
         xid = new_xid()
-        dhcp.send(build(firmware, 1, xid))
+        dhcp.send(build(firmware, DISCOVER, xid))
         offers = {sender: message for message, sender in dhcp.replies(xid, REPLY_SECONDS, want=2)}
         assert set(offers) == {server.address, site.address}, offers
         lease, proxy = offers[site.address], offers[server.address]
@@ -198,13 +193,7 @@ def test_proxy_dhcp_beside_the_sites_server_offers_each_firmware_its_loader(
         assert proxy.yiaddr == "0.0.0.0"
         assert proxy.vendor_class == "PXEClient"
         assert lease.yiaddr.startswith("10.93.0.2")
-        request = build(
-            firmware,
-            REQUEST,
-            xid,
-            extra=[(OPT_REQUESTED_IP, _packed(lease.yiaddr)), (OPT_SERVER_ID, _packed(site.address))],
-        )
-        ack = dhcp.exchange(request, xid, seconds=REPLY_SECONDS)
+        ack = dhcp.exchange(_request(firmware, xid, lease.yiaddr, site.address), xid, seconds=REPLY_SECONDS)
         assert ack.message_type == ACK, ack
         assert ack.yiaddr == lease.yiaddr
         _take(client, ack)
@@ -238,6 +227,16 @@ def _boot_server_request(
     answer = dhcp.exchange(request, xid, seconds=REPLY_SECONDS, to=server, port=PXE_PORT)
     assert answer.message_type == ACK, answer
     return answer
+
+
+def _request(firmware: Firmware, xid: int, address: str, server_id: str) -> bytes:
+    """The DHCPREQUEST that takes `address` from the server `server_id` offered it."""
+    return build(
+        firmware,
+        REQUEST,
+        xid,
+        extra=[(OPT_REQUESTED_IP, _packed(address)), (OPT_SERVER_ID, _packed(server_id))],
+    )
 
 
 def _packed(address: str) -> bytes:
