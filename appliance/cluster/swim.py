@@ -848,7 +848,10 @@ class Swim:
             messages = self._take_broadcasts(self.config.max_gossip_bytes)
             if not messages:
                 break
-            self._send(member, messages)
+            # Not piggybacked again: that took every broadcast a second time for the same frame,
+            # so the retransmit limit ran out after two targets and the third (in a small
+            # cluster, always the member that joined last) never heard the news from us.
+            self._send(member, messages, piggyback=False)
 
     def _push_pull(self, now: float) -> None:
         """Periodic anti-entropy with one member: a hash of our full state, which costs the same

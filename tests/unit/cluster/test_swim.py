@@ -544,3 +544,15 @@ def test_state_digest_ignores_the_order_of_metadata() -> None:
     assert a._state_digest() == b._state_digest()
     b.members["a"].meta = {"cert": "g", "api": "x"}
     assert a._state_digest() != b._state_digest()
+
+
+def test_a_gossip_round_reaches_every_target_once_per_broadcast() -> None:
+    swim = node(members=("b", "c", "d", "e"))
+    swim._broadcasts.clear()
+    swim._broadcast_keys.clear()
+    swim.receive(1.0, "b", Frame("b", [Dead("c", 0, "b")]))
+    sent(swim)
+    swim.tick(swim._next_gossip)
+    out = [(o.name, o.frame.messages) for o in swim.take_outbox()]
+    assert sorted(name for name, _ in out if name != "c") == ["b", "d", "e"]  # c is dead; maybe gossiped to anyway
+    assert all(messages == [Dead("c", 0, "b")] for _, messages in out)
