@@ -554,5 +554,5 @@ def test_a_gossip_round_reaches_every_target_once_per_broadcast() -> None:
     sent(swim)
     swim.tick(swim._next_gossip)
     out = [(o.name, o.frame.messages) for o in swim.take_outbox()]
-    assert sorted(name for name, _ in out if name != "c") == ["b", "d", "e"]  # c is dead; maybe gossiped to anyway
+    assert sorted(str(name) for name, _ in out if name != "c") == ["b", "d", "e"]  # c is dead; maybe gossiped to anyway
     assert all(messages == [Dead("c", 0, "b")] for _, messages in out)
