@@ -740,7 +740,7 @@ class Swim:
             # Same expression as in next_deadline, so a tick at that instant always expires it.
             if now < self._suspicion_deadline(name, suspicion):
                 if now - suspicion.nudged_at >= self.config.suspect_remind_interval:
-                    # Remind the suspect every probe interval; if it refuted already, it answers us.
+                    # Remind the suspect every suspect_remind_interval; if it refuted already, it answers us.
                     suspicion.nudged_at = now
                     member = self.members.get(name)
                     if member is not None:
