@@ -90,6 +90,13 @@ class PushPull(msgspec.Struct, tag="pushpull", array_like=True, frozen=True):
     revoked: list[Revoke] = []
 
 
+class PushPullSummary(msgspec.Struct, tag="ppsum", array_like=True, frozen=True):
+    """A hash of the sender's full state (see `PushPull`): the periodic sync when nothing
+    changed. A receiver whose own hash differs starts a full push-pull with the sender."""
+
+    digest: bytes
+
+
 class ConfigEntry(msgspec.Struct, array_like=True, frozen=True):
     """One entry of the cluster configuration map, tombstones included."""
 
@@ -167,16 +174,21 @@ Message = (
     | StateDelta
     | StateDigest
     | StateSummary
+    | PushPullSummary
 )
 ConfigMessage = (
     ConfigPush | ConfigDigest | ConfigSummary | StateDelta | StateDigest | StateSummary
 )  # handled by replication, not by SWIM
 
 
-class Frame(msgspec.Struct, array_like=True, frozen=True):
+class Frame(msgspec.Struct, array_like=True, frozen=True, omit_defaults=True):
+    """One transport write. `addr` (the sender's gossip address) rides only with full-state
+    syncs, where a receiver may not know the sender yet; otherwise it is left out of the
+    encoding (older decoders fill in the default)."""
+
     sender: str
     messages: list[Message]
-    addr: str = ""  # the sender's gossip address, so a member we do not know yet can be answered
+    addr: str = ""
 
 
 _ENCODER = msgspec.msgpack.Encoder()

@@ -321,7 +321,7 @@ class ClusterService(Collector):
 
     def _send_messages(self, peer: tuple[str, str], messages: list[Message]) -> None:
         name, addr = peer
-        self.transport.send(name, addr, encode_frame(Frame(self.settings.name, messages, self.settings.advertise)))
+        self.transport.send(name, addr, encode_frame(Frame(self.settings.name, messages)))
 
     def _on_lost(self, name: str) -> None:
         self.swim.connection_lost(self._loop_time(), name)

@@ -1,17 +1,27 @@
 """Gossip transport: length-prefixed msgpack frames over TLS 1.3 with client certificates.
 
 Every connection is mutually authenticated against the cluster CA; the peer's node name is
-the common name of its certificate, and every frame's `sender` must equal it. Each node
-dials one outgoing connection per peer, lazily, and keeps it; frames to a peer go through a
-small bounded queue drained by one writer task, so a slow peer delays only itself and a write
-never takes longer than `write_deadline` (kept below the probe timeout). Incoming connections
-are only read. A connection that breaks after it worked is reported (`on_lost`): the core
+the common name of its certificate, and every frame's `sender` must equal it. A connection
+carries frames both ways: a node sends to a peer over any connection it holds with that
+peer, whichever side dialled it, and dials one, lazily, only when it holds none. An answer
+therefore goes back on the connection its request came in on, and its TCP segment also
+acknowledges the request's (one packet less per probe than a reply on a second connection).
+When both sides dial at once, each ends up with two connections; both send on the one the
+node with the lower name dialled, and the other stays open, idle, in case the first breaks.
+Frames to a peer go through a small bounded queue drained by one writer task, so a slow peer
+delays only itself and a write never takes longer than `write_deadline` (kept below the
+probe timeout). A connection that breaks after it worked is reported (`on_lost`): the core
 then suspects that peer at once, but only its suspicion timeout can declare it dead.
 
 Sockets use TCP's thin-stream linear timeouts: gossip keeps only a frame or two in flight, so
 a lost segment is recovered by a retransmission timeout, not by duplicate ACKs, and Linux
 doubles that timeout after each loss (200, 400, 800 ms). Linear timeouts retry every ~200 ms,
 which keeps a refutation from sitting behind a back-off longer than a suspicion lasts.
+After each frame read, the socket's pending ACK is sent and the socket is put back in
+delayed-ACK ("ping-pong") mode (TCP_QUICKACK 1, then 0): the next request that arrives is then
+acknowledged by the answer itself, not by a bare ACK of its own. Linux otherwise leaves that
+mode whenever a delayed ACK has to go out alone, as it does after every answer this node
+receives, and acknowledges at once the first segment after an idle second.
 
 Malformed, oversized or mis-attributed frames close that connection and are counted; a
 revoked certificate is refused at the handshake, and open connections that use it are cut.
@@ -40,6 +50,7 @@ log = logging.getLogger(__name__)
 _LENGTH = struct.Struct(">I")
 QUEUE_LIMIT = 256
 TCP_THIN_LINEAR_TIMEOUTS = 16  # linux/tcp.h; the socket module does not name it
+TCP_QUICKACK = getattr(socket, "TCP_QUICKACK", 12)
 
 
 def _thin_stream(writer: asyncio.StreamWriter) -> None:
@@ -48,6 +59,15 @@ def _thin_stream(writer: asyncio.StreamWriter) -> None:
     if sock is not None:
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.IPPROTO_TCP, TCP_THIN_LINEAR_TIMEOUTS, 1)
+
+
+def _delay_next_ack(writer: asyncio.StreamWriter) -> None:
+    """Send any pending ACK now and delay the next one until data goes out (module docstring)."""
+    sock = writer.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, TCP_QUICKACK, 1)
+            sock.setsockopt(socket.IPPROTO_TCP, TCP_QUICKACK, 0)
 
 
 @dataclass
@@ -94,14 +114,26 @@ def peer_cert(writer: asyncio.StreamWriter) -> PeerCert | None:
         return None
 
 
-@dataclass
+@dataclass(eq=False)
+class _Conn:
+    """One authenticated connection with a peer, read for frames whichever side dialled it."""
+
+    peer: PeerCert
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    dialled: bool  # by this node
+    closed: bool = False
+
+
+@dataclass(eq=False)
 class _Outgoing:
+    """Frames waiting for one peer (by name, or by address while its name is not known)."""
+
     addr: str
     expected_name: str | None
     queue: asyncio.Queue[bytes] = field(default_factory=lambda: asyncio.Queue(QUEUE_LIMIT))
     task: asyncio.Task[None] | None = None
-    writer: asyncio.StreamWriter | None = None
-    peer: PeerCert | None = None
+    conn: _Conn | None = None
 
 
 def split_addr(addr: str) -> tuple[str, int]:
@@ -136,8 +168,8 @@ class GossipTransport:
         self.dial_timeout = dial_timeout
         self.stats = TransportStats()
         self._server: asyncio.Server | None = None
-        self._outgoing: dict[str, _Outgoing] = {}
-        self._incoming: set[asyncio.StreamWriter] = set()
+        self._outgoing: dict[str, _Outgoing] = {}  # by peer name, or by address for a join
+        self._conns: dict[str, list[_Conn]] = {}  # open connections by peer name, both directions
         self._readers: set[asyncio.Task[None]] = set()
         self._closing = False
 
@@ -161,35 +193,38 @@ class GossipTransport:
         self._closing = True
         if self._server is not None:
             self._server.close()
-        for writer in list(self._incoming):
-            writer.close()
+        for conns in list(self._conns.values()):
+            for conn in list(conns):
+                self._close(conn, lost=False)
         tasks = [o.task for o in self._outgoing.values() if o.task is not None] + list(self._readers)
         for task in tasks:
             task.cancel()
         if tasks:
             await asyncio.wait(tasks, timeout=1.0)
-        for out in self._outgoing.values():
-            if out.writer is not None:
-                out.writer.close()
         if self._server is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), 1.0)
 
     def send(self, name: str | None, addr: str, payload: bytes) -> None:
-        """Queue a frame for a peer; never blocks. A full queue drops its oldest frame."""
+        """Queue a frame for a peer; never blocks. A full queue drops its oldest frame.
+
+        With a name, the frame goes over any open connection with that peer, else over one
+        dialled to `addr` (which may then be empty if a connection is expected to exist)."""
         if self._closing:
             return
-        out = self._outgoing.get(addr)
-        if out is None or (name is not None and out.expected_name not in (None, name)):
-            if out is not None and out.task is not None:
-                out.task.cancel()
-            out = self._outgoing[addr] = _Outgoing(addr, name)
+        key = name or addr
+        out = self._outgoing.get(key)
+        if out is None:
+            out = self._outgoing[key] = _Outgoing(addr, name)
+        elif addr and out.addr != addr:
+            out.addr = addr  # the peer restarted elsewhere: dial the new address from now on
+            out.conn = None
         if out.queue.full():
             out.queue.get_nowait()
             self.stats.dropped_frames += 1
         out.queue.put_nowait(payload)
         if out.task is None or out.task.done():
-            out.task = asyncio.create_task(self._write_loop(out), name=f"gossip-to-{addr}")
+            out.task = asyncio.create_task(self._write_loop(out), name=f"gossip-to-{key}")
 
     async def refused(self, addr: str) -> bool:
         """True if a TCP connection to `addr` is actively refused (host up, nothing listening)."""
@@ -206,42 +241,75 @@ class GossipTransport:
 
     def cut(self, fingerprint: str) -> None:
         """Close every connection that uses the certificate with this fingerprint."""
-        for out in list(self._outgoing.values()):
-            if out.peer is not None and out.peer.fingerprint == fingerprint and out.writer is not None:
-                out.writer.close()
-        for writer in list(self._incoming):
-            peer = peer_cert(writer)
-            if peer is not None and peer.fingerprint == fingerprint:
-                writer.close()
+        for conns in list(self._conns.values()):
+            for conn in list(conns):
+                if conn.peer.fingerprint == fingerprint:
+                    self._close(conn, lost=False)
+
+    # -- connections ------------------------------------------------------------------------
+
+    def _open_conn(self, name: str) -> _Conn | None:
+        """The connection to send to `name` on: the one the lower-named node dialled, if open."""
+        conns = self._conns.get(name)
+        if not conns:
+            return None
+        preferred = self.name < name  # True: this node's own dial is the shared one
+        for conn in conns:
+            if conn.dialled == preferred:
+                return conn
+        return conns[0]
+
+    def _register(self, conn: _Conn) -> None:
+        _thin_stream(conn.writer)
+        _delay_next_ack(conn.writer)
+        self._conns.setdefault(conn.peer.name, []).append(conn)
+
+    def _close(self, conn: _Conn, *, lost: bool, reason: str = "") -> None:
+        """Forget and close a connection; if it broke (`lost`), report the peer once."""
+        if conn.closed:
+            return
+        conn.closed = True
+        conns = self._conns.get(conn.peer.name)
+        if conns is not None and conn in conns:
+            conns.remove(conn)
+            if not conns:
+                del self._conns[conn.peer.name]
+        conn.writer.close()
+        if lost and not self._closing:
+            self.stats.connections_lost += 1
+            direction = "out" if conn.dialled else "in"
+            log.info("gossip connection lost", extra={"peer": conn.peer.name, "direction": direction, "reason": reason})
+            self._on_lost(conn.peer.name)
 
     # -- outgoing ---------------------------------------------------------------------------
 
     async def _write_loop(self, out: _Outgoing) -> None:
-        try:
-            while True:
-                payload = await out.queue.get()
-                if out.writer is None and not await self._dial(out):
-                    # Unreachable: drop what is queued; the core's probes notice the silence.
-                    while not out.queue.empty():
-                        out.queue.get_nowait()
-                    return
-                writer = out.writer
-                assert writer is not None
-                try:
-                    writer.write(_LENGTH.pack(len(payload)) + payload)
-                    async with asyncio.timeout(self.write_deadline):  # not wait_for: see service._run
-                        await writer.drain()
-                except (OSError, TimeoutError, ConnectionError) as exc:
-                    self._drop(out, lost=True, reason=f"write failed: {type(exc).__name__} {exc}")
-                    continue
-                self.stats.frames_out += 1
-                self.stats.bytes_out += len(payload) + 4
-        except asyncio.CancelledError:
-            if out.writer is not None:
-                out.writer.close()
-            raise
+        while True:
+            payload = await out.queue.get()
+            conn = out.conn if out.conn is not None and not out.conn.closed else None
+            if out.expected_name is not None:
+                conn = self._open_conn(out.expected_name) or conn
+            if conn is None:
+                conn = await self._dial(out)
+            if conn is None:
+                # Unreachable: drop what is queued; the core's probes notice the silence.
+                while not out.queue.empty():
+                    out.queue.get_nowait()
+                return
+            out.conn = conn
+            try:
+                conn.writer.write(_LENGTH.pack(len(payload)) + payload)
+                async with asyncio.timeout(self.write_deadline):  # not wait_for: see service._run
+                    await conn.writer.drain()
+            except (OSError, TimeoutError, ConnectionError) as exc:
+                self._close(conn, lost=True, reason=f"write failed: {type(exc).__name__} {exc}")
+                continue
+            self.stats.frames_out += 1
+            self.stats.bytes_out += len(payload) + 4
 
-    async def _dial(self, out: _Outgoing) -> bool:
+    async def _dial(self, out: _Outgoing) -> _Conn | None:
+        if not out.addr:
+            return None
         host, port = split_addr(out.addr)
         try:
             async with asyncio.timeout(self.dial_timeout):
@@ -249,7 +317,7 @@ class GossipTransport:
         except (OSError, TimeoutError, ssl.SSLError, ConnectionError) as exc:
             self.stats.dial_failures += 1
             log.info("gossip dial failed", extra={"addr": out.addr, "reason": f"{type(exc).__name__} {exc}"})
-            return False
+            return None
         peer = peer_cert(writer)
         if (
             peer is None
@@ -258,85 +326,70 @@ class GossipTransport:
         ):
             self.stats.refused_handshakes += 1
             writer.close()
-            return False
-        _thin_stream(writer)
-        out.writer, out.peer = writer, peer
-        watcher = asyncio.create_task(self._watch_outgoing(out, reader, writer), name=f"gossip-watch-{out.addr}")
-        self._readers.add(watcher)
-        watcher.add_done_callback(self._readers.discard)
-        return True
-
-    async def _watch_outgoing(self, out: _Outgoing, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        """The peer never writes on our connection: any read result means it went away."""
-        reason = "the peer closed it"
-        try:
-            await reader.read(1)
-        except (OSError, ConnectionError, ssl.SSLError) as exc:
-            reason = f"{type(exc).__name__} {exc}"
-        if out.writer is writer:
-            self._drop(out, lost=True, reason=reason)
-
-    def _drop(self, out: _Outgoing, *, lost: bool, reason: str = "") -> None:
-        writer, peer = out.writer, out.peer
-        out.writer, out.peer = None, None
-        if writer is not None:
-            writer.close()
-        if lost and peer is not None and not self._closing:
-            self.stats.connections_lost += 1
-            log.info("gossip connection lost", extra={"peer": peer.name, "direction": "out", "reason": reason})
-            self._on_lost(peer.name)
+            return None
+        conn = _Conn(peer, reader, writer, dialled=True)
+        self._register(conn)
+        task = asyncio.create_task(self._read_loop(conn), name=f"gossip-from-{peer.name}")
+        self._readers.add(task)
+        task.add_done_callback(self._readers.discard)
+        return conn
 
     # -- incoming ---------------------------------------------------------------------------
 
     async def _serve_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = peer_cert(writer)
-        if peer is None or self._is_revoked(peer.fingerprint):
+        if peer is None or self._is_revoked(peer.fingerprint) or self._closing:
             self.stats.refused_handshakes += 1
             writer.close()
             return
         task = asyncio.current_task()
         if task is not None:
             self._readers.add(task)
-        self._incoming.add(writer)
-        clean = False
+        conn = _Conn(peer, reader, writer, dialled=False)
+        self._register(conn)
         try:
-            clean = await self._read_frames(peer, reader)
+            await self._read_loop(conn)
         finally:
-            self._incoming.discard(writer)
             if task is not None:
                 self._readers.discard(task)
-            writer.close()
-            if not clean and not self._closing:
-                self.stats.connections_lost += 1
-                self._on_lost(peer.name)
 
-    async def _read_frames(self, peer: PeerCert, reader: asyncio.StreamReader) -> bool:
-        """Read until the connection ends; True if it ended because we refused a bad frame."""
-        while True:
+    async def _read_loop(self, conn: _Conn) -> None:
+        clean, reason = False, "cancelled"
+        try:
+            clean, reason = await self._read_frames(conn)
+        finally:
+            self._close(conn, lost=not clean, reason=reason)
+
+    async def _read_frames(self, conn: _Conn) -> tuple[bool, str]:
+        """Read until the connection ends: (True if we refused a bad frame, why it ended)."""
+        peer, reader = conn.peer, conn.reader
+        while not conn.closed:
             try:
                 header = await reader.readexactly(4)
                 (length,) = _LENGTH.unpack(header)
                 if length > self.max_frame or length == 0:
                     self.stats.bad_frames += 1
                     log.warning("oversized gossip frame", extra={"peer": peer.name, "bytes": length})
-                    return True
+                    return True, "oversized frame"
                 payload = await reader.readexactly(length)
             except (asyncio.IncompleteReadError, OSError, ConnectionError, ssl.SSLError) as exc:
-                log.info(
-                    "gossip connection lost",
-                    extra={"peer": peer.name, "direction": "in", "reason": f"{type(exc).__name__} {exc}"},
-                )
-                return False
+                return False, f"{type(exc).__name__} {exc}"
             try:
                 frame = decode_frame(payload)
             except (msgspec.DecodeError, msgspec.ValidationError):
                 self.stats.bad_frames += 1
                 log.warning("malformed gossip frame", extra={"peer": peer.name})
-                return True
+                return True, "malformed frame"
             if frame.sender != peer.name:
                 self.stats.bad_frames += 1
                 log.warning("gossip frame sender differs from certificate", extra={"peer": peer.name})
-                return True
+                return True, "sender differs from certificate"
             self.stats.frames_in += 1
             self.stats.bytes_in += length + 4
             self._on_frame(peer.name, frame)
+            # Let the writer send an answer first (it then carries this frame's ACK), then
+            # send a still pending ACK and re-arm delayed ACKs for the next request.
+            await asyncio.sleep(0)
+            if not conn.closed:
+                _delay_next_ack(conn.writer)
+        return True, "closed here"

@@ -250,3 +250,70 @@ async def test_plain_tcp_and_tls_without_client_cert_are_refused(cluster_pki: Pk
         assert a.frames == []
     finally:
         await a.transport.stop()
+
+
+async def test_answers_go_back_on_the_connection_the_request_came_in_on(cluster_pki: Pki) -> None:
+    ca = cluster_pki.root / "ca.crt"
+    a = endpoint("a", ca, *cluster_pki.issue("a"))
+    b = endpoint("b", ca, *cluster_pki.issue("b"))  # b never listens: a cannot dial it
+    addr = await started(a)
+    try:
+        b.transport.send("a", addr, encode_frame(Frame("b", [Ack(1)])))
+        assert await wait_for(lambda: len(a.frames) == 1)
+        a.transport.send("b", "", encode_frame(Frame("a", [Ack(2)])))  # no address: the open connection
+        assert await wait_for(lambda: len(b.frames) == 1)
+        assert b.frames == [("a", Frame("a", [Ack(2)]))]
+        assert a.transport.stats.dial_failures == 0
+        assert a.lost == b.lost == []
+    finally:
+        await a.transport.stop()
+        await b.transport.stop()
+
+
+async def test_both_sides_dialling_at_once_send_on_one_connection(cluster_pki: Pki) -> None:
+    ca = cluster_pki.root / "ca.crt"
+    a = endpoint("a", ca, *cluster_pki.issue("a"))
+    b = endpoint("b", ca, *cluster_pki.issue("b"))
+    addr_a, addr_b = await started(a), await started(b)
+    try:
+        a.transport.send("b", addr_b, encode_frame(Frame("a", [Ack(1)])))
+        b.transport.send("a", addr_a, encode_frame(Frame("b", [Ack(1)])))
+        assert await wait_for(lambda: a.frames and b.frames)
+        shared_a, shared_b = a.transport._open_conn("b"), b.transport._open_conn("a")
+        assert shared_a is not None
+        assert shared_b is not None
+        assert shared_a.dialled  # both send on the connection "a" (the lower name) dialled
+        assert not shared_b.dialled
+        for seq in range(2, 5):
+            a.transport.send("b", addr_b, encode_frame(Frame("a", [Ack(seq)])))
+            b.transport.send("a", addr_a, encode_frame(Frame("b", [Ack(seq)])))
+        assert await wait_for(lambda: len(a.frames) == len(b.frames) == 4)
+        assert [f.messages for _, f in a.frames] == [[Ack(seq)] for seq in range(1, 5)]
+        assert a.lost == b.lost == []
+    finally:
+        await a.transport.stop()
+        await b.transport.stop()
+
+
+async def test_frames_on_a_dialled_connection_are_checked_too(cluster_pki: Pki) -> None:
+    ca = cluster_pki.root / "ca.crt"
+    a = endpoint("a", ca, *cluster_pki.issue("a"))
+    b_cert, b_key = cluster_pki.issue("b")
+    server, _ = tls_contexts(ca, b_cert, b_key)
+
+    async def impostor(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readexactly(4)  # whatever a sends, answer with a frame claiming another sender
+        writer.write(framed(encode_frame(Frame("c", [Ack(1)]))))
+        await writer.drain()
+        await reader.read()
+
+    fake_b = await asyncio.start_server(impostor, "127.0.0.1", 0, ssl=server)
+    port = fake_b.sockets[0].getsockname()[1]
+    try:
+        a.transport.send("b", f"127.0.0.1:{port}", encode_frame(Frame("a", [Ack(1)])))
+        assert await wait_for(lambda: a.transport.stats.bad_frames == 1)
+        assert a.frames == []
+        assert a.lost == []
+    finally:
+        fake_b.close()
+        await a.transport.stop()

@@ -77,3 +77,21 @@ def test_graceful_leave_is_seen_as_left_everywhere() -> None:
     sim.nodes["n0004"].leave(sim.now)
     sim._flush("n0004")
     assert sim.run_for(5, stop=lambda: sim.all_see("n0004", {"left"}))
+
+
+def test_silent_node_is_dead_everywhere_within_three_seconds_in_most_runs() -> None:
+    """The 3 s target with probes 0.7 s apart: members that hear of a suspicion check the
+    suspect at once, so confirmations do not wait for the suspect's turn in a probe round."""
+    took = []
+    for seed in range(10):
+        sim = Simulator(16, seed=40 + seed)
+        sim.join_all()
+        assert sim.run_for(20, stop=sim.converged, check_every=0.1)
+        sim.run_for(3)
+        sim.silence("n0015")
+        start = sim.now
+        assert sim.run_for(20, stop=lambda: sim.all_see("n0015", {"dead"}))  # noqa: B023 - called at once
+        took.append(sim.now - start)
+        assert sim.false_deaths() == []
+    assert sum(t < 3.0 for t in took) >= 8, took
+    assert max(took) < 6.0, took

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 
@@ -18,6 +19,7 @@ from appliance.cluster.messages import (
     Ping,
     PingReq,
     PushPull,
+    PushPullSummary,
     Revoke,
     Status,
     Suspect,
@@ -29,8 +31,10 @@ from appliance.cluster.swim import Config, EventKind, Outgoing, Swim
 CFG = Config()
 
 
-def node(name: str = "a", members: tuple[str, ...] = ("b", "c", "d", "e"), incarnation: int = 0) -> Swim:
-    swim = Swim(name, f"{name}:7946", config=CFG, rng=random.Random(7), now=0.0, incarnation=incarnation)
+def node(
+    name: str = "a", members: tuple[str, ...] = ("b", "c", "d", "e"), incarnation: int = 0, config: Config = CFG
+) -> Swim:
+    swim = Swim(name, f"{name}:7946", config=config, rng=random.Random(7), now=0.0, incarnation=incarnation)
     for other in members:
         swim.receive(0.0, other, Frame(other, [Alive(other, 0, f"{other}:7946")]))
     swim.take_outbox()
@@ -46,10 +50,10 @@ def kinds(out: list[tuple[str | None, type, object]], kind: type) -> list[tuple[
     return [(to, m) for to, t, m in out if t is kind]
 
 
-def run_probe_until_sent(swim: Swim) -> tuple[str, int]:
-    """Tick until the node pings someone; return (target, seq)."""
-    t = 0.0
-    for _ in range(100):
+def run_probe_until_sent(swim: Swim, since: float = 0.0) -> tuple[str, int]:
+    """Tick from `since` until the node pings someone; return (target, seq)."""
+    t = since
+    for _ in range(300):
         t += 0.01
         swim.tick(t)
         pings = kinds(sent(swim), Ping)
@@ -325,10 +329,11 @@ def test_refused_reconnect_shortens_the_suspicion_but_refutation_still_wins() ->
 
 
 def test_own_failed_probe_of_a_suspect_confirms_it() -> None:
-    swim = node(members=tuple("bcdefg"))
+    swim = node(members=tuple("bcdefg"), config=dataclasses.replace(CFG, suspicion_checkers=0))
     swim.receive(0.5, "c", Frame("c", [Suspect("b", 0, "c")]))
+    since = 0.0
     for _ in range(20):
-        target, _seq = run_probe_until_sent(swim)
+        target, _seq = run_probe_until_sent(swim, since)
         probe = swim._probe
         assert probe is not None
         if target == "b":
@@ -337,6 +342,7 @@ def test_own_failed_probe_of_a_suspect_confirms_it() -> None:
             break
         swim.receive(probe.started + 0.01, target, Frame(target, [Ack(probe.seq)]))
         swim.tick(probe.ends_at)
+        since = probe.ends_at
     assert swim.name in swim._suspicions["b"].confirmers
 
 
@@ -445,3 +451,108 @@ def test_a_revoked_member_is_dead_everywhere_and_its_refutations_are_ignored() -
     # Re-joined with a new certificate, it is welcome again.
     swim.receive(2.0, "c", Frame("c", [Alive("b", 6, "b:7946", {"cert": "01" * 32})]))
     assert swim.members["b"].status == Status.ALIVE
+
+
+def test_a_probe_fails_at_its_deadline_and_the_next_starts_a_probe_interval_after_the_last() -> None:
+    swim = node()
+    target, _seq = run_probe_until_sent(swim)
+    probe = swim._probe
+    assert probe is not None
+    assert probe.ends_at == pytest.approx(probe.started + CFG.probe_deadline)
+    swim.tick(probe.indirect_at)
+    swim.tick(probe.ends_at)
+    assert swim.members[target].status == Status.SUSPECT  # suspected at the deadline, not a whole interval later
+    sent(swim)
+    swim.tick(probe.ends_at + 0.01)
+    assert kinds(sent(swim), Ping) == []
+    assert swim.next_deadline() <= probe.started + CFG.probe_interval
+    swim.tick(probe.started + CFG.probe_interval)
+    assert len(kinds(sent(swim), Ping)) == 1
+
+
+def test_hearing_of_a_suspicion_checks_the_suspect_at_once() -> None:
+    swim = node(members=tuple("bcdefg"))
+    swim.receive(0.5, "c", Frame("c", [Suspect("b", 0, "c")]))
+    pings = kinds(sent(swim), Ping)
+    assert [to for to, _ in pings] == ["b"]  # out of schedule: no probe round was due
+    check = swim._checks["b"]
+    swim.tick(check.indirect_at)
+    assert {to for to, _ in kinds(sent(swim), PingReq)} <= set("cdefg")
+    swim.tick(check.ends_at)
+    assert swim.name in swim._suspicions["b"].confirmers  # our failed check is a confirmation
+    assert "b" not in swim._checks
+
+
+def test_an_acked_check_confirms_nothing_and_a_refuted_suspect_is_not_suspected_again() -> None:
+    swim = node(members=tuple("bcdefg"))
+    swim.receive(0.5, "c", Frame("c", [Suspect("b", 0, "c")]))
+    (_, ping), *_ = kinds(sent(swim), Ping)
+    assert isinstance(ping, Ping)
+    swim.receive(0.55, "b", Frame("b", [Ack(ping.seq)]))
+    swim.tick(0.6)
+    assert "b" not in swim._checks
+    assert swim._suspicions["b"].confirmers == set()
+    swim.receive(1.0, "d", Frame("d", [Suspect("e", 0, "d")]))
+    check = swim._checks["e"]
+    swim.receive(1.1, "e", Frame("e", [Alive("e", 1, "e:7946")]))  # refuted; the check's ack is lost
+    swim.tick(check.indirect_at)
+    swim.tick(check.ends_at)
+    assert swim.members["e"].status == Status.ALIVE
+    assert "e" not in swim._suspicions
+
+
+def test_only_a_few_members_of_a_big_cluster_check_a_suspect() -> None:
+    members = tuple(f"m{i:03d}" for i in range(200))
+    checkers = 0
+    for seed in range(50):
+        swim = node(members=members)
+        swim._rng = random.Random(seed)
+        swim.receive(0.5, "m001", Frame("m001", [Suspect("m000", 0, "m001")]))
+        checkers += "m000" in swim._checks
+    assert 0 < checkers < 50 * CFG.suspicion_checkers / 198 * 3
+
+
+def test_periodic_sync_sends_a_hash_and_full_state_only_when_views_differ() -> None:
+    a, b = node("a", members=("b", "c")), node("b", members=("a", "c"))
+    for swim in (a, b):
+        swim._broadcasts.clear()  # nothing to piggyback: the sync alone
+    a._push_pull(1.0)
+    (frame,) = [o.frame for o in a.take_outbox()]
+    (summary,) = frame.messages
+    assert isinstance(summary, PushPullSummary)
+    assert frame.addr == ""  # a member's address rides only with full state
+    assert len(encode_frame(frame)) < 40
+    b.receive(1.0, "a", frame)
+    assert b.take_outbox() == []  # same view: nothing more
+    b.receive(1.1, "d", Frame("d", [Alive("d", 0, "d:7946")]))  # b learns something a has not
+    b.take_outbox()
+    b.receive(1.2, "a", frame)
+    (answer,) = b.take_outbox()
+    assert answer.name == "a"
+    assert isinstance(answer.frame.messages[0], PushPull)
+    assert answer.frame.addr == "b:7946"
+    a.receive(1.3, "b", answer.frame)
+    assert "d" in a.members
+    replies = [m for o in a.take_outbox() for m in o.frame.messages if isinstance(m, PushPull)]
+    assert [m.reply for m in replies] == [True]
+
+
+def test_state_digest_ignores_the_order_of_metadata() -> None:
+    a, b = node("a", members=("b",)), node("b", members=("a",))
+    a.members["a"].meta = {"api": "x", "cert": "f"}
+    b.members["a"].meta = {"cert": "f", "api": "x"}
+    assert a._state_digest() == b._state_digest()
+    b.members["a"].meta = {"cert": "g", "api": "x"}
+    assert a._state_digest() != b._state_digest()
+
+
+def test_a_gossip_round_reaches_every_target_once_per_broadcast() -> None:
+    swim = node(members=("b", "c", "d", "e"))
+    swim._broadcasts.clear()
+    swim._broadcast_keys.clear()
+    swim.receive(1.0, "b", Frame("b", [Dead("c", 0, "b")]))
+    sent(swim)
+    swim.tick(swim._next_gossip)
+    out = [(o.name, o.frame.messages) for o in swim.take_outbox()]
+    assert sorted(str(name) for name, _ in out if name != "c") == ["b", "d", "e"]  # c is dead; maybe gossiped to anyway
+    assert all(messages == [Dead("c", 0, "b")] for _, messages in out)
