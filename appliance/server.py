@@ -33,11 +33,12 @@ from appliance.cluster.service import ClusterSettings
 from appliance.cluster.swim import Config
 from appliance.console import notify_systemd, render_issue, write_issue
 from appliance.errors import StartupError
+from appliance.listen import ListenerError, accepts, check_can_bind
 from appliance.network.service import NetworkSettings
 from appliance.node.enlist import EnlistTarget
 from appliance.node.host import LinuxHost
 from appliance.settings import HostPort, ServeSettings
-from pxe.listener import GranianListener, ListenerError, accepts, check_can_bind, granian_server_factory
+from pxe.listener import GranianListener, granian_server_factory
 from pxe.service import DEFAULT_BOOT_FILES, PxeSettings
 
 log = logging.getLogger(__name__)

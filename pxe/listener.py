@@ -22,13 +22,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import socket
-import ssl
 from collections.abc import Callable
 from typing import Any, Protocol
 
 from litestar.types import ASGIApp
 
+from appliance.listen import ListenerError, accepts, check_can_bind
 from appliance.settings import DEFAULT_PXE_HTTP_PORT, HostPort, parse_ip
 
 log = logging.getLogger(__name__)
@@ -36,10 +35,6 @@ log = logging.getLogger(__name__)
 DEFAULT_PORT = DEFAULT_PXE_HTTP_PORT
 STOP_SECONDS = 5.0
 START_SECONDS = 5.0
-
-
-class ListenerError(OSError):
-    """The listener could not be opened; the message says where and why."""
 
 
 def listen_address(override: HostPort | None, interface_ipv4: str | None) -> HostPort | None:
@@ -58,35 +53,6 @@ def default_http_url(listen: HostPort, interface_ipv4: str | None) -> str | None
     if interface_ipv4 is None:
         return None
     return f"http://{HostPort(parse_ip(interface_ipv4), listen.port)}"
-
-
-def check_can_bind(listen: HostPort) -> None:
-    """Raise ListenerError now if `listen` cannot be bound (in use, not an address of this host)."""
-    family = socket.AF_INET6 if listen.host.version == 6 else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((str(listen.host), listen.port))
-        except OSError as exc:
-            raise ListenerError(exc.errno, f"cannot listen on {listen}: {exc.strerror}") from exc
-
-
-async def accepts(listen: HostPort, tls: ssl.SSLContext | None = None) -> bool:
-    """Whether `listen` accepts a connection now (a wildcard is asked on loopback).
-
-    With `tls`, the TLS handshake must complete too (a TLS server then logs no aborted handshake).
-    """
-    host = str(listen.host)
-    if listen.is_wildcard:
-        host = "::1" if listen.host.version == 6 else "127.0.0.1"
-    try:
-        _reader, writer = await asyncio.wait_for(asyncio.open_connection(host, listen.port, ssl=tls), 1.0)
-    except (OSError, TimeoutError):
-        return False
-    writer.close()
-    with contextlib.suppress(OSError):
-        await writer.wait_closed()
-    return True
 
 
 class HttpListener(Protocol):

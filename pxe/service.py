@@ -23,6 +23,7 @@ from pathlib import Path
 
 import msgspec
 
+from appliance.listen import ListenerError
 from appliance.settings import HostPort, SettingsError, parse_host_port
 from pxe.dnsmasq import DnsmasqSettings, Machine, Mode, normalize_mac, render_argv
 from pxe.enlistment import EnlistedMachine, EnlistedMachineDetail, EnlistmentStore, MachineRecord, summary, view
@@ -30,7 +31,6 @@ from pxe.inventory import Inventory
 from pxe.listener import (
     DEFAULT_PORT,
     HttpListener,
-    ListenerError,
     ListenerFactory,
     default_http_url,
     listen_address,

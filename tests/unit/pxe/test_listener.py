@@ -6,8 +6,9 @@ import socket
 
 import pytest
 
+from appliance.listen import ListenerError, check_can_bind
 from appliance.settings import parse_host_port
-from pxe.listener import ListenerError, check_can_bind, default_http_url, listen_address
+from pxe.listener import default_http_url, listen_address
 
 
 def test_an_explicit_address_wins_over_the_interfaces() -> None:
