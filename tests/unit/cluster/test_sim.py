@@ -57,8 +57,11 @@ def test_no_false_deaths_over_ten_minutes_at_ten_percent_loss() -> None:
     sim.run_for(600)
     suspicions = [e for _, e in sim.events if e.kind.value == "suspect" and e.at >= settled]
     assert len(suspicions) > 50  # the loss does cause suspicions, and each is refuted
+    # At 10 % loss a fresh suspicion is in flight some of the time (one in ten seeds ends the
+    # ten minutes within 0.1 s of one): ask that everyone sees everyone alive again soon, not
+    # at one instant chosen by the clock.
+    assert sim.run_for(5, stop=sim.converged, check_every=0.05)
     assert sim.false_deaths(since=settled) == []
-    assert sim.converged()
 
 
 def test_a_seed_gives_the_same_run_whatever_the_hash_seed() -> None:
