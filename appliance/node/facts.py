@@ -9,14 +9,16 @@ when they do the change goes out at once. Two are gauges that move at nearly eve
 publish every 30 s, so each node's idle traffic grew with the cluster's size. A change of
 the gauges alone is therefore published only when
 
-- one of them moved by more than `GAUGE_STEP` of its total since the last publish, and
-  that publish is at least `GAUGE_MIN_INTERVAL` old (a workload that swings memory back
-  and forth costs one publish a minute, not one per check); or
+- one of them moved, since the last publish, by more than `GAUGE_STEP` of its total or by
+  more than `GAUGE_LOW_STEP` of its value (so a disk or memory running low is followed
+  closely), and that publish is at least `GAUGE_MIN_INTERVAL` old (a workload that swings
+  memory back and forth costs one publish a minute, not one per check); or
 - the last publish is `REFRESH_INTERVAL` old.
 
-So a gauge as the cluster sees it is off by at most 5 % of the total, or at most about
-ten minutes old (`published_at` says how old); `GET /api/v1/cluster?fresh=true` asks every
-member for its current values. Left out: hysteresis per gauge or smoothing; a step is
+So a gauge as the cluster sees it is off by at most 5 % of its total, or a quarter of
+itself when that is less, from what the node measured at most 90 s earlier; a smaller drift
+may be up to 30 minutes old (`published_at` says when the facts were published). `GET /api/v1/cluster?fresh=true`
+asks every member for its current values. Left out: smoothing or hysteresis; a step is
 measured from the value last published, which is what the other nodes hold.
 """
 
@@ -27,8 +29,9 @@ import msgspec
 from appliance.node.types import NodeFacts
 
 GAUGE_STEP = 0.05  # of the gauge's total
+GAUGE_LOW_STEP = 0.25  # of the gauge's value, when that is the smaller step
 GAUGE_MIN_INTERVAL = 60.0  # seconds between publishes caused by gauges alone
-REFRESH_INTERVAL = 600.0  # seconds after which the gauges are published even if they barely moved
+REFRESH_INTERVAL = 1800.0  # seconds after which the gauges are published even if they barely moved
 
 
 def should_publish(published: NodeFacts | None, current: NodeFacts) -> bool:
@@ -48,8 +51,13 @@ def should_publish(published: NodeFacts | None, current: NodeFacts) -> bool:
     age = current.published_at - published.published_at
     if age < 0 or age >= REFRESH_INTERVAL:
         return True  # due for a refresh (or the wall clock stepped back: take the new time)
-    moved = max(
-        abs(current.memory.available_bytes - published.memory.available_bytes) / max(current.memory.total_bytes, 1),
-        abs(current.disk.free_bytes - published.disk.free_bytes) / max(current.disk.total_bytes, 1),
-    )
-    return moved > GAUGE_STEP and age >= GAUGE_MIN_INTERVAL
+    moved = _moved(
+        current.memory.available_bytes, published.memory.available_bytes, current.memory.total_bytes
+    ) or _moved(current.disk.free_bytes, published.disk.free_bytes, current.disk.total_bytes)
+    return moved and age >= GAUGE_MIN_INTERVAL
+
+
+def _moved(value: int, published: int, total: int) -> bool:
+    """Whether a gauge moved by a step worth publishing."""
+    step = min(GAUGE_STEP * total, GAUGE_LOW_STEP * min(value, published))
+    return abs(value - published) > step

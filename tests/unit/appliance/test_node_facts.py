@@ -66,6 +66,13 @@ def test_a_gauge_step_of_more_than_five_percent_goes_out_after_a_minute() -> Non
     assert not should_publish(published, facts(T0 + GAUGE_MIN_INTERVAL, free=300 * GIB - 25 * GIB))
 
 
+def test_a_gauge_running_low_is_followed_by_a_quarter_of_its_value() -> None:
+    published = facts(free=20 * GIB)  # 4 % of the disk free
+    assert should_publish(published, facts(T0 + GAUGE_MIN_INTERVAL, free=14 * GIB))  # 1.2 % of the disk
+    assert not should_publish(published, facts(T0 + GAUGE_MIN_INTERVAL, free=17 * GIB))  # less than a quarter
+    assert should_publish(facts(available=GIB // 2), facts(T0 + GAUGE_MIN_INTERVAL, available=GIB // 8))
+
+
 def test_a_clock_that_stepped_back_republishes_with_the_new_time() -> None:
     assert should_publish(facts(), facts(T0 - 3600, available=10 * GIB - 1))
 
