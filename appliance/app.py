@@ -63,6 +63,7 @@ from appliance.network.reconciler import OVERLAY_SUBDIR, OverlayReconciler
 from appliance.network.service import NetworkService, NetworkSettings
 from appliance.node.controller import node_routes
 from appliance.node.enlist import Enlister, EnlistTarget
+from appliance.node.facts import should_publish
 from appliance.node.host import HostProbe
 from appliance.node.inventory import collect
 from appliance.node.service import NodeService
@@ -327,17 +328,16 @@ def create_app(
 
 
 async def _publish_facts(cluster: ClusterService, node_service: NodeService, clock: Callable[[], float]) -> None:
-    """Publish this node's facts into its key space; only a change (or a restart) spreads."""
+    """Publish this node's facts into its key space when `should_publish` says so (a change
+    other than the memory and disk gauges, a gauge step, a refresh, or a restart)."""
     facts = NodeFacts.of(await node_service.get(), clock())
     current = cluster.published().get(cluster.settings.name, {}).get(FACTS_KEY)
+    published = None
     if current is not None:
-        try:
-            unchanged = msgspec.structs.replace(_FACTS_DECODER.decode(current), published_at=facts.published_at)
-        except msgspec.DecodeError:
-            unchanged = None
-        if unchanged == facts:
-            return
-    cluster.publish({FACTS_KEY: msgspec.json.encode(facts)})
+        with contextlib.suppress(msgspec.DecodeError):
+            published = _FACTS_DECODER.decode(current)
+    if should_publish(published, facts):
+        cluster.publish({FACTS_KEY: msgspec.json.encode(facts)})
 
 
 def _audit_enlisted(audit: AuditLog, mac: str, ip: str, inventory: Inventory) -> None:

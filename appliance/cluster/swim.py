@@ -524,8 +524,11 @@ class Swim:
                 # Someone still holds a suspicion we already refuted: answer them directly, since
                 # an epidemic broadcast can miss a node and that node's timer would then fire.
                 alive = Alive(self.name, self.incarnation, self.addr, self.meta)
-                for name in {sender, accuser} - {"", self.name}:
-                    self._send_named(name, [alive])
+                # In a defined order, not a set's: the send order reaches the simulator's seeded RNG,
+                # and a set's order changes with PYTHONHASHSEED.
+                for name in dict.fromkeys((sender, accuser)):
+                    if name not in ("", self.name):
+                        self._send_named(name, [alive])
             return
         member = self.members.get(node)
         if member is None or incarnation < member.incarnation or member.status in (Status.DEAD, Status.LEFT):
