@@ -537,8 +537,7 @@ class Swim:
             suspicion = self._suspicions.get(node)
             if suspicion is not None and accuser != suspicion.accuser and accuser not in suspicion.confirmers:
                 suspicion.confirmers.add(accuser)
-                self._queue(node, Suspect(node, incarnation, accuser))
-                self._next_gossip = min(self._next_gossip, now)
+                self._queue_urgent(now, node, Suspect(node, incarnation, accuser))
             return
         self._suspect(now, member, incarnation, accuser)
         self._check_suspect(now, member)
@@ -617,7 +616,7 @@ class Swim:
         self._probe = self._ping(now, target, scale)
         self._probe.next_at = now + self.config.probe_interval * scale
 
-    def _ping(self, now: float, target: Member, scale: int) -> _Probe:
+    def _ping(self, now: float, target: Member, scale: int, *, check: bool = False) -> _Probe:
         seq = self._next_seq()
         ends_at = now + min(self.config.probe_deadline, self.config.probe_interval) * scale
         probe = _Probe(
@@ -627,6 +626,7 @@ class Swim:
             indirect_at=now + self.config.probe_timeout * scale,
             ends_at=ends_at,
             next_at=ends_at,
+            check=check,
         )
         self._send(target, [Ping(seq, target.name)], piggyback=True)
         return probe
@@ -660,8 +660,7 @@ class Swim:
         others = max(1, self.live_count() - 2)
         if self.config.suspicion_checkers <= 0 or self._rng.random() * others >= self.config.suspicion_checkers:
             return
-        self._checks[member.name] = self._ping(now, member, self.awareness + 1)
-        self._checks[member.name].check = True
+        self._checks[member.name] = self._ping(now, member, self.awareness + 1, check=True)
 
     def _advance(self, now: float, probe: _Probe) -> bool:
         """Move a probe on (indirect pings, failure); True once it is over."""
@@ -707,8 +706,7 @@ class Swim:
         self._suspicions[member.name] = _Suspicion(now, incarnation, accuser, nudged_at=now)
         self._events.append(Event(EventKind.SUSPECT, member.name, now, incarnation, detail=f"by {accuser}"))
         message = Suspect(member.name, incarnation, accuser)
-        self._queue(member.name, message)
-        self._next_gossip = min(self._next_gossip, now)  # news that times a death: spread it now
+        self._queue_urgent(now, member.name, message)
         # Tell the suspect at once so it can refute long before the timeout.
         self._send(member, [message])
 
@@ -788,8 +786,7 @@ class Swim:
         self._events.append(
             Event(EventKind.LEFT if left else EventKind.DEAD, member.name, now, incarnation, detail=f"by {accuser}")
         )
-        self._queue(member.name, Dead(member.name, incarnation, accuser))
-        self._next_gossip = min(self._next_gossip, now)
+        self._queue_urgent(now, member.name, Dead(member.name, incarnation, accuser))
 
     def _refute(self, now: float, incarnation: int) -> None:
         self.incarnation = max(self.incarnation, incarnation) + 1
@@ -806,6 +803,12 @@ class Swim:
 
     def _retransmit_limit(self) -> int:
         return self.config.retransmit_mult * max(1, math.ceil(math.log10(len(self.members) + 1)))
+
+    def _queue_urgent(self, now: float, subject: str, message: Message) -> None:
+        """Queue news that times a death (a suspicion, a confirmation, a death) and gossip it now,
+        not at the next gossip tick."""
+        self._queue(subject, message)
+        self._next_gossip = min(self._next_gossip, now)
 
     def _queue(self, subject: str, message: Message) -> None:
         """Queue a broadcast about `subject`, superseding older news about it.

@@ -224,8 +224,7 @@ def test_a_node_pxe_boots_two_machines_that_join_its_cluster(
             machines: dict[str, dict[str, object]] = {}
 
             def joined(name: str) -> None:
-                alive = lambda: node.members().get(name) == "alive"  # noqa: E731
-                join_seconds[name] = wait_until(alive, 60.0, interval=0.5)
+                join_seconds[name] = wait_until(lambda: node.members().get(name) == "alive", 60.0, interval=0.5)
 
             def enlisted(mac: str) -> bool:
                 # A guest reports its inventory (debvisor.enlist=) from a thread after it starts.
