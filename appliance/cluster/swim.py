@@ -6,10 +6,13 @@ driver (the real transport, or the simulator) calls `tick(now)` when `next_deadl
 when a peer's connection breaks; it then drains `take_outbox()` and `take_events()`.
 
 What it implements (SWIM, Das et al. 2002; Lifeguard, Dadgar et al. 2018; memberlist):
-- a probe per interval to the next member of a shuffled round: direct ping, then after the
-  probe timeout indirect pings through `indirect_checks` members, who answer with a nack when
-  they cannot reach the target in time; and an out-of-schedule probe of a suspect that
-  another member accused, so that confirmations come quickly with probes far apart;
+- probes on leases: each member is checked once per (n - 1) probe intervals, so a silent
+  member is probed by someone about every interval, as with SWIM's shuffled rounds; a
+  member's probe of us renews our lease on it, so one exchange serves both sides and a node
+  sends half the probes of round-robin for the same detection time. A probe is a direct
+  ping, then after the probe timeout indirect pings through `indirect_checks` members, who
+  answer with a nack when they cannot reach the target in time; and an out-of-schedule
+  probe of a suspect that another member accused, so that confirmations come quickly;
 - suspicion with Lifeguard's timeout, which starts at `max` and shrinks towards `min` as
   independent members confirm it; refutation by incarnation numbers; the suspected member is
   told at once, so it can refute before the timeout;
@@ -36,8 +39,10 @@ refutation that everyone else already has.
 from __future__ import annotations
 
 import hashlib
+import heapq
 import math
 import random
+import zlib
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -75,7 +80,9 @@ VERIFY_WITNESSES = 2
 class Config:
     """Timings and fan-outs. `Config()` is DebVisor's edge profile; `Config.lan()` is memberlist's.
 
-    The edge profile starts a probe every 0.7 s (memberlist's LAN profile: 1 s), and a probe
+    The edge profile checks each member about every 0.7 s cluster-wide (memberlist's LAN
+    profile: 1 s); each node probes a member when its lease of (n - 1) probe intervals runs
+    out, and a member's probe of this node renews this node's lease on it. A probe
     is over sooner: indirect probes go out 0.25 s after the ping and the probe fails (and its
     target is suspected) 0.4 s after it, where memberlist waits out the whole interval. A
     member that hears of a suspicion it did not raise probes the suspect itself at once (about
@@ -140,6 +147,7 @@ class Member:
     meta: dict[str, str]
     changed_at: float
     heard_at: float = -math.inf  # when a frame from this member (authenticated by the transport) last arrived
+    probe_at: float = -math.inf  # when this member is due for a check, unless it proves itself alive first
 
     def state(self) -> MemberState:
         return MemberState(self.name, self.addr, self.incarnation, self.status, self.meta)
@@ -247,7 +255,9 @@ class Swim:
         self._recently_dead: dict[str, float] = {}
         self._introduced: dict[str, float] = {}
         self._seq = 0
-        self._probe_round: list[str] = []
+        self._due: list[tuple[float, str]] = []  # (when due, name): one entry per live member
+        self._scheduled: set[str] = set()  # the names in `_due`
+        self._last_now = now  # the latest time an input brought: members that become live are scheduled from it
         self._probe: _Probe | None = None
         self._checks: dict[str, _Probe] = {}  # out-of-schedule probes of suspects, by target
         self._relays: dict[int, _Relay] = {}
@@ -348,6 +358,7 @@ class Swim:
 
     def receive(self, now: float, sender: str, frame: Frame) -> None:
         """Handle a frame whose sender the transport authenticated as `sender`."""
+        self._last_now = now
         if frame.sender != sender:
             return  # the transport counts and drops these; defence in depth
         if (
@@ -370,6 +381,7 @@ class Swim:
 
     def tick(self, now: float) -> None:
         """Run every timer that is due."""
+        self._last_now = now
         self._retry_join(now)
         self._expire_relays(now)
         self._advance_probe(now)
@@ -397,7 +409,9 @@ class Swim:
         if not self._joined:
             candidates.append(self._next_join)
         if self._probe is None:
-            candidates.append(self._next_probe)
+            self._live_others()  # schedules members that became live
+            if self._due:
+                candidates.append(max(self._next_probe, self._due[0][0]))
         for probe in self._running_probes():
             candidates.append(probe.indirect_at if probe.indirect_sent == 0 else probe.ends_at)
         candidates.extend(r.nack_at for r in self._relays.values())
@@ -422,6 +436,11 @@ class Swim:
             self._others = [
                 m for n, m in self.members.items() if n != self.name and m.status in (Status.ALIVE, Status.SUSPECT)
             ]
+            for member in self._others:
+                if member.name not in self._scheduled:
+                    member.probe_at = max(member.probe_at, self._last_now + self._first_check(member.name))
+                    self._scheduled.add(member.name)
+                    heapq.heappush(self._due, (member.probe_at, member.name))
         return self._others
 
     def pending_broadcasts(self) -> int:
@@ -434,6 +453,7 @@ class Swim:
             case Ping(seq=seq, target=target):
                 if target == self.name:
                     self._send_named(sender, [Ack(seq)])
+                    self._renew_lease(now, sender)
             case PingReq(seq=seq, target=target, target_addr=target_addr):
                 self._relay(now, sender, seq, target, target_addr)
             case Ack(seq=seq):
@@ -494,7 +514,6 @@ class Swim:
                 alive.node, alive.addr, alive.incarnation, Status.ALIVE, dict(alive.meta), now
             )
             self._others = None
-            self._probe_round.insert(self._rng.randint(0, len(self._probe_round)), alive.node)
             self._events.append(Event(EventKind.JOINED, alive.node, now, alive.incarnation))
             self._queue(alive.node, alive)
             return
@@ -608,13 +627,62 @@ class Swim:
     # -- probing --------------------------------------------------------------------------
 
     def _start_probe(self, now: float) -> None:
-        target = self._next_target()
-        scale = self.awareness + 1
+        target = self._due_member(now)
         if target is None:
-            self._next_probe = now + self.config.probe_interval * scale
-            return
+            return  # next_deadline() names the time the next member falls due
+        scale = self.awareness + 1
+        # Our lease on the target runs a little longer than its lease on us, which its answer
+        # starts now: next time it is the one to probe, and each side probes every other time.
+        target.probe_at = now + self._lease() + self.config.probe_deadline * scale
+        heapq.heappush(self._due, (target.probe_at, target.name))
         self._probe = self._ping(now, target, scale)
-        self._probe.next_at = now + self.config.probe_interval * scale
+        self._probe.next_at = now + self.config.probe_interval * scale / 2
+
+    def _lease(self) -> float:
+        """How long a live member may stay unheard from before this node checks it.
+
+        Each member of n is due once per (n - 1) probe intervals, so a silent member is
+        probed by someone about once per probe interval, as with shuffled probe rounds. A frame
+        from a member (its probe of us, most often) renews its lease, so a pair's one
+        exchange serves both sides: half the probes of round-robin for the same detection.
+        The jitter keeps the two sides of a pair from falling due together."""
+        others = max(1, len(self._others) if self._others is not None else len(self.members) - 1)
+        return others * self.config.probe_interval * (self.awareness + 1)
+
+    def _first_check(self, name: str) -> float:
+        """Seconds until this node first checks a member it just learnt of.
+
+        Both sides of a pair wait the same share of a lease, drawn from their two names (a
+        phase uniform over one lease, and independent between pairs, as a place in a shuffled
+        probe round would be); the higher-named side waits a probe deadline longer, so the
+        lower-named one probes first and the higher one's check stands by in case it fails."""
+        low, high = sorted((self.name, name))
+        share = zlib.crc32(f"{low}\0{high}".encode()) / 2**32
+        return self._lease() * share + (self.config.probe_deadline if self.name == high else 0.0)
+
+    def _renew_lease(self, now: float, name: str) -> None:
+        """`name` just probed us: that exchange is our check of it too.
+
+        Only probes renew a lease. Other frames (gossip, syncs) reach many members at once and
+        would line their leases up, so that after a crash they would all fall due together."""
+        member = self.members.get(name)
+        if member is not None and member.status == Status.ALIVE:
+            member.probe_at = max(member.probe_at, now + self._lease())
+
+    def _due_member(self, now: float) -> Member | None:
+        """The live member whose lease ran out longest ago, if any has."""
+        self._live_others()
+        while self._due and self._due[0][0] <= now:
+            _, name = heapq.heappop(self._due)
+            member = self.members.get(name)
+            if member is None or name == self.name or member.status not in (Status.ALIVE, Status.SUSPECT):
+                self._scheduled.discard(name)
+                continue
+            if member.probe_at > now:
+                heapq.heappush(self._due, (member.probe_at, name))  # heard from since it was queued
+                continue
+            return member
+        return None
 
     def _ping(self, now: float, target: Member, scale: int, *, check: bool = False) -> _Probe:
         seq = self._next_seq()
@@ -687,17 +755,6 @@ class Swim:
             # Our own failed probe of a suspect is an independent confirmation (memberlist).
             self._on_suspect(now, target.name, target.incarnation, self.name)
         return True
-
-    def _next_target(self) -> Member | None:
-        for _ in range(2):
-            while self._probe_round:
-                name = self._probe_round.pop()
-                member = self.members.get(name)
-                if member is not None and name != self.name and member.status in (Status.ALIVE, Status.SUSPECT):
-                    return member
-            self._probe_round = [m.name for m in self._live_others()]
-            self._rng.shuffle(self._probe_round)
-        return None
 
     # -- suspicion ------------------------------------------------------------------------
 

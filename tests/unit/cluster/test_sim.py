@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 from appliance.cluster.sim import NetworkModel, Simulator
+from appliance.cluster.swim import Config
 
 # A lossy run that prints its whole event trace: under loss, refutations answer several
 # members, which is where a set's iteration order once reached the seeded RNG.
@@ -126,3 +127,15 @@ def test_silent_node_is_dead_everywhere_within_three_seconds_in_most_runs() -> N
         assert sim.false_deaths() == []
     assert sum(t < 3.0 for t in took) >= 8, took
     assert max(took) < 6.0, took
+
+
+def test_idle_probes_per_node_halve_because_each_exchange_serves_both_sides() -> None:
+    sim = Simulator(16, seed=12)
+    sim.join_all()
+    assert sim.run_for(20, stop=sim.converged, check_every=0.1)
+    sim.run_for(30)
+    before = {name: stats.frames_sent for name, stats in sim.stats.items()}
+    sim.run_for(60)
+    frames = sum(stats.frames_sent - before[name] for name, stats in sim.stats.items()) / 16 / 60
+    # A ping or an ack is a frame: round-robin probing sends 2 per probe interval per node.
+    assert frames < 1.2 / Config().probe_interval, frames

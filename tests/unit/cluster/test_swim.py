@@ -53,7 +53,7 @@ def kinds(out: list[tuple[str | None, type, object]], kind: type) -> list[tuple[
 def run_probe_until_sent(swim: Swim, since: float = 0.0) -> tuple[str, int]:
     """Tick from `since` until the node pings someone; return (target, seq)."""
     t = since
-    for _ in range(300):
+    for _ in range(600):
         t += 0.01
         swim.tick(t)
         pings = kinds(sent(swim), Ping)
@@ -453,7 +453,7 @@ def test_a_revoked_member_is_dead_everywhere_and_its_refutations_are_ignored() -
     assert swim.members["b"].status == Status.ALIVE
 
 
-def test_a_probe_fails_at_its_deadline_and_the_next_starts_a_probe_interval_after_the_last() -> None:
+def test_a_probe_fails_at_its_deadline_and_its_target_is_checked_again_a_lease_later() -> None:
     swim = node()
     target, _seq = run_probe_until_sent(swim)
     probe = swim._probe
@@ -465,9 +465,46 @@ def test_a_probe_fails_at_its_deadline_and_the_next_starts_a_probe_interval_afte
     sent(swim)
     swim.tick(probe.ends_at + 0.01)
     assert kinds(sent(swim), Ping) == []
-    assert swim.next_deadline() <= probe.started + CFG.probe_interval
-    swim.tick(probe.started + CFG.probe_interval)
-    assert len(kinds(sent(swim), Ping)) == 1
+    lease = 4 * CFG.probe_interval  # four other members, one probe interval each
+    assert swim.members[target].probe_at == pytest.approx(probe.started + lease + CFG.probe_deadline)
+
+
+def test_a_member_that_probed_us_is_not_probed_back_until_its_lease_runs_out() -> None:
+    swim = node(members=("b", "c", "d", "e", "f"))
+    lease = 5 * CFG.probe_interval
+    swim.receive(0.1, "b", Frame("b", [Ping(9, "a")]))
+    assert kinds(sent(swim), Ack) == [("b", Ack(9))]
+    assert swim.members["b"].probe_at == pytest.approx(0.1 + lease)
+    t = 0.1
+    while t < 0.1 + lease - 0.05:
+        t += 0.05
+        swim.tick(t)
+        for to, ping in kinds(sent(swim), Ping):
+            assert to != "b", f"b probed at {t:.2f} s though its own probe renewed its lease"
+            assert isinstance(ping, Ping)
+            swim.receive(t, str(to), Frame(str(to), [Ack(ping.seq)]))
+    for _ in range(200):
+        t += 0.05
+        swim.tick(t)
+        pings = [to for to, ping in kinds(sent(swim), Ping)]
+        if "b" in pings:
+            break
+    else:
+        raise AssertionError("b was never probed after its lease ran out")
+    assert t < 0.1 + lease + 2 * CFG.probe_interval
+
+
+def test_both_sides_of_a_pair_schedule_its_first_check_at_one_phase_the_lower_name_first() -> None:
+    a = node("a", members=("m",))
+    z = node("z", members=("m",))
+    # Each learns of the other at the same moment, when a second member joins.
+    a.receive(1.0, "z", Frame("z", [Alive("z", 0, "z:7946")]))
+    z.receive(1.0, "a", Frame("a", [Alive("a", 0, "a:7946")]))
+    a.next_deadline()
+    z.next_deadline()
+    first_a, first_z = a.members["z"].probe_at, z.members["a"].probe_at
+    assert 1.0 <= first_a <= 1.0 + 2 * CFG.probe_interval
+    assert first_z == pytest.approx(first_a + CFG.probe_deadline)
 
 
 def test_hearing_of_a_suspicion_checks_the_suspect_at_once() -> None:
