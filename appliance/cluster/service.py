@@ -78,7 +78,10 @@ class ClusterSettings:
 
 STALL_SECONDS = 0.1  # a wake-up this late means the process was not running
 STALL_LOG_SECONDS = 0.5
-RIDE_WAIT_SECONDS = 0.5  # how long a summary waits for a membership frame to ride along with
+# How long a summary waits for a membership frame to ride along with. A node sends ~1.4
+# membership frames a second at idle (its probes and its answers to others'), so a summary
+# almost never goes alone, which would cost two packets (a frame and its TCP ACK).
+RIDE_WAIT_SECONDS = 2.0
 
 
 class ClusterService(Collector):
@@ -342,6 +345,8 @@ class ClusterService(Collector):
     def _ride(self, message: Message) -> None:
         if not self._riders:
             self._riders_since = self._loop_time()
+        # A newer summary of the same map supersedes one still waiting.
+        self._riders = [m for m in self._riders if type(m) is not type(message)]
         self._riders.append(message)
 
     def _flush(self) -> None:
