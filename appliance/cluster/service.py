@@ -30,6 +30,7 @@ from appliance.cluster.messages import (
     ConfigMessage,
     Frame,
     Message,
+    Ping,
     StateDelta,
     StateDigest,
     StateSummary,
@@ -357,6 +358,12 @@ class ClusterService(Collector):
                 if member is not None and member.status in (Status.ALIVE, Status.SUSPECT):
                     frame = Frame(frame.sender, [*frame.messages, *self._riders], frame.addr)
                     self._riders = []
+            if (
+                out.name is not None
+                and not self.transport.connected(out.name)
+                and any(isinstance(m, Ping) for m in frame.messages)
+            ):
+                self.swim.dialling(out.name, self.transport.dial_timeout)
             self.transport.send(out.name, out.addr, encode_frame(frame))
         if self._riders and self._loop_time() - self._riders_since > RIDE_WAIT_SECONDS:
             peers = self._live_peers()  # no membership frame went out meanwhile: send them alone

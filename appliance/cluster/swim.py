@@ -192,6 +192,7 @@ class _Probe:
     ends_at: float
     next_at: float  # when the next scheduled probe may start
     check: bool = False  # an out-of-schedule check of a suspect
+    dial_allowed: bool = False  # its deadlines were moved for the connection its ping waits on
     acked: bool = False
     indirect_sent: int = 0
     expected_nacks: int = 0
@@ -340,6 +341,19 @@ class Swim:
         suspicion = self._suspicions.get(name)
         if suspicion is not None and suspicion.refused_at is None:
             suspicion.refused_at = now
+
+    def dialling(self, name: str, seconds: float) -> None:
+        """The ping just queued for `name` waits for a new connection, up to `seconds`.
+
+        A TLS handshake is not the target's silence: on a busy host it can take longer than a
+        probe's deadline, and the probe would accuse a member that is only new to this node.
+        The probe's deadlines move by the handshake's limit (once); if the dial fails, the
+        transport drops the ping and the probe still fails, that much later."""
+        for probe in self._running_probes():
+            if probe.target == name and probe.indirect_sent == 0 and not probe.dial_allowed:
+                probe.dial_allowed = True
+                probe.indirect_at += seconds
+                probe.ends_at += seconds
 
     def stalled(self, now: float, seconds: float) -> None:
         """The driver could not run this node for `seconds` (up to `now`).

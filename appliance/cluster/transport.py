@@ -123,6 +123,7 @@ class _Conn:
     writer: asyncio.StreamWriter
     dialled: bool  # by this node
     closed: bool = False
+    used: bool = False  # a frame went over it, either way
 
 
 @dataclass(eq=False)
@@ -239,6 +240,10 @@ class GossipTransport:
         writer.close()
         return False
 
+    def connected(self, name: str) -> bool:
+        """True if a frame for `name` can go out now, without dialling first."""
+        return self._open_conn(name) is not None
+
     def cut(self, fingerprint: str) -> None:
         """Close every connection that uses the certificate with this fingerprint."""
         for conns in list(self._conns.values()):
@@ -304,6 +309,7 @@ class GossipTransport:
             except (OSError, TimeoutError, ConnectionError) as exc:
                 self._close(conn, lost=True, reason=f"write failed: {type(exc).__name__} {exc}")
                 continue
+            conn.used = True
             self.stats.frames_out += 1
             self.stats.bytes_out += len(payload) + 4
 
@@ -358,7 +364,10 @@ class GossipTransport:
         try:
             clean, reason = await self._read_frames(conn)
         finally:
-            self._close(conn, lost=not clean, reason=reason)
+            # A connection that ends before any frame used it says nothing about the peer:
+            # most often its dial gave up during the handshake (a busy host), and the
+            # peer reports that itself, as a failed dial.
+            self._close(conn, lost=not clean and conn.used, reason=reason)
 
     async def _read_frames(self, conn: _Conn) -> tuple[bool, str]:
         """Read until the connection ends: (True if we refused a bad frame, why it ended)."""
@@ -386,6 +395,7 @@ class GossipTransport:
                 return True, "sender differs from certificate"
             self.stats.frames_in += 1
             self.stats.bytes_in += length + 4
+            conn.used = True
             self._on_frame(peer.name, frame)
             # Let the writer send an answer first (it then carries this frame's ACK), then
             # send a still pending ACK and re-arm delayed ACKs for the next request.

@@ -122,6 +122,29 @@ async def test_peer_death_is_reported_as_lost(cluster_pki: Pki) -> None:
         await a.transport.stop()
 
 
+async def test_a_connection_closed_before_any_frame_is_not_reported_as_lost(cluster_pki: Pki) -> None:
+    """A dial that gives up right after its handshake (a busy host) is not the peer's death."""
+    ca = cluster_pki.root / "ca.crt"
+    a = endpoint("a", ca, *cluster_pki.issue("a"))
+    cert, key = cluster_pki.issue("b")
+    addr = await started(a)
+    try:
+        _, writer = await _raw_client(ca, cert, key, addr)
+        assert await wait_for(lambda: a.transport.connected("b"))
+        writer.close()
+        assert await wait_for(lambda: not a.transport.connected("b"))
+        assert a.lost == []
+        # Once a frame has used a connection, its break is reported.
+        _, writer = await _raw_client(ca, cert, key, addr)
+        writer.write(framed(encode_frame(Frame("b", [Ack(1)]))))
+        await writer.drain()
+        assert await wait_for(lambda: len(a.frames) == 1)
+        writer.transport.abort()
+        assert await wait_for(lambda: a.lost == ["b"])
+    finally:
+        await a.transport.stop()
+
+
 @pytest.mark.parametrize("kind", ["other-ca", "expired", "revoked"])
 async def test_untrusted_certificates_are_refused(cluster_pki: Pki, kind: str) -> None:
     ca = cluster_pki.root / "ca.crt"

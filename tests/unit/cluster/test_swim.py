@@ -593,3 +593,20 @@ def test_a_gossip_round_reaches_every_target_once_per_broadcast() -> None:
     out = [(o.name, o.frame.messages) for o in swim.take_outbox()]
     assert sorted(str(name) for name, _ in out if name != "c") == ["b", "d", "e"]  # c is dead; maybe gossiped to anyway
     assert all(messages == [Dead("c", 0, "b")] for _, messages in out)
+
+
+def test_a_ping_that_waits_for_a_new_connection_gets_the_handshake_time() -> None:
+    swim = node()
+    target, _seq = run_probe_until_sent(swim)
+    probe = swim._probe
+    assert probe is not None
+    deadline = probe.ends_at
+    swim.dialling(target, 1.0)
+    swim.dialling(target, 1.0)  # once per probe
+    swim.tick(deadline + 0.01)
+    assert kinds(sent(swim), PingReq) == []  # no indirect probes while the handshake may still run
+    assert swim.members[target].status == Status.ALIVE
+    swim.tick(deadline + 0.99)
+    assert swim.members[target].status == Status.ALIVE
+    swim.tick(deadline + 1.0)
+    assert swim.members[target].status == Status.SUSPECT  # the dial failed: the probe fails, a second late
