@@ -205,6 +205,7 @@ class _Relay:
     requester_seq: int
     nack_at: float
     target: str
+    dialling: bool = False
 
 
 @dataclass
@@ -348,12 +349,18 @@ class Swim:
         A TLS handshake is not the target's silence: on a busy host it can take longer than a
         probe's deadline, and the probe would accuse a member that is only new to this node.
         The probe's deadlines move by the handshake's limit (once); if the dial fails, the
-        transport drops the ping and the probe still fails, that much later."""
+        transport drops the ping and the probe still fails, that much later. A relayed ping's
+        nack waits as long."""
         for probe in self._running_probes():
             if probe.target == name and probe.indirect_sent == 0 and not probe.dial_allowed:
                 probe.dial_allowed = True
                 probe.indirect_at += seconds
                 probe.ends_at += seconds
+        for relay in self._relays.values():
+            if relay.target == name and not relay.dialling:
+                # A relay that cannot know yet sends no nack: a nack says "I am fine, the target is not".
+                relay.dialling = True
+                relay.nack_at += seconds
 
     def stalled(self, now: float, seconds: float) -> None:
         """The driver could not run this node for `seconds` (up to `now`).
@@ -763,6 +770,11 @@ class Swim:
         # Lifeguard: without the nacks we asked for, the fault may be ours; be slower to accuse.
         if probe.nacks < probe.expected_nacks:
             self.awareness = min(self.config.awareness_max - 1, self.awareness + 1)
+            if probe.dial_allowed:
+                # Our ping waited on a new connection and the helpers did not answer either:
+                # nothing says the target is gone rather than this node too slow to tell. Its
+                # lease brings the next probe; members already connected to it probe it too.
+                return True
         if target.status == Status.ALIVE and not probe.check:  # a checked suspect that refuted stays alive
             self._suspect(now, target, target.incarnation, self.name)
         elif target.status == Status.SUSPECT:

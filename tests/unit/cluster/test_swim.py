@@ -608,5 +608,32 @@ def test_a_ping_that_waits_for_a_new_connection_gets_the_handshake_time() -> Non
     assert swim.members[target].status == Status.ALIVE
     swim.tick(deadline + 0.99)
     assert swim.members[target].status == Status.ALIVE
+    for helper, req in kinds(sent(swim), PingReq):  # the helpers cannot reach it either
+        assert isinstance(req, PingReq)
+        swim.receive(deadline + 0.99, str(helper), Frame(str(helper), [Nack(req.seq)]))
     swim.tick(deadline + 1.0)
     assert swim.members[target].status == Status.SUSPECT  # the dial failed: the probe fails, a second late
+
+
+def test_a_probe_that_waited_on_a_dial_accuses_no_one_without_the_helpers_nacks() -> None:
+    swim = node()
+    target, _seq = run_probe_until_sent(swim)
+    probe = swim._probe
+    assert probe is not None
+    swim.dialling(target, 1.0)
+    swim.tick(probe.indirect_at)
+    assert len(kinds(sent(swim), PingReq)) == CFG.indirect_checks
+    swim.tick(probe.ends_at)
+    assert swim.members[target].status == Status.ALIVE
+    assert swim.awareness == 1  # Lifeguard: this node may be the slow one
+
+
+def test_a_relay_whose_ping_waits_on_a_dial_holds_its_nack() -> None:
+    swim = node()
+    swim.receive(1.0, "c", Frame("c", [PingReq(7, "b", "b:7946")]))
+    assert [to for to, _ in kinds(sent(swim), Ping)] == ["b"]
+    swim.dialling("b", 1.0)
+    swim.tick(1.0 + CFG.probe_timeout)
+    assert kinds(sent(swim), Nack) == []
+    swim.tick(2.0 + CFG.probe_timeout)
+    assert kinds(sent(swim), Nack) == [("c", Nack(7))]
