@@ -665,10 +665,10 @@ class Swim:
         """How long a live member may stay unheard from before this node checks it.
 
         Each member of n is due once per (n - 1) probe intervals, so a silent member is
-        probed by someone about once per probe interval, as with shuffled probe rounds. A frame
-        from a member (its probe of us, most often) renews its lease, so a pair's one
-        exchange serves both sides: half the probes of round-robin for the same detection.
-        The jitter keeps the two sides of a pair from falling due together."""
+        probed by someone about once per probe interval, as with shuffled probe rounds. Its
+        probe of us renews the lease (`_renew_lease`), so a pair's one exchange serves both
+        sides: half the probes of round-robin for the same detection. Lifeguard's awareness
+        stretches it, as it stretches every probe timing."""
         others = max(1, len(self._others) if self._others is not None else len(self.members) - 1)
         return others * self.config.probe_interval * (self.awareness + 1)
 
