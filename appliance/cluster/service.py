@@ -392,7 +392,11 @@ class ClusterService(Collector):
         if event.kind == EventKind.JOINED:
             self._save_seeds()
             joined = self.swim.members.get(event.name)
-            if joined is not None:
+            if joined is not None and self.transport.connected(joined.name):
+                # Only over a connection that is open anyway. Dialling every member that joins
+                # made every node handshake with a newcomer the moment it appeared: when many
+                # start at once, a storm of TLS dials that starved the newcomers and led to
+                # false suspicions. The newcomer's anti-entropy with its seed brings the rest.
                 self.state_replicator.introduce((joined.name, joined.addr))
         level = logging.WARNING if event.kind in (EventKind.DEAD, EventKind.SUSPECT) else logging.INFO
         log.log(level, f"member {event.kind.value}", extra={"member": event.name, "detail": event.detail})
