@@ -669,8 +669,7 @@ class Swim:
         probe of us renews the lease (`_renew_lease`), so a pair's one exchange serves both
         sides: half the probes of round-robin for the same detection. Lifeguard's awareness
         stretches it, as it stretches every probe timing."""
-        others = max(1, len(self._others) if self._others is not None else len(self.members) - 1)
-        return others * self.config.probe_interval * (self.awareness + 1)
+        return max(1, len(self._live_others())) * self.config.probe_interval * (self.awareness + 1)
 
     def _first_check(self, name: str) -> float:
         """Seconds until this node first checks a member it just learnt of.
