@@ -488,7 +488,7 @@ class Swim:
             case Suspect(node=node, incarnation=incarnation, accuser=accuser):
                 self._on_suspect(now, node, incarnation, accuser, sender)
             case Dead(node=node, incarnation=incarnation, accuser=accuser):
-                self._on_dead(now, node, incarnation, accuser)
+                self._on_dead(now, node, incarnation, accuser, sender)
             case Revoke():
                 self._apply_revoke(now, message)
             case PushPull():
@@ -573,7 +573,11 @@ class Swim:
                         self._send_named(name, [alive])
             return
         member = self.members.get(node)
-        if member is None or incarnation < member.incarnation or member.status in (Status.DEAD, Status.LEFT):
+        if member is None or member.status in (Status.DEAD, Status.LEFT):
+            return
+        if incarnation < member.incarnation:
+            if member.status == Status.ALIVE:
+                self._correct(sender, member)
             return
         if member.status == Status.SUSPECT:
             suspicion = self._suspicions.get(node)
@@ -584,7 +588,7 @@ class Swim:
         self._suspect(now, member, incarnation, accuser)
         self._check_suspect(now, member)
 
-    def _on_dead(self, now: float, node: str, incarnation: int, accuser: str) -> None:
+    def _on_dead(self, now: float, node: str, incarnation: int, accuser: str, sender: str = "") -> None:
         if node == self.name:
             if accuser != self.name and not self.leaving and incarnation >= self.incarnation:
                 self._refute(now, incarnation)
@@ -592,12 +596,23 @@ class Swim:
         member = self.members.get(node)
         if member is None:
             return
+        if incarnation < member.incarnation and member.status == Status.ALIVE:
+            self._correct(sender, member)
+            return
         gone = member.status in (Status.DEAD, Status.LEFT)
         # A member already dead may still be reported as having left: that is news.
         now_left = member.status == Status.DEAD and accuser == node and incarnation >= member.incarnation
         if incarnation < member.incarnation or (gone and not now_left):
             return
         self._declare_dead(now, member, incarnation, accuser)
+
+    def _correct(self, sender: str, member: Member) -> None:
+        """`sender` gossiped a suspicion or death of `member` that a newer incarnation already
+        refuted: hand it that incarnation now, over the connection the stale news came in on.
+        The refutation then follows the very paths the accusation takes, instead of racing it
+        through random gossip targets and new connections while the sender's timer runs."""
+        if sender and sender not in (self.name, member.name):
+            self._send_named(sender, [Alive(member.name, member.incarnation, member.addr, member.meta)])
 
     def _on_push_pull(self, now: float, sender: str, push: PushPull) -> None:
         self._joined = True

@@ -201,6 +201,37 @@ def test_stale_suspicion_is_answered_directly() -> None:
     assert alive_to == {"b", "c"}
 
 
+def test_a_member_that_gossips_a_refuted_accusation_is_handed_the_refutation() -> None:
+    swim = node()
+    swim.receive(1.0, "c", Frame("c", [Alive("c", 2, "c:7946")]))  # c refuted an accusation
+    quiet = settle(swim, 1.0)  # until that news is no longer piggybacked
+    swim.receive(quiet, "b", Frame("b", [Suspect("c", 1, "d"), Dead("c", 0, "e")]))  # b has not heard
+    assert about_c(sent(swim)) == [("b", Alive("c", 2, "c:7946"))] * 2
+    assert swim.members["c"].status == Status.ALIVE
+    # Suspicions we hold ourselves, and news from the member itself, are not answered this way.
+    swim.receive(quiet + 0.1, "b", Frame("b", [Suspect("c", 2, "b")]))
+    quiet = settle(swim, quiet + 0.1)
+    swim.receive(quiet, "d", Frame("d", [Suspect("c", 1, "d")]))
+    swim.receive(quiet, "c", Frame("c", [Dead("c", 1, "c")]))
+    assert about_c(sent(swim)) == []
+
+
+def settle(swim: Swim, since: float) -> float:
+    """Tick until no frame mentions c any more (its broadcasts ran out); the time then."""
+    t = since
+    for _ in range(1000):
+        t += 0.05
+        swim.tick(t)
+        if not about_c(sent(swim)) and not swim.pending_broadcasts():
+            return t
+    raise AssertionError("c is still being gossiped")
+
+
+def about_c(out: list[tuple[str | None, type, object]]) -> list[tuple[str | None, object]]:
+    """Direct answers about c: Alive messages alone in their frame (piggybacked gossip aside)."""
+    return [(to, m) for to, m in kinds(out, Alive) if isinstance(m, Alive) and m.node == "c"]
+
+
 def test_being_declared_dead_is_refuted_but_leaving_is_not() -> None:
     swim = node()
     swim.receive(1.0, "b", Frame("b", [Dead("a", 0, "b")]))
