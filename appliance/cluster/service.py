@@ -151,6 +151,7 @@ class ClusterService(Collector):
         self._task: asyncio.Task[None] | None = None
         self._checks: set[asyncio.Task[None]] = set()
         self._event_counts: Counter[str] = Counter()
+        self._sent_counts: Counter[str | int | None] = Counter()  # messages sent, by wire tag
         self._stalls = 0
         self._listeners: list[Callable[[Event], None]] = []
         if registry is not None:
@@ -325,7 +326,12 @@ class ClusterService(Collector):
 
     def _send_messages(self, peer: tuple[str, str], messages: list[Message]) -> None:
         name, addr = peer
-        self.transport.send(name, addr, encode_frame(Frame(self.settings.name, messages)))
+        self._send(name, addr, Frame(self.settings.name, messages))
+
+    def _send(self, name: str | None, addr: str, frame: Frame) -> None:
+        for message in frame.messages:
+            self._sent_counts[type(message).__struct_config__.tag] += 1
+        self.transport.send(name, addr, encode_frame(frame))
 
     def _on_lost(self, name: str) -> None:
         self.swim.connection_lost(self._loop_time(), name)
@@ -364,7 +370,7 @@ class ClusterService(Collector):
                 and any(isinstance(m, Ping) for m in frame.messages)
             ):
                 self.swim.dialling(out.name, self.transport.dial_timeout)
-            self.transport.send(out.name, out.addr, encode_frame(frame))
+            self._send(out.name, out.addr, frame)
         if self._riders and self._loop_time() - self._riders_since > RIDE_WAIT_SECONDS:
             peers = self._live_peers()  # no membership frame went out meanwhile: send them alone
             if peers:
@@ -436,6 +442,12 @@ class ClusterService(Collector):
         for counter, value in vars(self.transport.stats).items():
             transport.add_metric([counter], value)
         yield transport
+        sent = CounterMetricFamily(
+            "debvisor_gossip_messages_sent", "Gossip messages sent by this node, by type", labels=["type"]
+        )
+        for tag, count in sorted(self._sent_counts.items(), key=lambda item: str(item[0])):
+            sent.add_metric([str(tag)], count)
+        yield sent
         yield CounterMetricFamily(
             "debvisor_cluster_loop_stalls", "Times the membership loop woke over 0.1 s late", value=self._stalls
         )
