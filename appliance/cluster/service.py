@@ -301,6 +301,7 @@ class ClusterService(Collector):
 
     def _on_frame(self, sender: str, frame: Frame) -> None:
         now = self._loop_time()
+        joining = not self.swim.joined
         membership: list[Message] = [m for m in frame.messages if not isinstance(m, ConfigMessage)]
         if len(membership) == len(frame.messages):
             self.swim.receive(now, sender, frame)
@@ -314,6 +315,17 @@ class ClusterService(Collector):
                         self.state_replicator.handle(now, (sender, member.addr), message)
                     elif isinstance(message, ConfigMessage):
                         self.replicator.handle(now, (sender, member.addr), message)
+        if joining and self.swim.joined:
+            sent_at = self.swim.join_sent_at
+            log.info(
+                "gossip joined",
+                extra={
+                    "via": sender,
+                    "attempts": self.swim.join_attempts,
+                    # How long ago the answered request went out: when this join began.
+                    "request_age": round(now - sent_at, 3) if sent_at is not None else None,
+                },
+            )
         self._flush()
         self._wake.set()
 

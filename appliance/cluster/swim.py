@@ -278,6 +278,8 @@ class Swim:
         self._seeds: list[str] = []
         self._joined = True
         self._next_join = now
+        self.join_sent_at: float | None = None  # when the latest join request went to the seeds
+        self.join_attempts = 0
 
     # -- inputs ---------------------------------------------------------------------------
 
@@ -294,6 +296,8 @@ class Swim:
         for addr in self._seeds:
             self._send_to_addr(addr, [PushPull(self._states(), join=True, revoked=self._revocations())])
         self._next_join = now + JOIN_RETRY_INTERVAL
+        self.join_sent_at = now
+        self.join_attempts += 1
 
     @property
     def joined(self) -> bool:

@@ -328,6 +328,7 @@ def test_join_retries_until_a_seed_answers() -> None:
     assert not swim.joined
     swim.tick(1.0)
     assert [o.addr for o in swim.take_outbox() if isinstance(o, Outgoing)] == ["seed:1"]
+    assert (swim.join_attempts, swim.join_sent_at) == (2, 1.0)  # the service logs these once joined
     swim.receive(1.1, "seed", Frame("seed", [PushPull([MemberState("seed", "seed:1", 0, Status.ALIVE)], reply=True)]))
     assert swim.joined
     assert "seed" in swim.members
