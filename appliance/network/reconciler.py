@@ -12,7 +12,8 @@ and VXLAN device are removed, also after a restart; they are recorded *before* b
 so a pass that fails half-way leaves nothing unaccounted for. Netlink calls run in one worker
 thread of their own (pyroute2's synchronous socket cannot run on the event loop).
 
-With no overlay defined and none created before, a pass touches nothing, not even netlink.
+With no overlay defined and none created before, a pass touches nothing, not even netlink,
+and once it has seen that, later passes skip the state file and the worker thread too.
 Left out: a commit-confirmed window for overlays (a peer list is not something that cuts an
 operator off) and per-network MAC learning.
 """
@@ -65,6 +66,9 @@ class OverlayReconciler:
         self.passes = 0
         self._wake = asyncio.Event()
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="overlays")
+        # True once a pass found no overlay defined and none applied: until one is defined,
+        # passes need neither the worker thread nor the state file.
+        self._idle = False
 
     def kick(self) -> None:
         """Ask for a pass soon (cheap; call it from any event handler on the loop)."""
@@ -87,8 +91,15 @@ class OverlayReconciler:
 
     async def reconcile(self) -> list[Action]:
         """One pass; the actions it applied."""
+        overlays = self._overlays.all()
+        if not overlays and self._idle:
+            # Nothing defined and nothing left to remove: the common case, and the one met by
+            # every membership event while a cluster forms. No endpoints, no worker thread.
+            self.states = []
+            self.passes += 1
+            return []
         me, peers = self._endpoints()
-        wanted = overlay_links(self._overlays.all(), me, peers, reserved=self._reserved())
+        wanted = overlay_links(overlays, me, peers, reserved=self._reserved())
         loop = asyncio.get_running_loop()
         try:
             actions = await loop.run_in_executor(self._worker, self._converge, wanted.config)
@@ -108,7 +119,8 @@ class OverlayReconciler:
         """In the worker thread: make the kernel's overlay links equal to `config`."""
         with self.state.locked():
             previous = self.state.applied()
-            if not config.links() and (previous is None or not previous.links()):
+            self._idle = not config.links() and (previous is None or not previous.links())
+            if self._idle:
                 return []  # nothing to manage: do not even open netlink
             if previous is None or not config.names() <= previous.names():
                 self.state.write_applied(_union(config, previous))

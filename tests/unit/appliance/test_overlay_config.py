@@ -84,9 +84,15 @@ def test_reconciler_creates_follows_members_and_removes(tmp_path: Path) -> None:
     store = Store()
     members = list(PEERS)
     kernel = FakeKernel()
+    asked: list[int] = []
+
+    def endpoints() -> tuple[Endpoint, list[Endpoint]]:
+        asked.append(1)
+        return ME, members
+
     reconciler = OverlayReconciler(
         overlays=store,  # type: ignore[arg-type]
-        endpoints=lambda: (ME, members),
+        endpoints=endpoints,
         reserved=set,
         adapter=kernel,
         state=StateDir(tmp_path / "overlays"),
@@ -108,9 +114,15 @@ def test_reconciler_creates_follows_members_and_removes(tmp_path: Path) -> None:
         await reconciler.reconcile()
         assert "vx100" not in kernel.specs
         assert "ovl0" not in kernel.specs
-        calls = len(kernel.calls)
+        calls, endpoint_calls = len(kernel.calls), len(asked)
         assert await reconciler.reconcile() == []
         assert len(kernel.calls) == calls
+        # Nothing defined, nothing left: later passes (one per membership event) skip the work.
+        assert await reconciler.reconcile() == []
+        assert len(asked) == endpoint_calls + 1
+        store.records = [BLUE]  # defined again: back to full passes
+        await reconciler.reconcile()
+        assert "vx100" in kernel.specs
         await reconciler.close()
 
     asyncio.run(scenario())
