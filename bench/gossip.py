@@ -16,13 +16,16 @@ they do not share the 2 cores. In order, on the same cluster:
 a) Join: the time from the moment the last of the N-1 joiners started its join until every
    node lists all N members alive. A Serf join is `serf join SEED` on every agent at once,
    after all agents are up; its start is the agent's "agent: joining" log line. DebVisor
-   joins as a node starts (`serve --join TOKEN`: admission over HTTPS, then gossip), so all
-   N-1 joiner processes are launched at once and a node's join starts with its "gossip
-   listening" log line, written right after the core queued its join to the seed. Process
-   start-up and admission (certificate signing) are thereby excluded; they are printed
-   separately as "formation from launch". The end is the latest of each node's log line for
-   its last member join (Serf: EventMemberJoin; DebVisor: "member joined"), then confirmed
-   over RPC/API (every node reports every member alive).
+   joins as a node starts (`serve --join TOKEN`: admission over HTTPS, then gossip). Started
+   all at once, N CPython processes would share the machine's cores for ~10 s, and the row
+   would time their start-up rather than the join. So the harness holds the gossip port of
+   the founder (the seed) closed with an nftables drop while the N-1 joiners start, are
+   admitted and settle (together below 0.3 of a core), then opens it: each joiner's next
+   join retry (every 1 s) goes through, as every `serf join` does. A node's join starts when
+   the request that the seed answered went out (its "gossip joined" line less the request's
+   age). The end is the latest of each node's log line for its last member join (Serf:
+   EventMemberJoin; DebVisor: "member joined"), then confirmed over RPC/API (every node
+   reports every member alive). The notes also give the time from the opening itself.
 e) Idle traffic (measured next, on the settled cluster, 5 s after the join): bytes and
    packets each host sends per second over `--idle-seconds`, from its veth's tx counters
    (L2 bytes, so Ethernet/IP/UDP/TCP/TLS headers and TCP ACKs count, as on a real wire),
@@ -97,10 +100,12 @@ from appliance.cluster.replication import ConfigReplicator
 from appliance.cluster.sim import NetworkModel, Simulator
 from appliance.cluster.swim import Config
 from bench import serf
-from tests.clusterlab import ClusterNode, bootstrap_admin_token
+from tests.clusterlab import GOSSIP_PORT, ClusterNode, bootstrap_admin_token
 from tests.netns import Lab, available
 
 LOSS_LEVELS = (5, 10)
+QUIET_CORES = 0.3  # the node processes together, before the gate opens
+QUIET_TIMEOUT = 60.0
 SETTLE_SECONDS = 5.0  # after the join, before idle traffic: the join's broadcasts die out
 JOIN_TIMEOUT = 90.0
 DETECT_TIMEOUT = 60.0
@@ -235,6 +240,20 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return math.nan
+
+
+def wait_quiet(pids: Sequence[int], cores: float = QUIET_CORES, timeout: float = QUIET_TIMEOUT) -> float:
+    """Wait until the processes `pids` together use less than `cores` of a CPU over a second
+    (start-up done), at most `timeout` seconds; the monotonic time then."""
+    deadline = time.monotonic() + timeout
+    before, at = sum(cpu_seconds(pid) for pid in pids), time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(1.0)
+        after, now = sum(cpu_seconds(pid) for pid in pids), time.monotonic()
+        if (after - before) / (now - at) < cores:
+            return now
+        before, at = after, now
+    return time.monotonic()
 
 
 def measure_idle(lab: Lab, pids: Sequence[int], seconds: float, result: SystemResult) -> None:
@@ -391,7 +410,15 @@ def run_serf(nodes: int, args: argparse.Namespace) -> SystemResult:
 # -- DebVisor ------------------------------------------------------------------------------------
 
 
-_TRACKED = {"member joined", "member suspect", "member dead", "member alive", "member left", "gossip listening"}
+_TRACKED = {
+    "member joined",
+    "member suspect",
+    "member dead",
+    "member alive",
+    "member left",
+    "gossip listening",
+    "gossip joined",
+}
 _EXPECTED_WARNINGS = {"member suspect", "member dead"}  # faults are injected on purpose
 _BENIGN_TEXT = re.compile(r"^initial admin password written to ")
 
@@ -445,9 +472,10 @@ class NodeLog:
         level = str(entry.get("level", ""))
         if msg in _TRACKED:
             ts = dt.datetime.strptime(str(entry["ts"]), "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.UTC)
-            self.events.append(
-                LogEvent(ts.timestamp() - shift, msg, str(entry.get("member", "")), str(entry.get("detail", "")))
-            )
+            at = ts.timestamp() - shift
+            if msg == "gossip joined":
+                at -= float(entry.get("request_age") or 0.0)  # when the join request that was answered went out
+            self.events.append(LogEvent(at, msg, str(entry.get("member", "")), str(entry.get("detail", ""))))
         if level in ("error", "critical") or "exc" in entry or (level == "warning" and msg not in _EXPECTED_WARNINGS):
             exc = str(entry.get("exc", ""))
             key = f"{level} {entry.get('logger', '')}: {msg}"
@@ -531,6 +559,23 @@ class DebVisorCluster:
 
         wait_for(all_listening, timeout, "every node's 'gossip listening' line", interval=0.2)
         return [t for t in (self.listening_at(log) for log in self.logs) if t is not None]
+
+    def wait_joined(self, timeout: float) -> list[float]:
+        """Wait for every node's "gossip joined" line (the founder's own: at its listening); when
+        each node's answered join request went out."""
+
+        def joined_at(log: NodeLog) -> float | None:
+            if log.node is self.nodes[0]:
+                return self.listening_at(log)
+            return next((e.at for e in log.events if e.msg == "gossip joined"), None)
+
+        def all_joined() -> bool:
+            self.poll()
+            self.check_running(self.nodes)
+            return all(joined_at(log) is not None for log in self.logs)
+
+        wait_for(all_joined, timeout, "every node's 'gossip joined' line", interval=0.05)
+        return [t for t in (joined_at(log) for log in self.logs) if t is not None]
 
     def all_joins_logged_at(self) -> float | None:
         """When the last node logged its last first 'member joined' for every other node (None: not yet)."""
@@ -677,11 +722,17 @@ def run_debvisor_steps(cluster: DebVisorCluster, nodes: int, args: argparse.Name
 
     def form() -> None:
         t = time.monotonic()
+        founder = cluster.nodes[0]
+        founder.host.close_port(GOSSIP_PORT)  # the gate: see the module docstring, a)
         cluster.start_founder()
         progress(result, f"founder ready in {time.monotonic() - t:.1f} s ({cluster.lab.prefix})")
         launched = cluster.launch_joiners()
-        joiner_starts = cluster.wait_listening(startup_timeout(nodes))[1:]
-        last_start, first_joiner = max(joiner_starts), min(joiner_starts)
+        listening = cluster.wait_listening(startup_timeout(nodes))[1:]
+        settled = wait_quiet([n.proc.pid for n in cluster.nodes if n.proc is not None])
+        opened = time.monotonic()
+        founder.host.open_port(GOSSIP_PORT)
+        starts = cluster.wait_joined(JOIN_TIMEOUT)[1:]
+        last_start = max(starts)
 
         def logged() -> bool:
             cluster.poll()
@@ -696,12 +747,13 @@ def run_debvisor_steps(cluster: DebVisorCluster, nodes: int, args: argparse.Name
         suspicions = sum(log.count("member suspect", names, launched, time.monotonic()) for log in cluster.logs)
         deaths = sum(log.count("member dead", names, launched, time.monotonic()) for log in cluster.logs)
         result.info.append(
-            f"formation from launch: {nodes - 1} joiner processes launched at once -> first joiner gossiping "
-            f"{first_joiner - launched:.1f} s, last {last_start - launched:.1f} s (start-up + admission) "
-            f"-> all alive everywhere {done - launched:.1f} s; {suspicions} suspicion and {deaths} death lines "
-            "during formation"
+            f"join: {nodes - 1} joiner processes launched at once, their gossip port on the founder closed -> "
+            f"all gossip listening {max(listening) - launched:.1f} s after the launch (start-up + admission), "
+            f"quiet after {settled - launched:.1f} s -> port opened -> joins answered, requests sent "
+            f"{min(starts) - opened:.3f}..{last_start - opened:.3f} s after the opening -> all alive everywhere "
+            f"{done - opened:.3f} s after it; {suspicions} suspicion and {deaths} death lines during formation"
         )
-        progress(result, f"join {done - last_start:.3f} s (formation from launch {done - launched:.1f} s)")
+        progress(result, f"join {done - last_start:.3f} s (all alive {done - opened:.3f} s after the gate opened)")
 
     if not attempt(result, "join", form):
         return

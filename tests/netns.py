@@ -123,6 +123,7 @@ class Host:
         self.loss_in = 0  # percent of IP packets to the host dropped
         self.loss_out = 0  # percent of IP packets from the host dropped
         self.isolated = False
+        self.closed_ports: set[int] = set()  # TCP ports whose connection attempts to the host are dropped
 
     def __repr__(self) -> str:
         return f"Host({self.name}, {self.address}, netns={self.netns})"
@@ -217,11 +218,22 @@ class Host:
         self.isolated = False
         self.lab._apply_faults()
 
+    def close_port(self, port: int) -> None:
+        """Drop every TCP segment sent to `port` on this host, as a firewall would: a dial to
+        it times out while the rest of the host answers. `open_port` undoes it."""
+        self.closed_ports.add(port)
+        self.lab._apply_faults()
+
+    def open_port(self, port: int) -> None:
+        self.closed_ports.discard(port)
+        self.lab._apply_faults()
+
     def _fault_rules(self) -> list[str]:
         port = f'"{self.peer_ifname}"'  # frames from the host enter the bridge here (iif), to it leave here (oif)
         rules = []
         if self.isolated:
             rules += [f"iifname {port} drop", f"oifname {port} drop"]
+        rules += [f"oifname {port} tcp dport {closed} drop" for closed in sorted(self.closed_ports)]
         for match, percent in ((f"iifname {port}", self.loss_out), (f"oifname {port}", self.loss_in)):
             if percent == 100:
                 rules.append(f"{match} ether type {{ ip, ip6 }} drop")  # numgen's mod 100 cannot say < 100

@@ -74,6 +74,49 @@ def test_loss_drops_the_requested_share_of_packets() -> None:
         assert lab.fault_rules().strip() == ""
 
 
+_LISTEN = """
+import socket, sys
+server = socket.create_server((sys.argv[1], int(sys.argv[2])))
+server.settimeout(20)
+while True:
+    conn, _ = server.accept()
+    conn.close()
+"""
+
+_CONNECT = """
+import socket, sys
+try:
+    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=0.5).close()
+    print("connected")
+except OSError as exc:
+    print(type(exc).__name__)
+"""
+
+
+def test_a_closed_port_times_out_dials_while_the_host_still_answers() -> None:
+    with Lab(2) as lab:
+        a, b = lab.hosts
+        server = b.popen([sys.executable, "-c", _LISTEN, b.address, "7946"])
+        try:
+
+            def dial() -> str:
+                return a.run([sys.executable, "-c", _CONNECT, b.address, "7946"], check=True).stdout.strip()
+
+            deadline = time.monotonic() + 10
+            while dial() != "connected":  # until the listener is up
+                assert time.monotonic() < deadline, "the listener never came up"
+                time.sleep(0.1)
+            b.close_port(7946)
+            assert dial() in ("TimeoutError", "timeout")
+            assert a.ping(b.address, count=2, interval=0.05) == 2
+            b.open_port(7946)
+            assert dial() == "connected"
+            assert lab.fault_rules().strip() == ""
+        finally:
+            server.send_signal(signal.SIGTERM)
+            server.wait(timeout=5)
+
+
 _SEND_UDP = """
 import socket, sys
 sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
