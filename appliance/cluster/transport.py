@@ -295,12 +295,17 @@ class GossipTransport:
             if out.expected_name is not None:
                 conn = self._open_conn(out.expected_name) or conn
             if conn is None:
+                earlier = out.queue.qsize()
                 conn = await self._dial(out)
-            if conn is None:
-                # Unreachable: drop what is queued; the core's probes notice the silence.
-                while not out.queue.empty():
-                    out.queue.get_nowait()
-                return
+                if conn is None:
+                    # Unreachable: drop this frame and those queued before the dial; the core's
+                    # probes notice the silence. Frames queued during the dial (a join retry to a
+                    # seed that just came up) get a dial of their own, not this one's failure.
+                    for _ in range(min(earlier, out.queue.qsize())):
+                        out.queue.get_nowait()
+                    if out.queue.empty():
+                        return
+                    continue
             out.conn = conn
             try:
                 conn.writer.write(_LENGTH.pack(len(payload)) + payload)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import socket
 import ssl
 import struct
 from dataclasses import dataclass, field
@@ -340,3 +341,28 @@ async def test_frames_on_a_dialled_connection_are_checked_too(cluster_pki: Pki) 
     finally:
         fake_b.close()
         await a.transport.stop()
+
+
+async def test_a_frame_queued_while_a_dial_fails_gets_a_dial_of_its_own(cluster_pki: Pki) -> None:
+    # A seed that comes up while a node's dial to it is still failing: the join retry queued
+    # meanwhile must not go down with the failed dial, or the node waits a whole retry longer.
+    ca = cluster_pki.root / "ca.crt"
+    a = endpoint("a", ca, *cluster_pki.issue("a"))
+    b = endpoint("b", ca, *cluster_pki.issue("b"))
+    silent = socket.create_server(("127.0.0.1", 0))  # accepts TCP, never answers TLS: the dial hangs
+    port = silent.getsockname()[1]
+    addr = f"127.0.0.1:{port}"
+    await started(a)
+    try:
+        a.transport.send(None, addr, encode_frame(Frame("a", [Ack(1)])))
+        await asyncio.sleep(0.2)  # the dial is under way
+        a.transport.send(None, addr, encode_frame(Frame("a", [Ack(2)])))
+        silent.close()  # resets the hanging dial at once...
+        await b.transport.start("127.0.0.1", port)  # ...and b listens on the address before a sees it
+        assert await wait_for(lambda: b.frames, seconds=3.0)
+        assert [f.messages for _, f in b.frames] == [[Ack(2)]]  # the frame from before the dial is dropped
+        assert a.transport.stats.dial_failures == 1
+    finally:
+        silent.close()
+        await a.transport.stop()
+        await b.transport.stop()
