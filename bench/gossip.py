@@ -990,8 +990,8 @@ REASONS = {
     "join": (
         "every DebVisor frame goes over TCP + TLS 1.3 with client certificates, and a node dials a peer the first "
         "time it has something for it, so a join costs a TLS handshake per pair (ECDSA in CPython's ssl) besides the "
-        "gossip rounds, with all N Python processes sharing 2 cores. Serf joins with one TCP push-pull to the seed "
-        "and then speaks plain UDP. In both the last joiner's alive message then spreads by gossip and piggybacking."
+        "gossip rounds, with the N Python processes sharing 2 cores while the N-1 joins land within a second. Serf "
+        "joins with one TCP push-pull to the seed and then speaks plain UDP."
     ),
     "kill": (
         "unexpected: DebVisor suspects a peer the moment its TCP connection breaks (the kernel resets it when the "
@@ -1049,7 +1049,8 @@ def report(results: dict[tuple[str, int], SystemResult], sizes: Sequence[int], l
         "Table 1 - real processes, one per network namespace on one bridge (Serf 0.8.2 -profile=lan vs "
         "debvisor serve); ratio = DebVisor / Serf, LOWER IS BETTER in every row (ratio < 1: DebVisor better)",
         "  a) from the moment the last of the N-1 joiners started its join (Serf: 'agent: joining' after `serf join`;",
-        "     DebVisor: 'gossip listening', joiner processes all launched at once) until every node lists all N alive",
+        "     DebVisor: its answered join request, all nodes up behind a closed seed port that then opens)",
+        "     until every node lists all N alive",
         "  b)/c) from SIGKILL / from cutting the host off; c) runs after b), with N-1 live members",
         f"  d) every host drops p% of packets in and p% out for {loss_seconds:g} s; deaths counted until Serf's max",
         "     suspicion timeout + 2 s later; each (observer, running member) verdict counts",
