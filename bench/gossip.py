@@ -754,6 +754,16 @@ def run_debvisor_steps(cluster: DebVisorCluster, nodes: int, args: argparse.Name
             f"{done - opened:.3f} s after it; {suspicions} suspicion and {deaths} death lines during formation"
         )
         progress(result, f"join {done - last_start:.3f} s (all alive {done - opened:.3f} s after the gate opened)")
+        # What the formation sent, summed over all nodes from their launch (the gated wait adds
+        # only join retries, which fail before any frame): where a join's work goes.
+        sent = cluster.sent_by_type(cluster.nodes)
+        mix = ", ".join(f"{tag} {n}" for tag, n in sent.most_common())
+        counters = cluster.gossip_counters(cluster.nodes)
+        frames, payload = (sum(c.get(key, 0) for c in counters) for key in ("frames_out", "bytes_out"))
+        result.info.append(
+            f"formation, all nodes together until all alive was confirmed: {frames:.0f} frames, "
+            f"{payload / 1e6:.2f} MB of frame payload; messages by type: {mix or 'none'}"
+        )
 
     if not attempt(result, "join", form):
         return
