@@ -601,19 +601,20 @@ class DebVisorCluster:
     def wait_views(self, observers: Sequence[ClusterNode], expected: dict[str, str], timeout: float) -> None:
         wait_for(lambda: self.views_hold(observers, expected), timeout, f"API views {expected}", interval=0.2)
 
-    def gossip_counters(self, nodes: Sequence[ClusterNode]) -> list[dict[str, float]]:
-        """Each node's `debvisor_gossip_total` counters (frames_out, bytes_out, ...) from /metrics."""
-        pattern = re.compile(r'^debvisor_gossip_total\{counter="(\w+)"\} (\S+)$', re.MULTILINE)
-        return [{k: float(v) for k, v in pattern.findall(n.client().get("/metrics").text)} for n in nodes]
-
-    def sent_by_type(self, nodes: Sequence[ClusterNode]) -> Counter[str]:
-        """Gossip messages sent, by wire type, summed over `nodes` (`debvisor_gossip_messages_sent_total`)."""
-        pattern = re.compile(r'^debvisor_gossip_messages_sent_total\{type="(\w+)"\} (\S+)$', re.MULTILINE)
-        total: Counter[str] = Counter()
+    def gossip_stats(self, nodes: Sequence[ClusterNode]) -> tuple[list[dict[str, float]], Counter[str]]:
+        """From one /metrics scrape per node: each node's `debvisor_gossip_total` counters
+        (frames_out, bytes_out, ...), and the messages all of them sent, by wire type
+        (`debvisor_gossip_messages_sent_total`)."""
+        counter = re.compile(r'^debvisor_gossip_total\{counter="(\w+)"\} (\S+)$', re.MULTILINE)
+        sent = re.compile(r'^debvisor_gossip_messages_sent_total\{type="(\w+)"\} (\S+)$', re.MULTILINE)
+        counters: list[dict[str, float]] = []
+        by_type: Counter[str] = Counter()
         for node in nodes:
-            for tag, value in pattern.findall(node.client().get("/metrics").text):
-                total[tag] += int(float(value))
-        return total
+            text = node.client().get("/metrics").text
+            counters.append({k: float(v) for k, v in counter.findall(text)})
+            for tag, value in sent.findall(text):
+                by_type[tag] += int(float(value))
+        return counters, by_type
 
     def stop_all(self, result: SystemResult) -> None:
         """SIGTERM every running node at once and time their exits; report those that do not exit."""
@@ -754,11 +755,10 @@ def run_debvisor_steps(cluster: DebVisorCluster, nodes: int, args: argparse.Name
             f"{done - opened:.3f} s after it; {suspicions} suspicion and {deaths} death lines during formation"
         )
         progress(result, f"join {done - last_start:.3f} s (all alive {done - opened:.3f} s after the gate opened)")
-        # What the formation sent, summed over all nodes from their launch (the gated wait adds
-        # only join retries, which fail before any frame): where a join's work goes.
-        sent = cluster.sent_by_type(cluster.nodes)
+        # What the formation sent, summed over all nodes from their launch: where a join's work
+        # goes. The pushpull count includes the join retries queued while the port was closed.
+        counters, sent = cluster.gossip_stats(cluster.nodes)
         mix = ", ".join(f"{tag} {n}" for tag, n in sent.most_common())
-        counters = cluster.gossip_counters(cluster.nodes)
         frames, payload = (sum(c.get(key, 0) for c in counters) for key in ("frames_out", "bytes_out"))
         result.info.append(
             f"formation, all nodes together until all alive was confirmed: {frames:.0f} frames, "
@@ -771,11 +771,10 @@ def run_debvisor_steps(cluster: DebVisorCluster, nodes: int, args: argparse.Name
     pids = [n.proc.pid for n in cluster.nodes if n.proc is not None]
 
     def idle() -> None:
-        types_before = cluster.sent_by_type(cluster.nodes)
-        before, start = cluster.gossip_counters(cluster.nodes), time.monotonic()
+        (before, types_before), start = cluster.gossip_stats(cluster.nodes), time.monotonic()
         measure_idle(cluster.lab, pids, args.idle_seconds, result)
-        after, elapsed = cluster.gossip_counters(cluster.nodes), time.monotonic() - start
-        types = cluster.sent_by_type(cluster.nodes) - types_before
+        (after, types_after), elapsed = cluster.gossip_stats(cluster.nodes), time.monotonic() - start
+        types = types_after - types_before
         frames = statistics.fmean(
             b.get("frames_out", 0) - a.get("frames_out", 0) for a, b in zip(before, after, strict=True)
         )
