@@ -140,9 +140,14 @@ class StateEntry(msgspec.Struct, array_like=True, frozen=True):
 
 class StateDelta(msgspec.Struct, tag="statedelta", array_like=True, frozen=True):
     """Entries the receiver merges; per owner, in ascending version order with no gaps above
-    what the receiver said it had, so its highest version per owner stays a true digest."""
+    what the receiver said it had, so its highest version per owner stays a true digest.
+
+    `rumour` marks a change being spread (the receiver passes on what was new to it); a
+    catch-up answer to a digest or a hand-over to a newcomer is merged and not passed on.
+    Appended last with a default, so frames from nodes without it still decode."""
 
     entries: list[StateEntry]
+    rumour: bool = False
 
 
 class StateDigest(msgspec.Struct, tag="statedigest", array_like=True, frozen=True):

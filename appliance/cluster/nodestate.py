@@ -16,7 +16,10 @@ for Anti-Entropy Protocols", 2008):
   hashes end the exchange, a mismatch leads to the digest exchange;
 - a change is also pushed at once to a few members (like the configuration map's rumours),
   who pass on what was new to them; a rumour carries the owner's whole key space (small),
-  so that merging it never leaves a gap below the version it brings.
+  so that merging it never leaves a gap below the version it brings;
+- only rumours are passed on. Catch-up deltas (answers to a digest, a newcomer's hand-over)
+  are merged quietly: a node that just joined learns every owner's key space at once, and
+  re-rumouring all of it to peers that hold it already cost a 32-node formation ~3 MB.
 
 Left out: per-key deletes (a key space is replaced key by key; a removed member's whole key
 space is dropped with `forget`), and flow control between many owners beyond the size cap.
@@ -136,7 +139,8 @@ class NodeStateReplicator(Gossiper):
         super().__init__(send=send, peers=peers, rng=rng, now=now, ride=ride, sync_interval=sync_interval)
         self._store = store
         self.max_delta_bytes = max_delta_bytes
-        self._forwarding: Peer | None = None  # the sender of the entries being merged, not rumoured back
+        self._forwarding: Peer | None = None  # the sender of the rumour being merged, not rumoured back
+        self._catching_up = False  # merging a catch-up delta: nothing to pass on
         store.on_change(self._on_change)
 
     def summary(self) -> StateSummary:
@@ -155,12 +159,18 @@ class NodeStateReplicator(Gossiper):
                 self._send_deltas(sender, theirs, ours)
                 if not reply and any(version > ours.get(owner, 0) for owner, version in theirs.items()):
                     self._send(sender, [StateDigest(ours, reply=True)])
-            case StateDelta(entries=entries):
+            case StateDelta(entries=entries, rumour=True):
                 self._forwarding = sender
                 try:
                     self._store.merge(entries)
                 finally:
                     self._forwarding = None
+            case StateDelta(entries=entries):
+                self._catching_up = True
+                try:
+                    self._store.merge(entries)
+                finally:
+                    self._catching_up = False
             case _:
                 pass
 
@@ -189,6 +199,8 @@ class NodeStateReplicator(Gossiper):
             self._send(peer, [StateDelta(batch)])
 
     def _on_change(self, entries: list[StateEntry]) -> None:
+        if self._catching_up:
+            return
         # A rumour carries the owner's whole key space, not just the changed keys: a receiver
         # that merged only a newer key would claim a version while missing older ones.
         targets = self._rumour_targets(exclude=self._forwarding[0] if self._forwarding is not None else "")
@@ -197,4 +209,4 @@ class NodeStateReplicator(Gossiper):
             if message_size(StateDelta(space)) > self.max_delta_bytes:
                 continue  # too big to rumour: anti-entropy sends it in gap-free pieces
             for peer in targets:
-                self._send(peer, [StateDelta(space)])
+                self._send(peer, [StateDelta(space, rumour=True)])

@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+import msgspec
+
 from appliance.cluster.messages import Message, StateDelta, StateDigest, StateEntry, StateSummary
 from appliance.cluster.nodestate import NodeStateReplicator, NodeStateStore
 from appliance.cluster.replication import Peer
@@ -140,3 +142,48 @@ def test_a_member_that_joins_is_handed_our_own_key_space_at_once(tmp_path: Path)
     net.nodes["a"][1].introduce(("b", "b"))
     net.deliver()
     assert b.items("a") == {"facts": b"a-facts"}
+
+
+def test_a_rumour_is_passed_on_but_a_catch_up_delta_is_merged_quietly(tmp_path: Path) -> None:
+    net = Net()
+    for name in "abcd":
+        net.add(tmp_path, name)
+    b_replicator = net.nodes["b"][1]
+    entry = StateEntry("x", "facts", b"x1", 1)
+    b_replicator.handle(net.now, ("a", "a"), StateDelta([entry], rumour=True))
+    passed_on = [(r, m) for s, r, m in net.queue if s == "b"]
+    assert passed_on
+    assert all(isinstance(m, StateDelta) and m.rumour for _, m in passed_on)
+    assert "a" not in {r for r, _ in passed_on}  # not back to whoever told us
+    net.queue.clear()
+    # A catch-up answer (what a newcomer gets from its seed) brings news too, but everyone
+    # else has it already: b merges it and sends nothing.
+    b_replicator.handle(net.now, ("a", "a"), StateDelta([StateEntry("y", "facts", b"y1", 1)]))
+    assert net.nodes["b"][0].items("y") == {"facts": b"y1"}
+    assert net.queue == []
+
+
+def test_catch_up_deltas_and_hand_overs_are_not_marked_as_rumours(tmp_path: Path) -> None:
+    net = Net()
+    a, b = net.add(tmp_path, "a"), net.add(tmp_path, "b")
+    net.cut.add("b")
+    a.set({"facts": b"a1"})
+    net.deliver()
+    net.cut.clear()
+    net.sent.clear()
+    net.run(4.0)  # b catches up through summary, digest and delta
+    assert b.items("a") == {"facts": b"a1"}
+    caught_up = [m for m in net.sent if isinstance(m, StateDelta)]
+    assert caught_up
+    assert not any(m.rumour for m in caught_up)
+    net.sent.clear()
+    net.nodes["a"][1].introduce(("b", "b"))
+    deltas = [m for m in net.sent if isinstance(m, StateDelta)]
+    assert deltas
+    assert not any(m.rumour for m in deltas)
+
+
+def test_a_delta_from_a_node_without_the_rumour_field_still_decodes() -> None:
+    old = msgspec.msgpack.encode(["statedelta", [["x", "facts", b"x1", 7]]])
+    decoded = msgspec.msgpack.decode(old, type=StateDelta)
+    assert decoded == StateDelta([StateEntry("x", "facts", b"x1", 7)], rumour=False)
