@@ -527,7 +527,8 @@ class Swim:
                 del self._relays[seq]
                 self._send_named(relay.requester, [Nack(relay.requester_seq)])
 
-    def _on_alive(self, now: float, alive: Alive) -> None:
+    def _on_alive(self, now: float, alive: Alive, *, spread: bool = True) -> None:
+        """Take news of a live member; `spread=False` takes it without gossiping it on."""
         if alive.node == self.name:
             if alive.incarnation > self.incarnation and not self.leaving:
                 self._refute(now, alive.incarnation)
@@ -542,7 +543,8 @@ class Swim:
             )
             self._others = None
             self._events.append(Event(EventKind.JOINED, alive.node, now, alive.incarnation))
-            self._queue(alive.node, alive)
+            if spread:
+                self._queue(alive.node, alive)
             return
         if alive.incarnation <= member.incarnation:
             return
@@ -558,7 +560,8 @@ class Swim:
         else:
             kind = EventKind.UPDATED
         self._events.append(Event(kind, alive.node, now, alive.incarnation))
-        self._queue(alive.node, alive)
+        if spread:
+            self._queue(alive.node, alive)
 
     def _on_suspect(self, now: float, node: str, incarnation: int, accuser: str, sender: str = "") -> None:
         if node == self.name:
@@ -619,11 +622,16 @@ class Swim:
             self._send_named(sender, [Alive(member.name, member.incarnation, member.addr, member.meta)])
 
     def _on_push_pull(self, now: float, sender: str, push: PushPull) -> None:
+        # The answer to our join request is the seed's view, which the seed has gossiped
+        # already: its live members are taken without gossiping each of them on. (Otherwise
+        # every joiner re-broadcasts the whole membership, n * n * retransmit-limit messages
+        # when n nodes join at once.) Any other push-pull may heal a partition: news spreads.
+        answers_join = push.reply and not self._joined
         self._joined = True
         for revoke in push.revoked:
             self._apply_revoke(now, revoke)
         for state in push.members:
-            self._merge_state(now, state)
+            self._merge_state(now, state, spread=not answers_join)
         if not push.reply:
             self._send_named(sender, [PushPull(self._states(), reply=True, revoked=self._revocations())])
         joiner = self.members.get(sender)
@@ -637,9 +645,9 @@ class Swim:
             # Our views differ: a full exchange (the sender answers with its own state).
             self._send_named(sender, [PushPull(self._states(), revoked=self._revocations())])
 
-    def _merge_state(self, now: float, state: MemberState) -> None:
+    def _merge_state(self, now: float, state: MemberState, *, spread: bool = True) -> None:
         if state.status == Status.ALIVE:
-            self._on_alive(now, Alive(state.name, state.incarnation, state.addr, state.meta))
+            self._on_alive(now, Alive(state.name, state.incarnation, state.addr, state.meta), spread=spread)
         elif state.status == Status.LEFT:
             if state.name not in self.members and state.name != self.name:
                 self._on_alive(now, Alive(state.name, state.incarnation, state.addr, state.meta))

@@ -669,3 +669,30 @@ def test_a_relay_whose_ping_waits_on_a_dial_holds_its_nack() -> None:
     assert kinds(sent(swim), Nack) == []
     swim.tick(2.0 + CFG.probe_timeout)
     assert kinds(sent(swim), Nack) == [("c", Nack(7))]
+
+
+def gossiped_about(swim: Swim, since: float, names: set[str]) -> set[str]:
+    """Which of `names` this node gossips an Alive about over a few gossip rounds."""
+    t = since
+    about: set[str] = set()
+    for _ in range(10):
+        t += CFG.gossip_interval
+        swim.tick(t)
+        about |= {m.node for _, _, m in sent(swim) if isinstance(m, Alive) and m.node in names}
+    return about
+
+
+def test_a_joiner_takes_its_seeds_view_without_gossiping_it_on_but_spreads_later_news() -> None:
+    swim = Swim("x", "x:1", config=CFG, rng=random.Random(1), now=0.0)
+    swim.join(0.0, ["seed:1"])
+    swim.take_outbox()
+    view = [MemberState(n, f"{n}:1", 0, Status.ALIVE) for n in ("seed", "b", "c", "d")]
+    swim.receive(0.1, "seed", Frame("seed", [PushPull(view, reply=True)]))
+    assert {"seed", "b", "c", "d"} <= set(swim.members)
+    assert [e.name for e in swim.take_events() if e.kind == EventKind.JOINED] == ["seed", "b", "c", "d"]
+    # The seed gossiped these members when it learned of them; everyone has them.
+    assert gossiped_about(swim, 0.1, {"seed", "b", "c", "d"}) == set()
+    # A later full sync may heal a partition: what is news there is spread.
+    later = [*view, MemberState("z", "z:1", 0, Status.ALIVE), MemberState("b", "b:1", 3, Status.ALIVE)]
+    swim.receive(3.0, "c", Frame("c", [PushPull(later)]))
+    assert gossiped_about(swim, 3.0, {"z", "b", "c", "d"}) == {"z", "b"}
