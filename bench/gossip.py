@@ -26,7 +26,9 @@ a) Join: the time from the moment the last of the N-1 joiners started its join u
    age). The end is the latest of each node's log line for its last member join (Serf:
    EventMemberJoin; DebVisor: "member joined"), then confirmed over RPC/API (every node
    reports every member alive). The notes also give the time from the opening itself.
-e) Idle traffic (measured next, on the settled cluster, 5 s after the join): bytes and
+e) Idle traffic (measured next, on the settled cluster: 5 s after the join, and for DebVisor
+   also once every pair has opened its TLS connection, which its first probe does up to one
+   probe lease after the join; the notes say how many opened meanwhile and in the window): bytes and
    packets each host sends per second over `--idle-seconds`, from its veth's tx counters
    (L2 bytes, so Ethernet/IP/UDP/TCP/TLS headers and TCP ACKs count, as on a real wire),
    plus each node's CPU use and resident memory. No API or RPC traffic runs meanwhile (and
@@ -107,6 +109,12 @@ LOSS_LEVELS = (5, 10)
 QUIET_CORES = 0.3  # the node processes together, before the gate opens
 QUIET_TIMEOUT = 60.0
 SETTLE_SECONDS = 5.0  # after the join, before idle traffic: the join's broadcasts die out
+# DebVisor also waits one probe lease (n - 1 probe intervals), then until no node has opened a
+# gossip connection for CONNECT_QUIET (bounded by CONNECT_TIMEOUT): each pair's first probe
+# opens its TLS connection, up to a lease after the join, and those one-time handshakes
+# are part of forming the cluster, not of running it.
+CONNECT_QUIET = 3.0
+CONNECT_TIMEOUT = 60.0
 JOIN_TIMEOUT = 90.0
 DETECT_TIMEOUT = 60.0
 SETTLE_TIMEOUT = 90.0
@@ -717,6 +725,31 @@ def run_debvisor(nodes: int, args: argparse.Namespace, workdir: Path) -> SystemR
     return result
 
 
+def settle_connections(cluster: DebVisorCluster, result: SystemResult) -> None:
+    """Wait a probe lease, then until no node opens a gossip connection for CONNECT_QUIET (see there)."""
+    start = time.monotonic()
+    lease = (len(cluster.nodes) - 1) * Config().probe_interval
+
+    def opened() -> float:
+        counters, _ = cluster.gossip_stats(cluster.nodes)
+        return sum(c.get("connections_opened", 0) for c in counters)
+
+    first = last = opened()
+    quiet_since = time.monotonic()
+    while time.monotonic() - start < CONNECT_TIMEOUT and (
+        time.monotonic() - start < lease or time.monotonic() - quiet_since < CONNECT_QUIET
+    ):
+        time.sleep(0.5)
+        now_opened = opened()
+        if now_opened != last:
+            last, quiet_since = now_opened, time.monotonic()
+    result.info.append(
+        f"before the idle window: {last - first:.0f} more gossip connections opened over "
+        f"{time.monotonic() - start:.1f} s after the join had settled ({last:.0f} in all, counted on both sides; "
+        "each pair's first probe opens one)"
+    )
+
+
 def run_debvisor_steps(cluster: DebVisorCluster, nodes: int, args: argparse.Namespace, result: SystemResult) -> None:
     names = {n.name for n in cluster.nodes}
     all_alive = {name: "alive" for name in names}
@@ -768,6 +801,7 @@ def run_debvisor_steps(cluster: DebVisorCluster, nodes: int, args: argparse.Name
     if not attempt(result, "join", form):
         return
     time.sleep(SETTLE_SECONDS)
+    settle_connections(cluster, result)
     pids = [n.proc.pid for n in cluster.nodes if n.proc is not None]
 
     def idle() -> None:
@@ -775,6 +809,9 @@ def run_debvisor_steps(cluster: DebVisorCluster, nodes: int, args: argparse.Name
         measure_idle(cluster.lab, pids, args.idle_seconds, result)
         (after, types_after), elapsed = cluster.gossip_stats(cluster.nodes), time.monotonic() - start
         types = types_after - types_before
+        opened = sum(
+            b.get("connections_opened", 0) - a.get("connections_opened", 0) for a, b in zip(before, after, strict=True)
+        )
         frames = statistics.fmean(
             b.get("frames_out", 0) - a.get("frames_out", 0) for a, b in zip(before, after, strict=True)
         )
@@ -784,7 +821,8 @@ def run_debvisor_steps(cluster: DebVisorCluster, nodes: int, args: argparse.Name
         result.info.append(
             f"idle, from the nodes' own counters: {frames / elapsed:.1f} gossip frames/s and {payload / elapsed:.0f} "
             f"B/s of frame payload sent per node ({payload / max(frames, 1):.0f} B per frame before TLS/TCP/IP); "
-            "includes the anti-entropy summaries and push-pulls"
+            f"includes the anti-entropy summaries and push-pulls; {opened:.0f} gossip connections opened in the window "
+            "(counted on both sides)"
         )
         per_node = ", ".join(f"{tag} {n / nodes / elapsed:.2f}" for tag, n in types.most_common())
         result.info.append(f"idle messages sent per node per second, by type: {per_node or 'none'}")

@@ -81,6 +81,7 @@ class TransportStats:
     dial_failures: int = 0
     dropped_frames: int = 0
     connections_lost: int = 0
+    connections_opened: int = 0  # TLS handshakes that ended in a connection, either direction
 
 
 def tls_contexts(ca: Path, cert: Path, key: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
@@ -265,6 +266,7 @@ class GossipTransport:
         return conns[0]
 
     def _register(self, conn: _Conn) -> None:
+        self.stats.connections_opened += 1
         _thin_stream(conn.writer)
         _delay_next_ack(conn.writer)
         self._conns.setdefault(conn.peer.name, []).append(conn)

@@ -288,6 +288,8 @@ async def test_answers_go_back_on_the_connection_the_request_came_in_on(cluster_
         assert await wait_for(lambda: len(b.frames) == 1)
         assert b.frames == [("a", Frame("a", [Ack(2)]))]
         assert a.transport.stats.dial_failures == 0
+        # One connection served both directions, counted once on each side.
+        assert a.transport.stats.connections_opened == b.transport.stats.connections_opened == 1
         assert a.lost == b.lost == []
     finally:
         await a.transport.stop()
