@@ -139,8 +139,6 @@ class NodeStateReplicator(Gossiper):
         super().__init__(send=send, peers=peers, rng=rng, now=now, ride=ride, sync_interval=sync_interval)
         self._store = store
         self.max_delta_bytes = max_delta_bytes
-        self._forwarding: Peer | None = None  # the sender of the rumour being merged, not rumoured back
-        self._catching_up = False  # merging a catch-up delta: nothing to pass on
         store.on_change(self._on_change)
 
     def summary(self) -> StateSummary:
@@ -159,18 +157,10 @@ class NodeStateReplicator(Gossiper):
                 self._send_deltas(sender, theirs, ours)
                 if not reply and any(version > ours.get(owner, 0) for owner, version in theirs.items()):
                     self._send(sender, [StateDigest(ours, reply=True)])
-            case StateDelta(entries=entries, rumour=True):
-                self._forwarding = sender
-                try:
-                    self._store.merge(entries)
-                finally:
-                    self._forwarding = None
-            case StateDelta(entries=entries):
-                self._catching_up = True
-                try:
-                    self._store.merge(entries)
-                finally:
-                    self._catching_up = False
+            case StateDelta(entries=entries, rumour=rumour):
+                fresh = self._store.merge(entries)
+                if rumour:  # pass on what was new to us, not back to whoever told us
+                    self._rumour({e.owner for e in fresh}, exclude=sender[0])
             case _:
                 pass
 
@@ -199,12 +189,18 @@ class NodeStateReplicator(Gossiper):
             self._send(peer, [StateDelta(batch)])
 
     def _on_change(self, entries: list[StateEntry]) -> None:
-        if self._catching_up:
-            return
+        # Our own writes start a rumour. Others' entries only reach the store through `handle`,
+        # which knows whether they came as a rumour.
+        if any(e.owner == self._store.owner for e in entries):
+            self._rumour({self._store.owner}, exclude="")
+
+    def _rumour(self, owners: set[str], *, exclude: str) -> None:
         # A rumour carries the owner's whole key space, not just the changed keys: a receiver
         # that merged only a newer key would claim a version while missing older ones.
-        targets = self._rumour_targets(exclude=self._forwarding[0] if self._forwarding is not None else "")
-        for owner in sorted({e.owner for e in entries}):
+        if not owners:
+            return
+        targets = self._rumour_targets(exclude=exclude)
+        for owner in sorted(owners):
             space = self._store.deltas(owner, 0)
             if message_size(StateDelta(space)) > self.max_delta_bytes:
                 continue  # too big to rumour: anti-entropy sends it in gap-free pieces
