@@ -22,10 +22,23 @@ import httpx
 DEBVISOR = [sys.executable, "-m", "appliance"]
 
 
+_issued_ports: set[int] = set()
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+    """A port that is free now and that this process has not handed out before.
+
+    The kernel may give the same ephemeral port to two binds in a row once the first socket is
+    closed, so a node's API and gossip ports could collide; remembering what was issued stops that.
+    """
+    for _ in range(100):
+        with socket.socket() as sock:
+            sock.bind((host, 0))
+            port = int(sock.getsockname()[1])
+        if port not in _issued_ports:
+            _issued_ports.add(port)
+            return port
+    raise RuntimeError("no unused free port after 100 tries")
 
 
 class NodeProcess:
