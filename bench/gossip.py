@@ -28,7 +28,7 @@ a) Join: the time from the moment the last of the N-1 joiners started its join u
    reports every member alive). The notes also give the time from the opening itself.
 e) Idle traffic (measured next, on the settled cluster: 5 s after the join, and for DebVisor
    also once every pair has opened its TLS connection, which its first probe does up to one
-   probe lease after the join; the notes say how many opened meanwhile and in the window): bytes and
+   probe cycle after the join; the notes say how many opened meanwhile and in the window): bytes and
    packets each host sends per second over `--idle-seconds`, from its veth's tx counters
    (L2 bytes, so Ethernet/IP/UDP/TCP/TLS headers and TCP ACKs count, as on a real wire),
    plus each node's CPU use and resident memory. No API or RPC traffic runs meanwhile (and
@@ -109,10 +109,10 @@ LOSS_LEVELS = (5, 10)
 QUIET_CORES = 0.3  # the node processes together, before the gate opens
 QUIET_TIMEOUT = 60.0
 SETTLE_SECONDS = 5.0  # after the join, before idle traffic: the join's broadcasts die out
-# DebVisor also waits one probe lease (n - 1 probe intervals), then until no node has opened a
-# gossip connection for CONNECT_QUIET (bounded by CONNECT_TIMEOUT): each pair's first probe
-# opens its TLS connection, up to a lease after the join, and those one-time handshakes
-# are part of forming the cluster, not of running it.
+# DebVisor also waits one probe cycle (n probe rounds: every pair meets once), then until no
+# node has opened a gossip connection for CONNECT_QUIET (bounded by CONNECT_TIMEOUT): each
+# pair's first probe opens its TLS connection, up to a cycle after the join, and those
+# one-time handshakes are part of forming the cluster, not of running it.
 CONNECT_QUIET = 3.0
 CONNECT_TIMEOUT = 60.0
 JOIN_TIMEOUT = 90.0
@@ -726,9 +726,9 @@ def run_debvisor(nodes: int, args: argparse.Namespace, workdir: Path) -> SystemR
 
 
 def settle_connections(cluster: DebVisorCluster, result: SystemResult) -> None:
-    """Wait a probe lease, then until no node opens a gossip connection for CONNECT_QUIET (see there)."""
+    """Wait a probe cycle, then until no node opens a gossip connection for CONNECT_QUIET (see there)."""
     start = time.monotonic()
-    lease = (len(cluster.nodes) - 1) * Config().probe_interval
+    cycle = len(cluster.nodes) * Config().probe_interval
 
     def opened() -> float:
         counters, _ = cluster.gossip_stats(cluster.nodes)
@@ -737,7 +737,7 @@ def settle_connections(cluster: DebVisorCluster, result: SystemResult) -> None:
     first = last = opened()
     quiet_since = time.monotonic()
     while time.monotonic() - start < CONNECT_TIMEOUT and (
-        time.monotonic() - start < lease or time.monotonic() - quiet_since < CONNECT_QUIET
+        time.monotonic() - start < cycle or time.monotonic() - quiet_since < CONNECT_QUIET
     ):
         time.sleep(0.5)
         now_opened = opened()

@@ -33,6 +33,9 @@ class MemberState(msgspec.Struct, array_like=True, frozen=True):
 class Ping(msgspec.Struct, tag="ping", array_like=True, frozen=True):
     seq: int
     target: str  # the name the sender expects to reach: a restarted address answers nothing
+    # The sender's probe-round clock as it sent this; receivers keep their rounds in step with
+    # it. Last, with a default, so pings from nodes without it still decode.
+    clock: float | None = None
 
 
 class PingReq(msgspec.Struct, tag="pingreq", array_like=True, frozen=True):
@@ -88,6 +91,7 @@ class PushPull(msgspec.Struct, tag="pushpull", array_like=True, frozen=True):
     join: bool = False
     reply: bool = False
     revoked: list[Revoke] = []
+    clock: float | None = None  # the sender's probe-round clock: a joiner takes its seed's
 
 
 class PushPullSummary(msgspec.Struct, tag="ppsum", array_like=True, frozen=True):

@@ -115,6 +115,9 @@ class ClusterService(Collector):
             incarnation=incarnation,
             meta=settings.meta,
         )
+        # Probe rounds start on the wall clock (alike across nodes where NTP runs); the nodes
+        # then keep them in step among themselves.
+        self.swim.clock_offset = time.time() - self._loop_time()
         for fingerprint, raw in config_store.items(REVOCATION_KIND):
             self.swim.revoked[fingerprint] = raw.decode()
         self._save_incarnation()

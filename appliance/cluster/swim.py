@@ -6,17 +6,21 @@ driver (the real transport, or the simulator) calls `tick(now)` when `next_deadl
 when a peer's connection breaks; it then drains `take_outbox()` and `take_events()`.
 
 What it implements (SWIM, Das et al. 2002; Lifeguard, Dadgar et al. 2018; memberlist):
-- probes on leases: each member is checked once per (n - 1) probe intervals, so a silent
-  member is probed by someone about every interval, as with SWIM's shuffled rounds; a
-  member's probe of us renews our lease on it, so one exchange serves both sides and a node
-  sends half the probes of round-robin for the same detection time. A probe is a direct
-  ping, then after the probe timeout indirect pings through `indirect_checks` members, who
-  answer with a nack when they cannot reach the target in time; and an out-of-schedule
-  probe of a suspect that another member accused, so that confirmations come quickly;
+- probes in rounds of a round-robin tournament: in every probe interval each member is
+  paired with one other (the circle method over the sorted names of the live members, on a
+  clock shared through the nodes' wall clocks), and the pair's one exchange checks both. So
+  a member is checked once in every interval, never less, whatever happened before, and a
+  silent one is noticed within one interval; a node sends half the pings of SWIM's
+  round-robin probing. One side of a pair pings; the other pings only if that ping has not
+  come after `probe_standby`. A probe is a direct ping, then after the probe timeout
+  indirect pings through `indirect_checks` members, who answer with a nack when they cannot
+  reach the target in time; and an out-of-schedule probe of a suspect that another member
+  accused, so that confirmations come quickly;
 - suspicion with Lifeguard's timeout, which starts at `max` and shrinks towards `min` as
   independent members confirm it; refutation by incarnation numbers; the suspected member is
   told at once, so it can refute before the timeout;
-- local health awareness: probe interval and timeout grow while this node misses acks,
+- local health awareness: probe timeouts grow, and this node rests from pinging in some
+  rounds (its partners ping it instead), while it misses acks,
   misses nacks or has to refute suspicions about itself, so a slow node does not accuse
   healthy ones;
 - dissemination by piggybacking on probes and periodic gossip to `gossip_nodes` members,
@@ -38,11 +42,10 @@ refutation that everyone else already has.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
-import heapq
 import math
 import random
-import zlib
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -80,18 +83,15 @@ VERIFY_WITNESSES = 2
 class Config:
     """Timings and fan-outs. `Config()` is DebVisor's edge profile; `Config.lan()` is memberlist's.
 
-    The edge profile checks each member about every 0.7 s cluster-wide (memberlist's LAN
-    profile: 1 s); each node probes a member when its lease of (n - 1) probe intervals runs
-    out, and a member's probe of this node renews this node's lease on it. A probe
-    is over sooner: indirect probes go out 0.25 s after the ping and the probe fails (and its
-    target is suspected) 0.4 s after it, where memberlist waits out the whole interval. A
-    member that hears of a suspicion it did not raise probes the suspect itself at once (about
-    `suspicion_checkers` members do, whatever the cluster's size), so the independent
-    confirmations that shorten a suspicion arrive half a second after it spreads instead of
-    after several probe rounds; suspicions and deaths are gossiped at once, not at the next
-    gossip tick. (In the simulator, a silent node is then dead everywhere within 3 s in 38 to
-    40 runs out of 40 at 5, 16 and 32 nodes; with round-robin probes every 0.7 s it was 37
-    to 40, with twice the probes.)
+    The edge profile checks each member once every 0.7 s (memberlist's LAN profile: 1 s, at
+    random); in each 0.7 s round every member is paired with one other, and the pair's one
+    exchange checks both. A probe is over sooner: indirect probes go out 0.25 s after the
+    ping and the probe fails (and its target is suspected) 0.4 s after it, where memberlist
+    waits out the whole interval. A member that hears of a suspicion it did not raise probes
+    the suspect itself at once (about `suspicion_checkers` members do, whatever the cluster's
+    size), so the independent confirmations that shorten a suspicion arrive half a second
+    after it spreads instead of after several probe rounds; suspicions and deaths are
+    gossiped at once, not at the next gossip tick.
     Suspicions last at least 1 s (more for clusters of several hundred: `suspicion_mult` x
     log10(n) probe intervals) and at most 3x that before confirmations: over TCP a
     refutation can sit in a retransmission for a few hundred milliseconds. A peer whose
@@ -105,6 +105,7 @@ class Config:
     probe_interval: float = 0.7
     probe_timeout: float = 0.25
     probe_deadline: float = 0.4  # from the ping until the probe fails; at most probe_interval
+    probe_standby: float = 0.2  # how long the waiting side of a round's pair waits for the ping
     suspicion_checkers: int = 6  # how many members, on average, check a suspect they hear of
     suspect_remind_interval: float = 0.4
     indirect_checks: int = 3
@@ -127,11 +128,12 @@ class Config:
     @classmethod
     def lan(cls) -> Config:
         """memberlist's DefaultLANConfig timings (probe 1 s / 500 ms, gossip 200 ms to 3, mult 4);
-        probes still run on leases, which memberlist's rounds do not."""
+        probes still run in paired rounds, where memberlist picks its targets at random."""
         return cls(
             probe_interval=1.0,
             probe_timeout=0.5,
             probe_deadline=1.0,
+            probe_standby=0.5,
             suspicion_checkers=0,
             suspect_remind_interval=1.0,
             suspicion_mult=4.0,
@@ -149,7 +151,7 @@ class Member:
     meta: dict[str, str]
     changed_at: float
     heard_at: float = -math.inf  # when a frame from this member (authenticated by the transport) last arrived
-    probe_at: float = -math.inf  # when this member is due for a check, unless it proves itself alive first
+    pinged_at: float = -math.inf  # when this member's latest ping for us arrived
 
     def state(self) -> MemberState:
         return MemberState(self.name, self.addr, self.incarnation, self.status, self.meta)
@@ -192,7 +194,6 @@ class _Probe:
     started: float
     indirect_at: float
     ends_at: float
-    next_at: float  # when the next scheduled probe may start
     check: bool = False  # an out-of-schedule check of a suspect
     dial_allowed: bool = False  # its deadlines were moved for the connection its ping waits on
     acked: bool = False
@@ -259,18 +260,20 @@ class Swim:
         self._recently_dead: dict[str, float] = {}
         self._introduced: dict[str, float] = {}
         self._seq = 0
-        self._due: list[tuple[float, str]] = []  # (when due, name): one entry per live member
-        self._scheduled: set[str] = set()  # the names in `_due`
-        self._last_now = now  # the latest time an input brought: members that become live are scheduled from it
-        self._probe: _Probe | None = None
-        self._checks: dict[str, _Probe] = {}  # out-of-schedule probes of suspects, by target
+        self._roster: list[str] | None = None  # sorted names of the live members and this node
+        self._round = -1  # the latest probe round this node has started
+        self._standby: dict[str, float] = {}  # partner -> when to ping it, unless it pings us first
+        # Seconds from `now` to the clock that probe rounds are counted on (`_keep_in_step`).
+        # The driver starts it at wall clock minus its monotonic clock.
+        self.clock_offset = 0.0
+        self._in_step = True  # False while joining: take the seed's clock as it is
+        self._probes: dict[str, _Probe] = {}  # running probes (round's and checks of suspects), by target
         self._relays: dict[int, _Relay] = {}
         self._suspicions: dict[str, _Suspicion] = {}
         self._broadcasts: dict[str, _Broadcast] = {}
         self._broadcast_keys: dict[str, set[str]] = {}  # subject -> keys of its queued broadcasts
         self._outbox: list[Outgoing] = []
         self._events: list[Event] = []
-        self._next_probe = now + rng.uniform(0, config.probe_interval)
         self._next_gossip = now + rng.uniform(0, config.gossip_interval)
         self._next_push_pull = now + self._push_pull_interval() * rng.uniform(0.5, 1.0)
         self._next_reap = now + config.left_reap_after
@@ -287,6 +290,7 @@ class Swim:
         """Join through seeds: a full-state exchange with each, retried until one answers."""
         self._seeds = [addr for addr in seed_addrs if addr != self.addr]
         self._joined = not self._seeds
+        self._in_step = not self._seeds
         self._next_join = now
         self._retry_join(now)
 
@@ -385,7 +389,6 @@ class Swim:
 
     def receive(self, now: float, sender: str, frame: Frame) -> None:
         """Handle a frame whose sender the transport authenticated as `sender`."""
-        self._last_now = now
         if frame.sender != sender:
             return  # the transport counts and drops these; defence in depth
         if (
@@ -408,13 +411,11 @@ class Swim:
 
     def tick(self, now: float) -> None:
         """Run every timer that is due."""
-        self._last_now = now
         self._retry_join(now)
         self._expire_relays(now)
-        self._advance_probe(now)
-        self._advance_checks(now)
-        if now >= self._next_probe and self._probe is None:
-            self._start_probe(now)
+        self._advance_probes(now)
+        self._start_round(now)
+        self._stand_in(now)
         self._expire_suspicions(now)
         if now >= self._next_gossip:
             self._gossip(now)
@@ -435,10 +436,8 @@ class Swim:
         candidates = [self._next_gossip, self._next_push_pull, self._next_reap, self._next_reconnect]
         if not self._joined:
             candidates.append(self._next_join)
-        if self._probe is None:
-            self._live_others()  # schedules members that became live
-            if self._due:
-                candidates.append(max(self._next_probe, self._due[0][0]))
+        candidates.append(self._round_start(self._round + 1))
+        candidates.extend(self._standby.values())
         for probe in self._running_probes():
             candidates.append(probe.indirect_at if probe.indirect_sent == 0 else probe.ends_at)
         candidates.extend(r.nack_at for r in self._relays.values())
@@ -463,11 +462,7 @@ class Swim:
             self._others = [
                 m for n, m in self.members.items() if n != self.name and m.status in (Status.ALIVE, Status.SUSPECT)
             ]
-            for member in self._others:
-                if member.name not in self._scheduled:
-                    member.probe_at = max(member.probe_at, self._last_now + self._first_check(member.name))
-                    self._scheduled.add(member.name)
-                    heapq.heappush(self._due, (member.probe_at, member.name))
+            self._roster = None
         return self._others
 
     def pending_broadcasts(self) -> int:
@@ -477,10 +472,11 @@ class Swim:
 
     def _handle(self, now: float, sender: str, message: Message) -> None:
         match message:
-            case Ping(seq=seq, target=target):
+            case Ping(seq=seq, target=target, clock=clock):
                 if target == self.name:
                     self._send_named(sender, [Ack(seq)])
-                    self._renew_lease(now, sender)
+                    self._pinged_by(now, sender)
+                    self._keep_in_step(now, clock)
             case PingReq(seq=seq, target=target, target_addr=target_addr):
                 self._relay(now, sender, seq, target, target_addr)
             case Ack(seq=seq):
@@ -519,7 +515,7 @@ class Swim:
         self._relays[local] = _Relay(requester, seq, now + self.config.probe_timeout * 0.8, target)
         member = self.members.get(target)
         addr = member.addr if member is not None else target_addr
-        self._outbox.append(Outgoing(target, addr, self._frame([Ping(local, target)])))
+        self._outbox.append(Outgoing(target, addr, self._frame([Ping(local, target, self._clock(now))])))
 
     def _expire_relays(self, now: float) -> None:
         for seq, relay in list(self._relays.items()):
@@ -628,12 +624,16 @@ class Swim:
         # when n nodes join at once.) Any other push-pull may heal a partition: news spreads.
         answers_join = push.reply and not self._joined
         self._joined = True
+        if not self._in_step and push.clock is not None:
+            self._in_step = True
+            self._set_clock(now, push.clock)
         for revoke in push.revoked:
             self._apply_revoke(now, revoke)
         for state in push.members:
             self._merge_state(now, state, spread=not answers_join)
         if not push.reply:
-            self._send_named(sender, [PushPull(self._states(), reply=True, revoked=self._revocations())])
+            answer = PushPull(self._states(), reply=True, revoked=self._revocations(), clock=self._clock(now))
+            self._send_named(sender, [answer])
         joiner = self.members.get(sender)
         if push.join and joiner is not None and joiner.status == Status.ALIVE:
             news = Alive(joiner.name, joiner.incarnation, joiner.addr, joiner.meta)
@@ -676,62 +676,106 @@ class Swim:
 
     # -- probing --------------------------------------------------------------------------
 
-    def _start_probe(self, now: float) -> None:
-        target = self._due_member(now)
-        if target is None:
-            return  # next_deadline() names the time the next member falls due
-        scale = self.awareness + 1
-        # Our lease on the target runs a little longer than its lease on us, which its answer
-        # starts now: next time it is the one to probe, and each side probes every other time.
-        target.probe_at = now + self._lease() + self.config.probe_deadline * scale
-        heapq.heappush(self._due, (target.probe_at, target.name))
-        self._probe = self._ping(now, target, scale)
-        self._probe.next_at = now + self.config.probe_interval * scale / 2
+    def _clock(self, now: float) -> float:
+        return now + self.clock_offset
 
-    def _lease(self) -> float:
-        """How long a live member may stay unheard from before this node checks it.
+    def _keep_in_step(self, now: float, clock: float | None) -> None:
+        """Move this node's round clock towards a peer's, so that all start rounds together.
 
-        Each member of n is due once per (n - 1) probe intervals, so a silent member is
-        probed by someone about once per probe interval, as with shuffled probe rounds. Its
-        probe of us renews the lease (`_renew_lease`), so a pair's one exchange serves both
-        sides: half the probes of round-robin for the same detection. Lifeguard's awareness
-        stretches it, as it stretches every probe timing."""
-        return max(1, len(self._live_others())) * self.config.probe_interval * (self.awareness + 1)
+        A joining node takes its seed's clock with the answer to its join (`_on_push_pull`).
+        Then each ping pulls the receiver halfway towards its sender, at most a quarter of a
+        round at a time: the nodes' clocks converge on their average (as in gossip-based
+        clock synchronisation), crystal drift is corrected as it arises, and one node with a
+        wild clock moves the others only a little while it is pulled in."""
+        if clock is None or not self._in_step:
+            return
+        limit = self.config.probe_interval / 4
+        ahead = self._clock(now) - clock
+        self._set_clock(now, self._clock(now) - max(-limit, min(limit, ahead / 2)))
 
-    def _first_check(self, name: str) -> float:
-        """Seconds until this node first checks a member it just learnt of.
+    def _set_clock(self, now: float, clock: float) -> None:
+        self.clock_offset = clock - now
+        # Set back, a round that already ran is not run again; set forward, the next tick
+        # starts the round it is now.
+        self._round = min(self._round, math.floor(clock / self.config.probe_interval))
 
-        Both sides of a pair wait the same share of a lease, drawn from their two names (a
-        phase uniform over one lease, and independent between pairs, as a place in a shuffled
-        probe round would be); the higher-named side waits a probe deadline longer, so the
-        lower-named one probes first and the higher one's check stands by in case it fails."""
-        low, high = sorted((self.name, name))
-        share = zlib.crc32(f"{low}\0{high}".encode()) / 2**32
-        return self._lease() * share + (self.config.probe_deadline if self.name == high else 0.0)
+    def _round_start(self, round_: int) -> float:
+        return round_ * self.config.probe_interval - self.clock_offset
 
-    def _renew_lease(self, now: float, name: str) -> None:
-        """`name` just probed us: that exchange is our check of it too.
+    def _start_round(self, now: float) -> None:
+        """Start the probe round that `now` falls in, if this node has not yet.
 
-        Only probes renew a lease. Other frames (gossip, syncs) reach many members at once and
-        would line their leases up, so that after a crash they would all fall due together."""
-        member = self.members.get(name)
-        if member is not None and member.status == Status.ALIVE:
-            member.probe_at = max(member.probe_at, now + self._lease())
-
-    def _due_member(self, now: float) -> Member | None:
-        """The live member whose lease ran out longest ago, if any has."""
-        self._live_others()
-        while self._due and self._due[0][0] <= now:
-            _, name = heapq.heappop(self._due)
+        The round's partner is pinged now by one side of the pair; the other waits
+        `probe_standby` for that ping and pings itself if it has not come. A node whose local
+        health is poor (awareness a) pings in one round of a + 1 and waits in the others, as
+        Lifeguard stretches its probe interval; its partners then ping it."""
+        round_ = math.floor(self._clock(now) / self.config.probe_interval)
+        if round_ <= self._round:
+            return
+        self._round = round_
+        self._standby.clear()
+        resting = round_ % (self.awareness + 1) != 0
+        for name, first in self._partners(round_):
             member = self.members.get(name)
-            if member is None or name == self.name or member.status not in (Status.ALIVE, Status.SUSPECT):
-                self._scheduled.discard(name)
+            if member is None:
                 continue
-            if member.probe_at > now:
-                heapq.heappush(self._due, (member.probe_at, name))  # heard from since it was queued
-                continue
-            return member
-        return None
+            if first and not resting:
+                self._probe_member(now, member)
+            elif not resting and now - member.pinged_at > self.config.probe_interval / 2:
+                self._standby[name] = self._round_start(round_) + self.config.probe_standby
+
+    def _partners(self, round_: int) -> list[tuple[str, bool]]:
+        """This node's partners in a round, each with whether this node pings first.
+
+        The circle method: with m members (one more, a bye, if m is odd), round r pairs
+        member m-1 with r and each other i with 2r - i (mod m-1). Over m-1 rounds every
+        member meets every other once, and in every round each member meets one. With an odd
+        count the member drawn against the bye meets the next member in the order as well,
+        so that no member goes a round unchecked. Of a pair, i pings first when i - r is odd
+        (its partner's difference is then even), and the pair with m-1 alternates by round:
+        so each member pings in half its rounds."""
+        if self._roster is None:
+            self._roster = sorted([self.name, *(m.name for m in self._live_others())])
+        roster = self._roster
+        m = len(roster)
+        if m < 2:
+            return []
+        me = bisect.bisect_left(roster, self.name)
+        size = m + m % 2
+        r = round_ % (size - 1)
+        partner = r if me == size - 1 else size - 1 if me == r else (2 * r - me) % (size - 1)
+        if me in (r, size - 1):
+            first = (me == r) == (round_ % 2 == 0)
+        else:
+            first = (me - r) % (size - 1) % 2 == 1
+        pairs = [(roster[partner], first)] if partner < m else []
+        if m % 2:
+            bye, extra = r, (r + 1) % m  # the bye's member pings the next one
+            if me == bye:
+                pairs.append((roster[extra], True))
+            elif me == extra:
+                pairs.append((roster[bye], False))
+        return pairs
+
+    def _pinged_by(self, now: float, name: str) -> None:
+        """`name` pinged us: that exchange is this round's check of it too."""
+        member = self.members.get(name)
+        if member is not None:
+            member.pinged_at = now
+        self._standby.pop(name, None)
+
+    def _stand_in(self, now: float) -> None:
+        """Ping the partners whose ping this round has not come in time."""
+        for name, at in list(self._standby.items()):
+            if now >= at:
+                del self._standby[name]
+                member = self.members.get(name)
+                if member is not None and member.status in (Status.ALIVE, Status.SUSPECT):
+                    self._probe_member(now, member)
+
+    def _probe_member(self, now: float, member: Member) -> None:
+        if member.name not in self._probes and member.name != self.name:
+            self._probes[member.name] = self._ping(now, member, self.awareness + 1)
 
     def _ping(self, now: float, target: Member, scale: int, *, check: bool = False) -> _Probe:
         seq = self._next_seq()
@@ -742,28 +786,18 @@ class Swim:
             started=now,
             indirect_at=now + self.config.probe_timeout * scale,
             ends_at=ends_at,
-            next_at=ends_at,
             check=check,
         )
-        self._send(target, [Ping(seq, target.name)], piggyback=True)
+        self._send(target, [Ping(seq, target.name, self._clock(now))], piggyback=True)
         return probe
 
     def _running_probes(self) -> list[_Probe]:
-        probes = list(self._checks.values())
-        if self._probe is not None:
-            probes.append(self._probe)
-        return probes
+        return list(self._probes.values())
 
-    def _advance_probe(self, now: float) -> None:
-        probe = self._probe
-        if probe is not None and self._advance(now, probe):
-            self._probe = None
-            self._next_probe = probe.next_at
-
-    def _advance_checks(self, now: float) -> None:
-        for name, probe in list(self._checks.items()):
+    def _advance_probes(self, now: float) -> None:
+        for name, probe in list(self._probes.items()):
             if self._advance(now, probe):
-                del self._checks[name]
+                del self._probes[name]
 
     def _check_suspect(self, now: float, member: Member) -> None:
         """Probe a suspect that someone else accused, now rather than when its turn comes.
@@ -772,12 +806,12 @@ class Swim:
         half a second after the news instead of after several probe rounds. In a big cluster
         only about `suspicion_checkers` members check (each with that chance in n - 2), so a
         suspicion does not bring the whole cluster down on one node."""
-        if member.name in self._checks or (self._probe is not None and self._probe.target == member.name):
+        if member.name in self._probes:
             return
         others = max(1, self.live_count() - 2)
         if self.config.suspicion_checkers <= 0 or self._rng.random() * others >= self.config.suspicion_checkers:
             return
-        self._checks[member.name] = self._ping(now, member, self.awareness + 1, check=True)
+        self._probes[member.name] = self._ping(now, member, self.awareness + 1, check=True)
 
     def _advance(self, now: float, probe: _Probe) -> bool:
         """Move a probe on (indirect pings, failure); True once it is over."""
@@ -794,14 +828,13 @@ class Swim:
             probe.expected_nacks = len(helpers)
         if now < probe.ends_at:
             return False
-        probe.next_at = max(now, probe.next_at)
         # Lifeguard: without the nacks we asked for, the fault may be ours; be slower to accuse.
         if probe.nacks < probe.expected_nacks:
             self.awareness = min(self.config.awareness_max - 1, self.awareness + 1)
             if probe.dial_allowed:
                 # Our ping waited on a new connection and the helpers did not answer either:
-                # nothing says the target is gone rather than this node too slow to tell. Its
-                # lease brings the next probe; members already connected to it probe it too.
+                # nothing says the target is gone rather than this node too slow to tell. The
+                # next rounds bring other partners, already connected to it, to check it.
                 return True
         if target.status == Status.ALIVE and not probe.check:  # a checked suspect that refuted stays alive
             self._suspect(now, target, target.incarnation, self.name)

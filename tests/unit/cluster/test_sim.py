@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import subprocess
 import sys
 
@@ -111,25 +112,52 @@ def test_graceful_leave_is_seen_as_left_everywhere() -> None:
     assert sim.run_for(5, stop=lambda: sim.all_see("n0004", {"left"}))
 
 
-def test_silent_node_is_dead_everywhere_within_three_seconds_in_most_runs() -> None:
-    """The 3 s target with probes 0.7 s apart: members that hear of a suspicion check the
-    suspect at once, so confirmations do not wait for the suspect's turn in a probe round."""
+def test_silent_node_is_dead_everywhere_within_three_seconds_in_every_run() -> None:
+    """The 3 s target with probe rounds 0.7 s apart: every member is checked in every round
+    by its partner, so a silent one is noticed within a round (plus the standby), whatever
+    happened before. Lossy spells used to leave the checks of a member bunched together, with
+    gaps of several seconds between them. Members that hear of a suspicion check the suspect
+    at once, so confirmations do not wait for the suspect's next round either."""
     took = []
-    for seed in range(10):
-        sim = Simulator(16, seed=40 + seed)
-        sim.join_all()
-        assert sim.run_for(20, stop=sim.converged, check_every=0.1)
-        sim.run_for(3)
-        sim.silence("n0015")
-        start = sim.now
-        assert sim.run_for(20, stop=lambda: sim.all_see("n0015", {"dead"}))  # noqa: B023 - called at once
-        took.append(sim.now - start)
-        assert sim.false_deaths() == []
-    assert sum(t < 3.0 for t in took) >= 8, took
-    assert max(took) < 6.0, took
+    for size in (5, 16, 33):
+        for seed in range(6):
+            sim = Simulator(size, seed=40 + seed)
+            sim.join_all()
+            assert sim.run_for(20, stop=sim.converged, check_every=0.1)
+            if seed % 2:
+                sim.network.loss = 0.10
+                sim.run_for(30)
+                sim.network.loss = 0.0
+                assert sim.run_for(20, stop=sim.converged, check_every=0.1)
+            sim.run_for(3 + seed * 0.13)  # a different moment within a round each time
+            victim = f"n{(7 * seed) % size:04d}"
+            sim.silence(victim)
+            start = sim.now
+            assert sim.run_for(20, stop=lambda: sim.all_see(victim, {"dead"}))  # noqa: B023 - called at once
+            took.append(round(sim.now - start, 2))
+            assert sim.false_deaths() == []
+    assert max(took) < 3.0, took
 
 
-def test_idle_probes_per_node_halve_because_each_exchange_serves_both_sides() -> None:
+def test_nodes_whose_clocks_disagree_probe_in_step_after_joining() -> None:
+    """Rounds count on a clock the nodes share: a joiner takes its seed's, whatever its own
+    says, so a silent member is still noticed within a round."""
+    sim = Simulator(16, seed=21)
+    rng = random.Random(21)
+    for node in sim.nodes.values():
+        node.clock_offset = rng.uniform(-1000.0, 1000.0)
+    sim.join_all()
+    assert sim.run_for(20, stop=sim.converged, check_every=0.1)
+    sim.run_for(5)
+    clocks = [node._clock(sim.now) for node in sim.nodes.values()]
+    assert max(clocks) - min(clocks) < 0.01
+    sim.silence("n0009")
+    start = sim.now
+    assert sim.run_for(20, stop=lambda: sim.all_see("n0009", {"dead"}))
+    assert sim.now - start < 3.0
+
+
+def test_idle_probes_per_node_halve_because_each_exchange_checks_both_sides() -> None:
     sim = Simulator(16, seed=12)
     sim.join_all()
     assert sim.run_for(20, stop=sim.converged, check_every=0.1)

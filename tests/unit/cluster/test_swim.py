@@ -64,6 +64,17 @@ def run_probe_until_sent(swim: Swim, since: float = 0.0) -> tuple[str, int]:
     raise AssertionError("no probe sent")
 
 
+def start_round_answered(swim: Swim, t: float) -> None:
+    """Tick into the probe round at `t` and answer its pings at once, so a test's own
+    exchanges are the only ones running."""
+    swim.tick(t)
+    for to, ping in kinds(sent(swim), Ping):
+        assert isinstance(ping, Ping)
+        swim.receive(t, str(to), Frame(str(to), [Ack(ping.seq)]))
+    swim.tick(t)
+    sent(swim)
+
+
 def test_frames_round_trip_and_reject_garbage() -> None:
     frame = Frame("a", [Ping(1, "b"), Suspect("c", 2, "a"), PushPull([MemberState("a", "x", 1, Status.ALIVE)])], "x")
     assert decode_frame(encode_frame(frame)) == frame
@@ -76,7 +87,7 @@ def test_frames_round_trip_and_reject_garbage() -> None:
 def test_acked_probe_raises_no_suspicion() -> None:
     swim = node()
     target, seq = run_probe_until_sent(swim)
-    swim.receive(swim._probe.started + 0.01, target, Frame(target, [Ack(seq)]))  # type: ignore[union-attr]
+    swim.receive(swim._probes[target].started + 0.01, target, Frame(target, [Ack(seq)]))
     swim.tick(10.0)
     assert all(m.status == Status.ALIVE for m in swim.members.values())
     assert swim.awareness == 0
@@ -85,8 +96,7 @@ def test_acked_probe_raises_no_suspicion() -> None:
 def test_missed_ack_leads_to_indirect_probes_then_suspicion() -> None:
     swim = node()
     target, seq = run_probe_until_sent(swim)
-    probe = swim._probe
-    assert probe is not None
+    probe = swim._probes[target]
     swim.tick(probe.indirect_at)
     reqs = kinds(sent(swim), PingReq)
     assert len(reqs) == CFG.indirect_checks
@@ -105,8 +115,7 @@ def test_missed_ack_leads_to_indirect_probes_then_suspicion() -> None:
 def test_indirect_ack_clears_the_probe_and_nacks_spare_awareness() -> None:
     swim = node()
     target, seq = run_probe_until_sent(swim)
-    probe = swim._probe
-    assert probe is not None
+    probe = swim._probes[target]
     swim.tick(probe.indirect_at)
     helpers = [to for to, _ in kinds(sent(swim), PingReq)]
     swim.receive(probe.indirect_at + 0.01, str(helpers[0]), Frame(str(helpers[0]), [Ack(seq)]))
@@ -115,8 +124,7 @@ def test_indirect_ack_clears_the_probe_and_nacks_spare_awareness() -> None:
 
     swim2 = node()
     target2, seq2 = run_probe_until_sent(swim2)
-    probe2 = swim2._probe
-    assert probe2 is not None
+    probe2 = swim2._probes[target2]
     swim2.tick(probe2.indirect_at)
     for to, _ in kinds(sent(swim2), PingReq):
         swim2.receive(probe2.indirect_at + 0.05, str(to), Frame(str(to), [Nack(seq2)]))
@@ -366,8 +374,7 @@ def test_own_failed_probe_of_a_suspect_confirms_it() -> None:
     since = 0.0
     for _ in range(20):
         target, _seq = run_probe_until_sent(swim, since)
-        probe = swim._probe
-        assert probe is not None
+        probe = swim._probes[target]
         if target == "b":
             swim.tick(probe.indirect_at)
             swim.tick(probe.ends_at)
@@ -450,8 +457,7 @@ def test_an_unconfirmed_suspicion_ends_in_death_when_the_witnesses_know_nothing_
 def test_a_stall_of_this_node_gives_its_probe_and_suspicions_their_time_back() -> None:
     swim = node()
     target, seq = run_probe_until_sent(swim)
-    probe = swim._probe
-    assert probe is not None
+    probe = swim._probes[target]
     other = "e" if target != "e" else "d"
     swim._suspect(probe.started, swim.members[other], 0, "a")
     suspicion = swim._suspicions[other]
@@ -485,58 +491,92 @@ def test_a_revoked_member_is_dead_everywhere_and_its_refutations_are_ignored() -
     assert swim.members["b"].status == Status.ALIVE
 
 
-def test_a_probe_fails_at_its_deadline_and_its_target_is_checked_again_a_lease_later() -> None:
+def test_a_probe_fails_at_its_deadline_not_a_whole_interval_later() -> None:
     swim = node()
     target, _seq = run_probe_until_sent(swim)
-    probe = swim._probe
-    assert probe is not None
+    probe = swim._probes[target]
     assert probe.ends_at == pytest.approx(probe.started + CFG.probe_deadline)
     swim.tick(probe.indirect_at)
     swim.tick(probe.ends_at)
-    assert swim.members[target].status == Status.SUSPECT  # suspected at the deadline, not a whole interval later
-    sent(swim)
-    swim.tick(probe.ends_at + 0.01)
-    assert kinds(sent(swim), Ping) == []
-    lease = 4 * CFG.probe_interval  # four other members, one probe interval each
-    assert swim.members[target].probe_at == pytest.approx(probe.started + lease + CFG.probe_deadline)
+    assert swim.members[target].status == Status.SUSPECT
 
 
-def test_a_member_that_probed_us_is_not_probed_back_until_its_lease_runs_out() -> None:
-    swim = node(members=("b", "c", "d", "e", "f"))
-    lease = 5 * CFG.probe_interval
-    swim.receive(0.1, "b", Frame("b", [Ping(9, "a")]))
-    assert kinds(sent(swim), Ack) == [("b", Ack(9))]
-    assert swim.members["b"].probe_at == pytest.approx(0.1 + lease)
-    t = 0.1
-    while t < 0.1 + lease - 0.05:
-        t += 0.05
-        swim.tick(t)
-        for to, ping in kinds(sent(swim), Ping):
-            assert to != "b", f"b probed at {t:.2f} s though its own probe renewed its lease"
-            assert isinstance(ping, Ping)
-            swim.receive(t, str(to), Frame(str(to), [Ack(ping.seq)]))
-    for _ in range(200):
-        t += 0.05
-        swim.tick(t)
-        pings = [to for to, ping in kinds(sent(swim), Ping)]
-        if "b" in pings:
-            break
-    else:
-        raise AssertionError("b was never probed after its lease ran out")
-    assert t < 0.1 + lease + 2 * CFG.probe_interval
+def rounds_of(names: list[str], rounds: range) -> dict[int, dict[str, list[tuple[str, bool]]]]:
+    """Every node's partners in each round, for a cluster where all know all."""
+    nodes = {name: node(name, tuple(n for n in names if n != name)) for name in names}
+    return {r: {name: swim._partners(r) for name, swim in nodes.items()} for r in rounds}
 
 
-def test_both_sides_of_a_pair_schedule_its_first_check_at_one_phase_the_lower_name_first() -> None:
-    a = node("a", members=("m",))
-    z = node("z", members=("m",))
-    # Each learns of the other at the same moment, when a second member joins.
-    a.receive(1.0, "z", Frame("z", [Alive("z", 0, "z:7946")]))
-    z.receive(1.0, "a", Frame("a", [Alive("a", 0, "a:7946")]))
-    a.next_deadline()
-    z.next_deadline()
-    first_a, first_z = a.members["z"].probe_at, z.members["a"].probe_at
-    assert 1.0 <= first_a <= 1.0 + 2 * CFG.probe_interval
-    assert first_z == pytest.approx(first_a + CFG.probe_deadline)
+@pytest.mark.parametrize("size", [2, 3, 4, 5, 6, 7, 8, 16, 31, 32])
+def test_each_round_pairs_every_member_and_a_cycle_meets_everyone(size: int) -> None:
+    names = [f"n{i:02d}" for i in range(size)]
+    cycle = size - 1 + size % 2
+    table = rounds_of(names, range(100, 100 + cycle))
+    met: set[frozenset[str]] = set()
+    pings = dict.fromkeys(names, 0)
+    for partners in table.values():
+        for name, pairs in partners.items():
+            assert pairs, f"{name} has no partner in a round"
+            assert len(pairs) <= 2
+            for other, first in pairs:
+                # The pair agrees: each lists the other, and exactly one of them pings first.
+                assert (name, not first) in partners[other]
+                met.add(frozenset((name, other)))
+                pings[name] += first
+    assert len(met) == size * (size - 1) // 2  # every pair met within one cycle
+    # Each side pings in about half its rounds; an odd cluster's extra pair adds a few.
+    assert all(cycle // 2 - 1 <= count <= cycle // 2 + 2 for count in pings.values()), pings
+
+
+def test_the_waiting_side_pings_only_when_its_partner_has_not() -> None:
+    interval, standby = CFG.probe_interval, CFG.probe_standby
+    a = node("a", members=("b",))
+    # Two members meet in every round; a pings first in even rounds, b in odd ones.
+    a.tick(10 * interval)
+    assert [to for to, _ in kinds(sent(a), Ping)] == ["b"]
+    a.receive(10 * interval + 0.01, "b", Frame("b", [Ack(a._probes["b"].seq)]))
+    a.tick(11 * interval)  # b's turn: a waits
+    assert kinds(sent(a), Ping) == []
+    a.receive(11 * interval + 0.05, "b", Frame("b", [Ping(3, "a")]))
+    assert kinds(sent(a), Ack) == [("b", Ack(3))]
+    a.tick(11 * interval + standby + 0.01)
+    assert kinds(sent(a), Ping) == []  # b's ping came: that exchange checked both
+    a.tick(13 * interval)  # b's turn again, but b stays silent
+    assert kinds(sent(a), Ping) == []
+    a.tick(13 * interval + standby)
+    assert [to for to, _ in kinds(sent(a), Ping)] == ["b"]
+
+
+def test_rounds_start_on_the_shared_clock() -> None:
+    a = node("a", members=("b",))
+    a.clock_offset = 1000.25  # this node's monotonic clock runs 1000.25 s behind the wall clock
+    first = math.ceil(1000.25 / CFG.probe_interval) * CFG.probe_interval - 1000.25
+    a.tick(0.0)
+    sent(a)
+    assert a.next_deadline() == pytest.approx(first)
+
+
+def test_a_joiner_takes_its_seeds_round_clock() -> None:
+    seed = node("a", members=("c",))
+    seed.clock_offset = 500.0
+    joiner = Swim("b", "b:7946", config=CFG, rng=random.Random(1), now=2.0)
+    joiner.clock_offset = -3.0
+    joiner.join(2.0, ["a:7946"])
+    (request,) = joiner.take_outbox()
+    seed.receive(2.01, "b", request.frame)
+    answer = next(o for o in seed.take_outbox() if o.name == "b" and isinstance(o.frame.messages[0], PushPull))
+    joiner.receive(2.02, "a", answer.frame)
+    assert joiner._clock(2.02) == pytest.approx(seed._clock(2.01))
+
+
+def test_pings_pull_round_clocks_together_a_bounded_step_at_a_time() -> None:
+    a = node("a", members=("b",))
+    a.receive(1.0, "b", Frame("b", [Ping(1, "a", clock=1.1)]))  # b's clock is 0.1 s ahead
+    assert a._clock(1.0) == pytest.approx(1.05)  # halfway
+    a.receive(2.0, "b", Frame("b", [Ping(2, "a", clock=100.0)]))  # a wild clock moves us a little
+    assert a._clock(2.0) == pytest.approx(2.05 + CFG.probe_interval / 4)
+    a.receive(3.0, "b", Frame("b", [Ping(3, "a")]))  # a node without round clocks
+    assert a._clock(3.0) == pytest.approx(3.05 + CFG.probe_interval / 4)
 
 
 def test_hearing_of_a_suspicion_checks_the_suspect_at_once() -> None:
@@ -544,25 +584,26 @@ def test_hearing_of_a_suspicion_checks_the_suspect_at_once() -> None:
     swim.receive(0.5, "c", Frame("c", [Suspect("b", 0, "c")]))
     pings = kinds(sent(swim), Ping)
     assert [to for to, _ in pings] == ["b"]  # out of schedule: no probe round was due
-    check = swim._checks["b"]
+    check = swim._probes["b"]
     swim.tick(check.indirect_at)
     assert {to for to, _ in kinds(sent(swim), PingReq)} <= set("cdefg")
     swim.tick(check.ends_at)
     assert swim.name in swim._suspicions["b"].confirmers  # our failed check is a confirmation
-    assert "b" not in swim._checks
+    assert "b" not in swim._probes
 
 
 def test_an_acked_check_confirms_nothing_and_a_refuted_suspect_is_not_suspected_again() -> None:
     swim = node(members=tuple("bcdefg"))
+    start_round_answered(swim, 0.01)
     swim.receive(0.5, "c", Frame("c", [Suspect("b", 0, "c")]))
     (_, ping), *_ = kinds(sent(swim), Ping)
     assert isinstance(ping, Ping)
     swim.receive(0.55, "b", Frame("b", [Ack(ping.seq)]))
     swim.tick(0.6)
-    assert "b" not in swim._checks
+    assert "b" not in swim._probes
     assert swim._suspicions["b"].confirmers == set()
     swim.receive(1.0, "d", Frame("d", [Suspect("e", 0, "d")]))
-    check = swim._checks["e"]
+    check = swim._probes["e"]
     swim.receive(1.1, "e", Frame("e", [Alive("e", 1, "e:7946")]))  # refuted; the check's ack is lost
     swim.tick(check.indirect_at)
     swim.tick(check.ends_at)
@@ -577,7 +618,7 @@ def test_only_a_few_members_of_a_big_cluster_check_a_suspect() -> None:
         swim = node(members=members)
         swim._rng = random.Random(seed)
         swim.receive(0.5, "m001", Frame("m001", [Suspect("m000", 0, "m001")]))
-        checkers += "m000" in swim._checks
+        checkers += "m000" in swim._probes
     assert 0 < checkers < 50 * CFG.suspicion_checkers / 198 * 3
 
 
@@ -617,6 +658,7 @@ def test_state_digest_ignores_the_order_of_metadata() -> None:
 
 def test_a_gossip_round_reaches_every_target_once_per_broadcast() -> None:
     swim = node(members=("b", "c", "d", "e"))
+    start_round_answered(swim, 0.71)
     swim._broadcasts.clear()
     swim._broadcast_keys.clear()
     swim.receive(1.0, "b", Frame("b", [Dead("c", 0, "b")]))
@@ -630,8 +672,7 @@ def test_a_gossip_round_reaches_every_target_once_per_broadcast() -> None:
 def test_a_ping_that_waits_for_a_new_connection_gets_the_handshake_time() -> None:
     swim = node()
     target, _seq = run_probe_until_sent(swim)
-    probe = swim._probe
-    assert probe is not None
+    probe = swim._probes[target]
     deadline = probe.ends_at
     swim.dialling(target, 1.0)
     swim.dialling(target, 1.0)  # once per probe
@@ -650,8 +691,7 @@ def test_a_ping_that_waits_for_a_new_connection_gets_the_handshake_time() -> Non
 def test_a_probe_that_waited_on_a_dial_accuses_no_one_without_the_helpers_nacks() -> None:
     swim = node()
     target, _seq = run_probe_until_sent(swim)
-    probe = swim._probe
-    assert probe is not None
+    probe = swim._probes[target]
     swim.dialling(target, 1.0)
     swim.tick(probe.indirect_at)
     assert len(kinds(sent(swim), PingReq)) == CFG.indirect_checks
