@@ -474,9 +474,7 @@ class Swim:
         match message:
             case Ping(seq=seq, target=target, clock=clock):
                 if target == self.name:
-                    self._send_named(sender, [Ack(seq)])
-                    self._pinged_by(now, sender)
-                    self._keep_in_step(now, clock)
+                    self._on_ping(now, sender, seq, clock)
             case PingReq(seq=seq, target=target, target_addr=target_addr):
                 self._relay(now, sender, seq, target, target_addr)
             case Ack(seq=seq):
@@ -495,6 +493,18 @@ class Swim:
                 self._on_push_pull(now, sender, message)
             case PushPullSummary(digest=digest):
                 self._on_push_pull_summary(sender, digest)
+
+    def _on_ping(self, now: float, sender: str, seq: int, clock: float | None) -> None:
+        member = self.members.get(sender)
+        if member is not None:
+            self._send(member, [Ack(seq)])
+        else:
+            # A sender we have not heard of yet (it learnt of us first, from a seed) is answered
+            # over the connection its ping came in on: unanswered, its probe would fail and
+            # accuse us while the cluster forms.
+            self._outbox.append(Outgoing(sender, "", self._frame([Ack(seq)])))
+        self._pinged_by(now, sender)
+        self._keep_in_step(now, clock)
 
     def _on_ack(self, seq: int) -> None:
         for probe in self._running_probes():

@@ -156,6 +156,13 @@ def test_ping_for_another_name_is_not_answered() -> None:
     assert kinds(sent(swim), Ack) == [("b", Ack(6))]
 
 
+def test_a_ping_from_a_member_not_known_yet_is_answered_where_it_came_from() -> None:
+    swim = node()
+    swim.receive(1.0, "z", Frame("z", [Ping(7, "a")]))  # z learnt of us from a seed before we of it
+    acks = [o for o in swim.take_outbox() if any(isinstance(m, Ack) for m in o.frame.messages)]
+    assert [(o.name, o.addr, o.frame.messages) for o in acks] == [("z", "", [Ack(7)])]
+
+
 def test_frame_whose_sender_differs_from_the_peer_is_ignored() -> None:
     swim = node()
     swim.receive(1.0, "b", Frame("c", [Dead("d", 5, "c")]))
