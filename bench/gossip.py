@@ -28,7 +28,9 @@ a) Join: the time from the moment the last of the N-1 joiners started its join u
    reports every member alive). The notes also give the time from the opening itself.
 e) Idle traffic (measured next, on the settled cluster: 5 s after the join, and for DebVisor
    also once every pair has opened its TLS connection, which its first probe does up to one
-   probe cycle after the join; the notes say how many opened meanwhile and in the window): bytes and
+   probe cycle after the join (the notes say how many opened meanwhile and in the window),
+   and no earlier than 80 s after the joiners' launch, past the one node-facts republish
+   that the nodes' sharing one machine's memory causes; see FACTS_SETTLE): bytes and
    packets each host sends per second over `--idle-seconds`, from its veth's tx counters
    (L2 bytes, so Ethernet/IP/UDP/TCP/TLS headers and TCP ACKs count, as on a real wire),
    plus each node's CPU use and resident memory. No API or RPC traffic runs meanwhile (and

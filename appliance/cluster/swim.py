@@ -77,6 +77,10 @@ INTRODUCE_INTERVAL = 5.0
 JOIN_RELAY_FANOUT = 32
 # Members asked for their view before this node alone declares a member dead.
 VERIFY_WITNESSES = 2
+# Seconds after its join that a node first compares its full state with a random member's.
+POST_JOIN_SYNC = 4.0
+# Pings carry the sender's round clock in one round of this many (`_keep_in_step`).
+CLOCK_SAMPLE_ROUNDS = 4
 
 
 @dataclass(frozen=True)
@@ -259,6 +263,7 @@ class Swim:
         self._others: list[Member] | None = None  # other live members, rebuilt after any change
         self._recently_dead: dict[str, float] = {}
         self._introduced: dict[str, float] = {}
+        self._joins_answered: dict[str, float] = {}  # joiner -> when this node last answered its join
         self._seq = 0
         self._roster: list[str] | None = None  # sorted names of the live members and this node
         self._round = -1  # the latest probe round this node has started
@@ -525,7 +530,7 @@ class Swim:
         self._relays[local] = _Relay(requester, seq, now + self.config.probe_timeout * 0.8, target)
         member = self.members.get(target)
         addr = member.addr if member is not None else target_addr
-        self._outbox.append(Outgoing(target, addr, self._frame([Ping(local, target, self._clock(now))])))
+        self._outbox.append(Outgoing(target, addr, self._frame([Ping(local, target)])))
 
     def _expire_relays(self, now: float) -> None:
         for seq, relay in list(self._relays.items()):
@@ -632,8 +637,20 @@ class Swim:
         # already: its live members are taken without gossiping each of them on. (Otherwise
         # every joiner re-broadcasts the whole membership, n * n * retransmit-limit messages
         # when n nodes join at once.) Any other push-pull may heal a partition: news spreads.
+        if push.join:
+            if now - self._joins_answered.get(sender, -math.inf) < JOIN_RETRY_INTERVAL / 2:
+                # A retry that waited in the joiner's queue (its dials to us failed meanwhile)
+                # behind the request just answered: that answer is on its way. Answering each
+                # again cost the seed of 31 joiners ~3 full states and 31 relays per joiner.
+                return
+            self._joins_answered[sender] = now
         answers_join = push.reply and not self._joined
         self._joined = True
+        if answers_join:
+            # Members that join just after us are news we can only hear through gossip, and in
+            # a big formation an epidemic now and then misses a node: sync once a few seconds
+            # after joining rather than at the first periodic push-pull, up to a minute later.
+            self._next_push_pull = min(self._next_push_pull, now + POST_JOIN_SYNC * self._rng.uniform(1.0, 1.5))
         if not self._in_step and push.clock is not None:
             self._in_step = True
             self._set_clock(now, push.clock)
@@ -688,6 +705,11 @@ class Swim:
 
     def _clock(self, now: float) -> float:
         return now + self.clock_offset
+
+    def _clock_sample(self, now: float) -> float | None:
+        """This node's round clock for a ping to carry, in one round of CLOCK_SAMPLE_ROUNDS:
+        enough to keep the nodes in step, and the other pings go without its 9 bytes."""
+        return self._clock(now) if self._round % CLOCK_SAMPLE_ROUNDS == 0 else None
 
     def _keep_in_step(self, now: float, clock: float | None) -> None:
         """Move this node's round clock towards a peer's, so that all start rounds together.
@@ -798,7 +820,7 @@ class Swim:
             ends_at=ends_at,
             check=check,
         )
-        self._send(target, [Ping(seq, target.name, self._clock(now))], piggyback=True)
+        self._send(target, [Ping(seq, target.name, self._clock_sample(now))], piggyback=True)
         return probe
 
     def _running_probes(self) -> list[_Probe]:
@@ -1043,6 +1065,9 @@ class Swim:
             self._send(member, [PushPull(self._states(), revoked=self._revocations())], piggyback=False)
 
     def _reap(self, now: float) -> None:
+        for name, at in list(self._joins_answered.items()):
+            if now - at >= JOIN_RETRY_INTERVAL:
+                del self._joins_answered[name]
         for name, member in list(self.members.items()):
             if name == self.name or member.status not in (Status.DEAD, Status.LEFT):
                 continue

@@ -430,6 +430,18 @@ def test_a_seed_tells_every_member_about_a_joiner_at_once() -> None:
     assert [to for to, _ in kinds(out, PushPull)] == ["j"]  # and the joiner gets the full state back
 
 
+def test_join_retries_queued_behind_an_answered_request_are_not_answered_again() -> None:
+    seed = node()
+    request = Frame("j", [PushPull([MemberState("j", "j:7946", 0, Status.ALIVE)], join=True)], addr="j:7946")
+    seed.receive(1.0, "j", request)
+    assert kinds(sent(seed), PushPull)
+    seed.receive(1.01, "j", request)  # two retries that waited in j's queue while its dials failed
+    seed.receive(1.02, "j", request)
+    assert sent(seed) == []
+    seed.receive(2.1, "j", request)  # a retry a second later: our answer may have been lost
+    assert [to for to, _ in kinds(sent(seed), PushPull)] == ["j"]
+
+
 def test_an_unconfirmed_suspicion_asks_witnesses_before_declaring_death() -> None:
     swim = node()
     swim.receive(1.0, "b", Frame("b", [Ping(1, "a")]))  # b was heard before it was suspected
