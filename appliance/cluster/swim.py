@@ -8,10 +8,10 @@ when a peer's connection breaks; it then drains `take_outbox()` and `take_events
 What it implements (SWIM, Das et al. 2002; Lifeguard, Dadgar et al. 2018; memberlist):
 - probes in rounds of a round-robin tournament: in every probe interval each member is
   paired with one other (the circle method over the sorted names of the live members, on a
-  clock shared through the nodes' wall clocks), and the pair's one exchange checks both. So
-  a member is checked once in every interval, never less, whatever happened before, and a
-  silent one is noticed within one interval; a node sends half the pings of SWIM's
-  round-robin probing. One side of a pair pings; the other pings only if that ping has not
+  round clock the nodes keep in step among themselves), and the pair's one exchange checks
+  both. So a member is checked once in every interval, never less, whatever happened
+  before, and a silent one is noticed within one interval; a node sends half the pings of
+  SWIM's round-robin probing. One side of a pair pings; the other pings only if that ping has not
   come after `probe_standby`. A probe is a direct ping, then after the probe timeout
   indirect pings through `indirect_checks` members, who answer with a nack when they cannot
   reach the target in time; and an out-of-schedule probe of a suspect that another member
@@ -649,7 +649,7 @@ class Swim:
         if answers_join:
             # Members that join just after us are news we can only hear through gossip, and in
             # a big formation an epidemic now and then misses a node: sync once a few seconds
-            # after joining rather than at the first periodic push-pull, up to a minute later.
+            # after joining rather than at the first periodic push-pull, 15 to 30 s after start.
             self._next_push_pull = min(self._next_push_pull, now + POST_JOIN_SYNC * self._rng.uniform(1.0, 1.5))
         if not self._in_step and push.clock is not None:
             self._in_step = True
@@ -766,8 +766,9 @@ class Swim:
         so that no member goes a round unchecked. Of a pair, i pings first when i - r is odd
         (its partner's difference is then even), and the pair with m-1 alternates by round:
         so each member pings in half its rounds."""
+        others = self._live_others()  # rebuilding it after a change also drops the roster
         if self._roster is None:
-            self._roster = sorted([self.name, *(m.name for m in self._live_others())])
+            self._roster = sorted([self.name, *(m.name for m in others)])
         roster = self._roster
         m = len(roster)
         if m < 2:

@@ -547,6 +547,14 @@ def test_each_round_pairs_every_member_and_a_cycle_meets_everyone(size: int) -> 
     assert all(cycle // 2 - 1 <= count <= cycle // 2 + 2 for count in pings.values()), pings
 
 
+def test_a_member_that_died_drops_out_of_the_rounds_at_once() -> None:
+    a = node("a", members=("b", "c", "d"))
+    assert "d" in {name for r in range(3) for name, _ in a._partners(r)}
+    a.receive(1.0, "b", Frame("b", [Dead("d", 0, "b")]))
+    assert a.members["d"].status == Status.DEAD
+    assert {name for r in range(6) for name, _ in a._partners(r)} == {"b", "c"}
+
+
 def test_the_waiting_side_pings_only_when_its_partner_has_not() -> None:
     interval, standby = CFG.probe_interval, CFG.probe_standby
     a = node("a", members=("b",))
