@@ -116,12 +116,12 @@ SETTLE_SECONDS = 5.0  # after the join, before idle traffic: the join's broadcas
 # pair's first probe opens its TLS connection, up to a cycle after the join, and those
 # one-time handshakes are part of forming the cluster, not of running it.
 CONNECT_QUIET = 3.0
+CONNECT_TIMEOUT = 60.0
 # And the window starts no earlier than FACTS_SETTLE after the joiners' launch. The bench's
 # nodes share one machine's memory, so each sees the others' start-up (31 x 85 MB, 11% of
 # 24 GB) as its own free memory moving by over 5%, and republishes its facts at its first
 # check a minute after its start: a wave that nodes on their own machines do not have.
 FACTS_SETTLE = 80.0
-CONNECT_TIMEOUT = 60.0
 JOIN_TIMEOUT = 90.0
 DETECT_TIMEOUT = 60.0
 SETTLE_TIMEOUT = 90.0
