@@ -15,6 +15,7 @@ from appliance.cluster.messages import (
     Dead,
     Frame,
     MemberState,
+    Message,
     Nack,
     Ping,
     PingReq,
@@ -26,7 +27,7 @@ from appliance.cluster.messages import (
     decode_frame,
     encode_frame,
 )
-from appliance.cluster.swim import Config, EventKind, Outgoing, Swim
+from appliance.cluster.swim import URGENT_GOSSIP_GAP, Config, EventKind, Outgoing, Swim
 
 CFG = Config()
 
@@ -694,6 +695,39 @@ def test_a_gossip_round_reaches_every_target_once_per_broadcast() -> None:
     out = [(o.name, o.frame.messages) for o in swim.take_outbox()]
     assert sorted(str(name) for name, _ in out if name != "c") == ["b", "d", "e"]  # c is dead; maybe gossiped to anyway
     assert all(messages == [Dead("c", 0, "b")] for _, messages in out)
+
+
+def gossip_frames(swim: Swim, subject: str) -> list[list[Message]]:
+    """The frames sent that are gossip (not probes) about `subject` to members other than it."""
+    frames = [(o.name, list(o.frame.messages)) for o in swim.take_outbox()]
+    return [
+        messages
+        for to, messages in frames
+        if to != subject
+        and not any(isinstance(m, Ping | PingReq) for m in messages)
+        and any(getattr(m, "node", None) == subject for m in messages)
+    ]
+
+
+def test_urgent_news_is_gossiped_at_once_but_not_more_often_than_the_urgent_gap() -> None:
+    swim = node(members=tuple("bcdefghij"))
+    swim.tick(1.0)  # a regular gossip tick may fall here; what follows is measured from it
+    sent(swim)
+    last = swim._last_gossip
+    swim.receive(1.2, "b", Frame("b", [Suspect("g", 0, "b")]))
+    assert swim.next_deadline() <= max(1.2, last + URGENT_GOSSIP_GAP)  # news goes out now, not a tick later
+    swim.tick(1.2)
+    assert gossip_frames(swim, "g")
+    # A burst of accusations right behind it waits for the gap, then goes out in one gossip round.
+    for i, accuser in enumerate("cdef"):
+        swim.receive(1.2 + 0.005 * (i + 1), accuser, Frame(accuser, [Suspect("h", 0, accuser)]))
+        swim.tick(1.2 + 0.005 * (i + 1))
+    assert swim._next_gossip == pytest.approx(1.2 + URGENT_GOSSIP_GAP)
+    assert not gossip_frames(swim, "h")
+    swim.tick(1.2 + URGENT_GOSSIP_GAP)
+    frames = gossip_frames(swim, "h")
+    assert len(frames) == CFG.gossip_nodes
+    assert {m.accuser for m in frames[0] if isinstance(m, Suspect) and m.node == "h"} == set("cdef")
 
 
 def test_a_ping_that_waits_for_a_new_connection_gets_the_handshake_time() -> None:
