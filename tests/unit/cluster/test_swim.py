@@ -27,7 +27,7 @@ from appliance.cluster.messages import (
     decode_frame,
     encode_frame,
 )
-from appliance.cluster.swim import URGENT_GOSSIP_GAP, Config, EventKind, Outgoing, Swim
+from appliance.cluster.swim import JOIN_RELAY_GAP, URGENT_GOSSIP_GAP, Config, EventKind, Outgoing, Swim
 
 CFG = Config()
 
@@ -429,6 +429,40 @@ def test_a_seed_tells_every_member_about_a_joiner_at_once() -> None:
     told = {to for to, alive in kinds(out, Alive) if isinstance(alive, Alive) and alive.node == "j"}
     assert told - {"j"} == {"b", "c", "d", "e"}  # (j may hear its own news piggybacked)
     assert [to for to, _ in kinds(out, PushPull)] == ["j"]  # and the joiner gets the full state back
+
+
+def test_joins_right_behind_a_relayed_one_are_relayed_together() -> None:
+    seed = node()
+
+    def join(t: float, name: str) -> None:
+        state = MemberState(name, f"{name}:7946", 0, Status.ALIVE)
+        seed.receive(t, name, Frame(name, [PushPull([state], join=True)], addr=f"{name}:7946"))
+
+    def relays(out: list[Outgoing]) -> dict[str, set[str]]:
+        """Who was told of which joiner, outside the join answers (which carry the full state)."""
+        told: dict[str, set[str]] = {}
+        for o in out:
+            if any(isinstance(m, PushPull) for m in o.frame.messages):
+                continue
+            for alive in o.frame.messages:
+                if isinstance(alive, Alive) and alive.node in ("j", "k", "l") and o.name != alive.node:
+                    told.setdefault(alive.node, set()).add(str(o.name))
+        return told
+
+    join(1.0, "j")
+    assert relays(seed.take_outbox()) == {"j": {"b", "c", "d", "e"}}  # the first goes out at once
+    join(1.01, "k")
+    join(1.02, "l")
+    out = seed.take_outbox()
+    assert sorted(str(o.name) for o in out if any(isinstance(m, PushPull) for m in o.frame.messages)) == ["k", "l"]
+    assert relays(out) == {}  # but told to the others together, one gap after the first relay
+    assert seed._join_relay_at == pytest.approx(1.0 + JOIN_RELAY_GAP)
+    seed.tick(1.0 + JOIN_RELAY_GAP)
+    out = seed.take_outbox()
+    members = {"b", "c", "d", "e", "j"}
+    assert relays(out) == {"k": members | {"l"}, "l": members | {"k"}}
+    both = {str(o.name) for o in out if {"k", "l"} <= {m.node for m in o.frame.messages if isinstance(m, Alive)}}
+    assert both == members  # one frame per member carries both joins
 
 
 def test_join_retries_queued_behind_an_answered_request_are_not_answered_again() -> None:
