@@ -13,8 +13,8 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from appliance.cluster.messages import Ack, Frame, encode_frame
-from appliance.cluster.transport import GossipTransport, tls_contexts
+from appliance.cluster.messages import Ack, Frame, MemberState, PushPull, Status, encode_frame
+from appliance.cluster.transport import TLS_READ_BUFFER, GossipTransport, tls_contexts
 from appliance.identity import pki
 
 pytestmark = pytest.mark.integration
@@ -60,7 +60,7 @@ class Endpoint:
     revoked: set[str] = field(default_factory=set)
 
 
-def endpoint(name: str, ca: Path, cert: Path, key: Path) -> Endpoint:
+def endpoint(name: str, ca: Path, cert: Path, key: Path, max_frame: int = 4096) -> Endpoint:
     server, client = tls_contexts(ca, cert, key)
     holder: dict[str, Endpoint] = {}
     transport = GossipTransport(
@@ -70,7 +70,7 @@ def endpoint(name: str, ca: Path, cert: Path, key: Path) -> Endpoint:
         on_frame=lambda sender, frame: holder["e"].frames.append((sender, frame)),
         on_lost=lambda peer: holder["e"].lost.append(peer),  # noqa: PLW0108 - holder is filled below
         is_revoked=lambda fp: fp in holder["e"].revoked,
-        max_frame=4096,
+        max_frame=max_frame,
     )
     holder["e"] = Endpoint(transport)
     return holder["e"]
@@ -103,6 +103,35 @@ async def test_frames_flow_between_cluster_members(cluster_pki: Pki) -> None:
         assert {s for s, _ in a.frames} == {"b"}
         assert a.transport.stats.frames_in == 3
         assert b.transport.stats.frames_out == 3
+    finally:
+        await a.transport.stop()
+        await b.transport.stop()
+
+
+async def test_connections_read_through_a_small_buffer_and_big_frames_still_arrive(cluster_pki: Pki) -> None:
+    ca = cluster_pki.root / "ca.crt"
+    a = endpoint("a", ca, *cluster_pki.issue("a"), max_frame=1 << 20)
+    b = endpoint("b", ca, *cluster_pki.issue("b"), max_frame=1 << 20)
+    addr = await started(a)
+    await started(b)
+    try:
+        # A full state of a big cluster: many TLS records and many buffer-fulls in one frame.
+        states = [
+            MemberState(f"n{i:04d}", f"10.0.{i // 250}.{i % 250}:7946", i, Status.ALIVE, {"k": "v" * 40})
+            for i in range(4000)
+        ]
+        big = Frame("b", [PushPull(states)])
+        assert len(encode_frame(big)) > 8 * TLS_READ_BUFFER
+        b.transport.send("a", addr, encode_frame(big))
+        b.transport.send("a", addr, encode_frame(Frame("b", [Ack(1)])))
+        assert await wait_for(lambda: len(a.frames) == 2)
+        assert a.frames[0][1] == big
+        assert a.frames[1][1].messages == [Ack(1)]
+        conns = [c for conns in a.transport._conns.values() for c in conns]
+        assert conns
+        for conn in conns:
+            protocol = conn.writer.transport._ssl_protocol  # type: ignore[attr-defined]
+            assert len(protocol._ssl_buffer) <= TLS_READ_BUFFER
     finally:
         await a.transport.stop()
         await b.transport.stop()
