@@ -57,10 +57,14 @@ class Nack(msgspec.Struct, tag="nack", array_like=True, frozen=True):
 
 
 class Alive(msgspec.Struct, tag="alive", array_like=True, frozen=True):
+    """`node` is alive at `incarnation`. `told_all`: the sender (a seed relaying a join) sent
+    this to every live member it knows, so a receiver need not gossip it on."""
+
     node: str
     incarnation: int
     addr: str
     meta: dict[str, str] = {}
+    told_all: bool = False
 
 
 class Suspect(msgspec.Struct, tag="suspect", array_like=True, frozen=True):

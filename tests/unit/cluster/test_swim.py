@@ -27,7 +27,15 @@ from appliance.cluster.messages import (
     decode_frame,
     encode_frame,
 )
-from appliance.cluster.swim import JOIN_RELAY_GAP, URGENT_GOSSIP_GAP, Config, EventKind, Outgoing, Swim
+from appliance.cluster.swim import (
+    JOIN_RELAY_FANOUT,
+    JOIN_RELAY_GAP,
+    URGENT_GOSSIP_GAP,
+    Config,
+    EventKind,
+    Outgoing,
+    Swim,
+)
 
 CFG = Config()
 
@@ -463,6 +471,35 @@ def test_joins_right_behind_a_relayed_one_are_relayed_together() -> None:
     assert relays(out) == {"k": members | {"l"}, "l": members | {"k"}}
     both = {str(o.name) for o in out if {"k", "l"} <= {m.node for m in o.frame.messages if isinstance(m, Alive)}}
     assert both == members  # one frame per member carries both joins
+
+
+def test_join_news_that_reached_every_member_is_not_gossiped_on() -> None:
+    seed = node()
+    state = MemberState("j", "j:7946", 0, Status.ALIVE)
+    seed.receive(1.0, "j", Frame("j", [PushPull([state], join=True)], addr="j:7946"))
+    relayed = [m for to, m in kinds(sent(seed), Alive) if isinstance(m, Alive) and m.node == "j" and to != "j"]
+    assert len(relayed) == 4
+    assert all(m.told_all for m in relayed)
+    assert "j|state" not in seed._broadcasts  # the seed does not gossip it either
+    member = node("b", members=("a", "c", "d", "e"))
+    member.receive(1.01, "a", Frame("a", [relayed[0]]))
+    assert member.members["j"].status == Status.ALIVE
+    assert "j|state" not in member._broadcasts
+    # Without the mark (gossip, or a relay in a cluster bigger than the fan-out) it spreads on.
+    member.receive(1.02, "a", Frame("a", [Alive("k", 0, "k:7946")]))
+    assert "k|state" in member._broadcasts
+
+
+def test_join_news_in_a_cluster_bigger_than_the_relay_fan_out_is_gossiped_on() -> None:
+    seed = node(members=tuple(f"m{i}" for i in range(JOIN_RELAY_FANOUT + 3)))
+    state = MemberState("j", "j:7946", 0, Status.ALIVE)
+    seed.receive(1.0, "j", Frame("j", [PushPull([state], join=True)], addr="j:7946"))
+    relayed = [(to, m) for to, m in kinds(sent(seed), Alive) if isinstance(m, Alive) and m.node == "j" and to != "j"]
+    assert len({to for to, _ in relayed}) >= JOIN_RELAY_FANOUT - 1  # (j may be among those picked)
+    assert not any(m.told_all for _, m in relayed)
+    member = node("m0", members=("a",))
+    member.receive(1.01, "a", Frame("a", [relayed[0][1]]))
+    assert "j|state" in member._broadcasts  # the members the relay missed hear it by gossip
 
 
 def test_join_retries_queued_behind_an_answered_request_are_not_answered_again() -> None:
