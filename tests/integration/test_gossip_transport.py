@@ -7,6 +7,7 @@ import datetime as dt
 import socket
 import ssl
 import struct
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import msgspec
 import pytest
 
 from appliance.cluster.messages import Ack, Frame, MemberState, PushPull, Status, encode_frame
-from appliance.cluster.transport import TLS_READ_BUFFER, GossipTransport, tls_contexts
+from appliance.cluster.transport import TLS_READ_BUFFER, GossipTransport, _connect, tls_contexts
 from appliance.identity import pki
 
 pytestmark = pytest.mark.integration
@@ -135,6 +136,27 @@ async def test_connections_read_through_a_small_buffer_and_big_frames_still_arri
     finally:
         await a.transport.stop()
         await b.transport.stop()
+
+
+async def test_a_dial_whose_syn_was_dropped_sends_a_new_one_before_the_kernel_would() -> None:
+    # A listener whose accept queue is full drops incoming SYNs, as a closed firewall does.
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(0)
+    port = server.getsockname()[1]
+    held = [socket.create_connection(("127.0.0.1", port))]
+    loop = asyncio.get_running_loop()
+    loop.call_later(0.05, lambda: held.append(server.accept()[0]))  # the queue frees up
+    started = time.monotonic()
+    try:
+        sock = await asyncio.wait_for(_connect("127.0.0.1", port), 3.0)
+        took = time.monotonic() - started
+        sock.close()
+        assert took < 0.8  # the kernel resends a lost SYN only after 1 s
+    finally:
+        for conn in held:
+            conn.close()
+        server.close()
 
 
 async def test_peer_death_is_reported_as_lost(cluster_pki: Pki) -> None:
