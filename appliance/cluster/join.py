@@ -7,7 +7,9 @@ talks to the seed over TLS verified against that CA: it proves the secret and se
 The seed checks the token (known, unused, unexpired), that the name is free, signs the CSR
 and answers with the certificate, the CA (with its key: every node can admit and renew, so
 no node is special), the cluster id, gossip seeds and the replicated configuration (users
-and API tokens). Tokens are single use; only a hash of the secret is stored.
+and API tokens). Tokens are single use; only a hash of the secret is stored. A joiner
+whose answer was lost (it timed out on a busy seed) may repeat its own admission within
+ADMIT_RETRY_WINDOW, under the same name with the same key, and gets a certificate again.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from collections.abc import Callable
 
 import msgspec
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from appliance.api.problems import ApiError
@@ -35,6 +38,10 @@ from appliance.store.config import ConfigStore
 JOIN_TOKEN_KIND = "join-token"  # noqa: S105 - a record kind
 TOKEN_PREFIX = "dvj_"  # noqa: S105 - the public prefix of join tokens
 DEFAULT_TTL = 3 * 3600
+# A joiner whose admission answer was lost (a timeout on a busy seed) may present the token again
+# for this long with the same name and key, and is admitted again: the CSR's signature proves it
+# holds the key that used the token.
+ADMIT_RETRY_WINDOW = 600.0
 USED_TOKEN_RETENTION = 24 * 3600  # how long after expiry a token's record stays ("already used by X")
 REPLICATED_KINDS = ("user", "token")
 
@@ -56,6 +63,7 @@ class JoinTokenRecord(msgspec.Struct, frozen=True, kw_only=True):
     expires_at: float
     used_by: str | None = None
     used_at: float | None = None
+    used_key: str | None = None  # SHA-256 of the admitted node's public key (SubjectPublicKeyInfo)
 
 
 class JoinRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -168,15 +176,16 @@ class JoinService:
         if record is None or not hmac.compare_digest(record.secret_hash, _secret_hash(request.secret)):
             raise ApiError(403, "unknown join token or wrong secret")
         now = self._clock()
-        if record.used_by is not None:
+        retry = record.used_by is not None and _same_requester(record, request, now)
+        if record.used_by is not None and not retry:
             raise ApiError(403, f"this join token was already used (by {record.used_by})")
-        if record.expires_at <= now:
+        if record.expires_at <= now and not retry:
             raise ApiError(403, "this join token has expired; create a new one")
         try:
             validate_node_name(request.name)
         except SettingsError as exc:
             raise ApiError(422, str(exc)) from exc
-        if name_in_use(request.name):
+        if name_in_use(request.name) and not retry:
             raise ApiError(
                 409, f"a node named {request.name!r} is already a member; remove it first or pick another name"
             )
@@ -192,8 +201,9 @@ class JoinService:
             addresses=[a for a in addresses if a is not None],
             now=dt.datetime.fromtimestamp(now, dt.UTC),
         )
-        used = msgspec.structs.replace(record, used_by=request.name, used_at=now)
-        self._store.put(JOIN_TOKEN_KIND, record.id, msgspec.json.encode(used))
+        if not retry:
+            used = msgspec.structs.replace(record, used_by=request.name, used_at=now, used_key=_key_id(csr))
+            self._store.put(JOIN_TOKEN_KIND, record.id, msgspec.json.encode(used))
         config = [
             ConfigEntry(kind, key, value, version, deleted)
             for kind in REPLICATED_KINDS
@@ -207,6 +217,24 @@ class JoinService:
             gossip_seeds=gossip_seeds,
             config=config,
         )
+
+
+def _key_id(csr: x509.CertificateSigningRequest) -> str:
+    der = csr.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return hashlib.sha256(der).hexdigest()
+
+
+def _same_requester(record: JoinTokenRecord, request: JoinRequest, now: float) -> bool:
+    """True if `request` repeats the admission that used `record`: same name, same key, recently."""
+    if record.used_by != request.name or record.used_key is None or record.used_at is None:
+        return False
+    if now - record.used_at > ADMIT_RETRY_WINDOW:
+        return False
+    try:
+        csr = _load_csr(request.csr_pem)
+    except ApiError:
+        return False
+    return hmac.compare_digest(_key_id(csr), record.used_key)
 
 
 def _load_csr(pem: str) -> x509.CertificateSigningRequest:

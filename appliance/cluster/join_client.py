@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import logging
 import ssl
 import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import msgspec
@@ -23,7 +26,12 @@ from appliance.cluster.join import CaInfo, JoinRequest, JoinResponse, JoinToken
 from appliance.cluster.transport import split_addr
 from appliance.identity import pki
 
+log = logging.getLogger(__name__)
+
 TIMEOUT = 10.0
+# How long a joiner keeps trying seeds that do not answer (busy, rebooting, a link still coming
+# up) before it gives up; retries wait 1, 2, 4, 8, 8... seconds. A refusal ends it at once.
+PATIENCE = 60.0
 
 
 class JoinError(Exception):
@@ -71,9 +79,19 @@ def fetch_ca(seed: str, expected_fingerprint: str) -> bytes:
 
 
 def join(
-    token: JoinToken, *, name: str, key: ec.EllipticCurvePrivateKey, gossip_address: str, api_address: str
+    token: JoinToken,
+    *,
+    name: str,
+    key: ec.EllipticCurvePrivateKey,
+    gossip_address: str,
+    api_address: str,
+    patience: float = PATIENCE,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
 ) -> JoinResponse:
-    """Ask the token's seeds, in turn, to admit this node; raise JoinError if none does."""
+    """Ask the token's seeds, in turn, to admit this node; raise JoinError if one refuses, or
+    if none answers within `patience` seconds of trying again. Repeating the request is safe:
+    a seed that admitted us but whose answer was lost admits the same name and key again."""
     csr = pki.new_csr(key, name)
     request = JoinRequest(
         token_id=token.id,
@@ -83,6 +101,21 @@ def join(
         gossip_address=gossip_address,
         api_address=api_address,
     )
+    deadline = clock() + patience
+    delay = 1.0
+    while True:
+        response, errors = _try_seeds(token, request, name)
+        if response is not None:
+            return response
+        if clock() + delay > deadline:
+            raise JoinError("no seed could be reached: " + "; ".join(errors))
+        log.warning("no seed answered; trying again", extra={"retry_in": delay, "errors": "; ".join(errors)})
+        sleep(delay)
+        delay = min(delay * 2, 8.0)
+
+
+def _try_seeds(token: JoinToken, request: JoinRequest, name: str) -> tuple[JoinResponse | None, list[str]]:
+    """One pass over the seeds: the first admission, or the reasons none could be reached."""
     errors: list[str] = []
     for seed in token.seeds:
         try:
@@ -102,5 +135,5 @@ def join(
         response = msgspec.json.decode(payload, type=JoinResponse)
         if hashlib.sha256(ca_pem).digest() != hashlib.sha256(response.ca_cert_pem.encode()).digest():
             raise JoinError(f"seed {seed} answered with a CA other than the one it presented")
-        return response
-    raise JoinError("no seed could be reached: " + "; ".join(errors))
+        return response, errors
+    return None, errors
