@@ -21,7 +21,7 @@ a) Join: the time from the moment the last of the N-1 joiners started its join u
    would time their start-up rather than the join. So the harness holds the gossip port of
    the founder (the seed) closed with an nftables drop while the N-1 joiners start, are
    admitted and settle (together below 0.3 of a core), then opens it: each joiner's dial
-   under way sends a new SYN within 0.1 s (or its next join retry, every 1 s, goes through),
+   under way sends a new SYN within 50 ms (or its next join retry, every 1 s, goes through),
    as every `serf join` does. A node's join starts when the request that the seed answered
    went out (its "gossip joined" line less the request's age), or when the port opened if
    that request was made before (it waited behind the closed port and could not begin
