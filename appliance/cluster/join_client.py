@@ -104,7 +104,7 @@ def join(
     deadline = clock() + patience
     delay = 1.0
     while True:
-        response, errors = _try_seeds(token, request, name)
+        response, errors = _try_seeds(token, request)
         if response is not None:
             return response
         if clock() + delay > deadline:
@@ -114,7 +114,7 @@ def join(
         delay = min(delay * 2, 8.0)
 
 
-def _try_seeds(token: JoinToken, request: JoinRequest, name: str) -> tuple[JoinResponse | None, list[str]]:
+def _try_seeds(token: JoinToken, request: JoinRequest) -> tuple[JoinResponse | None, list[str]]:
     """One pass over the seeds: the first admission, or the reasons none could be reached."""
     errors: list[str] = []
     for seed in token.seeds:
@@ -131,7 +131,7 @@ def _try_seeds(token: JoinToken, request: JoinRequest, name: str) -> tuple[JoinR
             errors.append(f"{seed}: {exc}")
             continue
         if status != 200:
-            raise JoinError(f"seed {seed} refused to admit {name!r}: {_detail(payload)}")
+            raise JoinError(f"seed {seed} refused to admit {request.name!r}: {_detail(payload)}")
         response = msgspec.json.decode(payload, type=JoinResponse)
         if hashlib.sha256(ca_pem).digest() != hashlib.sha256(response.ca_cert_pem.encode()).digest():
             raise JoinError(f"seed {seed} answered with a CA other than the one it presented")
