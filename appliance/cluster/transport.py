@@ -39,6 +39,7 @@ from asyncio import sslproto
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import msgspec
 from cryptography import x509
@@ -57,12 +58,17 @@ TCP_QUICKACK = getattr(socket, "TCP_QUICKACK", 12)
 # formation's handshake storm, and 16 MB of resident memory for a node holding two connections
 # to each of 31 peers. TLS records are at most 16 KiB, so a larger buffer never fills in one go.
 TLS_READ_BUFFER = 32 * 1024
-# Seconds each TCP connect attempt of a dial waits before a new SYN (`_connect`); the dial
-# timeout ends the dial first. A LAN handshake takes well under a millisecond (the kernel
-# answers a SYN however busy the process is), and the probe timeouts already assume round
-# trips far below 0.05 s; the later, longer attempts leave room for a slow link. A dial
-# to an unreachable address sends about 6 SYNs a second.
-CONNECT_ATTEMPTS = (0.05, 0.05, 0.1, 0.1, 0.2, 0.5)
+# A dial sends a new SYN every CONNECT_STAGGER seconds while the earlier ones stay pending, up
+# to CONNECT_SOCKETS of them; the first to connect wins and the dial timeout ends the rest
+# (`_connect`). A LAN handshake takes well under a millisecond (the kernel answers a SYN
+# however busy the process is) and the probe timeouts already assume round trips far below
+# 0.05 s, so a SYN unanswered after 0.05 s was most likely lost; the attempt still waits, for a
+# slow link. 20 x 0.05 s spans the 1 s dial timeout: a port that opens (a seed coming up, a
+# firewall rule lifted) is reached within 0.05 s whenever in the dial it opens.
+CONNECT_STAGGER = 0.05
+CONNECT_SOCKETS = 20
+# One address of a dialled host, as getaddrinfo gives it: family, type, protocol, sockaddr.
+_Target = tuple[int, int, int, Any]
 
 
 def _small_tls_read_buffers() -> None:
@@ -103,30 +109,58 @@ class TransportStats:
 
 
 async def _connect(host: str, port: int) -> socket.socket:
-    """A TCP connection to host:port, a new SYN every CONNECT_ATTEMPTS step; the caller bounds
-    the whole by its dial timeout.
+    """A TCP connection to host:port: a new SYN every CONNECT_STAGGER seconds, overlapping, to
+    each of the host's addresses in turn; the caller bounds the whole by its dial timeout.
 
     Linux resends an unanswered SYN only after its 1 s initial retransmission timeout. On a LAN
-    a handshake that has not completed after 50 ms lost its SYN (a seed whose port opened
-    just after, a link coming up), and a fresh connect gets through at once.
+    a handshake that has not completed after 50 ms lost its SYN, and a fresh one gets through
+    at once; the earlier attempts stay open in case the link is merely slow. An address that
+    refuses (or fails otherwise) leaves the rotation; when none is left, its error is raised.
     """
     loop = asyncio.get_running_loop()
     infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    family, kind, proto, _, address = infos[0]
-    for attempt in CONNECT_ATTEMPTS:
-        sock = socket.socket(family, kind, proto)
+    targets: list[_Target] = [(family, kind, proto, address) for family, kind, proto, _, address in infos]
+    attempts: dict[asyncio.Task[socket.socket], _Target] = {}
+    started = 0
+    error: BaseException | None = None
+    try:
+        while targets or attempts:
+            stagger: float | None = None
+            if targets and started < CONNECT_SOCKETS:
+                target = targets[started % len(targets)]
+                attempts[asyncio.create_task(_connect_once(loop, target))] = target
+                started, stagger = started + 1, CONNECT_STAGGER
+            done, _ = await asyncio.wait(attempts, timeout=stagger, return_when=asyncio.FIRST_COMPLETED)
+            connected = []
+            for task in done:
+                tried = attempts.pop(task)
+                if (exc := task.exception()) is None:
+                    connected.append(task.result())
+                else:
+                    error = exc
+                    if tried in targets:
+                        targets.remove(tried)
+            if connected:
+                for extra in connected[1:]:
+                    extra.close()
+                return connected[0]
+        raise error if error is not None else TimeoutError(f"no TCP connection after {started} attempts")
+    finally:
+        for task in attempts:
+            if not task.cancel() and not task.exception():
+                task.result().close()  # connected between the last wait and our cancellation
+
+
+async def _connect_once(loop: asyncio.AbstractEventLoop, target: _Target) -> socket.socket:
+    family, kind, proto, address = target
+    sock = socket.socket(family, kind, proto)
+    try:
         sock.setblocking(False)
-        try:
-            async with asyncio.timeout(attempt):
-                await loop.sock_connect(sock, address)
-        except TimeoutError:
-            sock.close()
-            continue
-        except BaseException:
-            sock.close()
-            raise
-        return sock
-    raise TimeoutError(f"no TCP connection after {len(CONNECT_ATTEMPTS)} attempts")
+        await loop.sock_connect(sock, address)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 def tls_contexts(ca: Path, cert: Path, key: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:

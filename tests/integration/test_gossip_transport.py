@@ -138,24 +138,59 @@ async def test_connections_read_through_a_small_buffer_and_big_frames_still_arri
         await b.transport.stop()
 
 
-async def test_a_dial_whose_syn_was_dropped_sends_a_new_one_before_the_kernel_would() -> None:
-    # A listener whose accept queue is full drops incoming SYNs, as a closed firewall does.
+def open_fds() -> int:
+    return len(list(Path("/proc/self/fd").iterdir()))
+
+
+@pytest.mark.parametrize("opens_after", [0.05, 0.6])
+async def test_a_dial_whose_syns_are_dropped_gets_through_soon_after_the_port_opens(opens_after: float) -> None:
+    # A listener whose accept queue is full drops incoming SYNs, as a closed firewall does;
+    # the kernel itself would resend a dropped SYN only after 1 s, and then after 3 s.
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen(0)
     port = server.getsockname()[1]
     held = [socket.create_connection(("127.0.0.1", port))]
     loop = asyncio.get_running_loop()
-    loop.call_later(0.05, lambda: held.append(server.accept()[0]))  # the queue frees up
+    loop.call_later(opens_after, lambda: held.append(server.accept()[0]))  # the queue frees up
+    fds = open_fds()
     started = time.monotonic()
     try:
         sock = await asyncio.wait_for(_connect("127.0.0.1", port), 3.0)
         took = time.monotonic() - started
+        await asyncio.sleep(0.05)  # the attempts still pending close as they are cancelled
+        assert open_fds() == fds + 2  # the connection and its accepted end, no leftover attempt
         sock.close()
-        assert took < 0.8  # the kernel resends a lost SYN only after 1 s
+        assert opens_after <= took < opens_after + 0.25
     finally:
         for conn in held:
             conn.close()
+        server.close()
+
+
+async def test_a_dial_tries_each_address_of_the_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    port = server.getsockname()[1]
+    loop = asyncio.get_running_loop()
+
+    async def two_addresses(host: str, port: int, **_: object) -> list[tuple[object, ...]]:
+        # As a name with two addresses resolves; nothing listens on the first one.
+        return [
+            (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.2", port)),
+            (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port)),
+        ]
+
+    monkeypatch.setattr(loop, "getaddrinfo", two_addresses)
+    try:
+        sock = await asyncio.wait_for(_connect("node-a.example", port), 3.0)
+        assert sock.getpeername() == ("127.0.0.1", port)
+        sock.close()
+        server.close()  # now every address refuses, and the dial says so at once
+        with pytest.raises(ConnectionRefusedError):
+            await asyncio.wait_for(_connect("node-a.example", port), 0.5)
+    finally:
         server.close()
 
 
