@@ -124,7 +124,7 @@ async def _connect(host: str, port: int) -> socket.socket:
     started = 0
     error: BaseException | None = None
     try:
-        while targets or attempts:
+        while attempts or (targets and started < CONNECT_SOCKETS):
             stagger: float | None = None
             if targets and started < CONNECT_SOCKETS:
                 target = targets[started % len(targets)]

@@ -194,6 +194,21 @@ async def test_a_dial_tries_each_address_of_the_host(monkeypatch: pytest.MonkeyP
         server.close()
 
 
+async def test_a_dial_to_more_addresses_than_attempts_ends_with_their_refusal(monkeypatch: pytest.MonkeyPatch) -> None:
+    free = socket.socket()
+    free.bind(("127.0.0.1", 0))
+    port = free.getsockname()[1]
+    free.close()  # nothing listens on this port at any loopback address
+    loop = asyncio.get_running_loop()
+
+    async def many_addresses(host: str, port: int, **_: object) -> list[tuple[object, ...]]:
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (f"127.0.1.{i}", port)) for i in range(1, 31)]
+
+    monkeypatch.setattr(loop, "getaddrinfo", many_addresses)
+    with pytest.raises(ConnectionRefusedError):
+        await asyncio.wait_for(_connect("many.example", port), 2.0)
+
+
 async def test_peer_death_is_reported_as_lost(cluster_pki: Pki) -> None:
     ca = cluster_pki.root / "ca.crt"
     a = endpoint("a", ca, *cluster_pki.issue("a"))
