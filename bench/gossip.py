@@ -776,7 +776,7 @@ def run_debvisor_steps(cluster: DebVisorCluster, nodes: int, args: argparse.Name
         opened = time.monotonic()
         founder.host.open_port(GOSSIP_PORT)
         starts = cluster.wait_joined(JOIN_TIMEOUT)[1:]
-        last_start = max(*starts, opened)  # a request made behind the closed port began at its opening
+        last_start = max([*starts, opened])  # a request made behind the closed port began at its opening
 
         def logged() -> bool:
             cluster.poll()
@@ -1113,7 +1113,7 @@ def report(results: dict[tuple[str, int], SystemResult], sizes: Sequence[int], l
         "Table 1 - real processes, one per network namespace on one bridge (Serf 0.8.2 -profile=lan vs "
         "debvisor serve); ratio = DebVisor / Serf, LOWER IS BETTER in every row (ratio < 1: DebVisor better)",
         "  a) from the moment the last of the N-1 joiners started its join (Serf: 'agent: joining' after `serf join`;",
-        "     DebVisor: its answered join request, or the opening if later; all nodes up behind a closed seed port",
+        "     DebVisor: its answered join request, or the opening if later; all nodes up behind a closed seed port)",
         "     until every node lists all N alive",
         "  b)/c) from SIGKILL / from cutting the host off; c) runs after b), with N-1 live members",
         f"  d) every host drops p% of packets in and p% out for {loss_seconds:g} s; deaths counted until Serf's max",

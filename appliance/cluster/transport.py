@@ -124,12 +124,14 @@ async def _connect(host: str, port: int) -> socket.socket:
     started = 0
     error: BaseException | None = None
     try:
-        while attempts or (targets and started < CONNECT_SOCKETS):
+        while True:
             stagger: float | None = None
             if targets and started < CONNECT_SOCKETS:
                 target = targets[started % len(targets)]
                 attempts[asyncio.create_task(_connect_once(loop, target))] = target
                 started, stagger = started + 1, CONNECT_STAGGER
+            elif not attempts:
+                break
             done, _ = await asyncio.wait(attempts, timeout=stagger, return_when=asyncio.FIRST_COMPLETED)
             connected = []
             for task in done:
