@@ -205,9 +205,8 @@ async def _check(
     else:
         try:
             params = {"seqs": ",".join(map(str, seqs))}
-            facts = msgspec.convert(
-                await asyncio.wait_for(fetch(name, "/api/v1/audit/chain", params), FAN_OUT_SECONDS), ChainFacts
-            )
+            answer = await asyncio.wait_for(fetch(name, "/api/v1/audit/chain", params), FAN_OUT_SECONDS)
+            facts = msgspec.convert(answer, ChainFacts, strict=False)  # JSON object keys: seqs as text
         except Exception as exc:
             raise ApiError(503, f"node {name!r} did not answer with its chain: {type(exc).__name__}") from exc
         if facts.node != name:
