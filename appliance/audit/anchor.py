@@ -123,16 +123,21 @@ class Keep(StrEnum):
 
     ADVANCE = "advance"  # higher: keep it
     SAME = "same"  # the head already held (republished at start, or heard twice)
-    REGRESSED = "regressed"  # lower than one it signed before: its chain lost entries
+    REGRESSED = "regressed"  # lower, signed after the one held: its chain lost entries
     FORKED = "forked"  # same seq, other hash: its chain was rewritten
+    STALE = "stale"  # lower and signed before the one held: an old head replayed, ignored
 
 
 def keep(held: ChainHead | None, new: ChainHead) -> Keep:
-    """The keep rule: the kept head only moves forward; going back or forking is evidence."""
+    """The keep rule: the kept head only moves forward; going back or forking is evidence.
+
+    Key-space versions are not signed, so any member could gossip an old head of another node
+    again; only a lower head signed *later* than the one held says its chain went backwards.
+    """
     if held is None or new.seq > held.seq:
         return Keep.ADVANCE
     if new.seq < held.seq:
-        return Keep.REGRESSED
+        return Keep.REGRESSED if new.at > held.at else Keep.STALE
     return Keep.SAME if new.hash == held.hash else Keep.FORKED
 
 

@@ -15,7 +15,18 @@ from typing import Literal
 
 import msgspec
 
-from appliance.audit.anchor import AnchorError, Evidence, Finding, Trust, Witness, compare, summary, verify_head
+from appliance.audit.anchor import (
+    AnchorError,
+    Evidence,
+    Finding,
+    Keep,
+    Trust,
+    Witness,
+    compare,
+    keep,
+    summary,
+    verify_head,
+)
 from appliance.audit.anchoring import AnchorBook, chain_hashes, chain_head
 from appliance.audit.log import AuditLog
 from appliance.store.database import Database
@@ -114,6 +125,9 @@ def checked(node: str, held: Iterable[HeldAnchors], trust: Trust) -> tuple[list[
                 before = verify_head(record.held, owner=node, trust=trust)
                 after = verify_head(record.got, owner=node, trust=trust)
             except AnchorError:
+                rejected += 1
+                continue
+            if keep(before, after) != Keep(record.kind):  # a replayed old head is no evidence
                 rejected += 1
                 continue
             kind: Literal["regressed", "forked"] = "regressed" if record.kind == "regressed" else "forked"

@@ -4,7 +4,7 @@ of a chain with the heads its peers hold (pure logic, then the book and anchorer
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -132,7 +132,8 @@ def test_the_keep_rule_only_moves_forward() -> None:
     assert keep(None, head(seq=1)) == Keep.ADVANCE
     assert keep(head(seq=5), head(seq=6, digest=H2)) == Keep.ADVANCE
     assert keep(head(seq=5), head(seq=5, at=T0 + 60)) == Keep.SAME
-    assert keep(head(seq=5), head(seq=4, digest=H2)) == Keep.REGRESSED
+    assert keep(head(seq=5), head(seq=4, digest=H2, at=T0 + 1)) == Keep.REGRESSED
+    assert keep(head(seq=5), head(seq=4, digest=H2, at=T0 - 1)) == Keep.STALE  # an old head, replayed
     assert keep(head(seq=5), head(seq=5, digest=H2)) == Keep.FORKED
 
 
@@ -196,7 +197,8 @@ def test_the_book_never_moves_backwards_and_records_evidence(db: Database, clust
     book = AnchorBook(db, clock=lambda: T0)
     assert book.offer(*_signed(b, 5, H1)) == Keep.ADVANCE
     assert book.offer(*_signed(b, 5, H1, T0 + 10)) == Keep.SAME
-    assert book.offer(*_signed(b, 3, H2)) == Keep.REGRESSED
+    assert book.offer(*_signed(b, 3, H2, T0 - 10)) == Keep.STALE  # signed before 5: replayed, no evidence
+    assert book.offer(*_signed(b, 3, H2, T0 + 10)) == Keep.REGRESSED
     assert book.offer(*_signed(b, 3, H2, T0 + 20)) == Keep.REGRESSED  # the same evidence, kept once
     assert book.offer(*_signed(b, 5, H3)) == Keep.FORKED
     assert book.latest_seqs() == {"b": 5}
@@ -219,7 +221,15 @@ def test_the_book_thins_its_history(db: Database, cluster: Cluster) -> None:
     assert seqs[-1] == 1
 
 
-def _anchorer(db: Database, node: Node, cluster: Cluster, tmp_path: Path, space: dict[str, bytes]) -> Anchorer:
+def _anchorer(
+    db: Database,
+    node: Node,
+    cluster: Cluster,
+    tmp_path: Path,
+    space: dict[str, bytes],
+    *,
+    clock: Callable[[], float] = lambda: T0,
+) -> Anchorer:
     cert_path = tmp_path / f"{node.name}.crt"
     cert_path.write_bytes(pki.cert_to_pem(node.cert))
     return Anchorer(
@@ -231,7 +241,7 @@ def _anchorer(db: Database, node: Node, cluster: Cluster, tmp_path: Path, space:
         publish=space.update,
         published=lambda: {},
         trust=cluster.trust(),
-        clock=lambda: T0,
+        clock=clock,
     )
 
 
@@ -267,7 +277,8 @@ def test_a_truncated_chain_is_caught_by_the_heads_a_peer_keeps(tmp_path: Path, c
     try:
         b, a = cluster.node("b"), cluster.node("a")
         space: dict[str, bytes] = {}
-        b_anchorer = _anchorer(b_db, b, cluster, tmp_path, space)
+        now = [T0]
+        b_anchorer = _anchorer(b_db, b, cluster, tmp_path, space, clock=lambda: now[0])
         a_anchorer = _anchorer(a_db, a, cluster, tmp_path, {})
         b_log = AuditLog(b_db, "b", clock=lambda: T0)
         _append(b_log, 6)
@@ -297,6 +308,7 @@ def test_a_truncated_chain_is_caught_by_the_heads_a_peer_keeps(tmp_path: Path, c
         assert [(f.kind, f.seq, f.peers) for f in caught.findings] == [("truncated", 6, ["a"])]
         assert "ends at entry 4, but b signed entry 6" in caught.reason
         # B restarts and anchors its shorter chain: A keeps 6 and records the regression.
+        now[0] += 30
         b_anchorer.anchored = None
         b_anchorer.anchor()
         assert a_anchorer.offer("b", space[ANCHOR_KEY]) == Keep.REGRESSED
@@ -315,10 +327,13 @@ def test_a_peer_cannot_frame_a_node_with_a_head_it_never_signed(cluster: Cluster
     b, a = cluster.node("b"), cluster.node("a")
     forged = sign_head(head("b", 99, H3), a.key, a.cert)  # a signs "b's" head with its own key
     honest, _ = _signed(b, 5, H1)
-    held = [crosscheck.HeldAnchors(holder="a", node="b", heads=[forged, honest])]
-    witnesses, _, rejected = crosscheck.checked("b", held, cluster.trust())
+    older, _ = _signed(b, 3, H2, T0 - 60)
+    replayed = crosscheck.EvidenceRecord(kind="regressed", held=honest, got=older)  # b signed 3 before 5
+    held = [crosscheck.HeldAnchors(holder="a", node="b", heads=[forged, honest], evidence=[replayed])]
+    witnesses, evidence, rejected = crosscheck.checked("b", held, cluster.trust())
     assert [w.head.seq for w in witnesses] == [5]
-    assert rejected == 1
+    assert evidence == []
+    assert rejected == 2
 
 
 # -- the API of one node ------------------------------------------------------------------------
