@@ -30,6 +30,8 @@ from prometheus_client import CollectorRegistry
 from appliance import __version__
 from appliance.api.docs_page import docs_routes
 from appliance.api.problems import EXCEPTION_HANDLERS
+from appliance.audit.anchor import cluster_trust
+from appliance.audit.anchoring import AnchorBook, Anchorer
 from appliance.audit.controller import audit_routes
 from appliance.audit.log import AuditLog
 from appliance.auth.access import AccessGate, AccessMiddleware
@@ -48,7 +50,7 @@ from appliance.cluster.forward import Forwarder
 from appliance.cluster.hlc import HybridClock
 from appliance.cluster.join import JoinService
 from appliance.cluster.service import ClusterService, ClusterSettings
-from appliance.cluster.swim import Config
+from appliance.cluster.swim import Config, EventKind
 from appliance.cluster.transport import tls_contexts
 from appliance.health.controller import health_routes
 from appliance.health.readiness import Readiness
@@ -192,6 +194,21 @@ def create_app(
         return forwarded_principal(accounts, claim.user, claim.role, f"{claim.node}/{claim.credential_id}")
 
     authenticator.forwarded = forwarded
+    # Audit anchoring: this node's chain head, signed and gossiped; the others' heads, checked and kept.
+    anchorer = Anchorer(
+        db=node.db,
+        book=AnchorBook(node.db, clock=clock),
+        name=node.name,
+        key=node.identity.node_key,
+        cert_path=node.identity.node_cert_path,
+        publish=cluster.publish,
+        published=cluster.published,
+        trust=cluster_trust(node.identity.ca_cert, cluster.is_revoked),
+        clock=clock,
+    )
+    cluster.node_state.on_change(anchorer.receive)
+    cluster.on_event(lambda event: anchorer.book.forget(event.name) if event.kind == EventKind.REVOKED else None)
+    registry.register(anchorer)
     joins = JoinService(
         store=config, identity=node.identity, cluster_id=node.cluster_id, api_seeds=lambda: [api_advertise], clock=clock
     )
@@ -259,6 +276,7 @@ def create_app(
         readiness=readiness,
         cluster=cluster,
         forwarder=forwarder,
+        anchorer=anchorer,
         node=node,
         clock=clock,
         contexts=(server_context, client_context),
@@ -291,7 +309,9 @@ def create_app(
             auth_routes(accounts, sessions, login_throttle, audit),
             users_routes(accounts, sessions),
             tokens_routes(accounts, token_use, clock),
-            audit_routes(audit, local_node=node.name, members=cluster.live_names, fetch=forwarder.fetch),
+            audit_routes(
+                audit, local_node=node.name, members=cluster.live_names, fetch=forwarder.fetch, anchorer=anchorer
+            ),
             cluster_routes(cluster, forwarder=forwarder, node_service=node_service),
             join_routes(joins, cluster=cluster, throttle=login_throttle, audit=audit),
             network_routes(network_service, forwarder=forwarder),
@@ -373,13 +393,14 @@ def _overlay_endpoints(cluster: ClusterService) -> tuple[Endpoint, list[Endpoint
     return local, peers
 
 
-def _lifespan(
+def _lifespan(  # noqa: PLR0915 - one list of every background part, start to stop
     *,
     publish_facts: Callable[[], Awaitable[None]],
     housekeeping: list[Callable[[], object]],
     readiness: Readiness,
     cluster: ClusterService,
     forwarder: Forwarder,
+    anchorer: Anchorer,
     node: OpenedNode,
     clock: Callable[[], float],
     contexts: tuple[ssl.SSLContext, ssl.SSLContext],
@@ -440,6 +461,7 @@ def _lifespan(
         tasks += [
             asyncio.create_task(reconciler.run(), name="overlay-reconciler"),
             asyncio.create_task(network.watch(), name="network-watch"),
+            asyncio.create_task(anchorer.run(), name="audit-anchor"),
         ]
         await pxe.start()  # dnsmasq, when this node serves PXE
         if enlister is not None:
@@ -448,6 +470,7 @@ def _lifespan(
             yield
         finally:
             readiness.set("api", False, "stopping")
+            anchorer.stop()  # the final head, while the cluster still listens
             await cluster.stop(leave=True)
             await forwarder.close()
             for task in tasks:

@@ -1,9 +1,10 @@
 """Local administration commands: `debvisor user ...` and `debvisor audit verify`.
 
 They work on the data directory directly, as root on the node's console, for recovery when
-nobody can log in. Each change is written to the audit log as user `root` from source
-`console`. Passwords are read from the terminal (twice) or, with `--password-stdin`, from the
-first line of standard input; they never appear on the command line.
+nobody can log in (`audit verify` compares with the peers through the API: cli_audit.py).
+Each change is written to the audit log as user `root` from source `console`. Passwords are
+read from the terminal (twice) or, with `--password-stdin`, from the first line of standard
+input; they never appear on the command line.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import argparse
 import getpass
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,6 +20,7 @@ from appliance.audit.log import AuditLog
 from appliance.auth.accounts import AccountService
 from appliance.auth.permissions import Role
 from appliance.bootstrap import API_ADVERTISE_KEY, LocalState, open_local_state
+from appliance.cli_audit import add_audit_verify
 from appliance.cli_client import add_audit_list
 from appliance.cluster.hlc import HybridClock
 from appliance.cluster.join import JoinService
@@ -81,13 +82,7 @@ def add_admin_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
 
     audit = commands.add_parser("audit", help="check the audit log", description="Work with this node's audit log.")
     audit_commands = audit.add_subparsers(dest="audit_command", metavar="ACTION", required=True)
-    verify = audit_commands.add_parser(
-        "verify",
-        parents=[data_dir],
-        help="check the hash chain; exit 1 naming the first bad entry",
-        description="Exit 0 if the audit chain is intact; else print the first bad entry and exit 1.",
-    )
-    verify.set_defaults(func=_audit_verify)
+    add_audit_verify(audit_commands, data_dir)
     add_audit_list(audit_commands)
 
 
@@ -215,19 +210,4 @@ def _token_create(args: argparse.Namespace) -> int:
     finally:
         state.close()
     print(created.token)
-    return 0
-
-
-def _audit_verify(args: argparse.Namespace) -> int:
-    state = _open(args)
-    try:
-        started = time.monotonic()
-        verdict = AuditLog(state.db, state.name).verify()
-    finally:
-        state.close()
-    if verdict.bad_seq is not None:
-        print(f"audit chain broken at entry {verdict.bad_seq}: {verdict.reason}", file=sys.stderr)
-        return 1
-    took = time.monotonic() - started
-    print(f"audit chain intact: {verdict.entries} entries, head {verdict.head[:16]} ({took:.2f} s)")
     return 0

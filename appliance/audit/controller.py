@@ -1,4 +1,5 @@
-"""`/api/v1/audit`: read the audit log with filters and pages, or export it as CSV or JSON."""
+"""`/api/v1/audit`: read the audit log with filters and pages, export it as CSV or JSON, and
+check a node's chain against the heads its peers hold (`/verify`, from `/anchors` and `/chain`)."""
 
 from __future__ import annotations
 
@@ -14,8 +15,12 @@ from litestar import Request, Response, Router, get
 from litestar.params import FromQuery, Parameter
 from litestar.response import Stream
 
+from appliance.api.problems import ApiError
+from appliance.audit import crosscheck
+from appliance.audit.anchoring import Anchorer
 from appliance.audit.chain import AuditEntry
 from appliance.audit.context import note
+from appliance.audit.crosscheck import ChainCheck, ChainFacts, HeldAnchors
 from appliance.audit.log import AuditLog, AuditQuery
 from appliance.auth.permissions import Permission, requires
 
@@ -73,7 +78,9 @@ def _json_lines(entries: Iterator[AuditEntry]) -> Iterator[bytes]:
     yield b"]\n"
 
 
-def audit_routes(log: AuditLog, *, local_node: str, members: Callable[[], list[str]], fetch: Fetch) -> Router:
+def audit_routes(
+    log: AuditLog, *, local_node: str, members: Callable[[], list[str]], fetch: Fetch, anchorer: Anchorer
+) -> Router:
     @get("/", opt=requires(Permission.AUDIT_READ), summary="Audit entries, oldest first, filtered and paged")
     async def list_entries(
         request: Request[Any, Any, Any],
@@ -129,4 +136,81 @@ def audit_routes(log: AuditLog, *, local_node: str, members: Callable[[], list[s
             headers={"Content-Disposition": f'attachment; filename="debvisor-audit.{format}"'},
         )
 
-    return Router("/api/v1/audit", route_handlers=[list_entries, export], tags=["audit"])
+    @get("/anchors", opt=requires(Permission.AUDIT_READ), summary="The signed chain heads of a node held here")
+    async def anchors(node: Annotated[str, Parameter(min_length=1, max_length=253)]) -> HeldAnchors:
+        return crosscheck.held_by(anchorer.book, local_node, node)
+
+    @get("/chain", opt=requires(Permission.AUDIT_READ), summary="This node's chain: local check and hashes at seqs")
+    async def chain(
+        seqs: Annotated[str, Parameter(description="comma-separated sequence numbers", max_length=24 * 1024)] = "",
+    ) -> ChainFacts:
+        try:
+            wanted = crosscheck.parse_seqs(seqs)
+        except ValueError as exc:
+            raise ApiError(400, f"seqs: {exc}") from exc
+        return crosscheck.local_facts(log, anchorer.db, local_node, wanted)
+
+    @get(
+        "/verify",
+        opt=requires(Permission.AUDIT_READ, action="audit.verify"),
+        summary="Check a node's chain against the signed heads its peers hold",
+    )
+    async def verify(
+        request: Request[Any, Any, Any],
+        *,
+        node: Annotated[str | None, Parameter(description="the node whose chain to check (default: this one)")] = None,
+    ) -> ChainCheck:
+        name = node or local_node
+        result = await _check(
+            name,
+            log=log,
+            anchorer=anchorer,
+            local_node=local_node,
+            live=members(),
+            fetch=lambda peer, path, params: fetch(peer, path, params, request.user),
+        )
+        note(request, target=f"audit chain of {name}", detail=result.reason or "intact")
+        return result
+
+    return Router("/api/v1/audit", route_handlers=[list_entries, export, anchors, chain, verify], tags=["audit"])
+
+
+async def _check(
+    name: str,
+    *,
+    log: AuditLog,
+    anchorer: Anchorer,
+    local_node: str,
+    live: list[str],
+    fetch: Callable[[str, str, dict[str, str]], Awaitable[Any]],
+) -> ChainCheck:
+    """Gather what every other live member holds about `name`, read `name`'s chain, compare."""
+    if name != local_node and name not in live:
+        raise ApiError(404, f"no live member {name!r}: its chain cannot be read")
+    held = [crosscheck.held_by(anchorer.book, local_node, name)] if name != local_node else []
+    unreachable: list[str] = []
+
+    async def ask(peer: str) -> None:
+        try:
+            answer = await asyncio.wait_for(fetch(peer, "/api/v1/audit/anchors", {"node": name}), FAN_OUT_SECONDS)
+            held.append(msgspec.convert(answer, HeldAnchors))
+        except Exception:
+            unreachable.append(peer)
+
+    await asyncio.gather(*(ask(p) for p in live if p not in (name, local_node)))
+    witnesses, evidence, rejected = crosscheck.checked(name, held, anchorer.trust)
+    seqs = sorted({w.head.seq for w in witnesses})
+    if name == local_node:
+        facts = crosscheck.local_facts(log, anchorer.db, local_node, seqs)
+    else:
+        try:
+            params = {"seqs": ",".join(map(str, seqs))}
+            answer = await asyncio.wait_for(fetch(name, "/api/v1/audit/chain", params), FAN_OUT_SECONDS)
+            facts = msgspec.convert(answer, ChainFacts, strict=False)  # JSON object keys: seqs as text
+        except Exception as exc:
+            raise ApiError(503, f"node {name!r} did not answer with its chain: {type(exc).__name__}") from exc
+        if facts.node != name:
+            raise ApiError(502, f"node {name!r} answered for {facts.node!r}")
+    return crosscheck.judge(
+        facts, witnesses, evidence, checked_by=local_node, unreachable=unreachable, rejected=rejected
+    )

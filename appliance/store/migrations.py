@@ -85,6 +85,30 @@ MIGRATIONS: tuple[str, ...] = (
     ) STRICT;
     CREATE INDEX pxe_machines_last_seen ON pxe_machines (last_seen);
     """,
+    # audit anchoring (appliance/audit/anchoring.py): the chain heads other nodes signed, as this
+    # node received them (a thinned history per node), and what contradicted them (evidence).
+    """
+    CREATE TABLE audit_anchors (
+        node      TEXT NOT NULL,
+        seq       INTEGER NOT NULL,
+        hash      TEXT NOT NULL,
+        at        REAL NOT NULL,
+        signed    BLOB NOT NULL,
+        received  REAL NOT NULL,
+        PRIMARY KEY (node, seq)
+    ) STRICT;
+    CREATE TABLE audit_anchor_evidence (
+        id        INTEGER PRIMARY KEY,
+        node      TEXT NOT NULL,
+        kind      TEXT NOT NULL,
+        got_seq   INTEGER NOT NULL,
+        got_hash  TEXT NOT NULL,
+        held      BLOB NOT NULL,
+        got       BLOB NOT NULL,
+        received  REAL NOT NULL
+    ) STRICT;
+    CREATE INDEX audit_anchor_evidence_node ON audit_anchor_evidence (node);
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
