@@ -85,6 +85,19 @@ MIGRATIONS: tuple[str, ...] = (
     ) STRICT;
     CREATE INDEX pxe_machines_last_seen ON pxe_machines (last_seen);
     """,
+    # 5 (forwarded identity): which credential authenticated an audited request and which member
+    # forwarded it (appliance/audit/chain.py hashes them only when set, so older entries verify);
+    # and the forwarding assertions this node accepted, so a restart does not forget them
+    # (appliance/cluster/nonces.py; rows older than the freshness window are pruned).
+    """
+    ALTER TABLE audit ADD COLUMN credential TEXT NOT NULL DEFAULT '';
+    ALTER TABLE audit ADD COLUMN forwarded_by TEXT NOT NULL DEFAULT '';
+    CREATE TABLE forward_nonces (
+        nonce       TEXT PRIMARY KEY,
+        expires_at  REAL NOT NULL
+    ) STRICT, WITHOUT ROWID;
+    CREATE INDEX forward_nonces_expires ON forward_nonces (expires_at);
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
