@@ -3,8 +3,11 @@ nonce ledger across a reopened database: real keys and certificates, a fake cloc
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import datetime as dt
+import ssl
+import time
 from pathlib import Path
 
 import msgspec
@@ -23,7 +26,7 @@ from appliance.identity import pki
 from appliance.identity.store import NodeIdentity
 from appliance.store.database import Database
 
-NOW = 1_800_000_000.0
+NOW = float(int(time.time()))  # real time: the TLS handshake checks validity on the real clock
 CALLER = Principal("ops", Role.VIEWER, "token", "0123456789abcdef", False, source="198.51.100.7")
 
 
@@ -41,6 +44,8 @@ def _identity(tmp: Path, name: str, ca_key: ec.EllipticCurvePrivateKey, ca_cert:
         ca_key, ca_cert, key.public_key(), name=name, addresses=[], now=dt.datetime.fromtimestamp(NOW, dt.UTC)
     )
     (tmp / "ca.crt").write_bytes(pki.cert_to_pem(ca_cert))
+    (tmp / f"{name}.crt").write_bytes(pki.cert_to_pem(cert))
+    (tmp / f"{name}.key").write_bytes(pki.key_to_pem(key))
     return NodeIdentity(name, ca_cert, None, cert, key, tmp / "ca.crt", tmp / f"{name}.crt", tmp / f"{name}.key")
 
 
@@ -58,11 +63,11 @@ class Cluster:
         self.receiver = self.forwarder_for(self.n1)
         self.sender = self.forwarder_for(self.n2)
 
-    def forwarder_for(self, identity: NodeIdentity) -> Forwarder:
+    def forwarder_for(self, identity: NodeIdentity, api: str = "") -> Forwarder:
         ledger = NonceLedger(self.db, margin=MAX_SKEW_SECONDS, clock=self.clock)
         return Forwarder(
             identity=identity,
-            member_api=lambda _name: None,
+            member_api=lambda _name: ("alive", api),
             is_revoked=self.revoked.__contains__,
             accept_nonce=ledger.accept,
             clock=self.clock,
@@ -157,3 +162,27 @@ def test_the_nonce_ledger_prunes_what_the_freshness_check_refuses_anyway(tmp_pat
     assert ledger.accept("c", clock.now + MAX_SKEW_SECONDS)
     assert ledger.count() == 1
     db.close()
+
+
+async def test_nothing_is_sent_to_an_impostor_at_the_targets_address(cluster: Cluster) -> None:
+    """A member (here n2's certificate, so the TLS handshake passes) answers at the address n1
+    announced: the forwarder refuses it before writing the request, assertion included."""
+    received: list[bytes] = []
+
+    async def impostor(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        received.append(await reader.read(65536))
+        writer.close()
+
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(cluster.n2.node_cert_path, cluster.n2.node_key_path)
+    server = await asyncio.start_server(impostor, "127.0.0.1", 0, ssl=tls)
+    port = server.sockets[0].getsockname()[1]
+    forwarder = cluster.forwarder_for(cluster.n2, api=f"127.0.0.1:{port}")
+    try:
+        with pytest.raises(PeerRefused, match="node 'n2' answered"):
+            await forwarder.get_json("n1", "/api/v1/nodes/n1", CALLER)
+    finally:
+        await forwarder.close()
+        server.close()
+        await server.wait_closed()
+    assert b"GET" not in b"".join(received)
