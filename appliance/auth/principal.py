@@ -116,7 +116,7 @@ class Authenticator:
         self._accounts.refresh_if_changed()
         if self.forwarded is not None and _header(scope, b"x-debvisor-forwarded") is not None:
             return self.forwarded(scope)
-        client = scope.get("client")
+        client = scope.get("client")  # as appliance/auth/access.py `source_of`, which imports this module
         source = str(client[0]) if client else "unknown"
         authorization = _header(scope, b"authorization")
         if authorization is not None:
