@@ -38,7 +38,7 @@ from appliance.auth.access import AccessGate, AccessMiddleware
 from appliance.auth.accounts import AccountService
 from appliance.auth.controller import auth_routes
 from appliance.auth.permissions import Permission, requires
-from appliance.auth.principal import Authenticator, Principal, forwarded_principal
+from appliance.auth.principal import Authenticator, Principal
 from appliance.auth.sessions import SessionStore
 from appliance.auth.throttle import LoginThrottle, RateLimiter
 from appliance.auth.token_use import TokenUse
@@ -46,9 +46,10 @@ from appliance.auth.tokens_controller import tokens_routes
 from appliance.auth.users_controller import users_routes
 from appliance.bootstrap import OpenedNode
 from appliance.cluster.controller import FACTS_KEY, cluster_routes, join_routes, published_facts
-from appliance.cluster.forward import Forwarder
+from appliance.cluster.forward import MAX_SKEW_SECONDS, Forwarder
 from appliance.cluster.hlc import HybridClock
 from appliance.cluster.join import JoinService
+from appliance.cluster.nonces import NonceLedger
 from appliance.cluster.service import ClusterService, ClusterSettings
 from appliance.cluster.swim import Config, EventKind
 from appliance.cluster.transport import tls_contexts
@@ -184,14 +185,25 @@ def create_app(
         registry=registry,
     )
     forwarder = Forwarder(
-        identity=node.identity, member_api=cluster.member_api, is_revoked=cluster.is_revoked, clock=clock
+        identity=node.identity,
+        member_api=cluster.member_api,
+        is_revoked=cluster.is_revoked,
+        accept_nonce=NonceLedger(node.db, margin=MAX_SKEW_SECONDS, clock=clock).accept,
+        clock=clock,
     )
 
     def forwarded(scope: Scope) -> Principal:
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         method = str(scope["method"]) if scope["type"] == ScopeType.HTTP else ""
         claim = forwarder.verify(headers, method, scope["path"])
-        return forwarded_principal(accounts, claim.user, claim.role, f"{claim.node}/{claim.credential_id}")
+        return authenticator.vouched(
+            user=claim.user,
+            kind=claim.via,
+            credential_id=claim.credential_id,
+            claimed_role=claim.role,
+            node=claim.node,
+            source=claim.source,
+        )
 
     authenticator.forwarded = forwarded
     # Audit anchoring: this node's chain head, signed and gossiped; the others' heads, checked and kept.

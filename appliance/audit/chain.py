@@ -4,6 +4,11 @@ Each entry's hash covers its sequence number, all its fields and the previous en
 so editing an entry breaks its own hash, deleting or reordering entries breaks a link or the
 sequence, and cutting entries off the end no longer matches the recorded head. Verification
 names the first entry where the chain stops holding.
+
+Fields added after the first release (`EXTENSION_FIELDS`: which credential authenticated the
+caller, which member forwarded the request) are hashed after the original ten, with empty
+trailing ones left out: an entry that leaves them empty hashes exactly as before, so chains
+written by earlier versions still verify, and blanking a field that was set changes the hash.
 """
 
 from __future__ import annotations
@@ -30,6 +35,13 @@ class AuditEntry(msgspec.Struct, frozen=True, kw_only=True):
     detail: str
     prev_hash: str
     hash: str
+    # Added later, so last (the CSV export keeps its first columns where they were):
+    credential: str = ""  # what authenticated the user: "session:<id>" or "token:<id>"; "" for none
+    forwarded_by: str = ""  # the member that forwarded the request to this node; "" when it came directly
+
+
+# Hashed after the original fields, in this order; only ever appended to.
+EXTENSION_FIELDS = ("credential", "forwarded_by")
 
 
 def entry_hash(
@@ -44,10 +56,19 @@ def entry_hash(
     outcome: str,
     detail: str,
     prev_hash: str,
+    credential: str = "",
+    forwarded_by: str = "",
 ) -> str:
-    """SHA-256 over the canonical (JSON array) encoding of an entry's fields."""
-    canonical = msgspec.json.encode([seq, ts, node, user, source, action, target, outcome, detail, prev_hash])
-    return hashlib.sha256(canonical).hexdigest()
+    """SHA-256 over the canonical (JSON array) encoding of an entry's fields.
+
+    The original ten fields come first; the extension fields follow with empty trailing ones
+    dropped, so an entry without them hashes as entries did before they existed.
+    """
+    extension = [credential, forwarded_by]
+    while extension and not extension[-1]:
+        extension.pop()
+    fields = [seq, ts, node, user, source, action, target, outcome, detail, prev_hash, *extension]
+    return hashlib.sha256(msgspec.json.encode(fields)).hexdigest()
 
 
 def _recompute(entry: AuditEntry) -> str:
@@ -62,6 +83,8 @@ def _recompute(entry: AuditEntry) -> str:
         outcome=entry.outcome,
         detail=entry.detail,
         prev_hash=entry.prev_hash,
+        credential=entry.credential,
+        forwarded_by=entry.forwarded_by,
     )
 
 

@@ -6,6 +6,9 @@ command) still form one chain. The table refuses UPDATE and DELETE by trigger; `
 catches anyone who goes around that.
 
 Callers must never put secrets in any field: entries name who did what to which object.
+`credential` names the session or API token by its id (never its secret); `forwarded_by`
+names the member that forwarded a request, whose `source` is then the caller's address as
+that member saw it.
 """
 
 from __future__ import annotations
@@ -56,6 +59,8 @@ class AuditLog:
         target: str,
         outcome: Outcome,
         detail: str = "",
+        credential: str = "",
+        forwarded_by: str = "",
     ) -> AuditEntry:
         with self._db.transaction() as conn:
             row = conn.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
@@ -70,12 +75,13 @@ class AuditLog:
                 "target": _clip(target),
                 "outcome": outcome,
                 "detail": _clip(detail),
+                "credential": _clip(credential),
+                "forwarded_by": _clip(forwarded_by),
                 "prev_hash": prev_hash,
             }
             digest = entry_hash(**fields)  # type: ignore[arg-type]
             conn.execute(
-                "INSERT INTO audit (seq, ts, node, user, source, action, target, outcome, detail, prev_hash, hash)"
-                " VALUES (:seq, :ts, :node, :user, :source, :action, :target, :outcome, :detail, :prev_hash, :hash)",
+                f"INSERT INTO audit ({_COLUMNS}) VALUES ({_PLACEHOLDERS})",  # noqa: S608 - fixed columns
                 {**fields, "hash": digest},
             )
             conn.execute(
@@ -133,11 +139,16 @@ class AuditLog:
             yield _entry(row)
 
 
-_COLUMNS = "seq, ts, node, user, source, action, target, outcome, detail, prev_hash, hash"
+_NAMES = (
+    *("seq", "ts", "node", "user", "source", "action", "target", "outcome", "detail"),
+    *("prev_hash", "hash", "credential", "forwarded_by"),
+)
+_COLUMNS = ", ".join(_NAMES)
+_PLACEHOLDERS = ", ".join(f":{name}" for name in _NAMES)
 
 
 def _entry(row: tuple[object, ...]) -> AuditEntry:
-    seq, ts, node, user, source, action, target, outcome, detail, prev_hash, digest = row
+    seq, ts, node, user, source, action, target, outcome, detail, prev_hash, digest, credential, forwarded_by = row
     return AuditEntry(
         seq=int(seq),  # type: ignore[call-overload]
         ts=float(ts),  # type: ignore[arg-type]
@@ -148,6 +159,8 @@ def _entry(row: tuple[object, ...]) -> AuditEntry:
         target=str(target),
         outcome=str(outcome),
         detail=str(detail),
+        credential=str(credential),
+        forwarded_by=str(forwarded_by),
         prev_hash=str(prev_hash),
         hash=str(digest),
     )

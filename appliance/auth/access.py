@@ -12,7 +12,10 @@ middleware reads the matched handler from the scope. For each request it:
 6. checks the CSRF token on unsafe requests authenticated by session cookie (403);
 7. applies the per-user rate limit (429 with Retry-After);
 8. checks the role's permission (403);
-9. records every unsafe request (and every refusal of one) in the audit log.
+9. records every unsafe request (and every refusal of one) in the audit log, with the
+   credential (session or API token id) and, for a forwarded request, the member that
+   forwarded it and the caller's address as that member saw it; a refusal's reason is the
+   entry's detail unless the handler noted one.
 
 Handlers read the principal as `request.user` and may refine the audit entry with
 `appliance.audit.context.note`.
@@ -135,11 +138,12 @@ class AccessGate:
         self._rate_limit_audited[principal.name] = now
         self.audit.append(
             user=principal.name,
-            source=source_of(scope),
+            source=principal.source,
             action="auth.rate_limited",
             target=scope["path"],
             outcome="throttled",
             detail=f"over {self.limiter.rate:g} requests/s",
+            credential=principal.credential,
         )
 
 
@@ -170,6 +174,7 @@ class AccessMiddleware:
         note = AuditNote()
         scope.setdefault("state", {})[AUDIT_STATE_KEY] = note
         status = 500
+        refusal = ""
 
         async def send_wrapper(message: Message) -> None:
             nonlocal status
@@ -182,15 +187,20 @@ class AccessMiddleware:
             await self._app(scope, receive, send_wrapper)
         except HTTPException as exc:
             status = exc.status_code
+            if status in (401, 403):  # the gate's own words: they name no secret
+                refusal = exc.detail
             raise
         finally:
             # Set by `admit` as soon as the caller is known, also when a later check refuses them.
             principal = scope.get("user")
+            known = principal if isinstance(principal, Principal) else None
             self._gate.audit.append(
-                user=principal.name if isinstance(principal, Principal) else "-",
-                source=source_of(scope),
+                user=known.name if known else "-",
+                source=known.source if known else source_of(scope),
                 action=policy.action or f"{scope['method'].lower()} {scope['path_template']}",
                 target=note.target or scope["path"],
                 outcome=outcome_of(status),
-                detail=note.detail,
+                detail=note.detail or refusal,
+                credential=known.credential if known else "",
+                forwarded_by=known.forwarded_by if known else "",
             )

@@ -4,6 +4,18 @@ Credentials are looked for in this order: `Authorization: Bearer dvt_...` (an AP
 then the `dv_session` cookie (a browser session). A credential that is present but invalid
 is an error (401) rather than falling back to anonymous: a client should learn that its
 token stopped working. Every lookup is served from memory.
+
+An API token acts with its own role only while its owner's current role still covers it: a
+demotion revokes the tokens it no longer covers, and the check at use also holds on a node
+that has received the demoted user record but not yet those revocations.
+
+A request another member forwarded carries that member's signed assertion instead of a
+credential (appliance/cluster/forward.py checks the signature). Its caller's role is derived
+here from the replicated records, never taken from the assertion: for an API token, the
+token record (it must exist, be unexpired and belong to the user) capped by its owner's
+current role; for a session (sessions live on the node that issued them), the user's current
+role. The role the forwarding member saw can only lower that, so a demotion takes effect on
+whichever node learns of it first.
 """
 
 from __future__ import annotations
@@ -17,12 +29,15 @@ from litestar.types import Scope
 
 from appliance.api.problems import ApiError
 from appliance.auth.accounts import AccountService
-from appliance.auth.permissions import ROLE_PERMISSIONS, Permission, Role
+from appliance.auth.permissions import ROLE_PERMISSIONS, Permission, Role, role_within
 from appliance.auth.sessions import Session, SessionStore
 from appliance.auth.token_use import TokenUse
+from appliance.auth.types import TokenRecord
 
 SESSION_COOKIE = "dv_session"
 _UNAUTHORIZED = {"WWW-Authenticate": 'Bearer realm="debvisor"'}
+
+CredentialKind = Literal["session", "token"]
 
 
 @dataclass(frozen=True)
@@ -35,6 +50,18 @@ class Principal:
     credential_id: str  # session id or token id: never a secret
     must_change_password: bool
     session: Session | None = None
+    source: str = "unknown"  # the caller's address (of a forwarded caller: as the forwarding member saw it)
+    forwarded_by: str = ""  # the member that forwarded the request; "" when it came directly
+    forwarded_kind: CredentialKind = "session"  # what the caller showed the forwarding member
+
+    @property
+    def credential_kind(self) -> CredentialKind:
+        return self.forwarded_kind if self.via == "forwarded" else self.via
+
+    @property
+    def credential(self) -> str:
+        """What authenticated the caller, for the audit trail: "session:<id>" or "token:<id>"."""
+        return f"{self.credential_kind}:{self.credential_id}"
 
     @property
     def permissions(self) -> frozenset[Permission]:
@@ -67,12 +94,9 @@ def session_cookie(scope: Scope) -> str | None:
     return morsel.value if morsel else None
 
 
-def forwarded_principal(accounts: AccountService, user: str, role: Role, credential_id: str) -> Principal:
-    """The principal a member vouched for, if the user still exists and is enabled here."""
-    record = accounts.user(user)
-    if record is None or not record.enabled:
-        raise unauthorized(f"user {user!r} does not exist or is disabled on this node")
-    return Principal(user, role, "forwarded", credential_id, must_change_password=False)
+def _lower(derived: Role, claimed: Role) -> Role:
+    """The lower of two roles (they form a chain); the derived one if neither covers the other."""
+    return claimed if role_within(claimed, derived) else derived
 
 
 class Authenticator:
@@ -92,28 +116,69 @@ class Authenticator:
         self._accounts.refresh_if_changed()
         if self.forwarded is not None and _header(scope, b"x-debvisor-forwarded") is not None:
             return self.forwarded(scope)
+        client = scope.get("client")  # as appliance/auth/access.py `source_of`, which imports this module
+        source = str(client[0]) if client else "unknown"
         authorization = _header(scope, b"authorization")
         if authorization is not None:
             scheme, _, value = authorization.partition(" ")
             if scheme.lower() != "bearer" or not value.strip():
                 raise unauthorized("use 'Authorization: Bearer <token>'")
-            return self._from_token(value.strip())
+            return self._from_token(value.strip(), source)
         secret = session_cookie(scope)
         if secret is not None:
-            return self._from_session(secret)
+            return self._from_session(secret, source)
         return None
 
-    def _from_token(self, presented: str) -> Principal:
-        token = self._accounts.token_for(presented)
-        if token is None:
-            raise unauthorized("the API token is invalid, expired or revoked")
+    def vouched(
+        self, *, user: str, kind: CredentialKind, credential_id: str, claimed_role: Role, node: str, source: str
+    ) -> Principal:
+        """The caller of a request member `node` forwarded, as the replicated records say they are now."""
+        if kind == "token":
+            token = self._accounts.token(credential_id)
+            if token is None or token.owner != user:
+                raise unauthorized(f"the forwarded API token {credential_id} of {user!r} is unknown or revoked here")
+            if token.expires_at is not None and token.expires_at <= self._clock():
+                raise unauthorized(f"the forwarded API token {credential_id} has expired")
+            role = self._token_role(token)
+        else:
+            record = self._accounts.user(user)
+            if record is None or not record.enabled:
+                raise unauthorized(f"user {user!r} does not exist or is disabled on this node")
+            if record.must_change_password:
+                raise unauthorized(f"user {user!r} must change their password before anything else")
+            role = record.role
+        return Principal(
+            user,
+            _lower(role, claimed_role),
+            "forwarded",
+            credential_id,
+            must_change_password=False,
+            source=source,
+            forwarded_by=node,
+            forwarded_kind=kind,
+        )
+
+    def _token_role(self, token: TokenRecord) -> Role:
+        """The token's role, if its owner exists, is enabled and still holds at least that role."""
         owner = self._accounts.user(token.owner)
         if owner is None or not owner.enabled:
             raise unauthorized("the API token's owner no longer exists or is disabled")
-        self._token_use.used(token.id, self._clock())
-        return Principal(token.owner, token.role, "token", token.id, must_change_password=False)
+        if not role_within(token.role, owner.role):
+            raise unauthorized(
+                f"the API token's role {token.role} exceeds its owner's current role {owner.role}; "
+                "the token is void, make a new one"
+            )
+        return token.role
 
-    def _from_session(self, secret: str) -> Principal:
+    def _from_token(self, presented: str, source: str) -> Principal:
+        token = self._accounts.token_for(presented)
+        if token is None:
+            raise unauthorized("the API token is invalid, expired or revoked")
+        role = self._token_role(token)
+        self._token_use.used(token.id, self._clock())
+        return Principal(token.owner, role, "token", token.id, must_change_password=False, source=source)
+
+    def _from_session(self, secret: str, source: str) -> Principal:
         session = self._sessions.lookup(secret)
         if session is None:
             raise unauthorized("the session has ended; log in again")
@@ -121,4 +186,4 @@ class Authenticator:
         if user is None or not user.enabled or session.created_at < user.sessions_valid_after:
             self._sessions.revoke(session.id)
             raise unauthorized("the session has ended; log in again")
-        return Principal(user.name, user.role, "session", session.id, user.must_change_password, session)
+        return Principal(user.name, user.role, "session", session.id, user.must_change_password, session, source=source)

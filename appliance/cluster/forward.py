@@ -2,16 +2,23 @@
 
 The forwarding node has already authenticated and rate-limited the caller. It sends the
 request to the target's API over HTTPS verified against the cluster CA, on a kept-alive
-connection per target, without the caller's credentials; instead it attaches a *forwarding
-assertion*: who the caller is (user, role, how they authenticated), the method and path, a
-time and a nonce, signed with the forwarding node's key, together with that node's
-certificate. The target accepts the assertion only if the certificate chains to the cluster
-CA, is not revoked, names the forwarding node, the signature verifies, it is fresh and not
-replayed, and it describes this very request. A forwarded request is never forwarded again.
+connection per target, without the caller's credentials. Before a byte of the request goes
+out it checks that the certificate that answered names the target node and is not revoked
+(`check_answering_node`), so an assertion is never handed to an impostor at the target's
+address. Instead of the credentials it attaches a *forwarding assertion*: who the caller is
+(user, the kind and id of the credential they showed, their address), the target node, the
+method and path, a time and a nonce, signed with the forwarding node's key, together with
+that node's certificate. The target accepts the assertion only if the certificate chains to
+the cluster CA, is not revoked, names the forwarding node, the signature verifies, it names
+this node, it is fresh, its nonce was never accepted before (remembered across restarts,
+appliance/cluster/nonces.py), and it describes this very request. The caller's role is then
+derived from the replicated user and token records (appliance/auth/principal.py), never
+taken from the assertion. A forwarded request is never forwarded again.
 
 Outcomes the caller sees: the target's own answer, streamed back; 404 for a node that is not
-a member; 503 naming the state of a node that is dead, has left, or cannot be reached; 504
-when it does not answer within the deadline.
+a member; 502 when something other than the target answers at its address; 503 naming the
+state of a node that is dead, has left, or cannot be reached; 504 when it does not answer
+within the deadline.
 """
 
 from __future__ import annotations
@@ -19,13 +26,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import logging
 import secrets
 import ssl
 import time
 import urllib.parse
-from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import msgspec
 from cryptography import x509
@@ -37,8 +45,9 @@ from litestar.response import Stream
 
 from appliance.api.problems import ApiError
 from appliance.auth.permissions import Role
+from appliance.auth.principal import Principal
 from appliance.cluster.transport import split_addr
-from appliance.cluster.upstream import UpstreamError, UpstreamPool, UpstreamResponse
+from appliance.cluster.upstream import PeerRefused, UpstreamError, UpstreamPool, UpstreamResponse
 from appliance.identity import pki
 from appliance.identity.store import NodeIdentity
 
@@ -52,19 +61,34 @@ _HOP_HEADERS |= {ASSERTION_HEADER, SIGNATURE_HEADER, CERT_HEADER}
 _PASSED_BACK = ("content-type", "retry-after", "www-authenticate", "content-disposition")
 BUFFER_LIMIT = 1024 * 1024  # answers up to this size are read whole and sent on in one piece
 
+log = logging.getLogger(__name__)
+
 
 class ForwardedIdentity(msgspec.Struct, frozen=True, kw_only=True):
     """The signed statement a forwarding node makes about the caller of one request."""
 
-    node: str
+    node: str  # the forwarding node (its certificate must name it)
+    target: str  # the node this assertion is for; any other refuses it
     user: str
+    # The role the forwarding node sees. The target derives the role from its replicated
+    # records and lets this only lower it (a demotion counts wherever it is seen first); it
+    # stays on the wire too so that nodes of the previous release, which require it, can
+    # still decode assertions during a rolling upgrade.
     role: Role
-    via: str
-    credential_id: str
+    via: Literal["session", "token"]  # the credential the caller showed the forwarding node
+    credential_id: str  # its id (never a secret)
+    source: str  # the caller's address as the forwarding node saw it
     method: str
     path: str
     at: float
     nonce: str
+
+
+@dataclass(frozen=True)
+class _Cert:
+    cert: x509.Certificate
+    fingerprint: str
+    name: str
 
 
 def _b64(data: bytes) -> str:
@@ -84,18 +108,21 @@ class Forwarder:
         identity: NodeIdentity,
         member_api: Callable[[str], tuple[str, str] | None],
         is_revoked: Callable[[str], bool],
+        accept_nonce: Callable[[str, float], bool],
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._identity = identity
         self._member_api = member_api  # name -> (state, "host:port") or None
-        self._is_revoked = is_revoked
+        self._is_revoked = is_revoked  # certificate fingerprint -> revoked?
+        self._accept_nonce = accept_nonce  # (nonce, valid until) -> False if accepted before
         self._clock = clock
         self._cert_header = _b64(identity.node_cert.public_bytes(serialization.Encoding.DER))
         context = ssl.create_default_context(cafile=str(identity.ca_cert_path))
-        context.check_hostname = False  # members are pinned by the cluster CA
+        # Members are pinned by the cluster CA; the name is checked against the node the
+        # request is for, from the certificate, by `check_answering_node`.
+        context.check_hostname = False
         self._pool = UpstreamPool(context)
-        self._nonces: OrderedDict[str, float] = OrderedDict()
-        self._peer_certs: dict[str, tuple[x509.Certificate, str]] = {}
+        self._peer_certs: dict[str, _Cert] = {}
 
     @property
     def name(self) -> str:
@@ -119,11 +146,13 @@ class Forwarder:
         if not api:
             raise ApiError(503, f"node {target!r} has not announced its API address")
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_HEADERS}
-        headers |= self._assertion_headers(request.user, request.method, request.url.path)
+        headers |= self._assertion_headers(request.user, target, request.method, request.url.path)
         body = await request.body()
         target_path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         try:
-            upstream = await self._send(api, request.method, target_path, headers, body)
+            upstream = await self._send(target, api, request.method, target_path, headers=headers, body=body)
+        except PeerRefused as exc:
+            raise ApiError(502, f"the node answering at {api} is not {target!r}: {exc}") from exc
         except TimeoutError as exc:
             raise ApiError(504, f"node {target!r} did not answer within {DEADLINE_SECONDS:g} s") from exc
         except (OSError, ssl.SSLError, UpstreamError) as exc:
@@ -151,41 +180,51 @@ class Forwarder:
 
         return Stream(body_chunks(), status_code=upstream.status, headers=passed)
 
-    async def _send(self, api: str, method: str, path: str, headers: dict[str, str], body: bytes) -> UpstreamResponse:
+    async def _send(
+        self, target: str, api: str, method: str, path: str, *, headers: dict[str, str], body: bytes
+    ) -> UpstreamResponse:
         """The target's answer head, within the deadline (the body is read by the caller)."""
         host, port = split_addr(api)
+
+        def answering(der: bytes) -> None:
+            self.check_answering_node(der, target)
+
         async with asyncio.timeout(DEADLINE_SECONDS):
-            return await self._pool.request(host, port, method, path, headers=headers, body=body)
+            return await self._pool.request(host, port, method, path, headers=headers, body=body, peer_check=answering)
 
     async def get_json(
-        self, target: str, path: str, principal: Any, params: dict[str, str] | None = None
+        self, target: str, path: str, principal: Principal, params: dict[str, str] | None = None
     ) -> tuple[int, Any]:
         """GET `path` on member `target` as `principal` (a cluster-internal fan-out; the caller
         bounds the time)."""
         found = self._member_api(target)
         if found is None or not found[1]:
             raise ApiError(404, f"no node {target!r} with an API address")
-        headers = self._assertion_headers(principal, "GET", path)
+        headers = self._assertion_headers(principal, target, "GET", path)
         query = urllib.parse.urlencode(params or {})
-        upstream = await self._send(found[1], "GET", path + (f"?{query}" if query else ""), headers, b"")
+        upstream = await self._send(
+            target, found[1], "GET", path + (f"?{query}" if query else ""), headers=headers, body=b""
+        )
         async with asyncio.timeout(DEADLINE_SECONDS):
             return upstream.status, msgspec.json.decode(await upstream.read())
 
-    async def fetch(self, node: str, path: str, params: dict[str, str], principal: Any) -> Any:
+    async def fetch(self, node: str, path: str, params: dict[str, str], principal: Principal) -> Any:
         """The JSON a member answers with; ValueError unless it answered 200."""
         status, body = await self.get_json(node, path, principal, params)
         if status != 200:
             raise ValueError(f"{node} answered {status}")
         return body
 
-    def _assertion_headers(self, principal: Any, method: str, path: str) -> dict[str, str]:
+    def _assertion_headers(self, principal: Principal, target: str, method: str, path: str) -> dict[str, str]:
         assertion = msgspec.json.encode(
             ForwardedIdentity(
                 node=self.name,
+                target=target,
                 user=principal.name,
                 role=principal.role,
-                via=principal.via,
+                via=principal.credential_kind,
                 credential_id=principal.credential_id,
+                source=principal.source,
                 method=method,
                 path=path,
                 at=self._clock(),
@@ -198,7 +237,10 @@ class Forwarder:
     # -- accepting --------------------------------------------------------------------------
 
     def verify(self, headers: dict[str, str], method: str, path: str) -> ForwardedIdentity:
-        """The caller a member vouches for; ApiError 401 unless every check passes."""
+        """The caller a member vouches for; ApiError 401 unless every check passes.
+
+        The claim says who the caller is, not what they may do: the receiver derives their
+        role from its own records (appliance/auth/principal.py `Authenticator.vouched`)."""
         try:
             assertion = _unb64(headers[ASSERTION_HEADER])
             signature = _unb64(headers[SIGNATURE_HEADER])
@@ -206,44 +248,65 @@ class Forwarder:
             claim = msgspec.json.decode(assertion, type=ForwardedIdentity)
         except (KeyError, ValueError, msgspec.DecodeError) as exc:
             raise ApiError(401, "malformed forwarding assertion") from exc
-        cert, fingerprint = self._certificate(cert_der)
-        if self._is_revoked(fingerprint):
+        try:
+            signer = self._certificate(cert_der)
+        except ValueError as exc:
+            raise ApiError(401, f"the forwarding node's certificate {exc}") from exc
+        if self._is_revoked(signer.fingerprint):
             raise ApiError(401, "the forwarding node's certificate is revoked")
-        if pki.node_name_of(cert) != claim.node:
+        if signer.name != claim.node:
             raise ApiError(401, "the forwarding assertion names another node than its certificate")
-        key = cert.public_key()
+        key = signer.cert.public_key()
         try:
             assert isinstance(key, ec.EllipticCurvePublicKey)
             key.verify(signature, assertion, ec.ECDSA(hashes.SHA256()))
         except (InvalidSignature, AssertionError) as exc:
             raise ApiError(401, "the forwarding assertion's signature does not verify") from exc
+        if claim.target != self.name:
+            raise ApiError(401, f"the forwarding assertion is for node {claim.target!r}, not this node ({self.name!r})")
         now = self._clock()
         if abs(now - claim.at) > MAX_SKEW_SECONDS:
             raise ApiError(401, "the forwarding assertion is stale (check the nodes' clocks)")
         if claim.method != method or claim.path != path:
             raise ApiError(401, "the forwarding assertion is for another request")
-        if claim.nonce in self._nonces:
+        # Past at + skew the freshness check refuses it anyway: the nonce need not be kept longer.
+        if not self._accept_nonce(claim.nonce, claim.at + MAX_SKEW_SECONDS):
             raise ApiError(401, "the forwarding assertion was replayed")
-        self._nonces[claim.nonce] = now
-        while self._nonces and next(iter(self._nonces.values())) < now - 2 * MAX_SKEW_SECONDS:
-            self._nonces.popitem(last=False)
         return claim
 
-    def _certificate(self, der: bytes) -> tuple[x509.Certificate, str]:
+    def check_answering_node(self, der: bytes, target: str) -> None:
+        """PeerRefused unless the certificate that answered at `target`'s address is `target`'s:
+        issued by the cluster CA, valid now, naming `target`, and not revoked (`is_revoked`,
+        the same check a forwarding node's certificate passes). Runs before any request is
+        written on a connection, new or reused."""
+        try:
+            peer = self._certificate(der)
+        except ValueError as exc:
+            raise PeerRefused(f"its certificate {exc}") from exc
+        if peer.name != target:
+            log.warning("refused to forward to %s: node %r answered at its address", target, peer.name)
+            raise PeerRefused(f"node {peer.name!r} answered")
+        if self._is_revoked(peer.fingerprint):
+            log.warning("refused to forward to %s: its certificate %s is revoked", target, peer.fingerprint[:16])
+            raise PeerRefused("its certificate is revoked")
+
+    def _certificate(self, der: bytes) -> _Cert:
+        """A member's certificate, checked against the cluster CA and the clock; ValueError
+        completes "the certificate ..." with why not."""
         digest = hashlib.sha256(der).hexdigest()
         cached = self._peer_certs.get(digest)
-        if cached is not None:
-            return cached
-        try:
-            cert = x509.load_der_x509_certificate(der)
-            pki.verify_issued_by(cert, self._identity.ca_cert)
-        except ValueError as exc:
-            raise ApiError(401, "the forwarding node's certificate is not from this cluster") from exc
         now = self._clock()
-        if not cert.not_valid_before_utc.timestamp() <= now <= cert.not_valid_after_utc.timestamp():
-            raise ApiError(401, "the forwarding node's certificate is not valid now")
-        entry = (cert, pki.fingerprint(cert))
-        if len(self._peer_certs) > 1024:
-            self._peer_certs.clear()
-        self._peer_certs[digest] = entry
-        return entry
+        if cached is None:
+            try:
+                cert = x509.load_der_x509_certificate(der)
+                pki.verify_issued_by(cert, self._identity.ca_cert)
+                name = pki.node_name_of(cert)
+            except ValueError as exc:
+                raise ValueError("is not from this cluster") from exc
+            cached = _Cert(cert, pki.fingerprint(cert), name)
+            if len(self._peer_certs) > 1024:
+                self._peer_certs.clear()
+            self._peer_certs[digest] = cached
+        if not cached.cert.not_valid_before_utc.timestamp() <= now <= cached.cert.not_valid_after_utc.timestamp():
+            raise ValueError("is not valid now")
+        return cached

@@ -9,6 +9,11 @@ verified against the cluster CA, one request at a time per connection, idle conn
 kept per target for reuse, bodies framed by Content-Length, chunked encoding, or the end of
 the connection.
 
+The caller may pass `peer_check`, which sees the certificate the other side presented (DER)
+before any request is written on a connection, new or reused, and refuses it by raising
+`PeerRefused`: the TLS handshake proves only that the certificate is from the cluster CA,
+not that it belongs to the node the request is meant for.
+
 A request on a reused connection that fails before any byte of the answer arrived (the
 server closed the idle connection meanwhile) is retried once on a fresh connection. Callers
 bound the time with `asyncio.timeout`; a response whose body is not read to the end closes
@@ -21,7 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 MAX_HEAD_BYTES = 64 * 1024
@@ -33,10 +38,21 @@ class UpstreamError(Exception):
     """The other node's answer could not be read (connection closed, malformed HTTP)."""
 
 
+class PeerRefused(UpstreamError):
+    """The certificate that answered is not the one the caller expected; nothing was sent."""
+
+
 @dataclass
 class _Connection:
     reader: asyncio.StreamReader
     writer: asyncio.StreamWriter
+    peer: bytes = b""  # the certificate the other side presented, DER
+
+    @classmethod
+    def of(cls, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> _Connection:
+        tls = writer.get_extra_info("ssl_object")
+        peer = tls.getpeercert(binary_form=True) if tls is not None else None
+        return cls(reader, writer, peer or b"")
 
     def close(self) -> None:
         self.writer.close()
@@ -118,7 +134,15 @@ class UpstreamPool:
         self._idle: dict[tuple[str, int], list[_Connection]] = {}
 
     async def request(
-        self, host: str, port: int, method: str, target: str, *, headers: dict[str, str], body: bytes = b""
+        self,
+        host: str,
+        port: int,
+        method: str,
+        target: str,
+        *,
+        headers: dict[str, str],
+        body: bytes = b"",
+        peer_check: Callable[[bytes], None] | None = None,
     ) -> UpstreamResponse:
         key = (host, port)
         lines = [f"{method} {target} HTTP/1.1", f"Host: {_host_header(host, port)}"]
@@ -128,13 +152,16 @@ class UpstreamPool:
         raw = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
         conn = self._take_idle(key)
         if conn is not None:
+            _check_peer(conn, peer_check)
             try:
                 return await self._exchange(key, conn, method, raw)
             except _Stale:
                 pass  # closed by the server while idle: one fresh attempt
         reader, writer = await asyncio.open_connection(host, port, ssl=self._context, limit=MAX_HEAD_BYTES)
+        conn = _Connection.of(reader, writer)
+        _check_peer(conn, peer_check)
         try:
-            return await self._exchange(key, _Connection(reader, writer), method, raw)
+            return await self._exchange(key, conn, method, raw)
         except _Stale as exc:
             raise UpstreamError("the connection closed before an answer") from exc
 
@@ -192,6 +219,17 @@ class UpstreamPool:
         else:
             length = None
         return UpstreamResponse(status, headers, conn, self, key, length, chunked)
+
+
+def _check_peer(conn: _Connection, peer_check: Callable[[bytes], None] | None) -> None:
+    """Run the caller's check of the other side's certificate; a refused connection is closed."""
+    if peer_check is None:
+        return
+    try:
+        peer_check(conn.peer)
+    except BaseException:
+        conn.close()
+        raise
 
 
 class _Stale(Exception):

@@ -85,8 +85,8 @@ MIGRATIONS: tuple[str, ...] = (
     ) STRICT;
     CREATE INDEX pxe_machines_last_seen ON pxe_machines (last_seen);
     """,
-    # audit anchoring (appliance/audit/anchoring.py): the chain heads other nodes signed, as this
-    # node received them (a thinned history per node), and what contradicted them (evidence).
+    # 5 (audit anchoring, appliance/audit/anchoring.py): the chain heads other nodes signed, as
+    # this node received them (a thinned history per node), and what contradicted them (evidence).
     """
     CREATE TABLE audit_anchors (
         node      TEXT NOT NULL,
@@ -108,6 +108,19 @@ MIGRATIONS: tuple[str, ...] = (
         received  REAL NOT NULL
     ) STRICT;
     CREATE INDEX audit_anchor_evidence_node ON audit_anchor_evidence (node);
+    """,
+    # 6 (forwarded identity): which credential authenticated an audited request and which member
+    # forwarded it (appliance/audit/chain.py hashes them only when set, so older entries verify);
+    # and the forwarding assertions this node accepted, so a restart does not forget them
+    # (appliance/cluster/nonces.py; rows older than the freshness window are pruned).
+    """
+    ALTER TABLE audit ADD COLUMN credential TEXT NOT NULL DEFAULT '';
+    ALTER TABLE audit ADD COLUMN forwarded_by TEXT NOT NULL DEFAULT '';
+    CREATE TABLE forward_nonces (
+        nonce       TEXT PRIMARY KEY,
+        expires_at  REAL NOT NULL
+    ) STRICT, WITHOUT ROWID;
+    CREATE INDEX forward_nonces_expires ON forward_nonces (expires_at);
     """,
 )
 

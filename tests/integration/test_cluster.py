@@ -107,8 +107,8 @@ def test_forged_forwarding_is_refused(cluster: ClusterLab) -> None:
     n2 = cluster.nodes[2]
     claim = msgspec.json.encode(
         ForwardedIdentity(
-            node="n0", user="admin", role="admin", via="token", credential_id="x",  # type: ignore[arg-type]
-            method="GET", path="/api/v1/node", at=time.time(), nonce="abc",
+            node="n0", target="n2", user="admin", role="admin", via="token", credential_id="x",  # type: ignore[arg-type]
+            source="192.0.2.1", method="GET", path="/api/v1/node", at=time.time(), nonce="abc",
         )
     )  # fmt: skip
     outsider_key = pki.new_key()

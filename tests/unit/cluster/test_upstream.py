@@ -15,8 +15,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 
-from appliance.cluster.upstream import UpstreamError, UpstreamPool
+from appliance.cluster.upstream import PeerRefused, UpstreamError, UpstreamPool
 from appliance.identity import pki
 
 NOW = dt.datetime.now(dt.UTC)
@@ -152,3 +153,33 @@ async def test_a_body_until_close_and_a_malformed_answer(contexts: tuple[ssl.SSL
         with pytest.raises(UpstreamError, match="middle of the body"):
             await response.read()
         await pool.aclose()
+
+
+async def test_peer_check_sees_the_certificate_before_anything_is_sent(
+    contexts: tuple[ssl.SSLContext, ssl.SSLContext],
+) -> None:
+    script = ScriptedServer([reply(b"1"), reply(b"2")])
+    seen: list[str] = []
+    refuse = False
+
+    def check(der: bytes) -> None:
+        seen.append(pki.node_name_of(x509.load_der_x509_certificate(der)))
+        if refuse:
+            raise PeerRefused("not the node asked for")
+
+    async for server in serve(script, contexts[0]):
+        pool = UpstreamPool(contexts[1])
+        first = await pool.request("127.0.0.1", server.port, "GET", "/", headers={}, peer_check=check)
+        assert await first.read() == b"1"
+        refuse = True  # e.g. revoked while the connection was idle: the reused one is checked too
+        with pytest.raises(PeerRefused):
+            await pool.request(
+                "127.0.0.1", server.port, "GET", "/secret", headers={"x-assertion": "1"}, peer_check=check
+            )
+        await pool.aclose()
+        assert seen == ["n1", "n1"]
+        assert len(server.requests) == 1  # the refused request never left
+        with pytest.raises(PeerRefused):  # and a fresh connection (none is idle now)
+            await pool.request("127.0.0.1", server.port, "GET", "/secret", headers={}, peer_check=check)
+        assert seen == ["n1", "n1", "n1"]
+        assert len(server.requests) == 1
