@@ -85,6 +85,17 @@ MIGRATIONS: tuple[str, ...] = (
     ) STRICT;
     CREATE INDEX pxe_machines_last_seen ON pxe_machines (last_seen);
     """,
+    # 5: the login back-off (appliance/auth/throttle_store.py): failed password checks per
+    # (user, source), source and user, so a restart does not reset them. Local to the node,
+    # never replicated; bounded by appliance/auth/throttle.py.
+    """
+    CREATE TABLE auth_backoff (
+        key            TEXT PRIMARY KEY,
+        failures       INTEGER NOT NULL,
+        blocked_until  REAL NOT NULL,
+        last_failure   REAL NOT NULL
+    ) STRICT;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
