@@ -175,8 +175,13 @@ def test_the_check_address_must_be_an_ip_literal(tmp_path: Path, bad: str) -> No
 
 def test_the_check_address_is_canonical(tmp_path: Path) -> None:
     asked: list[str] = []
+
+    def check(address: str) -> bool:
+        asked.append(address)
+        return True
+
     kernel = FakeKernel([Nic(name="eth0", mac="02:00:00:00:00:01", mtu=1500)])
-    core = NetConfig(kernel, StateDir(tmp_path), clock=Clock(), check=lambda a: asked.append(a) or True)
+    core = NetConfig(kernel, StateDir(tmp_path), clock=Clock(), check=check)
     pending, _ = core.begin(BASE, confirm_within=120, check="2001:DB8:0::1")
     assert asked == ["2001:db8::1"]
     assert pending.check == "2001:db8::1"
