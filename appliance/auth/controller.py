@@ -85,11 +85,15 @@ def auth_routes(accounts: AccountService, sessions: SessionStore, throttle: Logi
                 detail=detail,
             )
 
-        wait = throttle.login_wait(data.username, source)
+        wait = throttle.login_begin(data.username, source)
         if wait > 0:
             record("throttled", back_off_detail(throttle, data.username, source))
             raise ApiError(429, "too many failed logins; wait before trying again", headers=retry_after_header(wait))
-        user = await accounts.check_password(data.username, data.password)
+        try:
+            user = await accounts.check_password(data.username, data.password)
+        except BaseException:
+            throttle.login_release(data.username, source)
+            raise
         if user is None:
             delay = throttle.login_failed(data.username, source)
             record("denied", f"wrong user name or password; next try allowed in {delay:g} s")

@@ -23,6 +23,13 @@ The answer never depends on whether the user exists: keys are made from the name
 Refused (throttled) attempts are not checked and not counted, so hammering a held key costs
 the hammerer nothing but extends nothing either.
 
+A password check takes tens of milliseconds off the event loop, so a guesser could send many
+at once and have them all pass before the first failure is counted. `login_begin` therefore
+reserves the attempt under all three keys, and a key counts its attempts in flight as if they
+had failed: no more checks run at once than failures are still free, and once a key is in its
+back-off, one at a time. Reservations live in memory only; `login_failed`, `login_succeeded`
+or `login_release` ends each one.
+
 State is kept in memory (bounded: the `max_keys` most recently failed keys) and written through
 a `BackoffStore` on every change, which happens only on failures and on the first success after
 failures, never on an ordinary successful login. On start the store's entries are loaded, so a
@@ -156,12 +163,17 @@ def user_key(user: str) -> str:
     return f"user:{user[:MAX_NAME]}"
 
 
+def _login_keys(user: str, source: str) -> list[str]:
+    return [pair_key(user, source), source_key(source), user_key(user)]
+
+
 class LoginThrottle:
     """The login back-off per (user, source), per source, and the slower per-user ceiling.
 
-    `login_wait`/`login_failed`/`login_succeeded` are the password checks' interface. The
-    key-level `retry_after`/`failed`/`succeeded` serve other callers that throttle their own
-    keys the same way (failed joins, keyed `join:<source>`, on the source schedule).
+    `login_begin`, then `login_failed`/`login_succeeded`/`login_release`, are the password
+    checks' interface (`login_wait` only asks). The key-level `retry_after`/`failed`/
+    `succeeded` serve other callers that throttle their own keys the same way (failed joins,
+    keyed `join:<source>`, on the pair schedule).
     """
 
     def __init__(
@@ -183,6 +195,7 @@ class LoginThrottle:
         self._clock = clock
         self._store: BackoffStore = store if store is not None else MemoryStore()
         self._state: OrderedDict[str, Entry] = OrderedDict()  # oldest failure first
+        self._in_flight: dict[str, int] = {}  # key -> password checks running now
         self._load()
 
     # -- password checks ------------------------------------------------------------------
@@ -190,19 +203,38 @@ class LoginThrottle:
     def login_wait(self, user: str, source: str) -> float:
         """Seconds before `source` may next check a password of `user` (0.0: now)."""
         now = self._clock()
-        pair = self._entry(pair_key(user, source), now)
-        waits = [self._wait(pair_key(user, source), now), self._wait(source_key(source), now)]
-        if pair is not None:  # the ceiling holds only sources that have failed for this name
+        pair = pair_key(user, source)
+        waits = [self._wait(pair, now), self._wait(source_key(source), now)]
+        if self._entry(pair, now) is not None or self._in_flight.get(pair, 0) > 0:
+            # The ceiling holds only sources that have failed (or are trying) for this name.
             waits.append(self._wait(user_key(user), now))
         return max(waits)
 
+    def login_begin(self, user: str, source: str) -> float:
+        """Reserve a password check of `user` from `source`: 0.0 if it may run now (end it with
+        `login_failed`, `login_succeeded` or `login_release`), else the seconds to wait."""
+        wait = self.login_wait(user, source)
+        if wait == 0:
+            for key in _login_keys(user, source):
+                self._in_flight[key] = self._in_flight.get(key, 0) + 1
+        return wait
+
+    def login_release(self, user: str, source: str) -> None:
+        """End a reservation without a verdict (the check itself failed to run)."""
+        for key in _login_keys(user, source):
+            count = self._in_flight.pop(key, 0) - 1
+            if count > 0:
+                self._in_flight[key] = count
+
     def login_failed(self, user: str, source: str) -> float:
         """Count a wrong password of `user` from `source`; the wait it now faces."""
-        self.failed([pair_key(user, source), source_key(source), user_key(user)])
+        self.login_release(user, source)
+        self.failed(_login_keys(user, source))
         return self.login_wait(user, source)
 
     def login_succeeded(self, user: str, source: str) -> None:
         """A right password: clear this source's counts (the name's ceiling stays)."""
+        self.login_release(user, source)
         self.succeeded(pair_key(user, source))
         self.succeeded(source_key(source))
 
@@ -270,11 +302,11 @@ class LoginThrottle:
     # -- internals ------------------------------------------------------------------------
 
     def _schedule(self, key: str) -> Schedule:
-        if key.startswith("pair:"):
-            return self.pair
         if key.startswith("user:"):
             return self.user
-        return self.source
+        if key.startswith("source:"):
+            return self.source
+        return self.pair  # pairs, and other callers' keys (joins), as logins were always held
 
     def _forgotten(self, entry: Entry, now: float) -> bool:
         return entry.blocked_until <= now and now - entry.last_failure >= self.forget_after
@@ -285,10 +317,15 @@ class LoginThrottle:
 
     def _wait(self, key: str, now: float) -> float:
         entry = self._entry(key, now)
-        if entry is None:
+        failures = entry.failures if entry is not None else 0
+        running = self._in_flight.get(key, 0)
+        schedule = self._schedule(key)
+        if failures + running < schedule.free_failures:
             return 0.0
         # Capped so that a wall clock stepped back cannot hold a key past its schedule's ceiling.
-        return max(0.0, min(entry.blocked_until - now, self._schedule(key).max_delay))
+        wait = min(entry.blocked_until - now, schedule.max_delay) if entry is not None else 0.0
+        # Counting the running checks as failures, this key is in its back-off: one at a time.
+        return max(wait, 1.0) if running else max(wait, 0.0)
 
     def _load(self) -> None:
         now = self._clock()

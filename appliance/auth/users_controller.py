@@ -48,6 +48,27 @@ def to_user(record: UserRecord) -> User:
     )
 
 
+async def check_current_password(
+    request: Request[Principal, Any, Any], accounts: AccountService, throttle: LoginThrottle, name: str, password: str
+) -> None:
+    """403 unless `password` is `name`'s, under the login back-off (429 while it holds)."""
+    source = source_of(request.scope)
+    wait = throttle.login_begin(name, source)
+    if wait > 0:
+        note(request, detail=back_off_detail(throttle, name, source))
+        raise ApiError(429, "too many wrong passwords; wait and try again", headers=retry_after_header(wait))
+    try:
+        checked = await accounts.check_password(name, password)
+    except BaseException:
+        throttle.login_release(name, source)
+        raise
+    if checked is None:
+        delay = throttle.login_failed(name, source)
+        note(request, detail=f"wrong current_password; next try allowed in {delay:g} s")
+        raise ApiError(403, "current_password is wrong")
+    throttle.login_succeeded(name, source)
+
+
 def users_routes(accounts: AccountService, sessions: SessionStore, throttle: LoginThrottle) -> Router:
     def existing(name: str) -> UserRecord:
         record = accounts.user(name)
@@ -112,16 +133,7 @@ def users_routes(accounts: AccountService, sessions: SessionStore, throttle: Log
                 raise ApiError(403, "change your own password in a session logged in with it, not with an API token")
             if data.current_password is None:
                 raise ApiError(422, "give current_password to change your own password")
-            source = source_of(request.scope)
-            wait = throttle.login_wait(name, source)
-            if wait > 0:
-                note(request, detail=back_off_detail(throttle, name, source))
-                raise ApiError(429, "too many wrong passwords; wait and try again", headers=retry_after_header(wait))
-            if await accounts.check_password(name, data.current_password) is None:
-                delay = throttle.login_failed(name, source)
-                note(request, detail=f"wrong current_password; next try allowed in {delay:g} s")
-                raise ApiError(403, "current_password is wrong")
-            throttle.login_succeeded(name, source)
+            await check_current_password(request, accounts, throttle, name, data.current_password)
             if data.current_password == data.new_password:
                 raise ApiError(422, "the new password must differ from the current one")
         record = accounts.set_password(name, data.new_password, must_change=not own)

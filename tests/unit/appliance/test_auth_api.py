@@ -511,3 +511,16 @@ def test_login_never_500s(anonymous: TestClient[Any], appliance: Appliance, user
 def test_user_creation_never_500s(client: TestClient[Any], body: dict[str, Any]) -> None:
     response = client.post("/api/v1/users", json=body)
     assert response.status_code in {201, 409, 422}, response.text
+
+
+async def test_a_burst_of_parallel_guesses_gets_only_the_free_tries(appliance: Appliance) -> None:
+    import asyncio
+
+    make_user(appliance, "ops", Role.OPERATOR)
+    transport = httpx.ASGITransport(app=appliance.asgi)  # type: ignore[arg-type]  # Litestar types its ASGI callable narrower
+    async with httpx.AsyncClient(transport=transport, base_url=BASE) as client:
+        body = {"username": "ops", "password": "bad bad bad"}
+        replies = await asyncio.gather(*(client.post("/api/v1/auth/login", json=body) for _ in range(20)))
+    statuses = sorted(r.status_code for r in replies)
+    assert statuses == [401] * 5 + [429] * 15  # without reservations all 20 would be checked
+    assert appliance.login_throttle.counts("ops", "127.0.0.1")[0] == 5

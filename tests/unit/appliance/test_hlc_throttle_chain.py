@@ -64,7 +64,7 @@ def test_rate_limiter_off_at_zero() -> None:
 
 def test_login_back_off_doubles_after_free_failures_and_resets_on_success() -> None:
     clock = Clock()
-    throttle = LoginThrottle(source=Schedule(free_failures=3, base_delay=1, max_delay=8), clock=clock)
+    throttle = LoginThrottle(pair=Schedule(free_failures=3, base_delay=1, max_delay=8), clock=clock)
     delays = [throttle.failed(["join:a"]) for _ in range(7)]
     assert delays == [0, 0, 1, 2, 4, 8, 8]
     assert throttle.retry_after(["join:a"]) == 8

@@ -237,3 +237,30 @@ def test_the_sqlite_store_round_trips_and_deletes(tmp_path: Path) -> None:
         assert again.login_wait("admin", "10.0.0.1") == 2
     finally:
         db.close()
+
+
+def test_checks_in_flight_count_as_failures_so_a_burst_gets_no_more_than_the_free_tries() -> None:
+    clock = Clock()
+    throttle = LoginThrottle(clock=clock)
+    started = [throttle.login_begin("admin", "10.0.0.1") for _ in range(8)]
+    assert started == [0, 0, 0, 0, 0, 1, 1, 1]  # five run at once; the rest are told to wait
+    for _ in range(5):
+        throttle.login_failed("admin", "10.0.0.1")
+    assert throttle.login_wait("admin", "10.0.0.1") == 1
+    clock.now += 1
+    assert throttle.login_begin("admin", "10.0.0.1") == 0  # in its back-off: one at a time
+    assert throttle.login_begin("admin", "10.0.0.1") == 1
+    throttle.login_release("admin", "10.0.0.1")  # the check never ran: nothing counted
+    assert throttle.counts("admin", "10.0.0.1") == (5, 5, 5)
+    assert throttle.login_begin("admin", "10.0.0.1") == 0
+
+
+def test_a_clean_source_gets_one_check_at_a_time_while_the_ceiling_holds() -> None:
+    throttle = LoginThrottle(clock=Clock())
+    for i in range(25):
+        throttle.login_failed("admin", f"10.1.0.{i}")
+    assert throttle.login_begin("admin", "10.2.0.1") == 0
+    assert throttle.login_begin("admin", "10.2.0.1") > 0  # its own check is in flight
+    assert throttle.login_begin("admin", "10.2.0.2") == 0  # another clean source is not held
+    throttle.login_succeeded("admin", "10.2.0.1")
+    assert throttle.login_begin("admin", "10.2.0.1") == 0
