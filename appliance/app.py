@@ -41,6 +41,7 @@ from appliance.auth.permissions import Permission, requires
 from appliance.auth.principal import Authenticator, Principal
 from appliance.auth.sessions import SessionStore
 from appliance.auth.throttle import LoginThrottle, RateLimiter
+from appliance.auth.throttle_store import SqliteBackoffStore
 from appliance.auth.token_use import TokenUse
 from appliance.auth.tokens_controller import tokens_routes
 from appliance.auth.users_controller import users_routes
@@ -169,7 +170,7 @@ def create_app(
     token_use = TokenUse(node.db)
     audit = AuditLog(node.db, node.name, clock)
     limiter = RateLimiter(auth.rate_limit, auth.rate_burst, monotonic)
-    login_throttle = LoginThrottle(clock=monotonic)
+    login_throttle = LoginThrottle(clock=clock, store=SqliteBackoffStore(node.db))  # wall time: it outlives a reboot
     authenticator = Authenticator(accounts, sessions, token_use, clock)
     gate = AccessGate(authenticator, limiter, audit)
     server_context, client_context = tls_contexts(
@@ -284,7 +285,7 @@ def create_app(
 
     lifespan = _lifespan(
         publish_facts=lambda: _publish_facts(cluster, node_service, clock),
-        housekeeping=[sessions.prune, joins.prune, config.purge_tombstones],
+        housekeeping=[sessions.prune, joins.prune, config.purge_tombstones, login_throttle.prune],
         readiness=readiness,
         cluster=cluster,
         forwarder=forwarder,
@@ -319,7 +320,7 @@ def create_app(
             docs_routes(),
             node_routes(node_service),
             auth_routes(accounts, sessions, login_throttle, audit),
-            users_routes(accounts, sessions),
+            users_routes(accounts, sessions, login_throttle),
             tokens_routes(accounts, token_use, clock),
             audit_routes(
                 audit, local_node=node.name, members=cluster.live_names, fetch=forwarder.fetch, anchorer=anchorer

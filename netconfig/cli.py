@@ -37,7 +37,7 @@ from netconfig.load import dumps, load
 from netconfig.observe import observe, observe_managed
 from netconfig.plan import PlanError, render
 from netconfig.state import StateDir, StateError
-from netconfig.validate import ConfigError
+from netconfig.validate import ConfigError, check_address
 
 EXIT_FAILURE = 1
 STATE_SUBDIR = "netconfig"
@@ -49,6 +49,14 @@ def _kernel_adapter(netns: str | None) -> Adapter:
     from netconfig.kernel import KernelAdapter  # noqa: PLC0415 - keep `debvisor --help` free of netlink
 
     return KernelAdapter(netns)
+
+
+def _check_address(text: str) -> str:
+    """argparse's type for --check: an IP literal, or a one-line usage error naming the option."""
+    try:
+        return check_address(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("$.check: ")) from exc
 
 
 def _default_data_dir() -> Path:
@@ -88,7 +96,13 @@ def add_net_parser(
         metavar="SECONDS",
         help="roll back unless `debvisor net confirm` runs within this time; 0: no window (default: %(default)g)",
     )
-    apply.add_argument("--check", default=None, metavar="ADDR", help="roll back at once unless ADDR answers ping")
+    apply.add_argument(
+        "--check",
+        default=None,
+        type=_check_address,
+        metavar="ADDR",
+        help="roll back at once unless ADDR (an IPv4 or IPv6 address) answers ping",
+    )
     actions.add_parser("confirm", parents=[common], help="keep the change being applied")
     actions.add_parser("rollback", parents=[common], help="undo the change being applied, now")
     net.set_defaults(func=lambda args: run(args, adapter_factory=adapter_factory, clock=clock))

@@ -48,6 +48,7 @@ from netconfig.model import NetworkConfig
 from netconfig.observe import observe_managed
 from netconfig.plan import plan
 from netconfig.state import Outcome, Pending, StateDir
+from netconfig.validate import ConfigError, check_address
 
 DEFAULT_CONFIRM_WITHIN = 120.0
 _T = TypeVar("_T")
@@ -83,7 +84,12 @@ class PingCheck:
         self.timeout = timeout
 
     def __call__(self, address: str) -> bool:
-        argv = ["ping", "-n", "-q", "-c", "1", "-W", str(max(1, round(self.timeout))), address]
+        # An IP literal only, and after "--": the address can never be read as an option.
+        try:
+            address = check_address(address)
+        except ConfigError:
+            return False  # `begin` refuses it first; anything else calling this gets "no answer"
+        argv = ["ping", "-n", "-q", "-c", "1", "-W", str(max(1, round(self.timeout))), "--", address]
         if self.netns is not None:
             argv = ["ip", "netns", "exec", self.netns, *argv]
         for _ in range(self.attempts):
@@ -154,10 +160,12 @@ class NetConfig:
     ) -> tuple[Pending, list[Action]]:
         """Snapshot, apply `desired`, check; the pending change and the actions applied.
 
-        Raises `RolledBack` (after undoing everything) if an action fails or `check` does not answer.
+        Raises `ConfigError` (before touching anything) if `check` is not an IP address, and
+        `RolledBack` (after undoing everything) if an action fails or `check` does not answer.
         """
         if confirm_within <= 0:
             raise ConfirmError("the confirm window must be longer than 0 seconds")
+        check = check_address(check) if check is not None else None
         with self.state.locked():
             if self.state.pending() is not None:
                 raise ConfirmError("a change is already waiting for confirmation")

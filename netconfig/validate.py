@@ -50,6 +50,21 @@ class ConfigError(ValueError):
         self.errors = errors
 
 
+def check_address(text: str) -> str:
+    """The reachability-check address in canonical form; `ConfigError` unless an IP literal.
+
+    It becomes an argument of `ping`, so anything else (`-f`, `--help`, a host name that
+    resolves who knows where, an IPv6 zone) is refused before a command is ever built.
+    """
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        address = None
+    if address is None or (isinstance(address, ipaddress.IPv6Address) and address.scope_id is not None):
+        raise ConfigError([f"$.check: {text[:64]!r} is not an IPv4 or IPv6 address (such as 192.0.2.1 or 2001:db8::1)"])
+    return str(address)
+
+
 def validate(config: NetworkConfig) -> None:
     """Raise `ConfigError` listing every problem in `config`; return if there is none."""
     errors = problems(config)

@@ -7,6 +7,14 @@ So a machine chainloads: firmware PXE -> TFTP undionly.kpxe / ipxe.efi -> HTTP b
 
 Everything goes on the command line (no configuration file to write, clean up or race on),
 and `--conf-file=/dev/null` keeps a stray /etc/dnsmasq.conf out. DNS is off (`--port=0`).
+
+dnsmasq parses DHCP packets from anyone on the LAN, so it must not keep root: it starts as root
+to bind its ports and open its lease file, then drops to `nobody`:`nogroup` (`--user`/`--group`;
+both come with Debian's base-passwd, on every install and on the live image, and nothing here
+creates an account). dnsmasq keeps only the capabilities its DHCP needs. What it touches after
+the drop: the lease file, opened before it (so it may sit in a root-only directory), and the
+TFTP root, read per request, which `nobody` must be able to read: Debian's /usr/lib/ipxe is.
+An account that does not exist makes dnsmasq exit at start with "unknown user or group".
 Deliberately left out: starting the process (`pxe.server`) and the scripts (`pxe.script`).
 """
 
@@ -75,7 +83,8 @@ class DnsmasqSettings:
     machines: tuple[Machine, ...] = field(default=())
     only_known: bool = False
     lease_file: Path | None = None
-    user: str = "root"  # the appliance runs as root; dnsmasq's default "nobody" cannot read a private tftp root
+    user: str = "nobody"  # dnsmasq drops root to this account once its sockets and lease file are open
+    group: str = "nogroup"
 
 
 def _ipv4(text: str | None, what: str) -> ipaddress.IPv4Address:
@@ -127,6 +136,7 @@ def render_argv(settings: DnsmasqSettings, binary: str = "dnsmasq") -> list[str]
         f"--interface={settings.interface}",
         "--bind-interfaces",
         f"--user={settings.user}",
+        f"--group={settings.group}",
         f"--dhcp-range={_range(settings)}",
     ]
     if settings.lease_file is not None:

@@ -1,8 +1,11 @@
 """`/api/v1/auth`: log in and out, who am I, and one's own browser sessions.
 
 Login is public and does its own throttling and auditing, since the caller is not known
-until the password is checked: failures count against the user name and the source address,
-and past five in a row each further try must wait a doubling delay (429 + Retry-After).
+until the password is checked. Failures count against (user name, source), the source, and
+the user name over all sources (`appliance.auth.throttle.LoginThrottle`); a held attempt is
+answered 429 + Retry-After without checking the password, and audited as `throttled`. A
+source that has not failed for a name is never held by that name's ceiling, so guessing
+someone's name from elsewhere cannot keep them out.
 """
 
 from __future__ import annotations
@@ -58,11 +61,19 @@ def created_body(sessions: SessionStore, session: Session, user: UserRecord) -> 
     )
 
 
+def back_off_detail(throttle: LoginThrottle, user: str, source: str) -> str:
+    """Why a password check is held, for the audit entry (counts only, never a password)."""
+    pair, from_source, for_user = throttle.counts(user, source)
+    return (
+        f"login back-off: {pair} failures for this name from this source, "
+        f"{from_source} from this source, {for_user} for this name"
+    )
+
+
 def auth_routes(accounts: AccountService, sessions: SessionStore, throttle: LoginThrottle, audit: AuditLog) -> Router:
     @post("/login", opt=public(action="auth.login"), summary="Log in: sets the session cookie", status_code=200)
     async def login(request: Request[Any, Any, Any], data: JSONBody[LoginRequest]) -> Response[SessionCreated]:
         source = source_of(request.scope)
-        keys = [f"user:{data.username}", f"source:{source}"]
 
         def record(outcome: str, detail: str) -> None:
             audit.append(
@@ -74,17 +85,20 @@ def auth_routes(accounts: AccountService, sessions: SessionStore, throttle: Logi
                 detail=detail,
             )
 
-        wait = throttle.retry_after(keys)
+        wait = throttle.login_begin(data.username, source)
         if wait > 0:
-            record("throttled", f"back-off after {throttle.failures(keys[0])} failures")
+            record("throttled", back_off_detail(throttle, data.username, source))
             raise ApiError(429, "too many failed logins; wait before trying again", headers=retry_after_header(wait))
-        user = await accounts.check_password(data.username, data.password)
+        try:
+            user = await accounts.check_password(data.username, data.password)
+        except BaseException:
+            throttle.login_release(data.username, source)
+            raise
         if user is None:
-            delay = throttle.failed(keys)
+            delay = throttle.login_failed(data.username, source)
             record("denied", f"wrong user name or password; next try allowed in {delay:g} s")
             raise ApiError(401, "wrong user name or password")
-        for key in keys:
-            throttle.succeeded(key)
+        throttle.login_succeeded(data.username, source)
         response = start_session(sessions, user, request)
         record("success", f"session {response.content.session_id}")
         return response

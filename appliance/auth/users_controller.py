@@ -1,4 +1,13 @@
-"""`/api/v1/users`: local accounts (admin only), and changing a password (anyone, their own)."""
+"""`/api/v1/users`: local accounts (admin only), and changing a password (anyone, their own).
+
+Changing one's own password needs the current one, and that check is a password guess like a
+login: it shares the login back-off (same keys, same counts, 429 + Retry-After, audited as
+`throttled`), so a stolen session cannot be turned into a password oracle. It also needs a
+session logged in with the password: an API token (or a request forwarded by another node)
+may not change its owner's password at all, just as it may not create tokens, so a leaked
+token can neither guess nor replace the password. Admins setting someone else's password
+(user management) need no current password and may use a token.
+"""
 
 from __future__ import annotations
 
@@ -10,11 +19,13 @@ from litestar.params import FromPath, JSONBody
 
 from appliance.api.problems import ApiError
 from appliance.audit.context import note
+from appliance.auth.access import source_of
 from appliance.auth.accounts import AccountService
-from appliance.auth.controller import created_body, session_cookie
+from appliance.auth.controller import back_off_detail, created_body, session_cookie
 from appliance.auth.permissions import Permission, requires
 from appliance.auth.principal import Principal
 from appliance.auth.sessions import SessionStore
+from appliance.auth.throttle import LoginThrottle, retry_after_header
 from appliance.auth.types import PasswordChange, SessionCreated, User, UserPatch, UserRecord, UsersPost
 
 
@@ -37,7 +48,28 @@ def to_user(record: UserRecord) -> User:
     )
 
 
-def users_routes(accounts: AccountService, sessions: SessionStore) -> Router:
+async def check_current_password(
+    request: Request[Principal, Any, Any], accounts: AccountService, throttle: LoginThrottle, name: str, password: str
+) -> None:
+    """403 unless `password` is `name`'s, under the login back-off (429 while it holds)."""
+    source = source_of(request.scope)
+    wait = throttle.login_begin(name, source)
+    if wait > 0:
+        note(request, detail=back_off_detail(throttle, name, source))
+        raise ApiError(429, "too many wrong passwords; wait and try again", headers=retry_after_header(wait))
+    try:
+        checked = await accounts.check_password(name, password)
+    except BaseException:
+        throttle.login_release(name, source)
+        raise
+    if checked is None:
+        delay = throttle.login_failed(name, source)
+        note(request, detail=f"wrong current_password; next try allowed in {delay:g} s")
+        raise ApiError(403, "current_password is wrong")
+    throttle.login_succeeded(name, source)
+
+
+def users_routes(accounts: AccountService, sessions: SessionStore, throttle: LoginThrottle) -> Router:
     def existing(name: str) -> UserRecord:
         record = accounts.user(name)
         if record is None:
@@ -97,10 +129,11 @@ def users_routes(accounts: AccountService, sessions: SessionStore) -> Router:
             raise ApiError(403, "only an admin may set another user's password")
         existing(name)
         if own:
+            if principal.via != "session":
+                raise ApiError(403, "change your own password in a session logged in with it, not with an API token")
             if data.current_password is None:
                 raise ApiError(422, "give current_password to change your own password")
-            if await accounts.check_password(name, data.current_password) is None:
-                raise ApiError(403, "current_password is wrong")
+            await check_current_password(request, accounts, throttle, name, data.current_password)
             if data.current_password == data.new_password:
                 raise ApiError(422, "the new password must differ from the current one")
         record = accounts.set_password(name, data.new_password, must_change=not own)

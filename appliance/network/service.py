@@ -44,7 +44,7 @@ from netconfig.confirm import Check, ConfirmError, ConfirmManager, NetConfig, Pi
 from netconfig.model import AnyLink, NetworkConfig, canonical_config
 from netconfig.plan import PlanError
 from netconfig.state import StateDir, StateError
-from netconfig.validate import ConfigError, path_of, validate
+from netconfig.validate import ConfigError, check_address, path_of, validate
 
 log = logging.getLogger(__name__)
 
@@ -176,6 +176,12 @@ class NetworkService:
         return NetworkPlan(node=self.name, actions=_render(actions))
 
     async def apply(self, config: NetworkConfig | None, confirm_within: float, check: str | None) -> NetworkApplied:
+        if check is not None:  # before anything is stored or run: `check` becomes an argument of ping
+            try:
+                check = check_address(check)
+            except ConfigError as exc:
+                errors = [_field(e) for e in exc.errors]
+                raise ApiError(422, "check must be an IPv4 or IPv6 address", errors=errors) from exc
         if config is not None:
             desired = self._checked(config)
             await asyncio.to_thread(self._write_desired, desired)

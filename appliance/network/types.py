@@ -46,7 +46,7 @@ class NetworkApplyPost(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
 
     config: NetworkConfig | None = None
     confirm_within: ConfirmWithin = DEFAULT_CONFIRM_WITHIN
-    check: str | None = None  # an address that must answer ping right after the change, else roll back
+    check: str | None = None  # an IP address that must answer ping right after the change, else roll back
 
 
 class NetworkPlan(msgspec.Struct, frozen=True, kw_only=True):

@@ -122,6 +122,17 @@ MIGRATIONS: tuple[str, ...] = (
     ) STRICT, WITHOUT ROWID;
     CREATE INDEX forward_nonces_expires ON forward_nonces (expires_at);
     """,
+    # 7: the login back-off (appliance/auth/throttle_store.py): failed password checks per
+    # (user, source), source and user, so a restart does not reset them. Local to the node,
+    # never replicated; bounded by appliance/auth/throttle.py.
+    """
+    CREATE TABLE auth_backoff (
+        key            TEXT PRIMARY KEY,
+        failures       INTEGER NOT NULL,
+        blocked_until  REAL NOT NULL,
+        last_failure   REAL NOT NULL
+    ) STRICT;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

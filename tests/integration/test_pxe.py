@@ -33,6 +33,7 @@ from tests.clusterlab import ClusterNode, bootstrap_admin_token, join_token, wai
 from tests.conftest import LONG_LIVED, require
 from tests.integration.test_image import BOOT_BUDGET, TCG_CPU, booted, image, tail
 from tests.netns import Host, Lab, _run
+from tests.procinfo import assert_not_root, children_named
 
 pytestmark = [pytest.mark.integration, pytest.mark.qemu, pytest.mark.privileged]
 __all__ = ["image"]  # the module-scoped build fixture, shared
@@ -153,6 +154,15 @@ def _record(
     assert set(booted.milestones) == set(milestones)
 
 
+def _dnsmasq_dropped_root(parent: int, log_path: Path) -> None:
+    """The dnsmasq that `parent` started runs without root (it logs its TFTP root after the drop);
+    the boot that follows shows its DHCP and TFTP still work."""
+    wait_until(lambda: "TFTP root is" in log_path.read_text(errors="replace"), 20.0)
+    pids = children_named(parent, "dnsmasq")
+    assert len(pids) == 1, pids
+    assert_not_root(pids[0])
+
+
 def test_a_machine_pxe_boots_from_the_standalone_boot_server(
     image: Path, tmp_path: Path, record_property: Callable[[str, object], None]
 ) -> None:
@@ -179,6 +189,7 @@ def test_a_machine_pxe_boots_from_the_standalone_boot_server(
             )  # fmt: skip
         try:
             wait_until(lambda: "started dnsmasq" in log_path.read_text(errors="replace"), 20.0)
+            _dnsmasq_dropped_root(proc.pid, log_path)
             result = _boot(lab, tap, tmp_path, log_path)
         finally:
             server.kill_process(proc, 15, wait=10.0)
@@ -219,6 +230,8 @@ def test_a_node_pxe_boots_two_machines_that_join_its_cluster(
             put = api.put("/api/v1/nodes/pxe-server/pxe", json=config)
             assert put.status_code == 200, put.text
             wait_until(lambda: "started dnsmasq" in node.log_path.read_text(errors="replace"), 20.0)
+            assert node.proc is not None
+            _dnsmasq_dropped_root(node.proc.pid, node.log_path)
 
             join_seconds: dict[str, float] = {}
             machines: dict[str, dict[str, object]] = {}
@@ -327,6 +340,7 @@ def test_proxy_dhcp_beside_the_sites_dhcp_server(
             )  # fmt: skip
         try:
             wait_until(lambda: "started dnsmasq" in log_path.read_text(errors="replace"), 20.0)
+            _dnsmasq_dropped_root(proc.pid, log_path)
             fetched = tmp_path / "undionly.kpxe"
             loader = site.run(
                 ["curl", "-sS", "--max-time", "10", "-o", str(fetched), f"tftp://{server.address}/undionly.kpxe"]

@@ -47,6 +47,7 @@ from tests.dhcpclient import (
     new_xid,
 )
 from tests.netns import Host, Lab, available
+from tests.procinfo import assert_not_root
 
 pytestmark = [pytest.mark.integration, pytest.mark.privileged]
 
@@ -148,6 +149,7 @@ def _check_boot_file(client: Host, kind: Kind, answer: DhcpMessage, server: str,
 def test_full_dhcp_offers_each_firmware_its_loader(lab: Lab, kind: Kind, tmp_path: Path) -> None:
     server, client = lab.host(0), lab.host(2)
     proc = _start_dnsmasq(server, _boot_server_argv(server, Mode.FULL, tmp_path), tmp_path / "dnsmasq.log")
+    assert_not_root(proc.pid)  # `ip netns exec` execs dnsmasq: this is dnsmasq itself, past its drop of root
     firmware = Firmware(kind.mac, kind.arch, kind.user_class)
     with DhcpClient(client.netns, client.ifname) as dhcp:
         xid = new_xid()
@@ -159,6 +161,8 @@ def test_full_dhcp_offers_each_firmware_its_loader(lab: Lab, kind: Kind, tmp_pat
         ack = dhcp.exchange(_request(firmware, xid, offer.yiaddr, server.address), xid, seconds=REPLY_SECONDS)
     assert ack.message_type == ACK, ack
     assert ack.yiaddr == offer.yiaddr
+    # The lease is written after the drop of root, through the file opened before it.
+    assert f" {kind.mac} {ack.yiaddr} " in (tmp_path / "pxe.leases").read_text()
     _take(client, ack)
     _check_boot_file(client, kind, ack, server.address, tmp_path)
     server.kill_process(proc, 15, wait=5.0)
@@ -181,6 +185,7 @@ def test_proxy_dhcp_beside_the_sites_server_offers_each_firmware_its_loader(
         tmp_path / "site.log",
     )  # fmt: skip
     proc = _start_dnsmasq(server, _boot_server_argv(server, Mode.PROXY, tmp_path), tmp_path / "dnsmasq.log")
+    assert_not_root(proc.pid)
     firmware = Firmware(kind.mac, kind.arch, kind.user_class)
     with DhcpClient(client.netns, client.ifname) as dhcp:
         xid = new_xid()

@@ -8,6 +8,10 @@ The node runs inside a Lab host namespace (tests.nodeproc with an `ip netns exec
 the dnsmasq that enabling starts binds the Lab's veth, never an interface of this machine, and
 the listener is on that namespace's 127.0.0.1; every request is made from a thread inside the
 namespace (tests.nsclient).
+
+The dnsmasq the node starts must have dropped root (its uids in /proc are not 0) and still
+serve: a machine on the Lab's second host gets its proxy-DHCP offer and fetches the loader by
+TFTP, byte for byte Debian's.
 """
 
 from __future__ import annotations
@@ -22,10 +26,14 @@ from pathlib import Path
 import httpx
 import pytest
 
+from pxe.dnsmasq import BIOS_LOADER
+from pxe.service import IPXE_DIR
 from tests.conftest import require
-from tests.netns import Lab, available
+from tests.dhcpclient import ARCH_BIOS, DISCOVER, OFFER, DhcpClient, Firmware, build, new_xid
+from tests.netns import Host, Lab, available
 from tests.nodeproc import NodeProcess, first_admin_token
 from tests.nsclient import NamespaceClient, enter_netns
+from tests.procinfo import assert_not_root, children_named
 
 pytestmark = [pytest.mark.integration, pytest.mark.privileged]
 
@@ -57,13 +65,35 @@ def _wait(condition: Callable[[], bool], what: str, seconds: float = 10.0) -> No
         time.sleep(0.1)
 
 
+def _dnsmasq_serves_without_root(node: NodeProcess, server: Host, client: Host, tmp_path: Path) -> None:
+    """The node's dnsmasq runs as a user other than root, and DHCP and TFTP still work."""
+    _wait(lambda: "TFTP root is" in node.stderr(), "dnsmasq's start-up (it drops root before this line)")
+    assert node.proc is not None
+    pids = children_named(node.proc.pid, "dnsmasq")
+    assert len(pids) == 1, pids
+    assert_not_root(pids[0])
+    with DhcpClient(client.netns, client.ifname) as dhcp:
+        xid = new_xid()
+        dhcp.send(build(Firmware("52:54:00:89:00:01", ARCH_BIOS, None), DISCOVER, xid))
+        offers = {sender: message for message, sender in dhcp.replies(xid, 5.0)}
+    assert offers[server.address].message_type == OFFER, offers
+    assert offers[server.address].vendor_class == "PXEClient"  # a proxy offer
+    loader = tmp_path / "loader.bin"
+    url = f"tftp://{server.address}/{BIOS_LOADER}"
+    fetched = client.run(["curl", "-sS", "--max-time", "10", "-o", str(loader), url], timeout=20.0)
+    assert fetched.returncode == 0, fetched.stderr
+    assert loader.read_bytes() == (IPXE_DIR / BIOS_LOADER).read_bytes()
+
+
 def test_the_boot_file_port_follows_the_pxe_setting(tmp_path: Path) -> None:
     reason = available()
     require(reason is None, reason or "")
     require(shutil.which("dnsmasq") is not None, "dnsmasq is missing (see .ci/packages)")
+    require(shutil.which("curl") is not None, "curl is missing (see .ci/packages)")
+    require((IPXE_DIR / BIOS_LOADER).exists(), f"Debian's ipxe package is missing ({IPXE_DIR / BIOS_LOADER})")
     cmdline = tmp_path / "cmdline"
     cmdline.write_text(f"boot=live debvisor.pxe-http=127.0.0.1:{PXE_PORT}\n")
-    with Lab(1, SUBNET) as lab:
+    with Lab(2, SUBNET) as lab:
         host = lab.host(0)
         node = NodeProcess(
             tmp_path / "node",
@@ -103,6 +133,7 @@ def test_the_boot_file_port_follows_the_pxe_setting(tmp_path: Path) -> None:
                     assert boot.get("/api/v1/nodes").status_code == 404  # never the API
                 _wait(lambda: "started dnsmasq" in node.stderr(), "dnsmasq")
                 assert f"machines are sent to http://127.0.0.1:{PXE_PORT}" in node.stderr()  # the default URL
+                _dnsmasq_serves_without_root(node, host, lab.host(1), tmp_path)
 
                 put = api.put("/api/v1/nodes/pxe1/pxe", json=config | {"enabled": False}, headers=auth)
                 assert put.status_code == 200, put.text

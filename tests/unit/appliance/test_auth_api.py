@@ -295,10 +295,58 @@ def test_failed_logins_back_off_per_user_and_are_audited(
 
 def test_failed_logins_back_off_per_source_address(anonymous: TestClient[Any], appliance: Appliance) -> None:
     make_user(appliance, "ops", Role.OPERATOR)
-    for i in range(5):
+    for i in range(10):
         anonymous.post("/api/v1/auth/login", json={"username": f"guess{i}", "password": "bad bad bad"})
     response = anonymous.post("/api/v1/auth/login", json={"username": "ops", "password": PASSWORD})
     assert response.status_code == 429
+
+
+def test_unknown_and_existing_names_are_throttled_alike(anonymous: TestClient[Any], appliance: Appliance) -> None:
+    make_user(appliance, "ops", Role.OPERATOR)
+    answers = {}
+    for name in ("ops", "ghost"):
+        appliance.login_throttle.reset()
+        replies = [
+            anonymous.post("/api/v1/auth/login", json={"username": name, "password": "bad bad bad"}) for _ in range(6)
+        ]
+        answers[name] = [(r.status_code, r.headers.get("retry-after"), r.json()["detail"]) for r in replies]
+    assert answers["ops"] == answers["ghost"]
+    assert [a[0] for a in answers["ops"]] == [401] * 5 + [429]
+
+
+def test_changing_own_password_shares_the_login_back_off(
+    anonymous: TestClient[Any], appliance: Appliance, clock: FakeClock
+) -> None:
+    make_user(appliance, "ops", Role.OPERATOR)
+    session = login(anonymous, "ops", PASSWORD)
+
+    def change(current: str) -> httpx.Response:
+        body = {"current_password": current, "new_password": "another good password"}
+        return anonymous.post("/api/v1/users/ops/password", json=body, headers=csrf(session))
+
+    assert [change("wrong wrong wrong").status_code for _ in range(5)] == [403] * 5
+    held = change(PASSWORD)  # even the right one is not checked while held
+    assert held.status_code == 429
+    assert held.headers["retry-after"] == "1"
+    assert anonymous.post("/api/v1/auth/login", json={"username": "ops", "password": PASSWORD}).status_code == 429
+    entries = appliance.audit.query(_q(action="user.password"), 100)
+    assert [e.outcome for e in entries] == ["denied"] * 5 + ["throttled"]
+    assert "login back-off: 5 failures" in entries[-1].detail
+    assert PASSWORD not in str(entries)
+    assert "wrong wrong wrong" not in str(entries)
+    clock.advance(1.1)
+    assert change(PASSWORD).status_code == 200
+
+
+def test_an_api_token_cannot_change_its_owners_password(anonymous: TestClient[Any], appliance: Appliance) -> None:
+    make_user(appliance, "ops", Role.OPERATOR)
+    _, secret = appliance.accounts.create_token(owner="ops", name="leaked", role=Role.VIEWER, expires_at=None)
+    body = {"current_password": PASSWORD, "new_password": "another good password"}  # even the right one
+    response = anonymous.post("/api/v1/users/ops/password", json=body, headers={"Authorization": f"Bearer {secret}"})
+    assert response.status_code == 403
+    assert "not with an API token" in response.json()["detail"]
+    assert appliance.login_throttle.counts("ops", "testclient") == (0, 0, 0)  # no password was checked
+    login(anonymous, "ops", PASSWORD)  # unchanged
 
 
 def test_per_user_rate_limit_answers_429_and_is_audited(node: OpenedNode, clock: FakeClock) -> None:
@@ -448,7 +496,7 @@ _text = st.text(max_size=80) | st.sampled_from(["admin", "", "a" * 300, "ünïco
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(username=_text, password=_text)
 def test_login_never_500s(anonymous: TestClient[Any], appliance: Appliance, username: str, password: str) -> None:
-    appliance.login_throttle.__init__()  # type: ignore[misc]  # keep every example from being throttled
+    appliance.login_throttle.reset()  # keep every example from being throttled
     response = anonymous.post("/api/v1/auth/login", json={"username": username, "password": password})
     assert response.status_code in {401, 422, 429}, response.text
 
@@ -463,3 +511,16 @@ def test_login_never_500s(anonymous: TestClient[Any], appliance: Appliance, user
 def test_user_creation_never_500s(client: TestClient[Any], body: dict[str, Any]) -> None:
     response = client.post("/api/v1/users", json=body)
     assert response.status_code in {201, 409, 422}, response.text
+
+
+async def test_a_burst_of_parallel_guesses_gets_only_the_free_tries(appliance: Appliance) -> None:
+    import asyncio
+
+    make_user(appliance, "ops", Role.OPERATOR)
+    transport = httpx.ASGITransport(app=appliance.asgi)  # type: ignore[arg-type]  # Litestar types its ASGI callable narrower
+    async with httpx.AsyncClient(transport=transport, base_url=BASE) as client:
+        body = {"username": "ops", "password": "bad bad bad"}
+        replies = await asyncio.gather(*(client.post("/api/v1/auth/login", json=body) for _ in range(20)))
+    statuses = sorted(r.status_code for r in replies)
+    assert statuses == [401] * 5 + [429] * 15  # without reservations all 20 would be checked
+    assert appliance.login_throttle.counts("ops", "127.0.0.1")[0] == 5

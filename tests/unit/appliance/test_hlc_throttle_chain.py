@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from appliance.audit.chain import GENESIS, AuditEntry, entry_hash, verify
 from appliance.auth.permissions import ROLE_PERMISSIONS, Permission, Role, role_within
-from appliance.auth.throttle import LoginThrottle, RateLimiter, retry_after_header
+from appliance.auth.throttle import LoginThrottle, RateLimiter, Schedule, retry_after_header
 from appliance.cluster.hlc import HybridClock, Timestamp
 
 
@@ -64,15 +64,15 @@ def test_rate_limiter_off_at_zero() -> None:
 
 def test_login_back_off_doubles_after_free_failures_and_resets_on_success() -> None:
     clock = Clock()
-    throttle = LoginThrottle(free_failures=3, base_delay=1, max_delay=8, clock=clock)
-    delays = [throttle.failed(["user:a"]) for _ in range(7)]
+    throttle = LoginThrottle(pair=Schedule(free_failures=3, base_delay=1, max_delay=8), clock=clock)
+    delays = [throttle.failed(["join:a"]) for _ in range(7)]
     assert delays == [0, 0, 1, 2, 4, 8, 8]
-    assert throttle.retry_after(["user:a"]) == 8
+    assert throttle.retry_after(["join:a"]) == 8
     clock.now += 8
-    assert throttle.retry_after(["user:a"]) <= 0
-    throttle.succeeded("user:a")
-    assert throttle.failures("user:a") == 0
-    assert throttle.failed(["user:a"]) == 0
+    assert throttle.retry_after(["join:a"]) <= 0
+    throttle.succeeded("join:a")
+    assert throttle.failures("join:a") == 0
+    assert throttle.failed(["join:a"]) == 0
 
 
 def test_retry_after_header_is_whole_seconds_at_least_one() -> None:

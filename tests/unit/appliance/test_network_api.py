@@ -316,3 +316,17 @@ def test_nothing_touches_the_kernel_without_configuration(node: OpenedNode, cloc
         assert client.get(NET).json() == {}
         time.sleep(0.2)  # the overlay reconciler's first pass has run
         assert app.overlays.passes >= 1
+
+
+@pytest.mark.parametrize("bad", ["-f", "--help", "example.org", "10.1.0.9 -c 100000"])
+def test_a_check_that_is_not_an_ip_address_is_refused_before_anything(
+    api: TestClient[Any], kernel: FakeKernel, checker: Checker, bad: str
+) -> None:
+    response = api.post(f"{NET}/apply", json={"config": CONFIG, "check": bad})
+    assert response.status_code == 422, response.text
+    problem = response.json()
+    assert problem["detail"] == "check must be an IPv4 or IPv6 address"
+    assert problem["errors"][0]["path"] == "$.check"
+    assert checker.asked == []  # ping was never run
+    assert "br0" not in kernel.specs
+    assert api.get(f"{NET}/status").json()["desired"] is None  # and nothing was stored

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -12,10 +13,11 @@ from pathlib import Path
 import pytest
 
 from netconfig import cli
-from netconfig.confirm import ConfirmError, ConfirmManager, NetConfig, RolledBack
+from netconfig.confirm import ConfirmError, ConfirmManager, NetConfig, PingCheck, RolledBack
 from netconfig.load import loads
 from netconfig.model import Nic
 from netconfig.state import StateDir
+from netconfig.validate import ConfigError
 from tests.unit.netconfig.fakekernel import FakeKernel
 
 BASE = loads('nics: [{name: eth0, mac: "02:00:00:00:00:01", addresses: [10.0.0.1/24]}]')
@@ -160,3 +162,58 @@ def test_cli_unconfirmed_apply_rolls_back_and_errors_are_one_line(tmp_path: Path
     assert err.count("\n") == 1
     assert err.startswith("debvisor: ") and "$.vlans[0].id: 5000 is outside 1\u20134094" in err  # noqa: PT018
     assert run_cli(kernel, "net", "rollback", *data)[2] == "debvisor: no change is waiting for confirmation\n"
+
+
+@pytest.mark.parametrize("bad", ["-f", "--help", "-c100000", "example.org", "10.0.0.1 -f", "fe80::1%eth0", "", "1.2.3"])
+def test_the_check_address_must_be_an_ip_literal(tmp_path: Path, bad: str) -> None:
+    kernel, core, _clock = setup(tmp_path)
+    with pytest.raises(ConfigError, match=r"\$\.check: .* is not an IPv4 or IPv6 address"):
+        core.begin(CHANGE, confirm_within=120, check=bad)
+    assert "br0" not in kernel.specs  # refused before anything changed
+    assert core.state.pending() is None
+
+
+def test_the_check_address_is_canonical(tmp_path: Path) -> None:
+    asked: list[str] = []
+
+    def check(address: str) -> bool:
+        asked.append(address)
+        return True
+
+    kernel = FakeKernel([Nic(name="eth0", mac="02:00:00:00:00:01", mtu=1500)])
+    core = NetConfig(kernel, StateDir(tmp_path), clock=Clock(), check=check)
+    pending, _ = core.begin(BASE, confirm_within=120, check="2001:DB8:0::1")
+    assert asked == ["2001:db8::1"]
+    assert pending.check == "2001:db8::1"
+
+
+def test_ping_gets_the_address_after_a_double_dash(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[list[str]] = []
+
+    def fake_run(argv: list[str], **_kw: object) -> subprocess.CompletedProcess[bytes]:
+        calls.append(argv)
+        return subprocess.CompletedProcess(argv, 0)
+
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    assert PingCheck(netns="lab")("192.0.2.1")
+    assert calls[0][-2:] == ["--", "192.0.2.1"]
+    assert calls[0][:4] == ["ip", "netns", "exec", "lab"]
+    assert not PingCheck()("-f")  # never run: not an address
+    assert len(calls) == 1
+
+
+@pytest.mark.parametrize("given", ["--check=-f", "--check=--help", "--check=example.org"])
+def test_cli_check_must_be_an_address(tmp_path: Path, capsys: pytest.CaptureFixture[str], given: str) -> None:
+    kernel = FakeKernel([Nic(name="eth0", mac="02:00:00:00:00:01", mtu=1500)])
+    config = tmp_path / "net.yaml"
+    config.write_text("bridges: [{name: br0}]")
+    with pytest.raises(SystemExit) as exited:
+        run_cli(kernel, "net", "apply", str(config), given, "--data-dir", str(tmp_path))
+    assert exited.value.code == 2
+    err = capsys.readouterr().err.splitlines()[-1]
+    value = given.removeprefix("--check=")
+    assert err == (
+        f"debvisor net apply: error: argument --check: {value!r} is not an IPv4 or IPv6 address "
+        "(such as 192.0.2.1 or 2001:db8::1)"
+    )
+    assert "br0" not in kernel.specs

@@ -25,6 +25,7 @@ def test_proxy_mode_is_the_default_and_answers_through_pxe_services() -> None:
     assert "--port=0" in argv
     assert "--interface=eth0" in argv
     assert "--bind-interfaces" in argv
+    assert tuple(a for a in argv if a.startswith(("--user", "--group"))) == ("--user=nobody", "--group=nogroup")
     assert "--dhcp-range=10.9.0.0,proxy,255.255.255.0" in argv
     assert "--pxe-service=tag:!ipxe,x86PC,DebVisor,undionly.kpxe" in argv
     assert "--pxe-service=tag:!ipxe,X86-64_EFI,DebVisor,ipxe.efi" in argv
