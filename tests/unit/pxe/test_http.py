@@ -36,7 +36,7 @@ def client(
         range_start="10.9.0.100",
         range_end="10.9.0.200",
         http_url="http://10.9.0.1:8080",
-        machines={"52-54-00-AA-BB-01": PxeMachine(name="rack1-n1", join="dvj1.x_y")},
+        machines={"52-54-00-AA-BB-01": PxeMachine(name="rack1-n1")},
     )
     service = PxeService(config, boot_files=files, state_dir=files / "state", run_dnsmasq=False, clock=lambda: 100.0)
     app = Litestar(
@@ -63,7 +63,8 @@ def test_a_known_machine_gets_its_settings_and_is_listed(files: Path) -> None:
     assert answer.status_code == 200
     assert "kernel http://10.9.0.1:8080/pxe/vmlinuz " in answer.text
     assert "fetch=http://10.9.0.1:8080/pxe/filesystem.squashfs" in answer.text
-    assert "debvisor.name=rack1-n1 debvisor.join=dvj1.x_y" in answer.text
+    assert "debvisor.name=rack1-n1 debvisor.enlist=" in answer.text
+    assert "debvisor.join" not in answer.text and "debvisor.enrol" not in answer.text  # no node: no enrolment
     [seen] = service.seen()
     assert (seen.mac, seen.name, seen.last_seen, seen.state) == (MAC, "rack1-n1", 100.0, "known")
 
