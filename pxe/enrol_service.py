@@ -218,8 +218,7 @@ class EnrolmentService:
             record,
             offer_id=None,
             offer_hash=None,
-            poll_hash=None,
-            state="refused",
+            state="refused",  # its poll secret stays: the machine learns of the refusal on its next poll
             decided_by=by,
             decided_at=now,
             updated_at=now,
