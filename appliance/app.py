@@ -241,6 +241,7 @@ def create_app(
         name_for=lambda mac: pxe_service.name_of(mac),  # noqa: PLW0108
         audit=lambda **entry: _audit_enrolment(audit, **entry),
         clock=clock,
+        credential_ttl=lambda: pxe_service.config().credential_seconds,
     )
     pxe_service = PxeService(
         load_config(pxe_config),

@@ -101,6 +101,7 @@ class EnrolmentService:
         name_for: Callable[[str], str | None],
         audit: Audit,
         clock: Callable[[], float] = time.time,
+        credential_ttl: Callable[[], float] = lambda: CREDENTIAL_TTL,
     ) -> None:
         self._store = store
         self._ca_fingerprint = ca_fingerprint
@@ -110,6 +111,7 @@ class EnrolmentService:
         self._name_for = name_for
         self._audit = audit
         self._clock = clock
+        self._credential_ttl = credential_ttl
 
     def offer(self, mac: str) -> str:
         """A new single-use credential for `mac` (replacing its unused one); its kernel-argument form."""
@@ -121,7 +123,7 @@ class EnrolmentService:
                 record,
                 offer_id=offer_id,
                 offer_hash=secret_hash(secret),
-                offer_expires_at=now + CREDENTIAL_TTL,
+                offer_expires_at=now + self._credential_ttl(),
                 updated_at=now,
             )
         )

@@ -34,7 +34,7 @@ from appliance.settings import HostPort, SettingsError, parse_host_port
 from pxe.dnsmasq import DnsmasqSettings, Machine, Mode, normalize_mac, render_argv
 from pxe.enlistment import EnlistedMachine, EnlistedMachineDetail, EnlistmentStore, MachineRecord, summary, view
 from pxe.enrol_service import MAX_SERIAL, EnrolmentService
-from pxe.enrolment import ApprovalPolicy, EnrolmentView
+from pxe.enrolment import CREDENTIAL_TTL, ApprovalPolicy, EnrolmentView
 from pxe.inventory import Inventory
 from pxe.listener import (
     DEFAULT_PORT,
@@ -48,7 +48,8 @@ from pxe.server import Supervisor
 
 log = logging.getLogger(__name__)
 
-IPXE_DIR = Path("/usr/lib/ipxe")  # Debian's ipxe package: undionly.kpxe, ipxe.efi
+IPXE_DIR = Path("/usr/lib/ipxe")
+MIN_CREDENTIAL_SECONDS, MAX_CREDENTIAL_SECONDS = 5, 24 * 3600  # Debian's ipxe package: undionly.kpxe, ipxe.efi
 
 
 class PxeMachine(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -78,6 +79,8 @@ class PxeConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     approve_macs: list[str] = []
     approve_serials: list[str] = []
     approve_all: bool = False
+    # How long the enrolment credential in a boot script is valid: boot to appliance start-up.
+    credential_seconds: int = int(CREDENTIAL_TTL)
 
 
 class PxeConfigView(PxeConfig, frozen=True, kw_only=True):
@@ -122,6 +125,8 @@ def validate(config: PxeConfig) -> PxeConfig:
                 raise PxeError(
                     f"approve_serials: {serial[:40]!r} is not a serial (1-{MAX_SERIAL} printable characters)"
                 )
+        if not MIN_CREDENTIAL_SECONDS <= config.credential_seconds <= MAX_CREDENTIAL_SECONDS:
+            raise PxeError(f"credential_seconds must be {MIN_CREDENTIAL_SECONDS}-{MAX_CREDENTIAL_SECONDS}")
         normalized = msgspec.structs.replace(config, machines=machines, approve_macs=approve_macs)
         for mac, m in machines.items():
             cmdline("http://x/pxe", MachineParams(m.name, None, tuple(m.extra), mac))
