@@ -64,7 +64,8 @@ def test_a_known_machine_gets_its_settings_and_is_listed(files: Path) -> None:
     assert "kernel http://10.9.0.1:8080/pxe/vmlinuz " in answer.text
     assert "fetch=http://10.9.0.1:8080/pxe/filesystem.squashfs" in answer.text
     assert "debvisor.name=rack1-n1 debvisor.enlist=" in answer.text
-    assert "debvisor.join" not in answer.text and "debvisor.enrol" not in answer.text  # no node: no enrolment
+    assert "debvisor.join" not in answer.text
+    assert "debvisor.enrol" not in answer.text  # no node behind it: no enrolment
     [seen] = service.seen()
     assert (seen.mac, seen.name, seen.last_seen, seen.state) == (MAC, "rack1-n1", 100.0, "known")
 
