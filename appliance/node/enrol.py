@@ -26,6 +26,8 @@ import msgspec
 
 from appliance.cluster.join_client import JoinError, fetch_ca
 from appliance.cluster.transport import split_addr
+from appliance.console import notify_systemd
+from appliance.datadir import write_new_file
 from appliance.errors import StartupError
 from appliance.settings import ServeSettings
 from pxe.credential import EnrolCredential, decode
@@ -103,11 +105,17 @@ def enrol(
     *,
     mac: str | None,
     serial: str | None,
+    resume: Path | None = None,
+    notify: Callable[[str], object] = notify_systemd,
     patience: float = PATIENCE,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
 ) -> Enrolled:
-    """Present the credential `text` and wait for approval; EnrolError says why it failed."""
+    """Present the credential `text` and wait for approval; EnrolError says why it failed.
+
+    `resume` keeps the poll secret (0600) while the machine waits, so a restarted service
+    resumes waiting instead of presenting its spent credential again; it goes once the wait ends.
+    """
     try:
         credential = decode(text)
     except ValueError as exc:
@@ -115,14 +123,23 @@ def enrol(
     mac = mac or credential.mac
     server = credential.servers[0]
     context = _reach(credential, server, patience, sleep, clock)
-    request = {"id": credential.id, "secret": credential.secret, "mac": mac, "serial": serial}
-    status, payload = _retrying(lambda: _post(server, "/api/v1/pxe/enrol", request, context), patience, sleep, clock)
-    if status != 200:
-        raise EnrolError(f"boot server {server} refused to enrol machine {mac}: {_detail(payload)}")
-    answer = msgspec.json.decode(payload, type=_Answer)
-    if answer.poll_secret is None:
-        raise EnrolError(f"boot server {server} answered without a poll secret")
-    poll = {"mac": mac, "poll_secret": answer.poll_secret}
+    poll_secret = _resumed(resume, credential.id, mac)
+    if poll_secret is None:
+        request = {"id": credential.id, "secret": credential.secret, "mac": mac, "serial": serial}
+        status, payload = _retrying(
+            lambda: _post(server, "/api/v1/pxe/enrol", request, context), patience, sleep, clock
+        )
+        if status != 200:
+            raise EnrolError(f"boot server {server} refused to enrol machine {mac}: {_detail(payload)}")
+        answer = msgspec.json.decode(payload, type=_Answer)
+        if answer.poll_secret is None:
+            raise EnrolError(f"boot server {server} answered without a poll secret")
+        poll_secret = answer.poll_secret
+        if resume is not None:
+            _forget(resume)  # a wait of an earlier boot
+            write_new_file(resume, msgspec.json.encode(_Resume(credential.id, mac, poll_secret)), mode=0o600)
+    else:
+        log.info("enrolment: machine %s resumes waiting for approval", mac)
     log.warning(
         "enrolment: machine %s waits for approval on its boot server %s "
         "(approve it with `debvisor pxe approve NODE %s`, or its PXE settings' approval policy)",
@@ -130,21 +147,48 @@ def enrol(
         server,
         mac,
     )
+    poll = {"mac": mac, "poll_secret": poll_secret}
     reminded = clock()
     while True:
+        # Under systemd (Type=notify) the start would time out while an operator decides.
+        notify(f"EXTEND_TIMEOUT_USEC={int((patience + 120) * 1e6)}\nSTATUS=waiting for approval of {mac} on {server}")
         status, payload = _retrying(
             lambda: _post(server, "/api/v1/pxe/enrol/poll", poll, context), patience, sleep, clock
         )
         if status != 200:
+            _forget(resume)
             raise EnrolError(f"enrolment of machine {mac} ended: {_detail(payload)}")
         answer = msgspec.json.decode(payload, type=_Answer)
         if answer.join_token is not None and answer.name is not None:
+            _forget(resume)
             log.info("enrolment: machine %s was approved to join as %s", mac, answer.name)
             return Enrolled(answer.name, answer.join_token)
         if clock() - reminded > REMIND_SECONDS:
             log.warning("enrolment: machine %s still waits for approval on %s", mac, server)
             reminded = clock()
         sleep(max(0.5, min(answer.poll_seconds, 60.0)))
+
+
+class _Resume(msgspec.Struct, frozen=True):
+    credential_id: str
+    mac: str
+    poll_secret: str
+
+
+def _resumed(path: Path | None, credential_id: str, mac: str) -> str | None:
+    """The poll secret of a wait this credential started before a restart, if any."""
+    if path is None:
+        return None
+    try:
+        saved = msgspec.json.decode(path.read_bytes(), type=_Resume)
+    except (OSError, msgspec.DecodeError):
+        return None
+    return saved.poll_secret if (saved.credential_id, saved.mac) == (credential_id, mac) else None
+
+
+def _forget(path: Path | None) -> None:
+    if path is not None:
+        path.unlink(missing_ok=True)
 
 
 def _reach(
@@ -191,8 +235,9 @@ def enrol_before_join(settings: ServeSettings) -> ServeSettings:
     token given), else with the join token and name its approved enrolment got (StartupError if none)."""
     if settings.enrol is None or settings.join:
         return settings
+    resume = settings.data_dir.with_name(settings.data_dir.name + ".enrolment")
     try:
-        enrolled = enrol(settings.enrol, mac=settings.boot_mac, serial=read_serial())
+        enrolled = enrol(settings.enrol, mac=settings.boot_mac, serial=read_serial(), resume=resume)
     except EnrolError as exc:
         raise StartupError(f"cannot enrol with the PXE boot server: {exc}") from exc
     return replace(settings, join=enrolled.join_token, default_name=enrolled.name)

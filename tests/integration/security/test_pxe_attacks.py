@@ -211,12 +211,17 @@ def test_a_pxe_booted_node_waits_pending_until_approved_then_joins(
 ) -> None:
     cmdline = tmp_path / "cmdline"
     cmdline.write_text(_kernel_line(_script(pxe_port, MAC)) + "\n")
+    first = BootedNode(tmp_path / "machine", extra_args=["--boot-params", str(cmdline)])
+    with first:
+        _wait_for(lambda: _state(server, MAC) == "pending", 30.0, "the machine to enrol")
+        assert first.proc is not None
+        assert first.proc.poll() is None  # waiting, not joined
+        assert not (first.data_dir / "pki").exists()
+    # systemd restarts the service (a crash, a start timeout): it resumes waiting, its spent
+    # credential is not presented again.
     machine = BootedNode(tmp_path / "machine", extra_args=["--boot-params", str(cmdline)])
     with machine:
-        _wait_for(lambda: _state(server, MAC) == "pending", 30.0, "the machine to enrol")
-        assert machine.proc is not None
-        assert machine.proc.poll() is None  # waiting, not joined
-        assert not (machine.data_dir / "pki").exists()
+        _wait_for(lambda: "resumes waiting for approval" in machine.stderr(), 30.0, "the machine to resume")
         with _operator(server) as operator:
             approved = operator.post(f"/api/v1/nodes/boot/pxe/machines/{MAC}/approve", json={"name": "rack1-n3"})
         assert approved.status_code == 200, approved.text
@@ -229,6 +234,7 @@ def test_a_pxe_booted_node_waits_pending_until_approved_then_joins(
             )
         assert _state(server, MAC) == "joined"
         assert "waits for approval" in machine.stderr()
+        assert not (tmp_path / "machine.enrolment").exists()  # the kept poll secret is gone
     assert "dvj_" not in machine.stderr() + server.stderr()
     approvals = _audit(server, "pxe.machine.approve")
     assert [(e["user"], e["detail"]) for e in approvals] == [("opal", "approved to join as rack1-n3")]
