@@ -55,14 +55,15 @@ def enrol_routes(
         request_max_body_size=MAX_BODY,
         status_code=200,
     )
-    async def enrol(request: Request[Any, Any, Any]) -> EnrolAnswer:
+    async def enrol(request: Request[Any, Any, Any]) -> Response[EnrolAnswer]:
         client = source(request, limiter)
         body = _decode(await request.body(), EnrolRequest)
         body = msgspec.structs.replace(body, mac=_mac(body.mac))
         try:
-            return service.enrol(body, client)
+            answer = service.enrol(body, client)
         except EnrolmentError as exc:
             raise ApiError(exc.status, str(exc)) from exc
+        return Response(answer, headers={"cache-control": "no-store"})
 
     @post(
         "/enrol/poll",

@@ -178,7 +178,7 @@ class EnrolmentService:
         if record.state != "approved":
             return PollAnswer(state=record.state, poll_seconds=POLL_SECONDS)
         name = record.name or self._name(record.mac)
-        issued = self._issue_token(f"pxe:{record.mac}")
+        issued = self._issue_token(f"pxe:{record.mac} approved by {record.decided_by}")
         self._store.put(
             msgspec.structs.replace(
                 record,

@@ -159,7 +159,7 @@ def test_a_machine_waits_pending_until_approved_then_gets_one_token_on_one_poll(
         h.service.poll(poll, "ip")
     with pytest.raises(EnrolmentError, match="wrong poll secret"):
         h.service.poll(PollRequest(mac=MAC, poll_secret="guess"), "ip")
-    assert h.tokens == ["pxe:52:54:00:aa:bb:01"]
+    assert h.tokens == ["pxe:52:54:00:aa:bb:01 approved by alice"]
     assert all("dvj_" not in str(entry) and poll_secret not in str(entry) for entry in h.audited)
 
 
