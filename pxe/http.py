@@ -44,8 +44,9 @@ BOOT_FILES = ("vmlinuz", "initrd.img", "filesystem.squashfs")
 # Reports per source address: a burst for a few retries, then one a minute (a machine reports once per boot).
 ENLIST_RATE = 1 / 60
 ENLIST_BURST = 5.0
-# Scripts recorded per source address (the script itself is always served): a real machine
-# fetches one per boot, a host making up MACs cannot push the rack's machines out of the table.
+# Scripts served per source address (beyond that: "retry in 30 s"): a real machine fetches one
+# per boot; a host making up MACs can neither push the rack's machines out of the table nor
+# mint enrolment credentials at will.
 RECORD_RATE = 1 / 60
 RECORD_BURST = 10.0
 CHUNK = 1024 * 1024
