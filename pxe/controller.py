@@ -178,12 +178,13 @@ def _enrolment_handlers(service: PxeService, *, local: str, forwarder: Forwarder
             decided = enrolments.approve(key, request.user.name, given)
         except EnrolmentError as exc:
             raise ApiError(exc.status, str(exc)) from exc
-        if given is not None:  # remembered for its next boot too
+        detail = f"approved to join as {decided.name}"
+        if given is not None:  # remembered for its next boot too; the approval stands either way
             try:
                 await service.name_machine(key, given)
             except PxeError as exc:
-                raise ApiError(422, f"invalid name: {exc}") from exc
-        note(request, target=f"node {name} machine {key}", detail=f"approved to join as {decided.name}")
+                detail += f" (the name was not stored in its settings: {exc})"
+        note(request, target=f"node {name} machine {key}", detail=detail)
         return Response(decided)
 
     @post(
