@@ -77,6 +77,10 @@ from appliance.store.config import ConfigStore
 from netconfig.state import StateDir
 from pxe.controller import pxe_config_routes
 from pxe.enlistment import EnlistmentStore
+from pxe.enrol_routes import enrol_routes
+from pxe.enrol_service import EnrolmentService, IssuedToken
+from pxe.enrolment import TOKEN_TTL as MACHINE_TOKEN_TTL
+from pxe.enrolment import EnrolmentStore
 from pxe.http import pxe_routes
 from pxe.inventory import Inventory
 from pxe.service import PxeService, PxeSettings, load_config, save_config
@@ -256,6 +260,19 @@ def create_app(
         found = (a.address for a in await host.addresses() if a.interface == name and a.family == "inet")
         return next(found, None)
 
+    # PXE enrolment: machines present the single-use credential of their boot script over TLS
+    # and get a join token (made here, handed over once) only after approval.
+    enrolments = EnrolmentService(
+        EnrolmentStore(node.db),
+        ca_fingerprint=node.identity.ca_fingerprint,
+        servers=lambda: [api_advertise],
+        issue_token=lambda by: _machine_token(joins, by),
+        policy=lambda: pxe_service.policy(),  # noqa: PLW0108 - pxe_service is made below
+        name_for=lambda mac: pxe_service.name_of(mac),  # noqa: PLW0108
+        audit=lambda **entry: _audit_enrolment(audit, **entry),
+        clock=clock,
+        credential_ttl=lambda: pxe_service.config().credential_seconds,
+    )
     pxe_service = PxeService(
         load_config(pxe_config),
         boot_files=pxe.boot_files,
@@ -271,6 +288,7 @@ def create_app(
         machines=EnlistmentStore(node.db),
         is_member=cluster.name_in_use,
         on_enlisted=lambda mac, ip, inventory: _audit_enlisted(audit, mac, ip, inventory),
+        enrolments=enrolments,
     )
     # Booting machines have no credentials: the boot files get their own app, without the
     # access gate, served only on the plain-HTTP listener; the API never answers /pxe.
@@ -330,6 +348,7 @@ def create_app(
             network_routes(network_service, forwarder=forwarder),
             overlay_routes(overlay_store),
             pxe_config_routes(pxe_service, local=node.name, forwarder=forwarder),
+            enrol_routes(enrolments, enabled=pxe_service.enabled),
         ],
         middleware=[DefineMiddleware(AccessMiddleware, gate=gate)],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
@@ -384,6 +403,24 @@ def _audit_enlisted(audit: AuditLog, mac: str, ip: str, inventory: Inventory) ->
         outcome="success",
         detail=f"{inventory.cpu_count} CPUs, {inventory.memory_bytes} B memory, "
         f"{len(inventory.disks)} disks ({disks} B), {len(inventory.nics)} NICs",
+    )
+
+
+def _machine_token(joins: JoinService, created_by: str) -> IssuedToken:
+    """A join token for an approved PXE machine (the join service is the only maker of tokens)."""
+    created = joins.create_token(created_by=created_by, ttl=MACHINE_TOKEN_TTL)
+    return IssuedToken(token=created.token, id=created.id, expires_at=created.expires_at)
+
+
+def _audit_enrolment(audit: AuditLog, *, mac: str, source: str, action: str, outcome: str, detail: str) -> None:
+    """Audit an enrolling machine's request under its MAC (never a credential or token)."""
+    audit.append(
+        user=f"machine:{mac}",
+        source=source,
+        action=action,
+        target=f"machine {mac}",
+        outcome="success" if outcome == "success" else "denied",
+        detail=detail,
     )
 
 

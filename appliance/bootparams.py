@@ -10,6 +10,9 @@ the node exists (as `--join` is).
 Keys (all optional; the last occurrence wins, as for kernel parameters):
   debvisor.name=NAME          node name for a fresh data dir (a DNS label)
   debvisor.join=TOKEN         join the token's cluster instead of founding one
+  debvisor.enrol=CREDENTIAL   a PXE boot script's single-use enrolment credential (dve_...): a
+                              fresh node enrols with the boot server over TLS, waits for an
+                              operator's approval, then joins with the token it is handed
   debvisor.api=HOST:PORT      API listen address (default 0.0.0.0:8443)
   debvisor.gossip=HOST:PORT   gossip listen address (default 0.0.0.0:7946)
   debvisor.advertise=IP       address peers use to reach this node
@@ -55,7 +58,7 @@ from appliance.settings import (
 )
 
 PREFIX = "debvisor."
-_KEYS = ("name", "join", "api", "gossip", "advertise", "ip", "data", "pxe-http", "enlist")
+_KEYS = ("name", "join", "enrol", "api", "gossip", "advertise", "ip", "data", "pxe-http", "enlist")
 ENLIST_PATH = "/pxe/enlist"
 # http only (iPXE and the boot server's listener speak nothing else), to a host (an IP literal
 # or a DNS name) and an optional port, and only the enlistment path: no user, query or fragment.
@@ -64,6 +67,7 @@ _ENLIST_URL = re.compile(
     r"(?::(?P<port>[0-9]{1,5}))?" + re.escape(ENLIST_PATH) + "$"
 )
 _T = TypeVar("_T")
+_ENROL = re.compile(r"^dve_[A-Za-z0-9_-]{16,2044}$")
 _MAX_TOKEN = 4096  # a join token is a few hundred characters; anything longer is a mistake
 # BOOTIF=01-aa-bb-cc-dd-ee-ff: ARP hardware type 1 (Ethernet), then the MAC, as pxelinux's
 # IPAPPEND 2 and iPXE's ${netX/mac:hexhyp} write it.
@@ -88,6 +92,7 @@ class BootParams:
 
     name: str | None = None
     join: str | None = None
+    enrol: str | None = None  # dve_...: checked in form only here, decoded when used (appliance.node.enrol)
     api: HostPort | None = None
     gossip: HostPort | None = None
     advertise: ipaddress.IPv4Address | ipaddress.IPv6Address | None = None
@@ -183,6 +188,12 @@ def parse_cmdline(text: str) -> BootParams:
     if join is not None and (len(join) > _MAX_TOKEN or not join.isprintable()):
         raise BootParamsError("kernel command line: debvisor.join is not a join token (too long or not printable)")
 
+    enrol = values.get("enrol")
+    if enrol is not None and not _ENROL.match(enrol):
+        raise BootParamsError("kernel command line: debvisor.enrol is not an enrolment credential (dve_...)")
+    if enrol is not None and join is not None:
+        raise BootParamsError("kernel command line: give debvisor.join or debvisor.enrol, not both")
+
     def parsed(key: str, parse: Callable[[str], _T]) -> _T | None:
         if key not in values:
             return None
@@ -202,6 +213,7 @@ def parse_cmdline(text: str) -> BootParams:
     return BootParams(
         name=name,
         join=join,
+        enrol=enrol,
         api=api,
         gossip=gossip,
         advertise=advertise,

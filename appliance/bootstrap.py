@@ -34,6 +34,7 @@ from appliance.identity.store import (
     refresh_node_cert,
     write_joined_identity,
 )
+from appliance.node.enrol import enrol_before_join
 from appliance.node.types import InterfaceAddress
 from appliance.settings import HostPort, ServeSettings, default_node_name
 from appliance.store.config import ConfigStore
@@ -93,6 +94,7 @@ def open_node(
     host_addresses: list[InterfaceAddress],
     clock: Callable[[], float] = time.time,
     joiner: Joiner = join_client.join,
+    enroller: Callable[[ServeSettings], ServeSettings] = enrol_before_join,
 ) -> OpenedNode:
     """Open the node in `settings.data_dir`, initialising it first if it is fresh.
 
@@ -103,6 +105,7 @@ def open_node(
     addresses = certificate_addresses([settings.api, settings.gossip], host_addresses)
     now = dt.datetime.fromtimestamp(clock(), dt.UTC)
     if datadir.is_fresh():
+        settings = enroller(settings)  # a PXE-booted machine waits for approval here
         if settings.join:
             return _initialise_joined(datadir, settings, routable_ips(host_addresses), now, joiner)
         return _initialise(datadir, settings, addresses, now)

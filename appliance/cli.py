@@ -221,6 +221,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         pxe_files=args.pxe_files,
         enlist_url=boot.enlist,
         boot_mac=boot.boot_mac,
+        enrol=boot.enrol,
     )
     logs.configure(args.log_level, json={"auto": None, "json": True, "text": False}[args.log_format])
     asyncio.run(serve(settings))

@@ -53,6 +53,12 @@ def add_client_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
     users.add_argument("name", nargs="?")
     users.add_argument("--role", choices=["admin", "operator", "viewer", "developer"])
     users.set_defaults(func=_users)
+    pxe = commands.add_parser("pxe", help="machines a node PXE-booted: list, approve or refuse their enrolment")
+    pxe.add_argument("action", choices=["machines", "approve", "refuse"])
+    pxe.add_argument("node", help="the boot server node")
+    pxe.add_argument("mac", nargs="?", help="the machine's MAC (approve, refuse)")
+    pxe.add_argument("--name", default=None, help="approve: the node name it joins under (default: its settings')")
+    pxe.set_defaults(func=_pxe)
 
 
 def add_audit_list(audit_commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -195,6 +201,21 @@ def _users(args: argparse.Namespace) -> int:
         body = {"name": args.name, "role": args.role, "password": password.rstrip("\n")}
         created = _call(client, "POST", "/api/v1/users", json=body)
         return _show(args, created, lambda d: f"created {d['name']} ({d['role']})")
+
+
+def _pxe(args: argparse.Namespace) -> int:
+    base = f"/api/v1/nodes/{args.node}/pxe/machines"
+    with _client(args) as client:
+        if args.action == "machines":
+            data = _call(client, "GET", base)
+            columns = [("mac", "MAC"), ("state", "STATE"), ("name", "NAME"), ("ip", "IP"), ("boots", "BOOTS")]
+            return _show(args, data, lambda d: _table(d, columns))
+        if not args.mac:
+            raise ClientError(f"pxe {args.action} needs the machine's MAC")
+        body = {"name": args.name} if args.action == "approve" and args.name else None
+        decided = _call(client, "POST", f"{base}/{args.mac}/{args.action}", json=body)
+    verb = f"approved to join as {decided['name']}" if args.action == "approve" else "refused"
+    return _show(args, decided, lambda _d: f"{args.mac} {verb}")
 
 
 def _audit_list(args: argparse.Namespace) -> int:

@@ -135,6 +135,9 @@ class ServeSettings:
     # boot server's script), and the MAC it booted from (BOOTIF=); None: do not report.
     enlist_url: str | None = None
     boot_mac: str | None = None
+    # A PXE boot script's single-use enrolment credential (debvisor.enrol=): a fresh data dir
+    # enrols with the boot server and joins once approved (appliance.node.enrol).
+    enrol: str | None = None
 
     def advertised(self, listen: HostPort, host_addresses: list[str]) -> str:
         """HOST:PORT that peers should dial for `listen` (the api or gossip address)."""

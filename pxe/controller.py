@@ -1,19 +1,24 @@
 """`/api/v1/nodes/{name}/pxe`: a node's PXE boot server settings, and the machines it booted.
 
 Per node (the interface and DHCP range are that node's), so each handler forwards first.
-Reading the settings needs `pxe:manage` like writing them: per-machine settings hold join
-tokens. The machine list and a machine's reported inventory hold none, so `node:read` may see
-them. Naming a machine (`PUT .../machines/{mac}`) or forgetting it (`DELETE`) changes the
-per-MAC settings like `PUT .../pxe`. Changes are audited by the access gate under the route's
-action, with a detail that never holds a join token. The boot files and the machines' reports
-are served without credentials by `pxe.http` on the plain-HTTP listener.
+Reading the settings needs `pxe:manage` like writing them, and is audited (`pxe.config.read`):
+they are the site's security settings (the approval policy). No route returns a join token:
+the settings name the token a machine was handed by id and expiry only. The machine list and a
+machine's reported inventory and enrolment state are for `node:read`. Naming a machine
+(`PUT .../machines/{mac}`) or forgetting it (`DELETE`) changes the per-MAC settings like
+`PUT .../pxe`. Approving (`POST .../machines/{mac}/approve`, optionally naming it) or refusing
+(`.../refuse`) a machine that enrolled is `pxe:manage` too. Everything here is audited by the
+access gate under the route's action. The boot files and the machines' reports are served
+without credentials by `pxe.http` on the plain-HTTP listener; enrolment by `pxe.enrol_routes`.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from litestar import Request, Response, Router, delete, get, put
+import msgspec
+from litestar import Request, Response, Router, delete, get, post, put
+from litestar.handlers import HTTPRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, JSONBody
 
@@ -22,9 +27,12 @@ from appliance.audit.context import note
 from appliance.auth.permissions import Permission, requires
 from appliance.auth.principal import Principal
 from appliance.cluster.forward import Forwarder
+from appliance.settings import SettingsError, validate_node_name
 from pxe.dnsmasq import normalize_mac
 from pxe.enlistment import EnlistedMachine, EnlistedMachineDetail
-from pxe.service import MachinePut, MachineSettings, PxeConfig, PxeError, PxeService
+from pxe.enrol_service import EnrolmentService
+from pxe.enrolment import EnrolmentError, EnrolmentView
+from pxe.service import MachinePut, MachineSettings, PxeConfig, PxeConfigView, PxeError, PxeService
 
 AnyRequest = Request[Principal, Any, Any]
 
@@ -34,31 +42,40 @@ def pxe_config_routes(service: PxeService, *, local: str, forwarder: Forwarder) 
 
     @get(
         "/{name:str}/pxe",
-        opt=requires(Permission.PXE_MANAGE),
-        summary="A node's PXE boot server settings",
-        responses={200: ResponseSpec(PxeConfig)},
+        opt=requires(Permission.PXE_MANAGE, action="pxe.config.read"),
+        summary="A node's PXE boot server settings, with each machine's enrolment (never a token)",
+        responses={200: ResponseSpec(PxeConfigView)},
     )
     async def get_config(request: AnyRequest, name: FromPath[str]) -> Response[Any]:
         if name != local:
             return await forwarder.forward(request, name)
-        return Response(service.config())
+        note(request, target=f"node {name}")
+        return Response(service.config_view(), headers={"cache-control": "no-store"})
 
     @put(
         "/{name:str}/pxe",
         opt=requires(Permission.PXE_MANAGE, action="pxe.config.put"),
         summary="Store and apply a node's PXE boot server settings (restarts dnsmasq if they changed)",
-        responses={200: ResponseSpec(PxeConfig)},
+        responses={200: ResponseSpec(PxeConfigView)},
     )
-    async def put_config(request: AnyRequest, name: FromPath[str], data: JSONBody[PxeConfig]) -> Response[Any]:
+    async def put_config(request: AnyRequest, name: FromPath[str], data: JSONBody[PxeConfigView]) -> Response[Any]:
         if name != local:
             return await forwarder.forward(request, name)
+        # What GET answers may be sent back as is: its read-only `enrolments` are ignored.
+        fields = msgspec.structs.asdict(data)
+        del fields["enrolments"]
         try:
-            stored = await service.put(data)
+            stored = await service.put(PxeConfig(**fields))
         except PxeError as exc:
             raise ApiError(422, f"invalid PXE settings: {exc}") from exc
         state = f"enabled on {stored.interface} ({stored.mode})" if stored.enabled else "disabled"
-        note(request, target=f"node {name}", detail=f"{state}, {len(stored.machines)} machines")
-        return Response(stored)
+        policy = (
+            "approve all"
+            if stored.approve_all
+            else f"{len(stored.approve_macs) + len(stored.approve_serials)} approved"
+        )
+        note(request, target=f"node {name}", detail=f"{state}, {len(stored.machines)} machines, {policy}")
+        return Response(service.config_view())
 
     @get(
         "/{name:str}/pxe/machines",
@@ -100,8 +117,7 @@ def pxe_config_routes(service: PxeService, *, local: str, forwarder: Forwarder) 
             stored = await service.put_machine(_mac(mac), data)
         except PxeError as exc:
             raise ApiError(422, f"invalid machine settings: {exc}") from exc
-        join = "with a join token" if stored.has_join else "no join token"
-        note(request, target=f"node {name} machine {stored.mac}", detail=f"name {stored.name}, {join}")
+        note(request, target=f"node {name} machine {stored.mac}", detail=f"name {stored.name}")
         return Response(stored)
 
     @delete(
@@ -125,9 +141,93 @@ def pxe_config_routes(service: PxeService, *, local: str, forwarder: Forwarder) 
 
     return Router(
         "/api/v1/nodes",
-        route_handlers=[get_config, put_config, machines, machine, put_machine, forget_machine],
+        route_handlers=[
+            get_config,
+            put_config,
+            machines,
+            machine,
+            put_machine,
+            forget_machine,
+            *_enrolment_handlers(service, local=local, forwarder=forwarder),
+        ],
         tags=["pxe"],
     )
+
+
+def _enrolment_handlers(service: PxeService, *, local: str, forwarder: Forwarder) -> list[HTTPRouteHandler]:
+    """Approve or refuse a machine that enrolled with its boot script's credential."""
+
+    @post(
+        "/{name:str}/pxe/machines/{mac:str}/approve",
+        opt=requires(Permission.PXE_MANAGE, action="pxe.machine.approve"),
+        summary="Approve a machine waiting to enrol (optionally naming it): its next poll gets a join token",
+        responses={200: ResponseSpec(EnrolmentView)},
+        status_code=200,
+    )
+    async def approve(request: AnyRequest, name: FromPath[str], mac: FromPath[str]) -> Response[Any]:
+        if name != local:
+            return await forwarder.forward(request, name)
+        enrolments, key = _enrolments(service), _mac(mac)
+        given = _approval(await request.body()).name
+        if given is not None:
+            try:
+                validate_node_name(given)
+            except SettingsError as exc:
+                raise ApiError(422, f"name: {exc}") from exc
+        try:
+            decided = enrolments.approve(key, request.user.name, given)
+        except EnrolmentError as exc:
+            raise ApiError(exc.status, str(exc)) from exc
+        detail = f"approved to join as {decided.name}"
+        if given is not None:  # remembered for its next boot too; the approval stands either way
+            try:
+                await service.name_machine(key, given)
+            except PxeError as exc:
+                detail += f" (the name was not stored in its settings: {exc})"
+        note(request, target=f"node {name} machine {key}", detail=detail)
+        return Response(decided)
+
+    @post(
+        "/{name:str}/pxe/machines/{mac:str}/refuse",
+        opt=requires(Permission.PXE_MANAGE, action="pxe.machine.refuse"),
+        summary="Refuse a machine's enrolment: it stays refused until it is forgotten",
+        responses={200: ResponseSpec(EnrolmentView)},
+        status_code=200,
+    )
+    async def refuse(request: AnyRequest, name: FromPath[str], mac: FromPath[str]) -> Response[Any]:
+        if name != local:
+            return await forwarder.forward(request, name)
+        key = _mac(mac)
+        decided = _enrolments(service).refuse(key, request.user.name)
+        note(request, target=f"node {name} machine {key}", detail="refused")
+        return Response(decided)
+
+    return [approve, refuse]
+
+
+class Approval(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The optional body of `POST .../approve`: the node name the machine joins under (stored in
+    its settings; default: the name there, else pxe-<its MAC>)."""
+
+    name: str | None = None
+
+
+def _approval(body: bytes) -> Approval:
+    """The optional approval body (empty: no name given)."""
+    if not body.strip():
+        return Approval()
+    try:
+        return msgspec.json.decode(body, type=Approval)
+    except msgspec.ValidationError as exc:
+        raise ApiError(422, f"invalid approval: {str(exc)[:200]}") from exc
+    except msgspec.DecodeError as exc:
+        raise ApiError(400, f"the body is not valid JSON: {str(exc)[:200]}") from exc
+
+
+def _enrolments(service: PxeService) -> EnrolmentService:
+    if service.enrolments is None:
+        raise ApiError(404, "this node does not take enrolments")
+    return service.enrolments
 
 
 def _mac(text: str) -> str:

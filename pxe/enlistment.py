@@ -9,8 +9,11 @@ MACs cannot grow the database without bound.
 
 A machine's state is not stored but derived when read (`state_of`), so it never goes stale:
 `unknown` (no per-MAC settings), `known` (settings exist), `enlisted` (it reported an
-inventory), `joined` (a cluster member carries the name an operator gave it). The name that
-decides `joined` is the operator's (settings, or the one its script carried), never the
+inventory), then its enrolment (`pxe.enrolment`) when it has one: `pending` (waits for
+approval), `approved` (approved; its join token is handed over on its next poll, or was),
+`refused`, `expired` (nobody approved it in time); and `joined` (a cluster member carries the
+name an operator gave it, or the one its enrolment was approved under). The name that decides
+`joined` is the operator's (settings, approval, or the one its script carried), never the
 reported one: reports are display only.
 
 Deliberately left out: replication (the table is this node's, like its dnsmasq leases) and the
@@ -27,11 +30,12 @@ from typing import Literal
 import msgspec
 
 from appliance.store.database import Database
+from pxe.enrolment import EnrolmentView
 from pxe.inventory import Inventory
 
 MAX_MACHINES = 4096
 
-MachineState = Literal["unknown", "known", "enlisted", "joined"]
+MachineState = Literal["unknown", "known", "enlisted", "pending", "approved", "refused", "expired", "joined"]
 
 _INVENTORY = msgspec.json.Decoder(Inventory)
 _SELECT = "SELECT mac, ip, first_seen, last_seen, boots, name, inventory, enlisted_at FROM pxe_machines"
@@ -86,6 +90,7 @@ class EnlistedMachine(msgspec.Struct, frozen=True, kw_only=True):
     boots: int  # scripts fetched
     enlisted_at: float | None  # when it last reported its inventory
     hardware: HardwareSummary | None
+    enrolment: EnrolmentView | None = None  # None: it never enrolled
 
 
 class EnlistedMachineDetail(EnlistedMachine, frozen=True, kw_only=True):
@@ -96,24 +101,38 @@ class EnlistedMachineDetail(EnlistedMachine, frozen=True, kw_only=True):
 
 
 def state_of(
-    record: MachineRecord, *, configured: bool, named: str | None, is_member: Callable[[str], bool]
+    record: MachineRecord,
+    *,
+    configured: bool,
+    named: str | None,
+    is_member: Callable[[str], bool],
+    enrolment: EnrolmentView | None = None,
 ) -> MachineState:
-    """The state of a recorded machine: joined > enlisted > known > unknown."""
+    """The state of a recorded machine: joined > its enrolment > enlisted > known > unknown."""
     if named is not None and is_member(named):
         return "joined"
+    if enrolment is not None:
+        return "approved" if enrolment.state == "issued" else enrolment.state  # type: ignore[return-value]
     if record.inventory is not None:
         return "enlisted"
     return "known" if configured else "unknown"
 
 
 def view(
-    record: MachineRecord, *, configured_name: str | None, configured: bool, is_member: Callable[[str], bool]
+    record: MachineRecord,
+    *,
+    configured_name: str | None,
+    configured: bool,
+    is_member: Callable[[str], bool],
+    enrolment: EnrolmentView | None = None,
 ) -> EnlistedMachineDetail:
-    """The API's view of a record, given the machine's settings and who is a cluster member."""
+    """The API's view of a record, given the machine's settings, its enrolment and who is a cluster member."""
     name = configured_name if configured_name is not None else record.name
+    if enrolment is not None and enrolment.name is not None:
+        name = enrolment.name  # approval decided it: what it joins under
     return EnlistedMachineDetail(
         mac=record.mac,
-        state=state_of(record, configured=configured, named=name, is_member=is_member),
+        state=state_of(record, configured=configured, named=name, is_member=is_member, enrolment=enrolment),
         name=name,
         ip=record.ip,
         first_seen=record.first_seen,
@@ -121,6 +140,7 @@ def view(
         boots=record.boots,
         enlisted_at=record.enlisted_at,
         hardware=HardwareSummary.of(record.inventory) if record.inventory is not None else None,
+        enrolment=enrolment,
         booted_name=record.name,
         inventory=record.inventory,
     )

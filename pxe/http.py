@@ -6,7 +6,9 @@ They answer 404 unless PXE is enabled on this node. The one write, `POST /pxe/en
 booted machine reports its hardware: a typed body of at most 64 KiB with bounded fields
 (`pxe.inventory`), a rate limit per source address, and only for a MAC that fetched a script
 here (404 otherwise), so a stranger on the boot network can neither fill the table nor name
-anything; what it reports is stored for display only. The script's URLs are built
+anything; what it reports is stored for display only. A script never holds a join token: a
+node puts a fresh single-use enrolment credential for the MAC in it (`pxe.enrol_service`),
+minted only for fetches it records (the same per-address limit), others are told to retry. The script's URLs are built
 from the Host the machine used, so they reach this node the same way. Single byte ranges are
 honoured (a resumed or partial fetch of the 200 MB squashfs); multiple ranges get the whole file.
 
@@ -21,6 +23,7 @@ import asyncio
 import logging
 import re
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -35,14 +38,15 @@ from appliance.auth.permissions import PUBLIC
 from appliance.auth.throttle import RateLimiter, retry_after_header
 from pxe.dnsmasq import DnsmasqError, normalize_mac
 from pxe.inventory import MAX_BODY_BYTES, EnlistPost, Inventory, inventory_of
-from pxe.script import MachineParams, ScriptError, boot_script, chain_script
+from pxe.script import MachineParams, ScriptError, boot_script, chain_script, retry_script
 
 BOOT_FILES = ("vmlinuz", "initrd.img", "filesystem.squashfs")
 # Reports per source address: a burst for a few retries, then one a minute (a machine reports once per boot).
 ENLIST_RATE = 1 / 60
 ENLIST_BURST = 5.0
-# Scripts recorded per source address (the script itself is always served): a real machine
-# fetches one per boot, a host making up MACs cannot push the rack's machines out of the table.
+# Scripts served per source address (beyond that: "retry in 30 s"): a real machine fetches one
+# per boot; a host making up MACs can neither push the rack's machines out of the table nor
+# mint enrolment credentials at will.
 RECORD_RATE = 1 / 60
 RECORD_BURST = 10.0
 CHUNK = 1024 * 1024
@@ -63,6 +67,10 @@ class BootSource(Protocol):
 
     def fetched(self, mac: str, ip: str) -> None:
         """Note that a machine fetched its script."""
+        ...
+
+    def credential(self, mac: str) -> str | None:
+        """A fresh single-use enrolment credential for the machine's script (None: no enrolment here)."""
         ...
 
     def enlist(self, mac: str, ip: str, inventory: Inventory) -> bool:
@@ -119,18 +127,21 @@ def pxe_routes(
         if not source.enabled():
             return _text("PXE is not enabled on this node\n", 404)
         base = f"http://{request.headers.get('host', '')}/pxe"
+        client = request.client.host if request.client else ""
         try:
             if mac is None:
                 return _text(chain_script(base))
             normalized = normalize_mac(mac)
-            body = boot_script(base, source.params(normalized))
+            params = source.params(normalized)
+            if recorder.take(client) != 0:
+                # Each recorded fetch mints a credential: a host making up MACs gets no more of them.
+                log.warning("PXE: not serving %s: too many scripts fetched from %s", normalized, client)
+                return _text(retry_script(base, normalized))
+            source.fetched(normalized, client)
+            params = replace(params, enrol=source.credential(normalized))
+            body = boot_script(base, params)
         except (ScriptError, DnsmasqError) as exc:
             return _text(f"#!ipxe\necho DebVisor cannot boot this machine: {_safe(str(exc))}\nshell\n", 400)
-        client = request.client.host if request.client else ""
-        if recorder.take(client) == 0:
-            source.fetched(normalized, client)
-        else:
-            log.warning("PXE: not recording %s: too many scripts fetched from %s", normalized, client)
         log.info("PXE: boot.ipxe for %s to %s", normalized, client)
         return _text(body)
 

@@ -4,7 +4,9 @@ A machine's first HTTP request cannot name it (the URL comes from DHCP, and iPXE
 expand settings there), so `/pxe/boot.ipxe` without a MAC answers `chain_script`, which asks
 again with `?mac=${netX/mac}`; the answer to that is `boot_script` for the machine: Debian's
 kernel and live-boot initramfs from this node over HTTP, the squashfs fetched by live-boot
-(`fetch=`), and the machine's `debvisor.*` settings (see appliance/bootparams.py). Every machine
+(`fetch=`), and the machine's `debvisor.*` settings (see appliance/bootparams.py), and when a node serves it,
+`debvisor.enrol=dve_...`: a single-use enrolment credential for this MAC (`pxe.credential`),
+never a join token, since anyone on the boot network can fetch this script. Every machine
 also gets `debvisor.enlist=<this server>/pxe/enlist`, where the booted appliance reports its
 hardware, and `BOOTIF=01-<mac>` (pxelinux's convention, which live-boot also reads to pick the
 interface) so that it knows which of its NICs booted.
@@ -37,10 +39,10 @@ class ScriptError(ValueError):
 
 @dataclass(frozen=True)
 class MachineParams:
-    """A machine's boot settings: its node name, a join token, more kernel arguments, its MAC."""
+    """A machine's boot settings: its node name, its enrolment credential, more kernel arguments, its MAC."""
 
     name: str | None = None
-    join: str | None = None
+    enrol: str | None = None  # dve_...: minted for this script (pxe.enrol_service)
     extra: tuple[str, ...] = field(default=())
     mac: str | None = None  # normalized (aa:bb:cc:dd:ee:ff); None: not known
 
@@ -69,8 +71,8 @@ def cmdline(base_url: str, params: MachineParams, console: tuple[str, ...] = DEF
         except SettingsError as exc:
             raise ScriptError(f"name: {exc}") from exc
         args.append(f"debvisor.name={params.name}")
-    if params.join is not None:
-        args.append(f"debvisor.join={_arg(params.join, 'join token')}")
+    if params.enrol is not None:
+        args.append(f"debvisor.enrol={_arg(params.enrol, 'enrolment credential')}")
     args.append(f"debvisor.enlist={base}/enlist")
     if params.mac is not None:
         if not _MAC.match(params.mac):
@@ -78,13 +80,28 @@ def cmdline(base_url: str, params: MachineParams, console: tuple[str, ...] = DEF
         args.append(f"BOOTIF=01-{params.mac.replace(':', '-')}")
     else:
         args.append(BOOTIF)  # iPXE fills in the booting port's MAC
-    args += [_arg(a, "extra argument") for a in params.extra]
+    for extra in params.extra:
+        if extra.startswith(("debvisor.join=", "debvisor.enrol=")):
+            # Anyone on the boot network can read this script: a join token here is the cluster's key.
+            raise ScriptError(
+                f"extra argument {extra.split('=')[0]}= is refused: machines enrol and get their join token over TLS"
+            )
+        args.append(_arg(extra, "extra argument"))
     return args
 
 
 def chain_script(base_url: str) -> str:
     """The first script: ask again, naming the booting interface's MAC."""
     return f"#!ipxe\nchain {_base(base_url)}/boot.ipxe?mac=${{netX/mac}}\n"
+
+
+def retry_script(base_url: str, mac: str) -> str:
+    """A script for a machine this server is too busy to serve now: wait, then ask again."""
+    if not _MAC.match(mac):
+        raise ScriptError(f"mac: {mac[:20]!r} is not a normalized MAC address")
+    base = _base(base_url)
+    wait = "echo DebVisor: the boot server is busy, retrying in 30 s\nsleep 30"
+    return f"#!ipxe\n{wait}\nchain {base}/boot.ipxe?mac={mac}\n"
 
 
 def boot_script(base_url: str, params: MachineParams, console: tuple[str, ...] = DEFAULT_CONSOLE) -> str:

@@ -9,6 +9,12 @@ to that address. Machines that fetched a boot script, and the inventory they rep
 kept by `pxe.enlistment` (the node's SQLite; in memory for `python -m pxe serve`). Naming a
 machine (`put_machine`) or forgetting it (`forget`) changes the per-MAC settings like `put`
 does: validated, stored, dnsmasq re-applied; one change at a time.
+
+The settings hold no secret: machines get no join token from them, they enrol over TLS with
+the single-use credential their boot script carries (`pxe.enrol_service`, when a node serves
+PXE) and are approved by an operator or by the approval policy stored here (`approve_macs`,
+`approve_serials`, `approve_all`). Reading them (`config_view`) shows each machine's enrolment,
+with the id and expiry of the join token it was handed, never the token.
 """
 
 from __future__ import annotations
@@ -27,6 +33,8 @@ from appliance.listen import ListenerError
 from appliance.settings import HostPort, SettingsError, parse_host_port
 from pxe.dnsmasq import DnsmasqSettings, Machine, Mode, normalize_mac, render_argv
 from pxe.enlistment import EnlistedMachine, EnlistedMachineDetail, EnlistmentStore, MachineRecord, summary, view
+from pxe.enrol_service import MAX_SERIAL, EnrolmentService
+from pxe.enrolment import CREDENTIAL_TTL, ApprovalPolicy, EnrolmentView
 from pxe.inventory import Inventory
 from pxe.listener import (
     DEFAULT_PORT,
@@ -40,14 +48,14 @@ from pxe.server import Supervisor
 
 log = logging.getLogger(__name__)
 
-IPXE_DIR = Path("/usr/lib/ipxe")  # Debian's ipxe package: undionly.kpxe, ipxe.efi
+IPXE_DIR = Path("/usr/lib/ipxe")
+MIN_CREDENTIAL_SECONDS, MAX_CREDENTIAL_SECONDS = 5, 24 * 3600  # Debian's ipxe package: undionly.kpxe, ipxe.efi
 
 
 class PxeMachine(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """One machine's boot settings, by MAC."""
 
     name: str | None = None
-    join: str | None = None
     extra: list[str] = []
     ip: str | None = None  # a fixed address (full DHCP mode only)
 
@@ -66,29 +74,41 @@ class PxeConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     http_url: str | None = None  # e.g. http://10.0.0.2:8080 (the script URL is derived); None: the listener's
     only_known: bool = False
     machines: dict[str, PxeMachine] = {}
+    # Enrolments approved without an operator: these MACs, these DMI serials (both claimed by the
+    # machine itself: only as trustworthy as the boot network), or every machine (approve_all).
+    approve_macs: list[str] = []
+    approve_serials: list[str] = []
+    approve_all: bool = False
+    # How long the enrolment credential in a boot script is valid: boot to appliance start-up.
+    credential_seconds: int = int(CREDENTIAL_TTL)
+
+
+class PxeConfigView(PxeConfig, frozen=True, kw_only=True):
+    """The settings as `GET .../pxe` answers them: plus each machine's enrolment (read only;
+    leave `enrolments` out of a PUT). A join token's id and expiry are shown, never the token."""
+
+    enrolments: dict[str, EnrolmentView] = {}
 
 
 class MachinePut(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """The body of `PUT .../pxe/machines/{mac}`: name a machine (its next script carries these)."""
 
     name: str
-    join: str | None = None
     extra: list[str] = []
     ip: str | None = None  # a fixed address (full DHCP mode only)
 
 
 class MachineSettings(msgspec.Struct, frozen=True, kw_only=True):
-    """A machine's stored settings as the answer to a change; the join token is not echoed."""
+    """A machine's stored settings as the answer to a change."""
 
     mac: str
     name: str | None
-    has_join: bool
     extra: list[str]
     ip: str | None
 
     @classmethod
     def of(cls, mac: str, machine: PxeMachine) -> MachineSettings:
-        return cls(mac=mac, name=machine.name, has_join=machine.join is not None, extra=machine.extra, ip=machine.ip)
+        return cls(mac=mac, name=machine.name, extra=machine.extra, ip=machine.ip)
 
 
 class PxeError(ValueError):
@@ -99,9 +119,17 @@ def validate(config: PxeConfig) -> PxeConfig:
     """The config with MACs normalized; PxeError if it could not be served."""
     try:
         machines = {normalize_mac(mac): m for mac, m in config.machines.items()}
-        normalized = msgspec.structs.replace(config, machines=machines)
+        approve_macs = sorted({normalize_mac(mac) for mac in config.approve_macs})
+        for serial in config.approve_serials:
+            if not serial.strip() or len(serial) > MAX_SERIAL or not serial.isprintable():
+                raise PxeError(
+                    f"approve_serials: {serial[:40]!r} is not a serial (1-{MAX_SERIAL} printable characters)"
+                )
+        if not MIN_CREDENTIAL_SECONDS <= config.credential_seconds <= MAX_CREDENTIAL_SECONDS:
+            raise PxeError(f"credential_seconds must be {MIN_CREDENTIAL_SECONDS}-{MAX_CREDENTIAL_SECONDS}")
+        normalized = msgspec.structs.replace(config, machines=machines, approve_macs=approve_macs)
         for mac, m in machines.items():
-            cmdline("http://x/pxe", MachineParams(m.name, m.join, tuple(m.extra), mac))
+            cmdline("http://x/pxe", MachineParams(m.name, None, tuple(m.extra), mac))
         if config.enabled:
             if config.interface is None:
                 raise PxeError("an enabled PXE server needs interface")
@@ -157,15 +185,25 @@ class PxeSettings:
 
 
 def load_config(path: Path) -> PxeConfig:
-    """The stored config, or the default (disabled) when there is none yet."""
+    """The stored config, or the default (disabled) when there is none yet.
+
+    Settings stored by an older version may hold per-machine join tokens: they are dropped (and
+    the file rewritten without them), since no script may carry one any more."""
     try:
-        return msgspec.json.decode(path.read_bytes(), type=PxeConfig)
+        raw = msgspec.json.decode(path.read_bytes())
     except FileNotFoundError:
         return PxeConfig()
+    machines = raw.get("machines") if isinstance(raw, dict) else None
+    dropped = [mac for mac, m in (machines or {}).items() if isinstance(m, dict) and m.pop("join", None) is not None]
+    config = msgspec.convert(raw, PxeConfig)
+    if dropped:
+        log.warning("PXE: dropped the stored join tokens of %s: machines now enrol instead", ", ".join(dropped))
+        save_config(path, config)
+    return config
 
 
 def save_config(path: Path, config: PxeConfig) -> None:
-    """Store atomically (write, fsync, rename), readable by root only: it holds join tokens."""
+    """Store atomically (write, fsync, rename), readable by root only (the site's layout is nobody's business)."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     tmp = path.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -197,9 +235,11 @@ class PxeService:
         machines: EnlistmentStore | None = None,
         is_member: Callable[[str], bool] = lambda _name: False,
         on_enlisted: Callable[[str, str, Inventory], None] | None = None,
+        enrolments: EnrolmentService | None = None,
     ) -> None:
         """`machines` keeps the booted machines (default: in memory); `is_member(name)` says whether a
-        cluster member has that name (the `joined` state); `on_enlisted(mac, ip, inventory)` hears of reports."""
+        cluster member has that name (the `joined` state); `on_enlisted(mac, ip, inventory)` hears of reports;
+        `enrolments` mints the credential each script carries (None: scripts carry none, machines do not enrol)."""
         self._config = validate(config)
         try:
             self._listen_override = parse_host_port(http_listener, DEFAULT_PORT) if http_listener else None
@@ -219,6 +259,7 @@ class PxeService:
         self._machines = machines if machines is not None else EnlistmentStore.in_memory()
         self._is_member = is_member
         self._on_enlisted = on_enlisted
+        self._enrolments = enrolments
         self._changing = asyncio.Lock()  # one settings change at a time (read, modify, store, apply)
         self._supervisor: Supervisor | None = None
 
@@ -231,10 +272,13 @@ class PxeService:
 
     def params(self, mac: str) -> MachineParams:
         m = self._config.machines.get(mac)
-        return MachineParams(mac=mac) if m is None else MachineParams(m.name, m.join, tuple(m.extra), mac)
+        return MachineParams(mac=mac) if m is None else MachineParams(m.name, None, tuple(m.extra), mac)
 
     def fetched(self, mac: str, ip: str) -> None:
         self._machines.fetched(mac, ip, self.params(mac).name, self._clock())
+
+    def credential(self, mac: str) -> str | None:
+        return self._enrolments.offer(mac) if self._enrolments is not None else None
 
     def enlist(self, mac: str, ip: str, inventory: Inventory) -> bool:
         if not self._machines.enlisted(mac, inventory, self._clock()):
@@ -246,6 +290,32 @@ class PxeService:
     # API
     def config(self) -> PxeConfig:
         return self._config
+
+    def config_view(self) -> PxeConfigView:
+        """The settings with each enrolled machine's enrolment (token id and expiry, never a token)."""
+        enrolments: dict[str, EnrolmentView] = {}
+        if self._enrolments is not None:
+            for record in self._machines.all():
+                found = self._enrolments.view(record.mac)
+                if found is not None:
+                    enrolments[record.mac] = found
+        return PxeConfigView(**msgspec.structs.asdict(self._config), enrolments=enrolments)
+
+    def policy(self) -> ApprovalPolicy:
+        """Which enrolling machines are approved without an operator."""
+        c = self._config
+        return ApprovalPolicy(
+            macs=frozenset(c.approve_macs), serials=frozenset(c.approve_serials), everyone=c.approve_all
+        )
+
+    def name_of(self, mac: str) -> str | None:
+        """The name an operator gave the machine in its settings."""
+        m = self._config.machines.get(mac)
+        return m.name if m is not None else None
+
+    @property
+    def enrolments(self) -> EnrolmentService | None:
+        return self._enrolments
 
     def seen(self) -> list[EnlistedMachine]:
         """Machines that fetched a script, most recently seen first, with their state."""
@@ -259,7 +329,14 @@ class PxeService:
     def _view(self, record: MachineRecord) -> EnlistedMachineDetail:
         settings = self._config.machines.get(record.mac)
         configured_name = settings.name if settings is not None else None
-        return view(record, configured_name=configured_name, configured=settings is not None, is_member=self._is_member)
+        enrolment = self._enrolments.view(record.mac) if self._enrolments is not None else None
+        return view(
+            record,
+            configured_name=configured_name,
+            configured=settings is not None,
+            is_member=self._is_member,
+            enrolment=enrolment,
+        )
 
     def http_url(self) -> str | None:
         """The URL machines are sent to (None: PXE is disabled)."""
@@ -319,11 +396,21 @@ class PxeService:
         async with self._changing:
             return await self._put(config)
 
+    async def name_machine(self, mac: str, name: str) -> MachineSettings:
+        """Give a machine a name, keeping the rest of its settings (PxeError if unusable)."""
+        async with self._changing:
+            key = _mac(mac)
+            machine = msgspec.structs.replace(self._config.machines.get(key, PxeMachine()), name=name)
+            config = await self._put(
+                msgspec.structs.replace(self._config, machines={**self._config.machines, key: machine})
+            )
+            return MachineSettings.of(key, config.machines[key])
+
     async def put_machine(self, mac: str, put: MachinePut) -> MachineSettings:
         """Add or replace one machine's settings, validated, stored and applied like `put`."""
         async with self._changing:
             key = _mac(mac)
-            machine = PxeMachine(name=put.name, join=put.join, extra=put.extra, ip=put.ip)
+            machine = PxeMachine(name=put.name, extra=put.extra, ip=put.ip)
             config = await self._put(
                 msgspec.structs.replace(self._config, machines={**self._config.machines, key: machine})
             )
@@ -337,7 +424,8 @@ class PxeService:
             if configured:  # first: if storing the settings fails, the record stays too
                 machines = {k: m for k, m in self._config.machines.items() if k != key}
                 await self._put(msgspec.structs.replace(self._config, machines=machines))
-            return self._machines.forget(key) or configured
+            enrolled = self._enrolments.forget(key) if self._enrolments is not None else False
+            return self._machines.forget(key) or configured or enrolled
 
     async def _put(self, config: PxeConfig) -> PxeConfig:
         config = validate(config)

@@ -133,6 +133,28 @@ MIGRATIONS: tuple[str, ...] = (
         last_failure   REAL NOT NULL
     ) STRICT;
     """,
+    # PXE enrolment (issue 18): each PXE-booted machine's single-use enrolment credential (a hash)
+    # and where its enrolment stands (pxe/enrolment.py). Local to the node, never replicated.
+    """
+    CREATE TABLE pxe_enrolments (
+        mac               TEXT PRIMARY KEY,
+        offer_id          TEXT UNIQUE,
+        offer_hash        TEXT,
+        offer_expires_at  REAL,
+        state             TEXT NOT NULL,
+        ip                TEXT,
+        serial            TEXT,
+        requested_at      REAL,
+        poll_hash         TEXT,
+        name              TEXT,
+        decided_by        TEXT,
+        decided_at        REAL,
+        token_id          TEXT,
+        token_expires_at  REAL,
+        updated_at        REAL NOT NULL
+    ) STRICT;
+    CREATE INDEX pxe_enrolments_updated_at ON pxe_enrolments (updated_at);
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

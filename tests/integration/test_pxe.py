@@ -1,7 +1,8 @@
 """A machine PXE-boots the live image and becomes a ready node: from `python -m pxe serve`, and
 from a real `debvisor serve --pxe-http` node configured through its API, where two machines,
-one after the other, boot with join tokens (debvisor.join= from their per-MAC settings) and
-join its cluster, seen alike through the server and through the first machine's own API.
+one after the other, boot with the enrolment credential their script carries (debvisor.enrol=),
+are approved by the node's allow-list of MACs, get their join token over TLS and join its
+cluster, seen alike through the server and through the first machine's own API.
 
 Lab: a bridge in a switch namespace, one host namespace (the boot server) on a veth, and a
 tap on the same bridge for each QEMU guest (TCG, virtio-net with Debian's ipxe-qemu ROM, `-boot n`;
@@ -29,7 +30,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.clusterlab import ClusterNode, bootstrap_admin_token, join_token, wait_until
+from tests.clusterlab import ClusterNode, bootstrap_admin_token, wait_until
 from tests.conftest import LONG_LIVED, require
 from tests.integration.test_image import BOOT_BUDGET, TCG_CPU, booted, image, tail
 from tests.netns import Host, Lab, _run
@@ -223,9 +224,10 @@ def test_a_node_pxe_boots_two_machines_that_join_its_cluster(
                 "ipv6_prefix": PREFIX6,
                 "http_url": f"http://{host.address}:{HTTP_PORT}",
                 "machines": {
-                    GUEST_MAC: {"name": "pxe-node", "join": join_token(node), "ip": GUEST_IP},
-                    SECOND_MAC: {"name": "pxe-node-2", "join": join_token(node), "ip": SECOND_IP},
+                    GUEST_MAC: {"name": "pxe-node", "ip": GUEST_IP},
+                    SECOND_MAC: {"name": "pxe-node-2", "ip": SECOND_IP},
                 },
+                "approve_macs": [GUEST_MAC, SECOND_MAC],  # no operator in this test: the allow-list approves
             }
             put = api.put("/api/v1/nodes/pxe-server/pxe", json=config)
             assert put.status_code == 200, put.text

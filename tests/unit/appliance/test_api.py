@@ -161,7 +161,15 @@ def test_every_route_declares_a_permission_or_is_public(appliance: Appliance) ->
                 public.add(route.path)
                 continue
             assert declared_permission(handler) is not None, f"{route.path} declares no permission"
-    assert public == {"/healthz", "/readyz", "/api/v1/auth/login", "/api/v1/cluster/ca", "/api/v1/cluster/join"}
+    assert public == {
+        "/healthz",
+        "/readyz",
+        "/api/v1/auth/login",
+        "/api/v1/cluster/ca",
+        "/api/v1/cluster/join",
+        "/api/v1/pxe/enrol",
+        "/api/v1/pxe/enrol/poll",
+    }  # a PXE machine: its single-use credential
 
 
 json_values = st.recursive(

@@ -126,7 +126,7 @@ def test_without_any_port_nothing_is_written(tmp_path: Path) -> None:
             # Another key is wrong: the appliance will refuse this command line, so none of it is applied.
             "debvisor.ip=192.0.2.7/24 debvisor.nmae=x BOOTIF=01-52-54-00-00-00-02",
             "kernel command line: unknown key debvisor.nmae "
-            "(known: name, join, api, gossip, advertise, ip, data, pxe-http, enlist); "
+            "(known: name, join, enrol, api, gossip, advertise, ip, data, pxe-http, enlist); "
             "debvisor.ip= not applied, DHCP on every Ethernet port instead",
         ),
     ],

@@ -30,7 +30,7 @@ CONFIG = {
     "range_end": "10.9.0.150",
     "ipv6_prefix": "fd00:9::/64",
     "http_url": "http://10.9.0.1:8080",
-    "machines": {"52-54-00-AA-BB-01": {"name": "rack1-n1", "join": "dvj1.abc"}},
+    "machines": {"52-54-00-AA-BB-01": {"name": "rack1-n1", "extra": ["quiet"]}},
 }
 
 
@@ -64,8 +64,9 @@ def test_pxe_starts_disabled_and_put_stores_normalized_settings(
     assert list(answer.json()["machines"]) == ["52:54:00:aa:bb:01"]
     assert api.get(PXE).json() == answer.json()
     stored = node.datadir.root / "pxe" / "config.json"
-    assert json.loads(stored.read_text())["machines"]["52:54:00:aa:bb:01"]["join"] == "dvj1.abc"
-    assert stored.stat().st_mode & 0o077 == 0  # holds join tokens
+    assert json.loads(stored.read_text())["machines"]["52:54:00:aa:bb:01"]["extra"] == ["quiet"]
+    assert stored.stat().st_mode & 0o077 == 0
+    assert api.put(PXE, json=api.get(PXE).json()).status_code == 200  # what GET answers goes back as is
     argv = app.pxe.argv()
     assert argv is not None
     assert "--interface=eth1" in argv
@@ -78,7 +79,10 @@ def test_pxe_starts_disabled_and_put_stores_normalized_settings(
         ({"interface": None}, "needs interface"),
         ({"range_end": "10.9.0.1"}, "below"),
         ({"machines": {"xx": {}}}, "MAC"),
-        ({"machines": {"52:54:00:aa:bb:01": {"join": "a b"}}}, "join token"),
+        ({"machines": {"52:54:00:aa:bb:01": {"join": "dvj_x"}}}, "join"),  # no join tokens in settings
+        ({"machines": {"52:54:00:aa:bb:01": {"extra": ["debvisor.join=dvj_x"]}}}, "TLS"),
+        ({"approve_macs": ["nope"]}, "MAC"),
+        ({"approve_serials": [""]}, "approve_serials"),
     ],
 )
 def test_unusable_settings_are_refused_and_nothing_changes(
@@ -92,15 +96,18 @@ def test_unusable_settings_are_refused_and_nothing_changes(
 
 def test_only_pxe_managers_read_or_change_the_settings(api: TestClient[Any], app: Appliance) -> None:
     viewer = token_for(app, Role.VIEWER)
-    assert api.get(PXE, headers=viewer).status_code == 403  # join tokens inside
+    assert api.get(PXE, headers=viewer).status_code == 403  # the site's approval policy
     assert api.put(PXE, headers=viewer, json=CONFIG).status_code == 403
     assert api.get(f"{PXE}/machines", headers=viewer).status_code == 200
     operator = token_for(app, Role.OPERATOR)
     assert api.put(PXE, headers=operator, json=CONFIG).status_code == 200
+    assert api.get(PXE, headers=operator).status_code == 200
     entries = app.audit.query(AuditQuery(action="pxe."), 100)
-    assert [(e.action, e.outcome, e.target) for e in entries] == [
+    assert [(e.action, e.outcome, e.target) for e in entries] == [  # reads are audited too
+        ("pxe.config.read", "denied", "/api/v1/nodes/n1/pxe"),
         ("pxe.config.put", "denied", "/api/v1/nodes/n1/pxe"),
         ("pxe.config.put", "success", "node n1"),
+        ("pxe.config.read", "success", "node n1"),
     ]
 
 
@@ -247,12 +254,12 @@ def test_an_unknown_machine_is_listed_reports_and_is_named_by_an_operator(api: T
         )
         assert "inventory" not in api.get(f"{PXE}/machines").json()[0]  # the list shows the summary
 
-        named = api.put(f"{PXE}/machines/{UNKNOWN}", json={"name": "rack1-n9", "join": "dvj1.secret_token"})
+        named = api.put(f"{PXE}/machines/{UNKNOWN}", json={"name": "rack1-n9"})
         assert named.status_code == 200, named.text
-        assert named.json() == {"mac": UNKNOWN, "name": "rack1-n9", "has_join": True, "extra": [], "ip": None}
-        assert api.get(PXE).json()["machines"][UNKNOWN]["join"] == "dvj1.secret_token"
+        assert named.json() == {"mac": UNKNOWN, "name": "rack1-n9", "extra": [], "ip": None}
         script = boot.get("/pxe/boot.ipxe", params={"mac": UNKNOWN}).text
-        assert "debvisor.name=rack1-n9 debvisor.join=dvj1.secret_token" in script
+        assert "debvisor.name=rack1-n9 debvisor.enrol=dve_" in script
+        assert "dvj_" not in script
     detail = api.get(f"{PXE}/machines/{UNKNOWN}").json()
     assert (detail["name"], detail["booted_name"], detail["boots"], detail["state"]) == (
         "rack1-n9",
@@ -267,7 +274,7 @@ def test_an_unknown_machine_is_listed_reports_and_is_named_by_an_operator(api: T
         ("pxe.machine.put", "success", f"node n1 machine {UNKNOWN}"),
     ]
     assert entries[1].user == f"machine:{UNKNOWN}"
-    assert entries[2].detail == "name rack1-n9, with a join token"
+    assert entries[2].detail == "name rack1-n9"
     assert all("secret" not in e.detail for e in app.audit.query(AuditQuery(), 1000))
 
 
@@ -287,9 +294,9 @@ def test_naming_validates_like_the_settings_and_forgetting_removes_record_and_se
         boot.get("/pxe/boot.ipxe", params={"mac": UNKNOWN})
     for body, fragment in [
         ({"name": "Bad_Name"}, "node name"),
-        ({"name": "ok", "join": "a b"}, "join token"),
+        ({"name": "ok", "join": "dvj_x"}, "join"),
         ({"name": "ok", "ip": "not-an-ip"}, "not-an-ip"),
-        ({"join": "x"}, "name"),
+        ({"extra": []}, "name"),
         ({"name": "ok", "colour": "red"}, "colour"),
     ]:
         answer = api.put(f"{PXE}/machines/{UNKNOWN}", json=body)

@@ -36,7 +36,7 @@ def client(
         range_start="10.9.0.100",
         range_end="10.9.0.200",
         http_url="http://10.9.0.1:8080",
-        machines={"52-54-00-AA-BB-01": PxeMachine(name="rack1-n1", join="dvj1.x_y")},
+        machines={"52-54-00-AA-BB-01": PxeMachine(name="rack1-n1")},
     )
     service = PxeService(config, boot_files=files, state_dir=files / "state", run_dnsmasq=False, clock=lambda: 100.0)
     app = Litestar(
@@ -63,7 +63,9 @@ def test_a_known_machine_gets_its_settings_and_is_listed(files: Path) -> None:
     assert answer.status_code == 200
     assert "kernel http://10.9.0.1:8080/pxe/vmlinuz " in answer.text
     assert "fetch=http://10.9.0.1:8080/pxe/filesystem.squashfs" in answer.text
-    assert "debvisor.name=rack1-n1 debvisor.join=dvj1.x_y" in answer.text
+    assert "debvisor.name=rack1-n1 debvisor.enlist=" in answer.text
+    assert "debvisor.join" not in answer.text
+    assert "debvisor.enrol" not in answer.text  # no node behind it: no enrolment
     [seen] = service.seen()
     assert (seen.mac, seen.name, seen.last_seen, seen.state) == (MAC, "rack1-n1", 100.0, "known")
 
@@ -212,9 +214,11 @@ def test_the_documented_report_is_one_the_server_accepts() -> None:
     assert example.read_text() in (example.parents[1] / "pxe.md").read_text()  # the page shows this very file
 
 
-def test_a_host_making_up_macs_gets_scripts_but_only_a_few_are_recorded(files: Path) -> None:
+def test_a_host_making_up_macs_gets_only_a_few_boot_scripts_then_is_told_to_retry(files: Path) -> None:
     test_client, service = client(files, recorder=RateLimiter(1 / 60, 3, lambda: 0.0))
     with test_client as c:
         answers = [c.get("/pxe/boot.ipxe", params={"mac": f"52:54:00:00:00:{i:02x}"}) for i in range(6)]
     assert {a.status_code for a in answers} == {200}
     assert len(service.seen()) == 3
+    assert ["kernel " in a.text for a in answers] == [True] * 3 + [False] * 3
+    assert answers[5].text.endswith("sleep 30\nchain http://10.9.0.1:8080/pxe/boot.ipxe?mac=52:54:00:00:00:05\n")

@@ -100,13 +100,13 @@ def test_chain_script_asks_again_with_the_mac() -> None:
 
 
 def test_boot_script_loads_kernel_and_initrd_and_passes_the_machines_settings() -> None:
-    script = boot_script(BASE, MachineParams(name="rack1-n3", join="dvj1.eyJhIjoxfQ", extra=("quiet",)))
+    script = boot_script(BASE, MachineParams(name="rack1-n3", enrol="dve_eyJhIjoxfQ", extra=("quiet",)))
     lines = script.splitlines()
     assert lines[0] == "#!ipxe"
     assert lines[1].startswith(f"kernel {BASE}/vmlinuz initrd=initrd.img boot=live fetch={BASE}/filesystem.squashfs ")
     assert "console=ttyS0,115200n8" in lines[1]
     assert lines[1].endswith(
-        f"debvisor.name=rack1-n3 debvisor.join=dvj1.eyJhIjoxfQ debvisor.enlist={BASE}/enlist "
+        f"debvisor.name=rack1-n3 debvisor.enrol=dve_eyJhIjoxfQ debvisor.enlist={BASE}/enlist "
         "BOOTIF=01-${netX/mac:hexhyp} quiet"  # no MAC known here: iPXE fills it in
     )
     assert lines[2:] == [f"initrd {BASE}/initrd.img", "boot"]
@@ -141,8 +141,10 @@ def test_the_rendered_enlist_url_is_one_the_booted_appliance_accepts() -> None:
     "params",
     [
         MachineParams(name="Bad_Name"),
-        MachineParams(join="tok en"),
-        MachineParams(join="${net0/ip}"),
+        MachineParams(enrol="tok en"),
+        MachineParams(enrol="${net0/ip}"),
+        MachineParams(extra=("debvisor.join=dvj_abc",)),  # a join token would be readable by anyone
+        MachineParams(extra=("debvisor.enrol=dve_abc",)),
         MachineParams(extra=("a\nchain http://evil/",)),
         MachineParams(extra=('x="y z"',)),
         MachineParams(extra=("#comment",)),

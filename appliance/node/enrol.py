@@ -1,0 +1,243 @@
+"""A PXE-booted machine enrols with its boot server node before it joins the cluster.
+
+Its boot script put `debvisor.enrol=dve_...` on the kernel command line (`pxe.credential`): a
+single-use credential for its MAC, the cluster CA's fingerprint and the boot server node's API
+address. Before a fresh node joins (`appliance.bootstrap`), it fetches the server's CA and
+accepts it only if the fingerprint matches, as the join client does, then, over TLS verified
+against that CA: presents the credential with its MAC and DMI serial, gets a poll secret, and
+polls until an operator (or their policy) approves it. The approval's answer carries the join
+token and the name to join under; the node then joins as with `--join`. A refusal, an expiry
+or a server of another cluster ends it with a one-line reason (EnrolError), which the node
+prints as it stops. Nothing secret is logged.
+"""
+
+from __future__ import annotations
+
+import http.client
+import logging
+import ssl
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import msgspec
+
+from appliance.cluster.join_client import JoinError, fetch_ca
+from appliance.cluster.transport import split_addr
+from appliance.console import notify_systemd
+from appliance.datadir import write_new_file
+from appliance.errors import StartupError
+from appliance.settings import ServeSettings
+from pxe.credential import EnrolCredential, decode
+
+log = logging.getLogger(__name__)
+
+TIMEOUT = 10.0
+PATIENCE = 600.0  # how long the server may stay unreachable while the machine waits
+DMI_SERIAL = Path("/sys/class/dmi/id/product_serial")
+REMIND_SECONDS = 300.0  # how often the console is reminded that the machine waits
+
+
+class EnrolError(Exception):
+    """Enrolment failed; the message says why in one line."""
+
+
+@dataclass(frozen=True)
+class Enrolled:
+    """What approval gave the machine: the name to join under and its join token."""
+
+    name: str
+    join_token: str
+
+
+class _Answer(msgspec.Struct):
+    state: str
+    poll_seconds: float = 3.0
+    poll_secret: str | None = None
+    name: str | None = None
+    join_token: str | None = None
+
+
+def read_serial(path: Path = DMI_SERIAL) -> str | None:
+    """The machine's DMI serial if readable and meaningful."""
+    try:
+        text = path.read_text().strip()
+    except OSError:
+        return None
+    return text if text and text.isprintable() and len(text) <= 128 else None
+
+
+def _context(server: str, fingerprint: str) -> ssl.SSLContext:
+    """A TLS context that trusts only the server's CA, accepted if it has the credential's fingerprint."""
+    try:
+        ca_pem = fetch_ca(server, fingerprint)
+    except JoinError as exc:
+        raise EnrolError(str(exc)) from exc
+    with tempfile.NamedTemporaryFile(suffix=".pem") as ca_file:
+        Path(ca_file.name).write_bytes(ca_pem)
+        context = ssl.create_default_context(cafile=ca_file.name)
+    context.check_hostname = False  # the server is pinned by the CA it must chain to
+    return context
+
+
+def _post(server: str, path: str, body: object, context: ssl.SSLContext) -> tuple[int, bytes]:
+    host, port = split_addr(server)
+    conn = http.client.HTTPSConnection(host, port, timeout=TIMEOUT, context=context)
+    try:
+        conn.request("POST", path, body=msgspec.json.encode(body), headers={"Content-Type": "application/json"})
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+def _detail(payload: bytes) -> str:
+    try:
+        return str(msgspec.json.decode(payload).get("detail") or "")[:300]
+    except (msgspec.DecodeError, AttributeError):
+        return payload[:200].decode(errors="replace")
+
+
+def enrol(
+    text: str,
+    *,
+    mac: str | None,
+    serial: str | None,
+    resume: Path | None = None,
+    notify: Callable[[str], object] = notify_systemd,
+    patience: float = PATIENCE,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> Enrolled:
+    """Present the credential `text` and wait for approval; EnrolError says why it failed.
+
+    `resume` keeps the poll secret (0600) while the machine waits, so a restarted service
+    resumes waiting instead of presenting its spent credential again; it goes once the wait ends.
+    """
+    try:
+        credential = decode(text)
+    except ValueError as exc:
+        raise EnrolError(f"debvisor.enrol: {exc}") from exc
+    mac = mac or credential.mac
+    server = credential.servers[0]
+    context = _reach(credential, server, patience, sleep, clock)
+    poll_secret = _resumed(resume, credential.id, mac)
+    if poll_secret is None:
+        request = {"id": credential.id, "secret": credential.secret, "mac": mac, "serial": serial}
+        status, payload = _retrying(
+            lambda: _post(server, "/api/v1/pxe/enrol", request, context), patience, sleep, clock
+        )
+        if status != 200:
+            raise EnrolError(f"boot server {server} refused to enrol machine {mac}: {_detail(payload)}")
+        answer = msgspec.json.decode(payload, type=_Answer)
+        if answer.poll_secret is None:
+            raise EnrolError(f"boot server {server} answered without a poll secret")
+        poll_secret = answer.poll_secret
+        if resume is not None:
+            _forget(resume)  # a wait of an earlier boot
+            write_new_file(resume, msgspec.json.encode(_Resume(credential.id, mac, poll_secret)), mode=0o600)
+    else:
+        log.info("enrolment: machine %s resumes waiting for approval", mac)
+    log.warning(
+        "enrolment: machine %s waits for approval on its boot server %s "
+        "(approve it with `debvisor pxe approve NODE %s`, or its PXE settings' approval policy)",
+        mac,
+        server,
+        mac,
+    )
+    poll = {"mac": mac, "poll_secret": poll_secret}
+    reminded = clock()
+    while True:
+        # Under systemd (Type=notify) the start would time out while an operator decides.
+        notify(f"EXTEND_TIMEOUT_USEC={int((patience + 120) * 1e6)}\nSTATUS=waiting for approval of {mac} on {server}")
+        status, payload = _retrying(
+            lambda: _post(server, "/api/v1/pxe/enrol/poll", poll, context), patience, sleep, clock
+        )
+        if status != 200:
+            _forget(resume)
+            raise EnrolError(f"enrolment of machine {mac} ended: {_detail(payload)}")
+        answer = msgspec.json.decode(payload, type=_Answer)
+        if answer.join_token is not None and answer.name is not None:
+            _forget(resume)
+            log.info("enrolment: machine %s was approved to join as %s", mac, answer.name)
+            return Enrolled(answer.name, answer.join_token)
+        if clock() - reminded > REMIND_SECONDS:
+            log.warning("enrolment: machine %s still waits for approval on %s", mac, server)
+            reminded = clock()
+        sleep(max(0.5, min(answer.poll_seconds, 60.0)))
+
+
+class _Resume(msgspec.Struct, frozen=True):
+    credential_id: str
+    mac: str
+    poll_secret: str
+
+
+def _resumed(path: Path | None, credential_id: str, mac: str) -> str | None:
+    """The poll secret of a wait this credential started before a restart, if any."""
+    if path is None:
+        return None
+    try:
+        saved = msgspec.json.decode(path.read_bytes(), type=_Resume)
+    except (OSError, msgspec.DecodeError):
+        return None
+    return saved.poll_secret if (saved.credential_id, saved.mac) == (credential_id, mac) else None
+
+
+def _forget(path: Path | None) -> None:
+    if path is not None:
+        path.unlink(missing_ok=True)
+
+
+def _reach(
+    credential: EnrolCredential,
+    server: str,
+    patience: float,
+    sleep: Callable[[float], None],
+    clock: Callable[[], float],
+) -> ssl.SSLContext:
+    """The pinned context for the server, retried while it cannot be reached."""
+    deadline, delay = clock() + patience, 1.0
+    while True:
+        try:
+            return _context(server, credential.ca_fingerprint)
+        except (OSError, ssl.SSLError, http.client.HTTPException) as exc:
+            if clock() + delay > deadline:
+                raise EnrolError(f"boot server {server} cannot be reached: {exc}") from exc
+            sleep(delay)
+            delay = min(delay * 2, 8.0)
+
+
+def _retrying(
+    call: Callable[[], tuple[int, bytes]], patience: float, sleep: Callable[[float], None], clock: Callable[[], float]
+) -> tuple[int, bytes]:
+    """`call` retried on transport errors, 429 and 5xx for up to `patience` seconds."""
+    deadline, delay = clock() + patience, 1.0
+    while True:
+        try:
+            status, payload = call()
+        except (OSError, ssl.SSLError, http.client.HTTPException) as exc:
+            status, payload = 0, str(exc).encode()
+        if status not in {0, 429} and status < 500:
+            return status, payload
+        if clock() + delay > deadline:
+            if status == 0:
+                raise EnrolError(f"the boot server cannot be reached: {payload.decode(errors='replace')}")
+            return status, payload
+        sleep(delay)
+        delay = min(delay * 2, 8.0)
+
+
+def enrol_before_join(settings: ServeSettings) -> ServeSettings:
+    """The settings a fresh node joins with: unchanged without `debvisor.enrol=` (or with a join
+    token given), else with the join token and name its approved enrolment got (StartupError if none)."""
+    if settings.enrol is None or settings.join:
+        return settings
+    resume = settings.data_dir.with_name(settings.data_dir.name + ".enrolment")
+    try:
+        enrolled = enrol(settings.enrol, mac=settings.boot_mac, serial=read_serial(), resume=resume)
+    except EnrolError as exc:
+        raise StartupError(f"cannot enrol with the PXE boot server: {exc}") from exc
+    return replace(settings, join=enrolled.join_token, default_name=enrolled.name)
