@@ -118,7 +118,7 @@ class Appliance:
     pxe_asgi: ASGIApp  # the public /pxe boot files, for the plain-HTTP listener only
 
 
-def create_app(
+def create_app(  # noqa: PLR0915 - the one assembly list; per-subsystem builders will shorten it
     node: OpenedNode,
     *,
     host: HostProbe,

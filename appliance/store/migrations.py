@@ -133,7 +133,7 @@ MIGRATIONS: tuple[str, ...] = (
         last_failure   REAL NOT NULL
     ) STRICT;
     """,
-    # PXE enrolment (issue 18): each PXE-booted machine's single-use enrolment credential (a hash)
+    # 8 (PXE enrolment): each PXE-booted machine's single-use enrolment credential (a hash)
     # and where its enrolment stands (pxe/enrolment.py). Local to the node, never replicated.
     """
     CREATE TABLE pxe_enrolments (
