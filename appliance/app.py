@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import logging
 import ssl
 import time
@@ -43,17 +42,17 @@ from appliance.auth.token_use import TokenUse
 from appliance.auth.tokens_controller import tokens_routes
 from appliance.auth.users_controller import users_routes
 from appliance.bootstrap import OpenedNode
-from appliance.cluster.controller import FACTS_KEY, cluster_routes, join_routes, published_facts
+from appliance.cluster.controller import FACTS_KEY, authority_routes, cluster_routes, join_routes, published_facts
 from appliance.cluster.forward import Forwarder
 from appliance.cluster.hlc import HybridClock
 from appliance.cluster.join import JoinService
+from appliance.cluster.keeper import PkiKeeper
+from appliance.cluster.nodeauth import NodeVerifier
 from appliance.cluster.service import ClusterService, ClusterSettings
 from appliance.cluster.swim import Config
 from appliance.cluster.transport import tls_contexts
 from appliance.health.controller import health_routes
 from appliance.health.readiness import Readiness
-from appliance.identity import pki
-from appliance.identity.store import refresh_node_cert
 from appliance.metrics.controller import metrics_routes
 from appliance.metrics.http import HttpMetrics, MetricsMiddleware, new_registry
 from appliance.network.controller import network_routes, overlay_routes
@@ -84,6 +83,8 @@ PXE_SUBDIR = "pxe"  # in the data dir: the node's PXE settings and dnsmasq's lea
 PUBLISH_SECONDS = 30.0  # how often this node's facts are checked for changes
 _FACTS_DECODER = msgspec.json.Decoder(NodeFacts)
 CERT_CHECK_SECONDS = 12 * 3600.0  # certificates are renewed 30 days before they expire
+CERT_FIRST_CHECK_SECONDS = 60.0  # after a start: a certificate missing a new address is renewed soon
+KEY_SYNC_SECONDS = 2.0  # how often a node checks the authority set against its CA key copy
 
 log = logging.getLogger(__name__)
 
@@ -181,8 +182,17 @@ def create_app(
         audit=audit,
         registry=registry,
     )
+    # The forwarder refuses a certificate that is revoked *or* not in the certificate registry.
     forwarder = Forwarder(
-        identity=node.identity, member_api=cluster.member_api, is_revoked=cluster.is_revoked, clock=clock
+        identity=node.identity, member_api=cluster.member_api, is_revoked=cluster.cert_refused, clock=clock
+    )
+    keeper = PkiKeeper(
+        identity=node.identity,
+        registry=cluster.registry,
+        authorities=cluster.authorities,
+        member_api=cluster.member_api,
+        audit=audit,
+        clock=clock,
     )
 
     def forwarded(scope: Scope) -> Principal:
@@ -193,7 +203,13 @@ def create_app(
 
     authenticator.forwarded = forwarded
     joins = JoinService(
-        store=config, identity=node.identity, cluster_id=node.cluster_id, api_seeds=lambda: [api_advertise], clock=clock
+        store=config,
+        db=node.db,
+        identity=node.identity,
+        cluster_id=node.cluster_id,
+        api_seeds=lambda: [api_advertise],
+        ca_key=lambda: keeper.ca_key,
+        clock=clock,
     )
 
     network = network or NetworkSettings()
@@ -255,11 +271,11 @@ def create_app(
 
     lifespan = _lifespan(
         publish_facts=lambda: _publish_facts(cluster, node_service, clock),
-        housekeeping=[sessions.prune, joins.prune, config.purge_tombstones],
+        housekeeping=[sessions.prune, joins.prune, config.purge_tombstones, lambda: cluster.registry.prune(clock())],
         readiness=readiness,
         cluster=cluster,
         forwarder=forwarder,
-        node=node,
+        keeper=keeper,
         clock=clock,
         contexts=(server_context, client_context),
         network=network_service,
@@ -293,7 +309,13 @@ def create_app(
             tokens_routes(accounts, token_use, clock),
             audit_routes(audit, local_node=node.name, members=cluster.live_names, fetch=forwarder.fetch),
             cluster_routes(cluster, forwarder=forwarder, node_service=node_service),
-            join_routes(joins, cluster=cluster, throttle=login_throttle, audit=audit),
+            join_routes(joins, cluster=cluster, throttle=login_throttle, audit=audit, forwarder=forwarder),
+            authority_routes(
+                cluster=cluster,
+                keeper=keeper,
+                verifier=NodeVerifier(node.identity.ca_cert, cluster.cert_refusal, clock),
+                audit=audit,
+            ),
             network_routes(network_service, forwarder=forwarder),
             overlay_routes(overlay_store),
             pxe_config_routes(pxe_service, local=node.name, forwarder=forwarder),
@@ -380,7 +402,7 @@ def _lifespan(
     readiness: Readiness,
     cluster: ClusterService,
     forwarder: Forwarder,
-    node: OpenedNode,
+    keeper: PkiKeeper,
     clock: Callable[[], float],
     contexts: tuple[ssl.SSLContext, ssl.SSLContext],
     network: NetworkService,
@@ -411,18 +433,6 @@ def _lifespan(
                 except Exception:
                     log.exception("housekeeping step %s failed", getattr(chore, "__qualname__", chore))
 
-    async def renew_certificate() -> None:
-        identity = node.identity
-        while True:
-            await asyncio.sleep(CERT_CHECK_SECONDS)
-            now = dt.datetime.fromtimestamp(clock(), dt.UTC)
-            renewed = refresh_node_cert(identity, sorted(pki.san_addresses(identity.node_cert), key=str), now)
-            if renewed is not identity:
-                identity = renewed
-                for context in contexts:
-                    context.load_cert_chain(str(identity.node_cert_path), str(identity.node_key_path))
-                log.info("gossip uses the renewed node certificate; HTTPS picks it up at the next restart")
-
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
         # A failed network start-up is reported, not fatal: the node must stay reachable to fix it.
@@ -431,7 +441,11 @@ def _lifespan(
         tasks = [
             asyncio.create_task(keep_house(), name="housekeeping"),
             asyncio.create_task(publish(), name="publish-facts"),
-            asyncio.create_task(renew_certificate(), name="renew-certificate"),
+            # An authority renews its own certificate; any other node asks an authority.
+            asyncio.create_task(
+                keeper.renew_loop(contexts, CERT_FIRST_CHECK_SECONDS, CERT_CHECK_SECONDS), name="renew-certificate"
+            ),
+            asyncio.create_task(keeper.run(KEY_SYNC_SECONDS), name="keep-ca-key"),
         ]
         await cluster.start()
         listen = f"{cluster.settings.listen_host}:{cluster.transport.port}"
@@ -450,6 +464,7 @@ def _lifespan(
             readiness.set("api", False, "stopping")
             await cluster.stop(leave=True)
             await forwarder.close()
+            await keeper.close()
             for task in tasks:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

@@ -85,6 +85,17 @@ MIGRATIONS: tuple[str, ...] = (
     ) STRICT;
     CREATE INDEX pxe_machines_last_seen ON pxe_machines (last_seen);
     """,
+    # 5 (cluster PKI, issue 18): join tokens redeemed at this node, the issuer. The primary key
+    # makes single use atomic: two concurrent admissions with one token cannot both insert.
+    # Local to the node, never replicated; pruned with the tokens (appliance/cluster/join.py).
+    """
+    CREATE TABLE join_redemptions (
+        token_id  TEXT PRIMARY KEY,
+        name      TEXT NOT NULL,
+        key_id    TEXT NOT NULL,
+        at        REAL NOT NULL
+    ) STRICT;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
