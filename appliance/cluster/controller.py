@@ -84,6 +84,18 @@ class AuthorityView(msgspec.Struct, frozen=True, kw_only=True):
     designated_at: float
 
 
+class CertificateView(msgspec.Struct, frozen=True, kw_only=True):
+    """One certificate the cluster issued, from the certificate registry."""
+
+    fingerprint: str
+    name: str
+    serial: str
+    not_after: float
+    issued_by: str
+    issued_at: float
+    revoked: bool
+
+
 class AuthoritiesPut(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     names: Annotated[list[str], msgspec.Meta(min_length=1, max_length=9)]
 
@@ -277,6 +289,25 @@ def authority_routes(*, cluster: ClusterService, keeper: PkiKeeper, verifier: No
     async def list_authorities() -> list[AuthorityView]:
         return views()
 
+    @get(
+        "/cluster/certificates",
+        opt=requires(Permission.NODE_READ),
+        summary="Every node certificate the cluster issued (the registry) and whether it is revoked",
+    )
+    async def list_certificates() -> list[CertificateView]:
+        return [
+            CertificateView(
+                fingerprint=fp,
+                name=r.name,
+                serial=r.serial,
+                not_after=r.not_after,
+                issued_by=r.issued_by,
+                issued_at=r.issued_at,
+                revoked=revoked or cluster.is_revoked(fp),
+            )
+            for fp, r, revoked in sorted(cluster.registry.entries(), key=lambda e: (e[1].name, e[1].issued_at))
+        ]
+
     @put(
         "/cluster/authorities",
         opt=requires(Permission.CLUSTER_MANAGE, action="cluster.authority.set"),
@@ -360,6 +391,6 @@ def authority_routes(*, cluster: ClusterService, keeper: PkiKeeper, verifier: No
 
     return Router(
         "/api/v1",
-        route_handlers=[list_authorities, set_authorities, send_ca_key, renew],
+        route_handlers=[list_authorities, list_certificates, set_authorities, send_ca_key, renew],
         tags=["cluster"],
     )

@@ -108,6 +108,13 @@ class CertRegistry:
             now=now,
         )
 
+    def entries(self) -> list[tuple[str, CertRecord, bool]]:
+        """Every registered certificate: (fingerprint, record, revoked)."""
+        revoked = {fp for fp, _ in self._store.items(REVOCATION_KIND)}
+        return [
+            (fp, msgspec.json.decode(raw, type=CertRecord), fp in revoked) for fp, raw in self._store.items(CERT_KIND)
+        ]
+
     def fingerprints_of(self, name: str) -> list[str]:
         return [
             fp for fp, raw in self._store.items(CERT_KIND) if msgspec.json.decode(raw, type=CertRecord).name == name
