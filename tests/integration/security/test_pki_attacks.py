@@ -13,6 +13,8 @@ order on that one cluster:
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
 import json
 import shutil
@@ -20,6 +22,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -28,15 +31,22 @@ import msgspec
 import pytest
 from cryptography.hazmat.primitives import serialization
 
+from appliance.audit.log import AuditLog
+from appliance.cluster.authority import Authorities
 from appliance.cluster.forward import Forwarder
+from appliance.cluster.hlc import HybridClock
+from appliance.cluster.keeper import PkiKeeper
 from appliance.cluster.nodeauth import sign_headers
 from appliance.datadir import DataDir
 from appliance.identity import pki
-from appliance.identity.store import NodeIdentity
+from appliance.identity.registry import CertRegistry
+from appliance.identity.store import NodeIdentity, load_identity
+from appliance.store.config import ConfigStore
+from appliance.store.database import Database
 from tests.clusterlab import ClusterNode, bootstrap_admin_token, wait_until
 from tests.conftest import require
 from tests.netns import Lab, available
-from tests.nsclient import NamespaceClient
+from tests.nsclient import NamespaceClient, enter_netns
 
 pytestmark = [pytest.mark.integration, pytest.mark.privileged]
 
@@ -148,6 +158,56 @@ def test_changing_the_authority_set_moves_the_key_and_is_audited(cluster: Cluste
     assert not (n2.data_dir / "pki" / "ca.key").exists()
 
 
+def test_an_ordinary_node_renews_its_certificate_through_an_authority(cluster: Cluster, tmp_path: Path) -> None:
+    n0, _, n2, _ = cluster.nodes  # n2 is ordinary since the previous test
+    # n2's own renewal code, run from a copy of its data dir, as its renewal loop would near expiry.
+    shutil.copytree(n2.data_dir / "pki", tmp_path / "pki")
+    with (
+        contextlib.closing(sqlite3.connect(DataDir(n2.data_dir).db_path)) as live,
+        contextlib.closing(sqlite3.connect(tmp_path / "state.db")) as copy,
+    ):
+        live.backup(copy)  # the live database is in WAL mode: a file copy could miss recent writes
+    identity = load_identity(DataDir(tmp_path), "n2")
+    assert identity.ca_key is None
+    db = Database.open(tmp_path / "state.db")
+    store = ConfigStore(db, HybridClock("test"))
+    apis = {n.name: ("alive", f"{n.host.address}:8443") for n in cluster.nodes}
+    keeper = PkiKeeper(
+        identity=identity, registry=CertRegistry(store), authorities=Authorities(store),
+        member_api=apis.get, audit=AuditLog(db, "n2"),
+    )  # fmt: skip
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=340)
+
+    async def renew() -> bool:
+        try:
+            return await keeper.renew_if_due(later)
+        finally:
+            await keeper.close()
+            await asyncio.sleep(0.2)  # let the closed TLS connection finish closing before the loop ends
+
+    with ThreadPoolExecutor(max_workers=1, initializer=enter_netns, initargs=(n2.host.netns,)) as pool:
+        assert pool.submit(lambda: asyncio.run(renew())).result(timeout=30)
+    db.close()
+    renewed = keeper.identity.node_cert
+    assert renewed.not_valid_after_utc > identity.node_cert.not_valid_after_utc
+    assert pki.public_keys_match(identity.node_key, renewed)
+    registered = {c["fingerprint"]: c for c in n0.client().get("/api/v1/cluster/certificates").json()}
+    entry = registered[pki.fingerprint(renewed)]
+    assert entry["name"] == "n2"
+    assert entry["issued_by"] in ("n0", "n1", "n3")
+    assert not entry["revoked"]
+    issuer = next(n for n in cluster.nodes if n.name == entry["issued_by"])
+    assert any(e["user"] == "node:n2" and e["outcome"] == "success" for e in audit(issuer, "cluster.cert.renew"))
+
+    # The renewed certificate is accepted at once: n2 restarts with it and is alive everywhere.
+    n2.stop()
+    (n2.data_dir / "pki" / "node.crt").write_bytes(pki.cert_to_pem(renewed))
+    n2.start()
+    n2.wait_ready()
+    wait_until(lambda: all(n.members().get("n2") == "alive" for n in cluster.nodes), timeout=20)
+    assert n2.client().get("/api/v1/node").json()["name"] == "n2"
+
+
 def _mint(ca_key_pem: bytes, ca_cert_pem: bytes, name: str, address: str) -> tuple[Any, Any]:
     import ipaddress
 
@@ -205,7 +265,7 @@ def test_a_removed_node_with_a_ca_key_cannot_come_back(cluster: Cluster) -> None
     #    the registry: "registered-looking" to itself); a ghost node starts from a copy of its
     #    data dir under the new name. Neither is readmitted anywhere.
     shutil.copytree(n3.data_dir, cluster.spare.data_dir)
-    with sqlite3.connect(DataDir(cluster.spare.data_dir).db_path) as db:
+    with contextlib.closing(sqlite3.connect(DataDir(cluster.spare.data_dir).db_path)) as db, db:
         db.execute("UPDATE node_meta SET value = 'ghost' WHERE key = 'name'")
     _install(n3.data_dir, old_key, old_cert)
     _install(cluster.spare.data_dir, ghost_key, ghost_cert)
@@ -257,6 +317,14 @@ def test_a_removed_node_with_a_ca_key_cannot_come_back(cluster: Cluster) -> None
     assert sum("not registered" in e["detail"] for e in denied) >= 4, denied
     n3.stop()
     cluster.spare.stop()
+
+    # 4. What brings the name back is a new join, with a token an admin made.
+    shutil.rmtree(n3.data_dir)
+    n3.start(join=api_join_token(n0))
+    n3.wait_ready()
+    wait_until(lambda: all(n.members().get("n3") == "alive" for n in cluster.nodes), timeout=20)
+    certificates = n0.client().get("/api/v1/cluster/certificates").json()
+    assert [c["revoked"] for c in certificates if c["name"] == "n3"][-1] is False
 
 
 def test_the_same_token_at_two_nodes_at_once_admits_one(cluster: Cluster) -> None:
