@@ -31,6 +31,7 @@ from appliance.api.problems import ApiError
 from appliance.cluster.transport import split_addr
 from appliance.cluster.upstream import UpstreamPool
 from appliance.identity import pki
+from appliance.identity.registry import key_id
 from appliance.identity.store import NodeIdentity
 
 CLAIM_HEADER = "x-debvisor-node-claim"
@@ -85,11 +86,11 @@ class NodeVerifier:
     def __init__(
         self,
         ca_cert: x509.Certificate,
-        refusal: Callable[[str, str], str | None],
+        refusal: Callable[[str, str, str], str | None],
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._ca = ca_cert
-        self._refusal = refusal  # (fingerprint, name) -> why refused, or None
+        self._refusal = refusal  # (fingerprint, name, key id) -> why refused, or None
         self._clock = clock
         self._nonces: OrderedDict[str, float] = OrderedDict()
 
@@ -107,7 +108,7 @@ class NodeVerifier:
             name = pki.node_name_of(cert)
         except ValueError as exc:
             raise ApiError(401, "the calling node's certificate is not from this cluster") from exc
-        reason = self._refusal(pki.fingerprint(cert), name)
+        reason = self._refusal(pki.fingerprint(cert), name, key_id(cert))
         if reason is not None:
             raise ApiError(401, f"the calling node's certificate is refused: {reason}")
         key = cert.public_key()

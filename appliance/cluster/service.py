@@ -45,7 +45,7 @@ from appliance.cluster.messages import (
 from appliance.cluster.nodestate import NodeStateReplicator, NodeStateStore
 from appliance.cluster.replication import ConfigReplicator
 from appliance.cluster.swim import Config, Event, EventKind, Member, Swim
-from appliance.cluster.transport import GossipTransport
+from appliance.cluster.transport import GossipTransport, PeerCert
 from appliance.identity.registry import REVOCATION_KIND, UNKNOWN, CertRegistry
 from appliance.store.config import ConfigStore
 from appliance.store.database import Database
@@ -250,27 +250,27 @@ class ClusterService(Collector):
     def is_revoked(self, fingerprint: str) -> bool:
         return fingerprint in self.swim.revoked
 
-    def cert_refusal(self, fingerprint: str, name: str | None) -> str | None:
+    def cert_refusal(self, fingerprint: str, name: str | None, key: str | None = None) -> str | None:
         """Why a member certificate is refused (unregistered, revoked, removed name), or None."""
         if fingerprint in self.swim.revoked:
             return "revoked"
-        return self.registry.refusal(fingerprint, name, time.time())
+        return self.registry.refusal(fingerprint, name, time.time(), key)
 
     def cert_refused(self, fingerprint: str) -> bool:
         """True unless the certificate is registered and neither it nor its node was revoked."""
         return self.cert_refusal(fingerprint, None) is not None
 
-    async def _admit_peer(self, name: str, fingerprint: str) -> bool:
+    async def _admit_peer(self, peer: PeerCert) -> bool:
         """Accept a handshake's certificate? An unknown one waits for a pull of the configuration."""
-        reason = self.cert_refusal(fingerprint, name)
+        reason = self.cert_refusal(peer.fingerprint, peer.name, peer.key_id)
         if reason == UNKNOWN:
             self._pull_config()
             deadline = self._loop_time() + REGISTRY_WAIT_SECONDS
             while reason == UNKNOWN and self._loop_time() < deadline:
                 await asyncio.sleep(REGISTRY_POLL_SECONDS)
-                reason = self.cert_refusal(fingerprint, name)
+                reason = self.cert_refusal(peer.fingerprint, peer.name, peer.key_id)
         if reason is not None:
-            log.warning("refused a gossip peer's certificate", extra={"peer": name, "reason": reason})
+            log.warning("refused a gossip peer's certificate", extra={"peer": peer.name, "reason": reason})
         return reason is None
 
     def _pull_config(self) -> None:

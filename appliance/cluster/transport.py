@@ -49,6 +49,7 @@ from cryptography import x509
 
 from appliance.cluster.messages import Frame, decode_frame
 from appliance.identity import pki
+from appliance.identity.registry import key_id
 
 log = logging.getLogger(__name__)
 
@@ -185,6 +186,7 @@ def tls_contexts(ca: Path, cert: Path, key: Path) -> tuple[ssl.SSLContext, ssl.S
 class PeerCert:
     name: str
     fingerprint: str
+    key_id: str = ""  # SHA-256 of its public key (what a renewed certificate keeps)
 
 
 def peer_cert(writer: asyncio.StreamWriter) -> PeerCert | None:
@@ -194,7 +196,7 @@ def peer_cert(writer: asyncio.StreamWriter) -> PeerCert | None:
         return None
     cert = x509.load_der_x509_certificate(der)
     try:
-        return PeerCert(pki.node_name_of(cert), pki.fingerprint(cert))
+        return PeerCert(pki.node_name_of(cert), pki.fingerprint(cert), key_id(cert))
     except ValueError:
         return None
 
@@ -239,7 +241,7 @@ class GossipTransport:
         on_frame: Callable[[str, Frame], None],
         on_lost: Callable[[str], None],
         is_revoked: Callable[[str], bool],
-        admit: Callable[[str, str], Awaitable[bool]] | None = None,
+        admit: Callable[[PeerCert], Awaitable[bool]] | None = None,
         max_frame: int = 1 << 20,
         write_deadline: float = 0.2,
         dial_timeout: float = 1.0,
@@ -250,7 +252,7 @@ class GossipTransport:
         self._on_frame = on_frame
         self._on_lost = on_lost
         self._is_revoked = is_revoked
-        self._admit = admit  # (peer name, fingerprint) -> accept? after the handshake
+        self._admit = admit  # accept this peer's certificate? asked after the handshake
         self.max_frame = max_frame
         self.write_deadline = write_deadline
         self.dial_timeout = dial_timeout
@@ -439,7 +441,7 @@ class GossipTransport:
         return conn
 
     async def _admitted(self, peer: PeerCert) -> bool:
-        return self._admit is None or await self._admit(peer.name, peer.fingerprint)
+        return self._admit is None or await self._admit(peer)
 
     # -- incoming ---------------------------------------------------------------------------
 

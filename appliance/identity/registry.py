@@ -8,6 +8,12 @@ gossip transport, the forwarder, the internal node routes and joining accept onl
 certificates that are not revoked. Only members can write the map, and a removed node is no
 member, so a certificate it mints stays unregistered.
 
+A renewed certificate keeps its node's key, and a node starts using it at once (a restart
+with a new address renews before gossip starts): so a certificate whose own entry has not
+reached this node yet is accepted when its key is registered for the same node name under
+another certificate that is still good. Only an authority can have certified that key for
+that name, and whoever holds the node's key could use its registered certificate anyway.
+
 Revocation covers names too: removing a node revokes every certificate registered for its
 name and records the name (kind `revoked-name`) with the time of removal; a registry entry
 for that name issued at or before that time is refused even if it arrives later (a renewal
@@ -18,8 +24,11 @@ in flight). A new join under the same name lifts the record.
 
 from __future__ import annotations
 
+import hashlib
+
 import msgspec
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from appliance.identity import pki
 from appliance.store.config import ConfigStore
@@ -40,6 +49,13 @@ class CertRecord(msgspec.Struct, frozen=True, kw_only=True):
     not_after: float
     issued_by: str
     issued_at: float
+    key_id: str = ""  # SHA-256 of the certified public key (SubjectPublicKeyInfo)
+
+
+def key_id(cert: x509.Certificate) -> str:
+    """SHA-256 of the certificate's public key: what a renewal keeps."""
+    der = cert.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return hashlib.sha256(der).hexdigest()
 
 
 class NameRevocation(msgspec.Struct, frozen=True, kw_only=True):
@@ -85,6 +101,7 @@ class CertRegistry:
             not_after=cert.not_valid_after_utc.timestamp(),
             issued_by=issued_by,
             issued_at=now,
+            key_id=key_id(cert),
         )
         self._store.put(CERT_KIND, pki.fingerprint(cert), msgspec.json.encode(record))
         return record
@@ -97,28 +114,42 @@ class CertRegistry:
         raw = self._store.get(REVOKED_NAME_KIND, name)
         return None if raw is None else msgspec.json.decode(raw, type=NameRevocation)
 
-    def refusal(self, fingerprint: str, name: str | None, now: float) -> str | None:
-        """Why the certificate with this fingerprint (naming `name`) is refused, or None."""
-        record = self.get(fingerprint)
+    def refusal(self, fingerprint: str, name: str | None, now: float, key: str | None = None) -> str | None:
+        """Why the certificate with this fingerprint (naming `name`, certifying key `key`) is
+        refused, or None. An unknown certificate whose key and name are registered under
+        another good certificate is accepted (a renewal whose entry is still on its way)."""
+        revoked = self._store.get(REVOCATION_KIND, fingerprint) is not None
+        reason = self._judge(fingerprint, self.get(fingerprint), name, revoked, now)
+        if reason != UNKNOWN or key is None or name is None:
+            return reason
+        for other, record in self._records():
+            if record.key_id == key and record.name == name and other != fingerprint:
+                other_revoked = self._store.get(REVOCATION_KIND, other) is not None
+                if self._judge(other, record, name, other_revoked, now) is None:
+                    return None
+        return reason
+
+    def _judge(
+        self, fingerprint: str, record: CertRecord | None, name: str | None, revoked: bool, now: float
+    ) -> str | None:
         return judge(
             record,
             name=name,
-            revoked=self._store.get(REVOCATION_KIND, fingerprint) is not None,
+            revoked=revoked,
             name_revoked=self.name_revocation(record.name) if record is not None else None,
             now=now,
         )
 
+    def _records(self) -> list[tuple[str, CertRecord]]:
+        return [(fp, msgspec.json.decode(raw, type=CertRecord)) for fp, raw in self._store.items(CERT_KIND)]
+
     def entries(self) -> list[tuple[str, CertRecord, bool]]:
         """Every registered certificate: (fingerprint, record, revoked)."""
         revoked = {fp for fp, _ in self._store.items(REVOCATION_KIND)}
-        return [
-            (fp, msgspec.json.decode(raw, type=CertRecord), fp in revoked) for fp, raw in self._store.items(CERT_KIND)
-        ]
+        return [(fp, record, fp in revoked) for fp, record in self._records()]
 
     def fingerprints_of(self, name: str) -> list[str]:
-        return [
-            fp for fp, raw in self._store.items(CERT_KIND) if msgspec.json.decode(raw, type=CertRecord).name == name
-        ]
+        return [fp for fp, record in self._records() if record.name == name]
 
     def revoke_name(self, name: str, *, by: str, now: float) -> list[str]:
         """Record the name as removed; returns the fingerprints registered for it (to revoke)."""
@@ -131,7 +162,5 @@ class CertRegistry:
 
     def prune(self, now: float) -> int:
         """Delete entries of certificates that have expired (they are refused anyway)."""
-        expired = [
-            fp for fp, raw in self._store.items(CERT_KIND) if msgspec.json.decode(raw, type=CertRecord).not_after < now
-        ]
+        expired = [fp for fp, record in self._records() if record.not_after < now]
         return sum(self._store.delete(CERT_KIND, fp) for fp in expired)

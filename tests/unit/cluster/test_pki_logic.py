@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from pathlib import Path
 from typing import NamedTuple
 
 import pytest
@@ -13,9 +14,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from appliance.api.problems import ApiError
 from appliance.cluster.authority import Designation, KeyStep, plan
+from appliance.cluster.hlc import HybridClock
 from appliance.cluster.nodeauth import NodeVerifier, sign_headers
 from appliance.identity import pki
-from appliance.identity.registry import UNKNOWN, CertRecord, NameRevocation, judge
+from appliance.identity.registry import UNKNOWN, CertRecord, CertRegistry, NameRevocation, judge, key_id
+from appliance.store.config import ConfigStore
+from appliance.store.database import Database
 
 NOW = 1_800_000_000.0
 
@@ -88,7 +92,7 @@ def cluster_pki() -> Pki:
 
 
 def verifier(ca: x509.Certificate, registered: set[str]) -> NodeVerifier:
-    return NodeVerifier(ca, lambda fp, _name: None if fp in registered else UNKNOWN)
+    return NodeVerifier(ca, lambda fp, _name, _key: None if fp in registered else UNKNOWN)
 
 
 def test_a_signed_node_call_is_believed_once(cluster_pki: Pki) -> None:
@@ -140,3 +144,25 @@ def test_a_stale_node_call_is_refused(cluster_pki: Pki) -> None:
     headers = sign_headers(cert, key, method="POST", path="/p", body=b"", now=time.time() - 120)
     with pytest.raises(ApiError, match="stale"):
         verifier(ca, {pki.fingerprint(cert)}).verify(headers, "POST", "/p", b"")
+
+
+def test_a_renewal_is_accepted_by_its_key_until_the_node_is_removed(tmp_path: Path) -> None:
+    db = Database.create(tmp_path / "db")
+    store = ConfigStore(db, HybridClock("node"))
+    registry = CertRegistry(store)
+    now = dt.datetime.fromtimestamp(time.time(), dt.UTC)
+    ca_key, ca = pki.new_ca("c", now)
+    key = pki.new_key()
+    first = pki.issue_node_cert(ca_key, ca, key.public_key(), name="n1", addresses=[], now=now)
+    renewed = pki.issue_node_cert(ca_key, ca, key.public_key(), name="n1", addresses=[], now=now)
+    minted = pki.issue_node_cert(ca_key, ca, pki.new_key().public_key(), name="n1", addresses=[], now=now)
+    registry.register(first, issued_by="n0", now=now.timestamp() - 10)
+    fp, kid = pki.fingerprint(renewed), key_id(renewed)
+    assert registry.refusal(fp, "n1", now.timestamp(), kid) is None  # its entry is still on its way
+    assert registry.refusal(fp, "n1", now.timestamp()) == UNKNOWN  # the forwarder only knows fingerprints
+    assert registry.refusal(fp, "n2", now.timestamp(), kid) == UNKNOWN
+    assert registry.refusal(pki.fingerprint(minted), "n1", now.timestamp(), key_id(minted)) == UNKNOWN
+    registry.revoke_name("n1", by="n0", now=now.timestamp())
+    assert registry.refusal(fp, "n1", now.timestamp(), kid) == UNKNOWN
+    assert "removed" in (registry.refusal(pki.fingerprint(first), "n1", now.timestamp()) or "")
+    db.close()
