@@ -192,6 +192,7 @@ def create_app(
         authorities=cluster.authorities,
         member_api=cluster.member_api,
         audit=audit,
+        addresses=node.cert_addresses,
         clock=clock,
     )
 

@@ -61,6 +61,7 @@ class OpenedNode:
     created: bool
     initial_admin_password: str | None  # set only on the start that created the node
     gossip_seeds: list[str] = field(default_factory=list)  # from the seed, on the start that joined
+    cert_addresses: list[pki.IPAddress] = field(default_factory=list)  # what the node certificate should name
 
     def close(self) -> None:
         self.db.close()
@@ -115,7 +116,9 @@ def open_node(
     datadir.check_initialised()
     datadir.lock()
     try:
-        return _open_existing(datadir, settings, addresses, now)
+        opened = _open_existing(datadir, settings, addresses, now)
+        opened.cert_addresses = addresses
+        return opened
     except BaseException:
         datadir.unlock()
         raise

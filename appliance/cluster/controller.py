@@ -232,7 +232,11 @@ def join_routes(
     )
     async def create_join_token(request: Request[Principal, Any, Any], data: JSONBody[JoinTokensPost]) -> Response[Any]:
         if not joins.can_sign():
-            holders = [h for h in cluster.authorities.holders() if (cluster.member_api(h) or ("",))[0] == "alive"]
+            holders = [
+                h
+                for h in cluster.authorities.holders()
+                if h != cluster.settings.name and (cluster.member_api(h) or ("",))[0] == "alive"
+            ]
             if not holders:
                 raise ApiError(409, "no certificate authority is alive to issue the token; try again later")
             note(request, target=f"join token (forwarded to {holders[0]})")

@@ -75,9 +75,11 @@ class PkiKeeper:
         authorities: Authorities,
         member_api: Callable[[str], tuple[str, str] | None],
         audit: AuditLog,
+        addresses: list[pki.IPAddress] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.identity = identity
+        self._addresses = addresses or []  # what the certificate should name (listen addresses)
         self.ca_key: ec.EllipticCurvePrivateKey | None = identity.ca_key
         self._registry = registry
         self._authorities = authorities
@@ -157,7 +159,7 @@ class PkiKeeper:
     async def renew_if_due(self, now: dt.datetime) -> bool:
         """Renew the node certificate if it nears expiry or misses an address; True if renewed."""
         identity = self.identity
-        addresses = sorted(pki.san_addresses(identity.node_cert), key=str)
+        addresses = sorted(pki.san_addresses(identity.node_cert) | set(self._addresses), key=str)
         if not needs_renewal(identity, addresses, now):
             return False
         if self.ca_key is not None:
