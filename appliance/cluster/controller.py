@@ -271,13 +271,20 @@ def join_routes(
             )  # fmt: skip
             raise
         throttle.succeeded(key)
+        authority = "; designated an authority" if joins.authorities.is_authority(data.name) else ""
         audit.append(
             user=f"node:{data.name}", source=source, action="cluster.join", target=data.name,
-            outcome="success", detail=f"token {data.token_id}",
+            outcome="success", detail=f"token {data.token_id}{authority}",
         )  # fmt: skip
         return response
 
     return Router("/api/v1", route_handlers=[create_join_token, cluster_ca, join], tags=["cluster"])
+
+
+def _live(cluster: ClusterService, name: str) -> bool:
+    """A member that is alive or suspect and not removed."""
+    found = cluster.member_api(name)
+    return found is not None and found[0] in ("alive", "suspect") and cluster.name_in_use(name)
 
 
 def authority_routes(*, cluster: ClusterService, keeper: PkiKeeper, verifier: NodeVerifier, audit: AuditLog) -> Router:
@@ -322,7 +329,7 @@ def authority_routes(*, cluster: ClusterService, keeper: PkiKeeper, verifier: No
     ) -> list[AuthorityView]:
         names = sorted(set(data.names))
         note(request, target="authorities", detail="requested " + ", ".join(names))
-        unknown = [n for n in names if n != cluster.settings.name and not cluster.name_in_use(n)]
+        unknown = [n for n in names if n != cluster.settings.name and not _live(cluster, n)]
         if unknown:
             raise ApiError(422, f"not live members of this cluster: {', '.join(unknown)}")
         added, removed = cluster.authorities.replace(names, by=request.user.name, now=time.time())

@@ -169,6 +169,7 @@ class PkiKeeper:
             )  # fmt: skip
             renewed = refresh_node_cert(with_key, addresses, now)
             self._registry.register(renewed.node_cert, issued_by=self.name, now=now.timestamp())
+            self._record("cluster.cert.renew", f"issued itself serial {renewed.node_cert.serial_number:x}")
         else:
             renewed_or_none = await self._renew_by_authority(addresses)
             if renewed_or_none is None:

@@ -114,6 +114,9 @@ def test_a_joined_ordinary_node_has_no_ca_key(cluster: Cluster) -> None:
     assert (n3.data_dir / "pki" / "node.crt").exists()
     received = audit(n1, "cluster.authority.key.receive")
     assert any(e["target"] == "n1" for e in received)
+    joins = {e["target"]: e["detail"] for e in audit(n0, "cluster.join") if e["outcome"] == "success"}
+    assert "designated an authority" in joins["n2"]
+    assert "designated an authority" not in joins["n3"]
 
     # A join answer itself carries the node's certificate and the CA certificate, no key.
     csr = pki.new_csr(pki.new_key(), "probe").public_bytes(serialization.Encoding.PEM).decode()
