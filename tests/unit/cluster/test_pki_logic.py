@@ -13,7 +13,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from appliance.api.problems import ApiError
-from appliance.cluster.authority import Designation, KeyStep, plan
+from appliance.cluster.authority import Authorities, Designation, KeyStep, plan
 from appliance.cluster.hlc import HybridClock
 from appliance.cluster.nodeauth import NodeVerifier, sign_headers
 from appliance.identity import pki
@@ -165,4 +165,20 @@ def test_a_renewal_is_accepted_by_its_key_until_the_node_is_removed(tmp_path: Pa
     registry.revoke_name("n1", by="n0", now=now.timestamp())
     assert registry.refusal(fp, "n1", now.timestamp(), kid) == UNKNOWN
     assert "removed" in (registry.refusal(pki.fingerprint(first), "n1", now.timestamp()) or "")
+    db.close()
+
+
+def test_the_authority_set_defaults_to_three_and_an_admin_replaces_it(tmp_path: Path) -> None:
+    db = Database.create(tmp_path / "db")
+    authorities = Authorities(ConfigStore(db, HybridClock("node")))
+    authorities.designate("n0", by="n0", now=NOW, holds_key=True)
+    assert [authorities.designate_if_few(n, by="n0", now=NOW) for n in ("n1", "n2", "n3")] == [True, True, False]
+    assert authorities.names() == ["n0", "n1", "n2"]
+    assert authorities.holders() == ["n0"]
+    authorities.announce_key("n1", now=NOW)
+    assert authorities.holders() == ["n0", "n1"]
+    added, removed = authorities.replace(["n1", "n3"], by="admin", now=NOW)
+    assert (added, removed) == (["n3"], ["n0", "n2"])
+    assert authorities.designated()["n1"].holds_key  # kept entries keep what they said
+    assert authorities.designated()["n3"] == Designation(by="admin", at=NOW, holds_key=False)
     db.close()
