@@ -32,6 +32,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from appliance.audit.log import AuditLog
+from appliance.auth.accounts import parse_token
 from appliance.cluster.authority import Authorities
 from appliance.cluster.forward import Forwarder
 from appliance.cluster.hlc import HybridClock
@@ -242,7 +243,10 @@ def _forwarding_headers(cluster: Cluster, key: Any, cert: Any, path: str) -> dic
         pki_dir / "ca.crt", pki_dir / "node.crt", pki_dir / "node.key",
     )  # fmt: skip
     forwarder = Forwarder(identity=identity, member_api=lambda _: None, is_revoked=lambda _: False)
-    principal = SimpleNamespace(name="admin", role="admin", via="token", credential_id="stolen")
+    # A real credential (the admin's API token id), so that only the certificate decides.
+    parsed = parse_token(cluster.nodes[0].token or "")
+    assert parsed is not None
+    principal = SimpleNamespace(name="admin", role="admin", via="token", credential_id=parsed[0])
     return forwarder._assertion_headers(principal, "GET", path)
 
 
