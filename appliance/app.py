@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import logging
 import ssl
 import time
@@ -46,18 +45,18 @@ from appliance.auth.token_use import TokenUse
 from appliance.auth.tokens_controller import tokens_routes
 from appliance.auth.users_controller import users_routes
 from appliance.bootstrap import OpenedNode
-from appliance.cluster.controller import FACTS_KEY, cluster_routes, join_routes, published_facts
+from appliance.cluster.controller import FACTS_KEY, authority_routes, cluster_routes, join_routes, published_facts
 from appliance.cluster.forward import MAX_SKEW_SECONDS, Forwarder
 from appliance.cluster.hlc import HybridClock
 from appliance.cluster.join import JoinService
+from appliance.cluster.keeper import PkiKeeper
+from appliance.cluster.nodeauth import NodeVerifier
 from appliance.cluster.nonces import NonceLedger
 from appliance.cluster.service import ClusterService, ClusterSettings
 from appliance.cluster.swim import Config, EventKind
 from appliance.cluster.transport import tls_contexts
 from appliance.health.controller import health_routes
 from appliance.health.readiness import Readiness
-from appliance.identity import pki
-from appliance.identity.store import refresh_node_cert
 from appliance.metrics.controller import metrics_routes
 from appliance.metrics.http import HttpMetrics, MetricsMiddleware, new_registry
 from appliance.network.controller import network_routes, overlay_routes
@@ -92,6 +91,8 @@ PXE_SUBDIR = "pxe"  # in the data dir: the node's PXE settings and dnsmasq's lea
 PUBLISH_SECONDS = 30.0  # how often this node's facts are checked for changes
 _FACTS_DECODER = msgspec.json.Decoder(NodeFacts)
 CERT_CHECK_SECONDS = 12 * 3600.0  # certificates are renewed 30 days before they expire
+CERT_FIRST_CHECK_SECONDS = 60.0  # after a start: a certificate missing a new address is renewed soon
+KEY_SYNC_SECONDS = 2.0  # how often a node checks the authority set against its CA key copy
 
 log = logging.getLogger(__name__)
 
@@ -189,11 +190,21 @@ def create_app(  # noqa: PLR0915 - the one assembly list; per-subsystem builders
         audit=audit,
         registry=registry,
     )
+    # The forwarder refuses a certificate that is revoked *or* not in the certificate registry.
     forwarder = Forwarder(
         identity=node.identity,
         member_api=cluster.member_api,
-        is_revoked=cluster.is_revoked,
+        is_revoked=cluster.cert_refused,
         accept_nonce=NonceLedger(node.db, margin=MAX_SKEW_SECONDS, clock=clock).accept,
+        clock=clock,
+    )
+    keeper = PkiKeeper(
+        identity=node.identity,
+        registry=cluster.registry,
+        authorities=cluster.authorities,
+        member_api=cluster.member_api,
+        audit=audit,
+        addresses=node.cert_addresses,
         clock=clock,
     )
 
@@ -220,14 +231,20 @@ def create_app(  # noqa: PLR0915 - the one assembly list; per-subsystem builders
         cert_path=node.identity.node_cert_path,
         publish=cluster.publish,
         published=cluster.published,
-        trust=cluster_trust(node.identity.ca_cert, cluster.is_revoked),
+        trust=cluster_trust(node.identity.ca_cert, cluster.cert_refused),
         clock=clock,
     )
     cluster.node_state.on_change(anchorer.receive)
     cluster.on_event(lambda event: anchorer.book.forget(event.name) if event.kind == EventKind.REVOKED else None)
     registry.register(anchorer)
     joins = JoinService(
-        store=config, identity=node.identity, cluster_id=node.cluster_id, api_seeds=lambda: [api_advertise], clock=clock
+        store=config,
+        db=node.db,
+        identity=node.identity,
+        cluster_id=node.cluster_id,
+        api_seeds=lambda: [api_advertise],
+        ca_key=lambda: keeper.ca_key,
+        clock=clock,
     )
 
     network = network or NetworkSettings()
@@ -303,12 +320,18 @@ def create_app(  # noqa: PLR0915 - the one assembly list; per-subsystem builders
 
     lifespan = _lifespan(
         publish_facts=lambda: _publish_facts(cluster, node_service, clock),
-        housekeeping=[sessions.prune, joins.prune, config.purge_tombstones, login_throttle.prune],
+        housekeeping=[
+            sessions.prune,
+            joins.prune,
+            config.purge_tombstones,
+            login_throttle.prune,
+            lambda: cluster.registry.prune(clock()),
+        ],
         readiness=readiness,
         cluster=cluster,
         forwarder=forwarder,
         anchorer=anchorer,
-        node=node,
+        keeper=keeper,
         clock=clock,
         contexts=(server_context, client_context),
         network=network_service,
@@ -344,7 +367,13 @@ def create_app(  # noqa: PLR0915 - the one assembly list; per-subsystem builders
                 audit, local_node=node.name, members=cluster.live_names, fetch=forwarder.fetch, anchorer=anchorer
             ),
             cluster_routes(cluster, forwarder=forwarder, node_service=node_service),
-            join_routes(joins, cluster=cluster, throttle=login_throttle, audit=audit),
+            join_routes(joins, cluster=cluster, throttle=login_throttle, audit=audit, forwarder=forwarder),
+            authority_routes(
+                cluster=cluster,
+                keeper=keeper,
+                verifier=NodeVerifier(node.identity.ca_cert, cluster.cert_refusal, clock),
+                audit=audit,
+            ),
             network_routes(network_service, forwarder=forwarder),
             overlay_routes(overlay_store),
             pxe_config_routes(pxe_service, local=node.name, forwarder=forwarder),
@@ -443,7 +472,7 @@ def _overlay_endpoints(cluster: ClusterService) -> tuple[Endpoint, list[Endpoint
     return local, peers
 
 
-def _lifespan(  # noqa: PLR0915 - one list of every background part, start to stop
+def _lifespan(
     *,
     publish_facts: Callable[[], Awaitable[None]],
     housekeeping: list[Callable[[], object]],
@@ -451,7 +480,7 @@ def _lifespan(  # noqa: PLR0915 - one list of every background part, start to st
     cluster: ClusterService,
     forwarder: Forwarder,
     anchorer: Anchorer,
-    node: OpenedNode,
+    keeper: PkiKeeper,
     clock: Callable[[], float],
     contexts: tuple[ssl.SSLContext, ssl.SSLContext],
     network: NetworkService,
@@ -482,18 +511,6 @@ def _lifespan(  # noqa: PLR0915 - one list of every background part, start to st
                 except Exception:
                     log.exception("housekeeping step %s failed", getattr(chore, "__qualname__", chore))
 
-    async def renew_certificate() -> None:
-        identity = node.identity
-        while True:
-            await asyncio.sleep(CERT_CHECK_SECONDS)
-            now = dt.datetime.fromtimestamp(clock(), dt.UTC)
-            renewed = refresh_node_cert(identity, sorted(pki.san_addresses(identity.node_cert), key=str), now)
-            if renewed is not identity:
-                identity = renewed
-                for context in contexts:
-                    context.load_cert_chain(str(identity.node_cert_path), str(identity.node_key_path))
-                log.info("gossip uses the renewed node certificate; HTTPS picks it up at the next restart")
-
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
         # A failed network start-up is reported, not fatal: the node must stay reachable to fix it.
@@ -502,7 +519,11 @@ def _lifespan(  # noqa: PLR0915 - one list of every background part, start to st
         tasks = [
             asyncio.create_task(keep_house(), name="housekeeping"),
             asyncio.create_task(publish(), name="publish-facts"),
-            asyncio.create_task(renew_certificate(), name="renew-certificate"),
+            # An authority renews its own certificate; any other node asks an authority.
+            asyncio.create_task(
+                keeper.renew_loop(contexts, CERT_FIRST_CHECK_SECONDS, CERT_CHECK_SECONDS), name="renew-certificate"
+            ),
+            asyncio.create_task(keeper.run(KEY_SYNC_SECONDS), name="keep-ca-key"),
         ]
         await cluster.start()
         listen = f"{cluster.settings.listen_host}:{cluster.transport.port}"
@@ -523,6 +544,7 @@ def _lifespan(  # noqa: PLR0915 - one list of every background part, start to st
             anchorer.stop()  # the final head, while the cluster still listens
             await cluster.stop(leave=True)
             await forwarder.close()
+            await keeper.close()
             for task in tasks:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

@@ -2,7 +2,9 @@
 
 This is the only code that decides between "new node" and "existing node". On a fresh
 directory it creates the cluster CA, the node key and certificate, the database and the
-bootstrap admin, marking the directory as under initialisation until all of it exists. On an
+bootstrap admin, marking the directory as under initialisation until all of it exists; the
+founder is the first authority and registers its own certificate. A joining node stores its
+certificate and the CA certificate (never the CA key) and the settings its seed sent. On an
 existing one it checks every piece and refuses (StartupError, one line) anything foreign,
 corrupt, newer or inconsistent, without writing to it.
 """
@@ -21,12 +23,14 @@ from pathlib import Path
 
 from appliance.auth.accounts import AccountService
 from appliance.cluster import join_client
+from appliance.cluster.authority import Authorities
 from appliance.cluster.hlc import HybridClock
 from appliance.cluster.join import JoinResponse, decode_token
 from appliance.cluster.join_client import JoinError
 from appliance.datadir import DataDir, write_new_file
 from appliance.errors import StartupError
 from appliance.identity import pki
+from appliance.identity.registry import CertRegistry
 from appliance.identity.store import (
     NodeIdentity,
     create_identity,
@@ -58,6 +62,7 @@ class OpenedNode:
     created: bool
     initial_admin_password: str | None  # set only on the start that created the node
     gossip_seeds: list[str] = field(default_factory=list)  # from the seed, on the start that joined
+    cert_addresses: list[pki.IPAddress] = field(default_factory=list)  # what the node certificate should name
 
     def close(self) -> None:
         self.db.close()
@@ -114,7 +119,9 @@ def open_node(
     datadir.check_initialised()
     datadir.lock()
     try:
-        return _open_existing(datadir, settings, addresses, now)
+        opened = _open_existing(datadir, settings, addresses, now)
+        opened.cert_addresses = addresses
+        return opened
     except BaseException:
         datadir.unlock()
         raise
@@ -146,7 +153,10 @@ def _initialise(
     cluster_id, node_id = str(uuid.uuid4()), str(uuid.uuid4())
     identity = create_identity(datadir, name, cluster_id, addresses, now)
     db = _create_database(datadir, name=name, node_id=node_id, cluster_id=cluster_id, now=now)
-    accounts = AccountService(ConfigStore(db, HybridClock(node_id)), clock=now.timestamp)
+    store = ConfigStore(db, HybridClock(node_id))
+    CertRegistry(store).register(identity.node_cert, issued_by=name, now=now.timestamp())
+    Authorities(store).designate(name, by=name, now=now.timestamp(), holds_key=True)
+    accounts = AccountService(store, clock=now.timestamp)
     password = accounts.create_bootstrap_admin()
     write_new_file(datadir.admin_password_path, (password + "\n").encode(), mode=0o600)
     datadir.finish_initialisation()
@@ -183,7 +193,6 @@ def _initialise_joined(
     write_joined_identity(
         datadir,
         ca_cert_pem=response.ca_cert_pem.encode(),
-        ca_key_pem=response.ca_key_pem.encode(),
         node_key=key,
         node_cert_pem=response.node_cert_pem.encode(),
     )
@@ -215,10 +224,26 @@ def _open_existing(
         if settings.name is not None and settings.name != name:
             raise StartupError(f"data dir {datadir.root} belongs to node {name!r}, not {settings.name!r}")
         identity = refresh_node_cert(load_identity(datadir, name), addresses, now)
+        if identity.ca_key is not None:
+            _register_own(ConfigStore(db, HybridClock(node_id)), identity, now)
     except BaseException:
         db.close()
         raise
     return OpenedNode(datadir, db, identity, name, node_id, cluster_id, False, None)
+
+
+def _register_own(store: ConfigStore, identity: NodeIdentity, now: dt.datetime) -> None:
+    """An authority registers a certificate it issued itself (a renewal at start-up).
+
+    Also the upgrade from a version without registry or authority set: every node then holds
+    the CA key; each registers its own certificate and, while the set is empty, becomes an
+    authority (an admin narrows the set afterwards, and the others delete their copies)."""
+    registry = CertRegistry(store)
+    if registry.get(identity.node_fingerprint) is None:
+        registry.register(identity.node_cert, issued_by=identity.name, now=now.timestamp())
+    authorities = Authorities(store)
+    if not authorities.names():
+        authorities.designate(identity.name, by=identity.name, now=now.timestamp(), holds_key=True)
 
 
 @dataclass

@@ -197,8 +197,11 @@ def _token_create(args: argparse.Namespace) -> int:
             raise CommandError("this node has not served yet, so its API address is unknown; start it first")
         store = ConfigStore(state.db, HybridClock(state.node_id))
         cluster_id = state.db.get_meta("cluster_id") or ""
-        joins = JoinService(store=store, identity=identity, cluster_id=cluster_id, api_seeds=lambda: [api])
-        created = joins.create_token(created_by=CONSOLE_USER, ttl=args.ttl * 3600)
+        joins = JoinService(store=store, db=state.db, identity=identity, cluster_id=cluster_id, api_seeds=lambda: [api])
+        try:
+            created = joins.create_token(created_by=CONSOLE_USER, ttl=args.ttl * 3600)
+        except ApiError as exc:  # not an authority: tokens are redeemed only where they were made
+            raise CommandError(exc.detail) from exc
         AuditLog(state.db, state.name).append(
             user=CONSOLE_USER,
             source=CONSOLE_SOURCE,

@@ -48,6 +48,10 @@ def add_client_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
     cluster = commands.add_parser("cluster", help="cluster summary")
     cluster.add_argument("--fresh", action="store_true", help="ask every member now (2 s deadline)")
     cluster.set_defaults(func=_cluster)
+    authorities = commands.add_parser("authorities", help="the nodes that hold the CA key and sign certificates")
+    authorities.add_argument("action", nargs="?", default="list", choices=["list", "set"])
+    authorities.add_argument("names", nargs="*", help="set: the nodes that should be authorities (all of them)")
+    authorities.set_defaults(func=_authorities)
     users = commands.add_parser("users", help="accounts, cluster-wide (admin)")
     users.add_argument("action", nargs="?", default="list", choices=["list", "add", "del"])
     users.add_argument("name", nargs="?")
@@ -181,6 +185,18 @@ def _cluster(args: argparse.Namespace) -> int:
         return "\n".join(lines)
 
     return _show(args, data, render)
+
+
+def _authorities(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        if args.action == "list":
+            data = _call(client, "GET", "/api/v1/cluster/authorities")
+        elif not args.names:
+            raise ClientError("authorities set needs the names of all nodes that should be authorities")
+        else:
+            data = _call(client, "PUT", "/api/v1/cluster/authorities", json={"names": args.names})
+    columns = [("name", "NAME"), ("holds_key", "HOLDS KEY"), ("designated_by", "DESIGNATED BY")]
+    return _show(args, data, lambda d: _table(d, columns))
 
 
 def _users(args: argparse.Namespace) -> int:

@@ -65,13 +65,14 @@ class SignedHead(msgspec.Struct, frozen=True, kw_only=True):
 Trust = Callable[[x509.Certificate], None]
 
 
-def cluster_trust(ca_cert: x509.Certificate, is_revoked: Callable[[str], bool]) -> Trust:
-    """Trust a certificate issued by the cluster CA whose fingerprint is not revoked."""
+def cluster_trust(ca_cert: x509.Certificate, refused: Callable[[str], bool]) -> Trust:
+    """Trust a certificate issued by the cluster CA that `refused` (by fingerprint) does not
+    refuse: on a node, the certificate registry's check (registered, not revoked)."""
 
     def check(cert: x509.Certificate) -> None:
         pki.verify_issued_by(cert, ca_cert)
-        if is_revoked(pki.fingerprint(cert)):
-            raise ValueError("the certificate is revoked")
+        if refused(pki.fingerprint(cert)):
+            raise ValueError("the certificate is revoked or not in the certificate registry")
 
     return check
 

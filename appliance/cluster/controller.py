@@ -1,20 +1,24 @@
-"""`/api/v1/nodes` (cluster members) and `/api/v1/cluster` (joining).
+"""`/api/v1/nodes` (cluster members) and `/api/v1/cluster` (joining, authorities).
 
 Joining is public: a new node has no account, it has a join token, which `JoinService`
 checks. Failed joins are throttled per source address, like logins, and every attempt is
-audited on this node.
+audited on this node. Join tokens are created on an authority (a request to another node is
+forwarded to one). The internal routes (`/cluster/internal/...`: the CA key for a newly
+designated authority, certificate renewal) answer only members, proven by a request signed
+with a registered node certificate (`nodeauth`); each call is audited here.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import ssl
 import time
 from collections import Counter
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Request, Response, Router, delete, get, post
+from litestar import Request, Response, Router, delete, get, post, put
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, FromQuery, JSONBody
 
@@ -27,8 +31,11 @@ from appliance.auth.principal import Principal
 from appliance.auth.throttle import LoginThrottle, retry_after_header
 from appliance.cluster.forward import Forwarder
 from appliance.cluster.join import CaInfo, JoinRequest, JoinResponse, JoinService, JoinTokenCreated
+from appliance.cluster.keeper import CaKeyAnswer, PkiKeeper, RenewAnswer, RenewRequest, parse_addresses
+from appliance.cluster.nodeauth import NodeVerifier
 from appliance.cluster.service import ClusterService, NodeMember
 from appliance.cluster.upstream import UpstreamError
+from appliance.identity import pki
 from appliance.node.service import NodeService
 from appliance.node.types import Node, NodeFacts
 
@@ -66,6 +73,31 @@ FRESH_DEADLINE_SECONDS = 2.0
 
 class JoinTokensPost(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     ttl_seconds: Annotated[int, msgspec.Meta(ge=60, le=7 * 86400)] = 3 * 3600
+
+
+class AuthorityView(msgspec.Struct, frozen=True, kw_only=True):
+    """One authority node: who designated it, and whether it holds the CA key yet."""
+
+    name: str
+    holds_key: bool
+    designated_by: str
+    designated_at: float
+
+
+class CertificateView(msgspec.Struct, frozen=True, kw_only=True):
+    """One certificate the cluster issued, from the certificate registry."""
+
+    fingerprint: str
+    name: str
+    serial: str
+    not_after: float
+    issued_by: str
+    issued_at: float
+    revoked: bool
+
+
+class AuthoritiesPut(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    names: Annotated[list[str], msgspec.Meta(min_length=1, max_length=9)]
 
 
 FACTS_KEY = "facts"
@@ -166,10 +198,14 @@ def cluster_routes(cluster: ClusterService, *, forwarder: Forwarder, node_servic
             raise ApiError(409, "a node cannot remove itself; ask another node")
         if cluster.member(name) is None:
             raise ApiError(404, f"no member {name!r}")
+        holders = cluster.authorities.holders()
+        if holders == [name]:
+            raise ApiError(409, f"{name!r} is the only node holding the CA key; designate another authority first")
         try:
-            cluster.remove(name)
+            revoked = cluster.remove(name)
         except KeyError as exc:
             raise ApiError(409, f"{name!r} has not announced its certificate; it cannot be revoked yet") from exc
+        note(request, detail=f"revoked its name and {len(revoked)} certificate(s)")
 
     return Router(
         "/api/v1",
@@ -178,20 +214,36 @@ def cluster_routes(cluster: ClusterService, *, forwarder: Forwarder, node_servic
     )
 
 
-def join_routes(joins: JoinService, *, cluster: ClusterService, throttle: LoginThrottle, audit: AuditLog) -> Router:
+def join_routes(
+    joins: JoinService,
+    *,
+    cluster: ClusterService,
+    throttle: LoginThrottle,
+    audit: AuditLog,
+    forwarder: Forwarder,
+) -> Router:
     """Join tokens, the public CA, and admitting new nodes."""
 
     @post(
         "/cluster/join-tokens",
         opt=requires(Permission.CLUSTER_MANAGE, action="cluster.token.create"),
-        summary="A single-use token that lets one new node join",
+        summary="A single-use token that lets one new node join (created on an authority node)",
+        responses={201: ResponseSpec(JoinTokenCreated)},
     )
-    async def create_join_token(
-        request: Request[Principal, Any, Any], data: JSONBody[JoinTokensPost]
-    ) -> JoinTokenCreated:
+    async def create_join_token(request: Request[Principal, Any, Any], data: JSONBody[JoinTokensPost]) -> Response[Any]:
+        if not joins.can_sign():
+            holders = [
+                h
+                for h in cluster.authorities.holders()
+                if h != cluster.settings.name and (cluster.member_api(h) or ("",))[0] == "alive"
+            ]
+            if not holders:
+                raise ApiError(409, "no certificate authority is alive to issue the token; try again later")
+            note(request, target=f"join token (forwarded to {holders[0]})")
+            return await forwarder.forward(request, holders[0])
         created = joins.create_token(created_by=request.user.name, ttl=data.ttl_seconds)
         note(request, target=f"join token {created.id}", detail=f"valid {data.ttl_seconds} s")
-        return created
+        return Response(created, status_code=201)
 
     @get("/cluster/ca", opt=PUBLIC, summary="The cluster CA certificate (public)")
     async def cluster_ca() -> CaInfo:
@@ -219,10 +271,137 @@ def join_routes(joins: JoinService, *, cluster: ClusterService, throttle: LoginT
             )  # fmt: skip
             raise
         throttle.succeeded(key)
+        authority = "; designated an authority" if joins.authorities.is_authority(data.name) else ""
         audit.append(
             user=f"node:{data.name}", source=source, action="cluster.join", target=data.name,
-            outcome="success", detail=f"token {data.token_id}",
+            outcome="success", detail=f"token {data.token_id}{authority}",
         )  # fmt: skip
         return response
 
     return Router("/api/v1", route_handlers=[create_join_token, cluster_ca, join], tags=["cluster"])
+
+
+def _live(cluster: ClusterService, name: str) -> bool:
+    """A member that is alive or suspect and not removed."""
+    found = cluster.member_api(name)
+    return found is not None and found[0] in ("alive", "suspect") and cluster.name_in_use(name)
+
+
+def authority_routes(*, cluster: ClusterService, keeper: PkiKeeper, verifier: NodeVerifier, audit: AuditLog) -> Router:
+    """The authority set, and the internal calls authorities answer for other members."""
+
+    def views() -> list[AuthorityView]:
+        return [
+            AuthorityView(name=name, holds_key=d.holds_key, designated_by=d.by, designated_at=d.at)
+            for name, d in sorted(cluster.authorities.designated().items())
+        ]
+
+    @get("/cluster/authorities", opt=requires(Permission.NODE_READ), summary="The nodes that may sign certificates")
+    async def list_authorities() -> list[AuthorityView]:
+        return views()
+
+    @get(
+        "/cluster/certificates",
+        opt=requires(Permission.NODE_READ),
+        summary="Every node certificate the cluster issued (the registry) and whether it is revoked",
+    )
+    async def list_certificates() -> list[CertificateView]:
+        return [
+            CertificateView(
+                fingerprint=fp,
+                name=r.name,
+                serial=r.serial,
+                not_after=r.not_after,
+                issued_by=r.issued_by,
+                issued_at=r.issued_at,
+                revoked=revoked or cluster.is_revoked(fp),
+            )
+            for fp, r, revoked in sorted(cluster.registry.entries(), key=lambda e: (e[1].name, e[1].issued_at))
+        ]
+
+    @put(
+        "/cluster/authorities",
+        opt=requires(Permission.CLUSTER_MANAGE, action="cluster.authority.set"),
+        summary="Make these nodes the authorities (they fetch the CA key; the others delete theirs)",
+    )
+    async def set_authorities(
+        request: Request[Principal, Any, Any], data: JSONBody[AuthoritiesPut]
+    ) -> list[AuthorityView]:
+        names = sorted(set(data.names))
+        note(request, target="authorities", detail="requested " + ", ".join(names))
+        unknown = [n for n in names if n != cluster.settings.name and not _live(cluster, n)]
+        if unknown:
+            raise ApiError(422, f"not live members of this cluster: {', '.join(unknown)}")
+        added, removed = cluster.authorities.replace(names, by=request.user.name, now=time.time())
+        changes = f"added {', '.join(added) or '-'}; removed {', '.join(removed) or '-'}"
+        note(request, detail=f"now {', '.join(names)}; {changes}")
+        return views()
+
+    async def caller(request: Request[Any, Any, Any], action: str) -> tuple[str, Any]:
+        body = await request.body()
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        try:
+            name, cert = verifier.verify(headers, request.method, request.url.path, body)
+        except ApiError as exc:
+            audit.append(
+                user="node:?", source=source_of(request.scope), action=action, target=cluster.settings.name,
+                outcome="denied", detail=exc.detail,
+            )  # fmt: skip
+            raise
+        return name, cert
+
+    def record(request: Request[Any, Any, Any], action: str, name: str, outcome: Any, detail: str) -> None:
+        audit.append(
+            user=f"node:{name}", source=source_of(request.scope), action=action, target=name,
+            outcome=outcome, detail=detail,
+        )  # fmt: skip
+
+    @post(
+        "/cluster/internal/ca-key",
+        opt=PUBLIC,
+        summary="Internal: the CA key, for a designated authority (signed node call)",
+        status_code=200,
+    )
+    async def send_ca_key(request: Request[Any, Any, Any]) -> CaKeyAnswer:
+        action = "cluster.authority.key.send"
+        name, _ = await caller(request, action)
+        if not cluster.authorities.is_authority(name):
+            record(request, action, name, "denied", "not a designated authority")
+            raise ApiError(403, f"{name!r} is not a designated authority")
+        key = keeper.ca_key
+        if key is None:
+            raise ApiError(409, "this node does not hold the CA key")
+        record(request, action, name, "success", "sent the CA key")
+        return CaKeyAnswer(ca_key_pem=pki.key_to_pem(key).decode())
+
+    @post(
+        "/cluster/internal/renew",
+        opt=PUBLIC,
+        summary="Internal: renew the calling node's certificate (signed node call)",
+        status_code=200,
+    )
+    async def renew(request: Request[Any, Any, Any]) -> RenewAnswer:
+        action = "cluster.cert.renew"
+        name, cert = await caller(request, action)
+        key = keeper.ca_key
+        if key is None:
+            raise ApiError(409, "this node is not a certificate authority")
+        try:
+            wanted = msgspec.json.decode(await request.body(), type=RenewRequest)
+            addresses = parse_addresses(wanted.addresses)
+        except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
+            raise ApiError(422, f"bad renewal request: {exc}") from exc
+        now = time.time()
+        issued = pki.issue_node_cert(
+            key, keeper.identity.ca_cert, cert.public_key(), name=name, addresses=addresses,
+            now=dt.datetime.fromtimestamp(now, dt.UTC),
+        )  # fmt: skip
+        cluster.registry.register(issued, issued_by=cluster.settings.name, now=now)
+        record(request, action, name, "success", f"issued serial {issued.serial_number:x}")
+        return RenewAnswer(node_cert_pem=pki.cert_to_pem(issued).decode())
+
+    return Router(
+        "/api/v1",
+        route_handlers=[list_authorities, list_certificates, set_authorities, send_ca_key, renew],
+        tags=["cluster"],
+    )

@@ -3,7 +3,11 @@
 `ClusterService` owns one `Swim` and one `GossipTransport`. It ticks the core when its next
 deadline comes, feeds it every frame and lost connection, sends what it queues, and acts on
 what it reports: membership changes are logged, audited and counted; revocations are
-persisted and cut at the transport; this node's incarnation is persisted so that a restart
+persisted and cut at the transport; a peer's certificate is accepted at the handshake only if
+the certificate registry (`identity/registry.py`) holds it and it is not revoked, where a
+certificate this node has not heard of yet waits for a fresh pull of the configuration
+before it is refused (a node admitted a moment ago dials before the rumour of its
+registration reached everyone); this node's incarnation is persisted so that a restart
 comes back with a higher one (peers then accept it at once instead of waiting for a refute),
 and so are the gossip addresses of the members, the seeds of the next start.
 """
@@ -26,6 +30,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from appliance.audit.log import AuditLog
+from appliance.cluster.authority import Authorities
 from appliance.cluster.messages import (
     ConfigMessage,
     Frame,
@@ -40,7 +45,8 @@ from appliance.cluster.messages import (
 from appliance.cluster.nodestate import NodeStateReplicator, NodeStateStore
 from appliance.cluster.replication import ConfigReplicator
 from appliance.cluster.swim import Config, Event, EventKind, Member, Swim
-from appliance.cluster.transport import GossipTransport
+from appliance.cluster.transport import GossipTransport, PeerCert
+from appliance.identity.registry import REVOCATION_KIND, UNKNOWN, CertRegistry
 from appliance.store.config import ConfigStore
 from appliance.store.database import Database
 
@@ -48,7 +54,10 @@ log = logging.getLogger(__name__)
 
 INCARNATION_KEY = "incarnation"
 SEEDS_KEY = "gossip_seeds"
-REVOCATION_KIND = "revocation"
+# How long a handshake with a certificate this node has not heard of waits for the registry
+# entry (a pull is asked for at once; rumours usually bring it within milliseconds).
+REGISTRY_WAIT_SECONDS = 3.0
+REGISTRY_POLL_SECONDS = 0.02
 LEAVE_GRACE_SECONDS = 0.5
 _AUDITED = {EventKind.JOINED, EventKind.DEAD, EventKind.LEFT, EventKind.REVOKED, EventKind.REAPED}
 
@@ -104,6 +113,8 @@ class ClusterService(Collector):
         self._store = config_store
         self._audit = audit
         self._loop_time = time.monotonic
+        self.registry = CertRegistry(config_store)
+        self.authorities = Authorities(config_store)
         stored = db.get_meta(INCARNATION_KEY)
         incarnation = int(stored) + 1 if stored is not None else 0
         self.swim = Swim(
@@ -128,6 +139,7 @@ class ClusterService(Collector):
             on_frame=self._on_frame,
             on_lost=self._on_lost,
             is_revoked=self.is_revoked,
+            admit=self._admit_peer,
             write_deadline=min(0.2, settings.config.probe_timeout * 0.8),
         )
         self.replicator = ConfigReplicator(
@@ -238,6 +250,38 @@ class ClusterService(Collector):
     def is_revoked(self, fingerprint: str) -> bool:
         return fingerprint in self.swim.revoked
 
+    def cert_refusal(self, fingerprint: str, name: str | None, key: str | None = None) -> str | None:
+        """Why a member certificate is refused (unregistered, revoked, removed name), or None."""
+        if fingerprint in self.swim.revoked:
+            return "revoked"
+        return self.registry.refusal(fingerprint, name, time.time(), key)
+
+    def cert_refused(self, fingerprint: str) -> bool:
+        """True unless the certificate is registered and neither it nor its node was revoked."""
+        return self.cert_refusal(fingerprint, None) is not None
+
+    async def _admit_peer(self, peer: PeerCert) -> bool:
+        """Accept a handshake's certificate? An unknown one waits for a pull of the configuration."""
+        reason = self.cert_refusal(peer.fingerprint, peer.name, peer.key_id)
+        if reason == UNKNOWN:
+            self._pull_config()
+            deadline = self._loop_time() + REGISTRY_WAIT_SECONDS
+            while reason == UNKNOWN and self._loop_time() < deadline:
+                await asyncio.sleep(REGISTRY_POLL_SECONDS)
+                reason = self.cert_refusal(peer.fingerprint, peer.name, peer.key_id)
+        if reason is not None:
+            log.warning("refused a gossip peer's certificate", extra={"peer": peer.name, "reason": reason})
+        return reason is None
+
+    def _pull_config(self) -> None:
+        """Ask a live peer (an authority if one is up) to compare configurations with us now."""
+        peers = self._live_peers()
+        if not peers:
+            return
+        authorities = set(self.authorities.names())
+        preferred = [p for p in peers if p[0] in authorities] or peers
+        self._send_messages(random.choice(preferred), [self.replicator.summary()])  # noqa: S311 - peer choice
+
     def member(self, name: str) -> Member | None:
         return self.swim.members.get(name)
 
@@ -267,15 +311,23 @@ class ClusterService(Collector):
             for m in sorted(self.swim.members.values(), key=lambda m: m.name)
         ]
 
-    def remove(self, name: str) -> None:
-        """Revoke a member's certificate everywhere and declare it dead."""
+    def remove(self, name: str) -> list[str]:
+        """Revoke every certificate of a member everywhere, and its name, and declare it dead;
+        it leaves the authority set. Returns the fingerprints revoked."""
         member = self.swim.members.get(name)
-        fingerprint = member.meta.get("cert", "") if member is not None else ""
-        if not fingerprint:
+        announced = member.meta.get("cert", "") if member is not None else ""
+        fingerprints = self.registry.fingerprints_of(name)
+        if announced and announced not in fingerprints:
+            fingerprints.append(announced)
+        if not fingerprints:
             raise KeyError(name)
-        self.swim.revoke(self._loop_time(), fingerprint, name)
+        self.registry.revoke_name(name, by=self.settings.name, now=time.time())
+        self.authorities.withdraw(name)
+        for fingerprint in fingerprints:
+            self.swim.revoke(self._loop_time(), fingerprint, name)
         self._flush()
         self._wake.set()
+        return fingerprints
 
     def on_event(self, listener: Callable[[Event], None]) -> None:
         """Call `listener(event)` after each membership event (joined, dead, left...); it must be

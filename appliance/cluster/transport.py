@@ -25,6 +25,9 @@ receives, and acknowledges at once the first segment after an idle second.
 
 Malformed, oversized or mis-attributed frames close that connection and are counted; a
 revoked certificate is refused at the handshake, and open connections that use it are cut.
+After the TLS handshake (which proves the peer holds a key certified by the cluster CA), the
+optional `admit` check decides whether the cluster still stands behind that certificate (the
+service asks the certificate registry); frames the peer sent meanwhile wait in the socket.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ import socket
 import ssl
 import struct
 from asyncio import sslproto
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,6 +49,7 @@ from cryptography import x509
 
 from appliance.cluster.messages import Frame, decode_frame
 from appliance.identity import pki
+from appliance.identity.registry import key_id
 
 log = logging.getLogger(__name__)
 
@@ -182,6 +186,7 @@ def tls_contexts(ca: Path, cert: Path, key: Path) -> tuple[ssl.SSLContext, ssl.S
 class PeerCert:
     name: str
     fingerprint: str
+    key_id: str = ""  # SHA-256 of its public key (what a renewed certificate keeps)
 
 
 def peer_cert(writer: asyncio.StreamWriter) -> PeerCert | None:
@@ -191,7 +196,7 @@ def peer_cert(writer: asyncio.StreamWriter) -> PeerCert | None:
         return None
     cert = x509.load_der_x509_certificate(der)
     try:
-        return PeerCert(pki.node_name_of(cert), pki.fingerprint(cert))
+        return PeerCert(pki.node_name_of(cert), pki.fingerprint(cert), key_id(cert))
     except ValueError:
         return None
 
@@ -236,6 +241,7 @@ class GossipTransport:
         on_frame: Callable[[str, Frame], None],
         on_lost: Callable[[str], None],
         is_revoked: Callable[[str], bool],
+        admit: Callable[[PeerCert], Awaitable[bool]] | None = None,
         max_frame: int = 1 << 20,
         write_deadline: float = 0.2,
         dial_timeout: float = 1.0,
@@ -246,6 +252,7 @@ class GossipTransport:
         self._on_frame = on_frame
         self._on_lost = on_lost
         self._is_revoked = is_revoked
+        self._admit = admit  # accept this peer's certificate? asked after the handshake
         self.max_frame = max_frame
         self.write_deadline = write_deadline
         self.dial_timeout = dial_timeout
@@ -421,6 +428,7 @@ class GossipTransport:
             peer is None
             or self._is_revoked(peer.fingerprint)
             or (out.expected_name is not None and peer.name != out.expected_name)
+            or not await self._admitted(peer)
         ):
             self.stats.refused_handshakes += 1
             writer.close()
@@ -432,11 +440,14 @@ class GossipTransport:
         task.add_done_callback(self._readers.discard)
         return conn
 
+    async def _admitted(self, peer: PeerCert) -> bool:
+        return self._admit is None or await self._admit(peer)
+
     # -- incoming ---------------------------------------------------------------------------
 
     async def _serve_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = peer_cert(writer)
-        if peer is None or self._is_revoked(peer.fingerprint) or self._closing:
+        if peer is None or self._is_revoked(peer.fingerprint) or self._closing or not await self._admitted(peer):
             self.stats.refused_handshakes += 1
             writer.close()
             return

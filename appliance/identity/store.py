@@ -1,10 +1,12 @@
 """The node's identity on disk: create it once, load and check it on every start.
 
-The cluster CA and this node's key and certificate live in `pki/` of the data dir. Loading
-checks that the files parse, that keys are private (0600), that the node certificate belongs
-to the node key and was issued by the CA, and that it names this node. A node that holds the
-CA key re-issues its own certificate when its addresses changed or it nears expiry; the key
-never changes.
+The cluster CA and this node's key and certificate live in `pki/` of the data dir; the CA
+key (`ca.key`) only on authority nodes (`appliance/cluster/authority.py`). Loading checks that
+the files parse, that keys are private (0600), that the node certificate belongs to the node
+key and was issued by the CA, and that it names this node. A node that holds the CA key
+re-issues its own certificate when its addresses changed or it nears expiry; any other node
+asks an authority (`appliance/cluster/renewal.py`) and installs the answer with
+`install_node_cert`. The node key never changes.
 """
 
 from __future__ import annotations
@@ -79,13 +81,13 @@ def write_joined_identity(
     datadir: DataDir,
     *,
     ca_cert_pem: bytes,
-    ca_key_pem: bytes,
     node_key: ec.EllipticCurvePrivateKey,
     node_cert_pem: bytes,
 ) -> None:
-    """Store the identity a seed issued to this node when it joined (and the CA it shares)."""
+    """Store the identity a seed issued to this node when it joined, and the CA certificate.
+
+    Never a CA key: a node that becomes an authority fetches it later, from another authority."""
     paths = _paths(datadir)
-    write_new_file(paths["ca_key"], ca_key_pem, mode=0o600)
     write_new_file(paths["ca_cert"], ca_cert_pem, mode=0o644)
     write_new_file(paths["node_key"], pki.key_to_pem(node_key), mode=0o600)
     write_new_file(paths["node_cert"], node_cert_pem, mode=0o644)
@@ -118,8 +120,8 @@ def refresh_node_cert(identity: NodeIdentity, addresses: list[pki.IPAddress], no
     """Re-issue the node certificate if it misses an address or nears expiry and the CA key is here.
 
     The new certificate replaces the old one atomically (write, fsync, rename); the key stays.
-    Without the CA key the certificate is kept as it is (renewal by the cluster is the
-    membership issue's work) and a missing address is only logged.
+    Without the CA key the certificate is kept as it is here (the running node asks an
+    authority, `appliance/cluster/renewal.py`) and a missing address is only logged.
     """
     missing = set(addresses) - pki.san_addresses(identity.node_cert)
     expiring = identity.node_cert.not_valid_after_utc - now < RENEW_BEFORE
@@ -141,10 +143,7 @@ def refresh_node_cert(identity: NodeIdentity, addresses: list[pki.IPAddress], no
         addresses=wanted,
         now=now,
     )
-    tmp = identity.node_cert_path.with_suffix(".crt.new")
-    tmp.unlink(missing_ok=True)
-    write_new_file(tmp, pki.cert_to_pem(cert), mode=0o644)
-    os.replace(tmp, identity.node_cert_path)
+    _replace_file(identity.node_cert_path, pki.cert_to_pem(cert), mode=0o644)
     log.info(
         "re-issued node certificate",
         extra={
@@ -152,6 +151,57 @@ def refresh_node_cert(identity: NodeIdentity, addresses: list[pki.IPAddress], no
             "not_after": str(cert.not_valid_after_utc),
         },
     )
+    return _with_cert(identity, cert)
+
+
+def needs_renewal(identity: NodeIdentity, addresses: list[pki.IPAddress], now: dt.datetime) -> bool:
+    """True if the node certificate misses one of `addresses` or expires within RENEW_BEFORE."""
+    missing = set(addresses) - pki.san_addresses(identity.node_cert)
+    return bool(missing) or identity.node_cert.not_valid_after_utc - now < RENEW_BEFORE
+
+
+def install_node_cert(identity: NodeIdentity, cert_pem: bytes) -> NodeIdentity:
+    """Replace the node certificate by one an authority issued; ValueError if it is not this
+    node's (another key, another name, another CA)."""
+    cert = pki.cert_from_pem(cert_pem)
+    pki.verify_issued_by(cert, identity.ca_cert)
+    if not pki.public_keys_match(identity.node_key, cert):
+        raise ValueError("the certificate is not for this node's key")
+    if pki.node_name_of(cert) != identity.name:
+        raise ValueError(f"the certificate names {pki.node_name_of(cert)!r}, not {identity.name!r}")
+    _replace_file(identity.node_cert_path, pki.cert_to_pem(cert), mode=0o644)
+    return _with_cert(identity, cert)
+
+
+def ca_key_path(identity: NodeIdentity) -> Path:
+    return identity.ca_cert_path.parent / "ca.key"
+
+
+def install_ca_key(identity: NodeIdentity, key_pem: bytes) -> ec.EllipticCurvePrivateKey:
+    """Store the CA key an authority sent (0600, atomically); ValueError unless it is this CA's."""
+    key = pki.key_from_pem(key_pem)
+    if not pki.public_keys_match(key, identity.ca_cert):
+        raise ValueError("the key does not belong to this cluster's CA")
+    _replace_file(ca_key_path(identity), pki.key_to_pem(key), mode=0o600)
+    return key
+
+
+def discard_ca_key(identity: NodeIdentity) -> bool:
+    """Delete this node's copy of the CA key (it is no longer an authority); True if there was one."""
+    path = ca_key_path(identity)
+    existed = path.exists()
+    path.unlink(missing_ok=True)
+    return existed
+
+
+def _replace_file(path: Path, data: bytes, *, mode: int) -> None:
+    tmp = path.with_suffix(path.suffix + ".new")
+    tmp.unlink(missing_ok=True)
+    write_new_file(tmp, data, mode=mode)
+    os.replace(tmp, path)
+
+
+def _with_cert(identity: NodeIdentity, cert: x509.Certificate) -> NodeIdentity:
     return NodeIdentity(
         identity.name,
         identity.ca_cert,

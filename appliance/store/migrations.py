@@ -155,6 +155,17 @@ MIGRATIONS: tuple[str, ...] = (
     ) STRICT;
     CREATE INDEX pxe_enrolments_updated_at ON pxe_enrolments (updated_at);
     """,
+    # 9 (cluster PKI): join tokens redeemed at this node, the issuer. The primary key
+    # makes single use atomic: two concurrent admissions with one token cannot both insert.
+    # Local to the node, never replicated; pruned with the tokens (appliance/cluster/join.py).
+    """
+    CREATE TABLE join_redemptions (
+        token_id  TEXT PRIMARY KEY,
+        name      TEXT NOT NULL,
+        key_id    TEXT NOT NULL,
+        at        REAL NOT NULL
+    ) STRICT;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

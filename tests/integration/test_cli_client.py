@@ -1,4 +1,4 @@
-"""`debvisor --url ... nodes|cluster|users|audit list`: the REST API from the command line."""
+"""`debvisor --url ... nodes|cluster|authorities|users|audit list`: the REST API from the command line."""
 
 from __future__ import annotations
 
@@ -43,6 +43,15 @@ def test_operator_commands_over_the_api(tmp_path: Path) -> None:
         audit = cli(node, "audit", "list", "--action", "user.")
         assert "user.create" in audit.stdout
         assert "ops" in audit.stdout
+
+        authorities = cli(node, "authorities")
+        assert authorities.stdout.splitlines()[1].split()[:2] == ["n1", "True"], authorities.stdout
+        refused = cli(node, "authorities", "set", "n1", "nobody")
+        assert refused.returncode == 1
+        assert refused.stderr.strip() == "debvisor: 422: not live members of this cluster: nobody"
+        kept = cli(node, "authorities", "set", "n1")
+        assert kept.returncode == 0, kept.stderr
+        assert "cluster.authority.set" in cli(node, "audit", "list", "--action", "cluster.authority.").stdout
 
         missing = cli(node, "nodes", "show", "nobody")
         assert missing.returncode == 1

@@ -15,7 +15,7 @@ import msgspec
 import pytest
 
 from appliance.cluster.messages import Ack, Frame, MemberState, PushPull, Status, encode_frame
-from appliance.cluster.transport import TLS_READ_BUFFER, GossipTransport, _connect, tls_contexts
+from appliance.cluster.transport import TLS_READ_BUFFER, GossipTransport, PeerCert, _connect, tls_contexts
 from appliance.identity import pki
 
 pytestmark = pytest.mark.integration
@@ -469,3 +469,40 @@ async def test_a_frame_queued_while_a_dial_fails_gets_a_dial_of_its_own(cluster_
         silent.close()
         await a.transport.stop()
         await b.transport.stop()
+
+
+async def test_the_admit_check_decides_after_the_handshake_and_frames_wait_for_it(cluster_pki: Pki) -> None:
+    # The cluster service's registry check: a peer it refuses delivers nothing, either way
+    # round; one it accepts after a wait (a registry pull) loses none of the frames sent meanwhile.
+    ca = cluster_pki.root / "ca.crt"
+    asked: list[tuple[str, str]] = []
+    verdicts = {"b": True, "c": False}
+
+    async def admit(peer: PeerCert) -> bool:
+        asked.append((peer.name, peer.key_id))
+        await asyncio.sleep(0.2)
+        return verdicts.get(peer.name, True)
+
+    a = endpoint("a", ca, *cluster_pki.issue("a"))
+    a.transport._admit = admit
+    b = endpoint("b", ca, *cluster_pki.issue("b"))
+    c = endpoint("c", ca, *cluster_pki.issue("c"))
+    addr = await started(a)
+    c_addr = await started(c)
+    await started(b)
+    try:
+        for seq in range(3):
+            b.transport.send("a", addr, encode_frame(Frame("b", [Ack(seq)])))
+        c.transport.send("a", addr, encode_frame(Frame("c", [Ack(9)])))
+        assert await wait_for(lambda: len(a.frames) == 3)
+        assert [f.messages for _, f in a.frames] == [[Ack(0)], [Ack(1)], [Ack(2)]]
+        a.transport.send("c", c_addr, encode_frame(Frame("a", [Ack(7)])))  # a dials c: refused too
+        await asyncio.sleep(0.5)
+        assert c.frames == []
+        assert all(sender == "b" for sender, _ in a.frames)
+        assert a.transport.stats.refused_handshakes >= 2
+        assert {name for name, _ in asked} == {"b", "c"}
+        assert all(len(key) == 64 for _, key in asked)
+    finally:
+        for e in (a, b, c):
+            await e.transport.stop()

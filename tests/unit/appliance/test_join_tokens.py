@@ -1,8 +1,12 @@
-"""Join tokens: records do not pile up (deleted a day after expiry, used or not), and a used
-token admits only a repeat of its own admission."""
+"""Join tokens: records do not pile up (deleted a day after expiry, used or not), a used
+token admits only a repeat of its own admission, only the issuing node redeems a token, and
+an admission hands out a registered certificate and never the CA key."""
 
 from __future__ import annotations
 
+import dataclasses
+
+import msgspec
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -10,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from appliance.api.problems import ApiError
 from appliance.bootstrap import OpenedNode
+from appliance.cluster.authority import Authorities
 from appliance.cluster.hlc import HybridClock
 from appliance.cluster.join import (
     ADMIT_RETRY_WINDOW,
@@ -20,15 +25,22 @@ from appliance.cluster.join import (
     decode_token,
 )
 from appliance.identity import pki
+from appliance.identity.registry import CertRegistry
 from appliance.store.config import ConfigStore
 from tests.unit.appliance.conftest import FakeClock
 
 
+def service(node: OpenedNode, store: ConfigStore, clock: FakeClock, *, name: str | None = None) -> JoinService:
+    identity = node.identity if name is None else dataclasses.replace(node.identity, name=name)
+    return JoinService(
+        store=store, db=node.db, identity=identity, cluster_id=node.cluster_id,
+        api_seeds=lambda: ["127.0.0.1:1"], clock=clock,
+    )  # fmt: skip
+
+
 def test_expired_join_tokens_are_pruned_a_day_after_expiry(node: OpenedNode, clock: FakeClock) -> None:
     store = ConfigStore(node.db, HybridClock(node.node_id, clock), wall=clock)
-    joins = JoinService(
-        store=store, identity=node.identity, cluster_id=node.cluster_id, api_seeds=lambda: ["127.0.0.1:1"], clock=clock
-    )
+    joins = service(node, store, clock)
     short = joins.create_token(created_by="admin", ttl=60)
     long = joins.create_token(created_by="admin", ttl=3 * 24 * 3600)
     assert joins.prune() == 0
@@ -54,9 +66,7 @@ def test_a_joiner_whose_answer_was_lost_is_admitted_again_but_nobody_else_is(
     node: OpenedNode, clock: FakeClock
 ) -> None:
     store = ConfigStore(node.db, HybridClock(node.node_id, clock), wall=clock)
-    joins = JoinService(
-        store=store, identity=node.identity, cluster_id=node.cluster_id, api_seeds=lambda: ["127.0.0.1:1"], clock=clock
-    )
+    joins = service(node, store, clock)
     token = joins.create_token(created_by="admin", ttl=60).token
     key = pki.new_key()
     request = admission(joins, token, "n7", key)
@@ -76,3 +86,72 @@ def test_a_joiner_whose_answer_was_lost_is_admitted_again_but_nobody_else_is(
     clock.advance(ADMIT_RETRY_WINDOW)
     with pytest.raises(ApiError, match="already used"):
         joins.admit(request, name_in_use=members.__contains__, gossip_seeds=[])
+
+
+def test_an_admission_answers_without_the_ca_key_and_registers_the_certificate(
+    node: OpenedNode, clock: FakeClock
+) -> None:
+    store = ConfigStore(node.db, HybridClock(node.node_id, clock), wall=clock)
+    joins = service(node, store, clock)
+    names = ["j1", "j2", "j3"]
+    answers = []
+    for name in names:
+        token = joins.create_token(created_by="admin", ttl=60).token
+        answers.append(
+            joins.admit(admission(joins, token, name, pki.new_key()), name_in_use=lambda _: False, gossip_seeds=[])
+        )
+    raw = msgspec.json.encode(answers[0])
+    assert b"PRIVATE KEY" not in raw
+    assert b"ca_key" not in raw
+    registry = CertRegistry(store)
+    for name, answer in zip(names, answers, strict=True):
+        cert = x509.load_pem_x509_certificate(answer.node_cert_pem.encode())
+        record = registry.get(pki.fingerprint(cert))
+        assert record is not None
+        assert record.name == name
+        assert record.issued_by == node.name
+        assert registry.refusal(pki.fingerprint(cert), name, clock()) is None
+    # The registry reaches the new node with its answer, so it accepts its seeds at once.
+    assert any(e.kind == "cert" for e in answers[-1].config)
+    # By default the founder and the next two nodes are the authorities; the third joiner is not.
+    assert Authorities(store).names() == sorted([node.name, "j1", "j2"])
+
+
+def test_a_token_is_redeemed_only_at_the_node_that_issued_it(node: OpenedNode, clock: FakeClock) -> None:
+    store = ConfigStore(node.db, HybridClock(node.node_id, clock), wall=clock)
+    issuer = service(node, store, clock)
+    token = issuer.create_token(created_by="admin", ttl=60).token
+    elsewhere = service(node, store, clock, name="other-node")  # the record arrived there by gossip
+    with pytest.raises(ApiError, match=f"only at node '{node.name}'") as refused:
+        elsewhere.admit(admission(elsewhere, token, "n9", pki.new_key()), name_in_use=lambda _: False, gossip_seeds=[])
+    assert refused.value.status_code == 409
+
+
+def test_single_use_is_decided_by_the_issuers_database_not_the_replicated_record(
+    node: OpenedNode, clock: FakeClock
+) -> None:
+    store = ConfigStore(node.db, HybridClock(node.node_id, clock), wall=clock)
+    joins = service(node, store, clock)
+    created = joins.create_token(created_by="admin", ttl=60)
+    unused = store.get(JOIN_TOKEN_KIND, created.id)
+    assert unused is not None
+    joins.admit(admission(joins, created.token, "n5", pki.new_key()), name_in_use=lambda _: False, gossip_seeds=[])
+    # A stale copy of the record (without "used") wins a merge: the token still stays used.
+    store.put(JOIN_TOKEN_KIND, created.id, unused)
+    with pytest.raises(ApiError, match="already used"):
+        joins.admit(admission(joins, created.token, "n6", pki.new_key()), name_in_use=lambda _: False, gossip_seeds=[])
+
+
+def test_a_node_without_the_ca_key_issues_no_tokens_and_admits_nobody(node: OpenedNode, clock: FakeClock) -> None:
+    store = ConfigStore(node.db, HybridClock(node.node_id, clock), wall=clock)
+    keys = [node.identity.ca_key]
+    joins = JoinService(
+        store=store, db=node.db, identity=node.identity, cluster_id=node.cluster_id,
+        api_seeds=lambda: ["127.0.0.1:1"], ca_key=lambda: keys[0], clock=clock,
+    )  # fmt: skip
+    token = joins.create_token(created_by="admin", ttl=60).token
+    keys[0] = None  # taken out of the authority set: the key was deleted
+    with pytest.raises(ApiError, match="not a certificate authority"):
+        joins.create_token(created_by="admin", ttl=60)
+    with pytest.raises(ApiError, match="no longer a certificate authority"):
+        joins.admit(admission(joins, token, "n4", pki.new_key()), name_in_use=lambda _: False, gossip_seeds=[])
