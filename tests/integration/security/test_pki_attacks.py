@@ -33,6 +33,7 @@ from cryptography.hazmat.primitives import serialization
 
 from appliance.audit.log import AuditLog
 from appliance.auth.accounts import parse_token
+from appliance.auth.permissions import Role
 from appliance.auth.principal import Principal
 from appliance.cluster.authority import Authorities
 from appliance.cluster.forward import Forwarder
@@ -249,7 +250,7 @@ def _forwarding_headers(cluster: Cluster, key: Any, cert: Any, target: str, path
     # A real credential (the admin's API token id), so that only the certificate decides.
     parsed = parse_token(cluster.nodes[0].token or "")
     assert parsed is not None
-    principal = Principal("admin", "admin", "token", parsed[0], must_change_password=False, source="127.0.0.1")
+    principal = Principal("admin", Role.ADMIN, "token", parsed[0], must_change_password=False, source="127.0.0.1")
     return forwarder._assertion_headers(principal, target, "GET", path)
 
 
