@@ -29,13 +29,15 @@ SOURCE = "198.51.100.7"
 
 
 @pytest.fixture
-def member(node: OpenedNode, clock: FakeClock) -> Forwarder:
-    """Member n2 of n1's cluster, as far as signing assertions goes."""
+def member(node: OpenedNode, appliance: Appliance, clock: FakeClock) -> Forwarder:
+    """Member n2 of n1's cluster, as far as signing assertions goes: its certificate is issued
+    by n1's CA and recorded in n1's certificate registry, as a real member's would be."""
     ca_key = node.identity.ca_key
     assert ca_key is not None
     key = pki.new_key()
     now = dt.datetime.fromtimestamp(clock(), dt.UTC)
     cert = pki.issue_node_cert(ca_key, node.identity.ca_cert, key.public_key(), name="n2", addresses=[], now=now)
+    appliance.cluster.registry.register(cert, issued_by="n1", now=clock())
     paths = node.identity.ca_cert_path
     identity = NodeIdentity("n2", node.identity.ca_cert, None, cert, key, paths, paths, paths)
     return Forwarder(
