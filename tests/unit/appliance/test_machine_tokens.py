@@ -16,6 +16,7 @@ from litestar.testing import TestClient
 from appliance.app import Appliance, create_app
 from appliance.audit.log import AuditQuery
 from appliance.bootstrap import OpenedNode
+from appliance.cli_client import machine_state
 from appliance.cluster.hlc import HybridClock
 from appliance.cluster.join import JoinService, decode_token
 from appliance.cluster.machine_tokens import (
@@ -148,3 +149,10 @@ def test_the_route_refuses_unsigned_unregistered_and_malformed_calls(
     assert malformed.status_code == 422
     entries = app.audit.query(AuditQuery(action="cluster.token.create"), 100)
     assert [(e.user, e.outcome) for e in entries] == [("node:?", "denied"), ("node:?", "denied"), ("node:n1", "denied")]
+
+
+def test_the_cli_machine_list_says_when_an_approved_machine_waits_for_an_authority() -> None:
+    waiting = {"state": "approved", "enrolment": {"waiting": "waiting for a certificate authority: none is alive"}}
+    assert machine_state(waiting) == "approved (waiting for a certificate authority)"
+    assert machine_state({"state": "approved", "enrolment": {"waiting": None}}) == "approved"
+    assert machine_state({"state": "unknown", "enrolment": None}) == "unknown"
