@@ -191,7 +191,7 @@ class EnrolmentService:
             return PollAnswer(state=record.state, poll_seconds=POLL_SECONDS)
         if record.mac in self._asking:  # a retried poll while the first one waits for an authority
             return PollAnswer(state="approved", poll_seconds=POLL_SECONDS, waiting="a join token is being made")
-        approver = record.decided_by or "?"
+        approver = record.decided_by or "unknown"  # an approved record always names its approver
         self._asking.add(record.mac)
         try:
             issued = await self._issue_token(record.mac, approver)

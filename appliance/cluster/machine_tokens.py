@@ -26,12 +26,13 @@ from collections.abc import Callable
 
 import msgspec
 
+from appliance.api.problems import ApiError
+from appliance.auth.types import USER_NAME
 from appliance.cluster.join import JoinService, JoinTokenCreated
 from appliance.cluster.nodeauth import NodeCaller
 from appliance.cluster.upstream import UpstreamError
 
 MACHINE_TOKEN_PATH = "/api/v1/cluster/internal/join-token"  # noqa: S105 - a route
-MAX_APPROVER = 64
 # The machine's own poll times out after 10 s; the authorities are asked within this budget so
 # its answer (a token, or "keep waiting") reaches it first.
 ASK_BUDGET_SECONDS = 6.0
@@ -54,8 +55,8 @@ def machine_created_by(mac: str, approver: str, node: str | None) -> str:
     asked for it (None: this node issued it itself). ValueError for a malformed MAC or approver."""
     if not _MAC.match(mac):
         raise ValueError(f"mac: {mac[:40]!r} is not a normalized MAC address")
-    if not approver or len(approver) > MAX_APPROVER or not approver.isprintable():
-        raise ValueError(f"approver: 1 to {MAX_APPROVER} printable characters")
+    if not re.match(USER_NAME, approver):  # a user's name, or "policy"
+        raise ValueError(f"approver: {approver[:40]!r} is not a user name")
     via = f" via {node}" if node is not None else ""
     return f"pxe:{mac} approved by {approver}{via}"
 
@@ -95,7 +96,10 @@ class MachineTokens:
     async def issue(self, mac: str, approver: str) -> JoinTokenCreated:
         """The machine's token; NoAuthority (with the reason) if no authority made one now."""
         if self._joins.can_sign():
-            return self._joins.create_token(created_by=machine_created_by(mac, approver, None), ttl=self._ttl)
+            try:
+                return self._joins.create_token(created_by=machine_created_by(mac, approver, None), ttl=self._ttl)
+            except ApiError:
+                pass  # the key went since (the authority set changed): ask an authority instead
         authorities = live_authorities(self._holders(), self._joins.name, self._member_api)
         if not authorities:
             known = ", ".join(self._holders()) or "none known"

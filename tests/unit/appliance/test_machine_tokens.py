@@ -43,6 +43,7 @@ def test_the_token_record_names_the_machine_its_approver_and_the_asking_node() -
         ("52:54:00:aa:bb", "alice"),
         (MAC, ""),
         (MAC, "a\nb"),
+        (MAC, "Alice; drop"),
         (MAC, "x" * 65),
     ):
         with pytest.raises(ValueError, match=r"^(mac|approver): "):
