@@ -9,9 +9,8 @@ polls until an operator (or their policy) approves it. The approval's answer car
 token and the name to join under; the node then joins as with `--join`, at the token's seed:
 the certificate authority that made it, which is the boot server only if that node is an
 authority. An approved machine whose server cannot get a token yet (no authority alive) is
-told why and keeps polling. A refusal, an expiry
-or a server of another cluster ends it with a one-line reason (EnrolError), which the node
-prints as it stops. Nothing secret is logged.
+told why and keeps polling. A refusal, an expiry or a server of another cluster ends it with
+a one-line reason (EnrolError), which the node prints as it stops. Nothing secret is logged.
 """
 
 from __future__ import annotations
