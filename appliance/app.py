@@ -45,11 +45,19 @@ from appliance.auth.token_use import TokenUse
 from appliance.auth.tokens_controller import tokens_routes
 from appliance.auth.users_controller import users_routes
 from appliance.bootstrap import OpenedNode
-from appliance.cluster.controller import FACTS_KEY, authority_routes, cluster_routes, join_routes, published_facts
+from appliance.cluster.controller import (
+    FACTS_KEY,
+    authority_routes,
+    cluster_routes,
+    join_routes,
+    machine_token_routes,
+    published_facts,
+)
 from appliance.cluster.forward import MAX_SKEW_SECONDS, Forwarder
 from appliance.cluster.hlc import HybridClock
 from appliance.cluster.join import JoinService
 from appliance.cluster.keeper import PkiKeeper
+from appliance.cluster.machine_tokens import MachineTokens, NoAuthority
 from appliance.cluster.nodeauth import NodeVerifier
 from appliance.cluster.nonces import NonceLedger
 from appliance.cluster.service import ClusterService, ClusterSettings
@@ -77,7 +85,7 @@ from netconfig.state import StateDir
 from pxe.controller import pxe_config_routes
 from pxe.enlistment import EnlistmentStore
 from pxe.enrol_routes import enrol_routes
-from pxe.enrol_service import EnrolmentService, IssuedToken
+from pxe.enrol_service import EnrolmentService, IssuedToken, TokenUnavailable
 from pxe.enrolment import TOKEN_TTL as MACHINE_TOKEN_TTL
 from pxe.enrolment import EnrolmentStore
 from pxe.http import pxe_routes
@@ -278,12 +286,21 @@ def create_app(  # noqa: PLR0915 - the one assembly list; per-subsystem builders
         return next(found, None)
 
     # PXE enrolment: machines present the single-use credential of their boot script over TLS
-    # and get a join token (made here, handed over once) only after approval.
+    # and get a join token (handed over once) only after approval: made here on an authority,
+    # else by a live authority over a signed node call (the machine then joins there).
+    node_verifier = NodeVerifier(node.identity.ca_cert, cluster.cert_refusal, clock)  # one nonce memory
+    machine_tokens = MachineTokens(
+        joins=joins,
+        holders=cluster.authorities.holders,
+        member_api=cluster.member_api,
+        caller=keeper.caller,
+        ttl=MACHINE_TOKEN_TTL,
+    )
     enrolments = EnrolmentService(
         EnrolmentStore(node.db),
         ca_fingerprint=node.identity.ca_fingerprint,
         servers=lambda: [api_advertise],
-        issue_token=lambda by: _machine_token(joins, by),
+        issue_token=lambda mac, approver: _machine_token(machine_tokens, node.name, mac, approver),
         policy=lambda: pxe_service.policy(),  # noqa: PLW0108 - pxe_service is made below
         name_for=lambda mac: pxe_service.name_of(mac),  # noqa: PLW0108
         audit=lambda **entry: _audit_enrolment(audit, **entry),
@@ -371,8 +388,11 @@ def create_app(  # noqa: PLR0915 - the one assembly list; per-subsystem builders
             authority_routes(
                 cluster=cluster,
                 keeper=keeper,
-                verifier=NodeVerifier(node.identity.ca_cert, cluster.cert_refusal, clock),
+                verifier=node_verifier,
                 audit=audit,
+            ),
+            machine_token_routes(
+                cluster=cluster, joins=joins, verifier=node_verifier, audit=audit, ttl=MACHINE_TOKEN_TTL
             ),
             network_routes(network_service, forwarder=forwarder),
             overlay_routes(overlay_store),
@@ -435,10 +455,14 @@ def _audit_enlisted(audit: AuditLog, mac: str, ip: str, inventory: Inventory) ->
     )
 
 
-def _machine_token(joins: JoinService, created_by: str) -> IssuedToken:
-    """A join token for an approved PXE machine (the join service is the only maker of tokens)."""
-    created = joins.create_token(created_by=created_by, ttl=MACHINE_TOKEN_TTL)
-    return IssuedToken(token=created.token, id=created.id, expires_at=created.expires_at)
+async def _machine_token(tokens: MachineTokens, me: str, mac: str, approver: str) -> IssuedToken:
+    """A join token for an approved PXE machine, from this node or a live authority."""
+    try:
+        created = await tokens.issue(mac, approver)
+    except NoAuthority as exc:
+        raise TokenUnavailable(str(exc)) from exc
+    issuer = created.issuer if created.issuer != me else ""
+    return IssuedToken(token=created.token, id=created.id, expires_at=created.expires_at, issuer=issuer)
 
 
 def _audit_enrolment(audit: AuditLog, *, mac: str, source: str, action: str, outcome: str, detail: str) -> None:
@@ -448,7 +472,7 @@ def _audit_enrolment(audit: AuditLog, *, mac: str, source: str, action: str, out
         source=source,
         action=action,
         target=f"machine {mac}",
-        outcome="success" if outcome == "success" else "denied",
+        outcome="success" if outcome == "success" else ("failed" if outcome == "failed" else "denied"),
         detail=detail,
     )
 

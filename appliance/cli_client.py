@@ -225,13 +225,19 @@ def _pxe(args: argparse.Namespace) -> int:
         if args.action == "machines":
             data = _call(client, "GET", base)
             columns = [("mac", "MAC"), ("state", "STATE"), ("name", "NAME"), ("ip", "IP"), ("boots", "BOOTS")]
-            return _show(args, data, lambda d: _table(d, columns))
+            return _show(args, data, lambda d: _table([{**m, "state": machine_state(m)} for m in d], columns))
         if not args.mac:
             raise ClientError(f"pxe {args.action} needs the machine's MAC")
         body = {"name": args.name} if args.action == "approve" and args.name else None
         decided = _call(client, "POST", f"{base}/{args.mac}/{args.action}", json=body)
     verb = f"approved to join as {decided['name']}" if args.action == "approve" else "refused"
     return _show(args, decided, lambda _d: f"{args.mac} {verb}")
+
+
+def machine_state(machine: dict[str, Any]) -> str:
+    """A machine's STATE cell: an approved one whose boot server gets no join token says why."""
+    waiting = (machine.get("enrolment") or {}).get("waiting")
+    return f"{machine['state']} (waiting for a certificate authority)" if waiting else str(machine["state"])
 
 
 def _audit_list(args: argparse.Namespace) -> int:

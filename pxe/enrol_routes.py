@@ -77,7 +77,7 @@ def enrol_routes(
         body = _decode(await request.body(), PollRequest)
         body = msgspec.structs.replace(body, mac=_mac(body.mac))
         try:
-            answer = service.poll(body, client)
+            answer = await service.poll(body, client)
         except EnrolmentError as exc:
             raise ApiError(exc.status, str(exc)) from exc
         return Response(answer, headers={"cache-control": "no-store"})

@@ -8,8 +8,12 @@
    in the node's PXE settings (MAC or serial allow-list, or everyone) approves it at once.
 3. `approve` / `refuse`: an operator decides (API, CLI; audited by the access gate).
 4. `poll`: the machine asks with its poll secret; once approved, and only on that poll, the
-   node issues a join token (`issue_token`: the cluster's join service) and hands it over,
-   once. The machine then joins as any node does, under the name decided at approval.
+   node gets a join token (`issue_token`: made here on a certificate authority, else by a
+   live authority over a signed node call, `appliance/cluster/machine_tokens.py`) and hands
+   it over, once. The machine then joins as any node does, under the name decided at
+   approval, at the token's seed (the authority that made it). While no authority can make
+   one (`TokenUnavailable`), the poll answers `approved` with `waiting` saying why, the
+   machine keeps polling, and the machine list shows the reason.
 
 Every presentation and every hand-over is audited (`audit`), never with a secret. Deliberately
 left out: joining itself (the join service and the machine's join client).
@@ -19,7 +23,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -72,6 +76,7 @@ class PollAnswer(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     poll_seconds: float
     name: str | None = None  # set once approved: the node name to join under
     join_token: str | None = None  # set once approved, on this answer only
+    waiting: str | None = None  # approved, no token yet: why (keep polling)
 
 
 @dataclass(frozen=True)
@@ -81,6 +86,11 @@ class IssuedToken:
     token: str
     id: str
     expires_at: float
+    issuer: str = ""  # the authority that made it when not this node (where the machine joins)
+
+
+class TokenUnavailable(Exception):
+    """No join token can be made now (no certificate authority answers); the message says why."""
 
 
 class Audit(Protocol):
@@ -96,7 +106,7 @@ class EnrolmentService:
         *,
         ca_fingerprint: str,
         servers: Callable[[], list[str]],
-        issue_token: Callable[[str], IssuedToken],
+        issue_token: Callable[[str, str], Awaitable[IssuedToken]],
         policy: Callable[[], ApprovalPolicy],
         name_for: Callable[[str], str | None],
         audit: Audit,
@@ -112,6 +122,8 @@ class EnrolmentService:
         self._audit = audit
         self._clock = clock
         self._credential_ttl = credential_ttl
+        self._waiting: dict[str, str] = {}  # MAC -> why an approved machine has no token yet
+        self._asking: set[str] = set()  # MACs whose token is being made (one request at a time)
 
     def offer(self, mac: str) -> str:
         """A new single-use credential for `mac` (replacing its unused one); its kernel-argument form."""
@@ -166,7 +178,7 @@ class EnrolmentService:
         self._audit(mac=request.mac, source=source, action="pxe.enrol", outcome="success", detail=detail)
         return EnrolAnswer(state=record.state, poll_secret=poll_secret, poll_seconds=POLL_SECONDS)
 
-    def poll(self, request: PollRequest, source: str) -> PollAnswer:
+    async def poll(self, request: PollRequest, source: str) -> PollAnswer:
         """Where the machine's enrolment stands; the join token on the first poll after approval."""
         now = self._clock()
         try:
@@ -177,24 +189,43 @@ class EnrolmentService:
             raise
         if record.state != "approved":
             return PollAnswer(state=record.state, poll_seconds=POLL_SECONDS)
-        name = record.name or self._name(record.mac)
-        issued = self._issue_token(f"pxe:{record.mac} approved by {record.decided_by}")
+        if record.mac in self._asking:  # a retried poll while the first one waits for an authority
+            return PollAnswer(state="approved", poll_seconds=POLL_SECONDS, waiting="a join token is being made")
+        approver = record.decided_by or "unknown"  # an approved record always names its approver
+        self._asking.add(record.mac)
+        try:
+            issued = await self._issue_token(record.mac, approver)
+        except TokenUnavailable as exc:
+            reason = str(exc)
+            if record.mac not in self._waiting:  # audited when the wait starts, not on every poll
+                self._audit(mac=record.mac, source=source, action="pxe.enrol.token", outcome="failed", detail=reason)
+            self._waiting[record.mac] = reason
+            return PollAnswer(state="approved", poll_seconds=POLL_SECONDS, waiting=reason)
+        finally:
+            self._asking.discard(record.mac)
+        self._waiting.pop(record.mac, None)
+        # Read again: an operator may have refused or forgotten it while the token was made.
+        current = self._store.get(record.mac)
+        if current is None or current.state != "approved" or current.poll_hash != record.poll_hash:
+            raise EnrolmentError(409, "this machine's enrolment changed while its join token was made; poll again")
+        name = current.name or self._name(record.mac)
         self._store.put(
             msgspec.structs.replace(
-                record,
+                current,
                 state="issued",
                 name=name,
                 token_id=issued.id,
                 token_expires_at=issued.expires_at,
-                updated_at=now,
+                updated_at=self._clock(),
             )
         )
+        made_by = f" made by {issued.issuer}," if issued.issuer else ""
         self._audit(
             mac=record.mac,
             source=source,
             action="pxe.enrol.token",
             outcome="success",
-            detail=f"join token {issued.id} handed over, to join as {name}",
+            detail=f"join token {issued.id}{made_by} handed over, to join as {name}",
         )
         return PollAnswer(state="approved", poll_seconds=POLL_SECONDS, name=name, join_token=issued.token)
 
@@ -215,6 +246,7 @@ class EnrolmentService:
     def refuse(self, mac: str, by: str) -> EnrolmentView:
         """Refuse a machine, whatever its state (it stays refused until forgotten)."""
         now = self._clock()
+        self._waiting.pop(mac, None)
         record = self._store.get(mac) or EnrolmentRecord(mac=mac)
         record = msgspec.structs.replace(
             record,
@@ -233,9 +265,12 @@ class EnrolmentService:
         record = self._store.get(mac)
         if record is None or record.state == "offered":
             return None
-        return EnrolmentView.of(record, self._clock())
+        view = EnrolmentView.of(record, self._clock())
+        waiting = self._waiting.get(mac) if record.state == "approved" else None
+        return msgspec.structs.replace(view, waiting=waiting) if waiting else view
 
     def forget(self, mac: str) -> bool:
+        self._waiting.pop(mac, None)
         return self._store.forget(mac)
 
     def _name(self, mac: str) -> str:

@@ -7,6 +7,7 @@ and where its enrolment stands:
   offered   a credential was minted (script fetched), nobody presented one yet
   pending   the machine presented its credential over TLS and waits for approval
   approved  an operator (or the approval policy) approved it: its next poll gets a join token
+            (or, while no certificate authority can make one, is told to keep waiting)
   issued    the join token was handed over on that poll (once); joining is the machine's part
   refused   an operator refused it; it stays refused until the machine is forgotten
 
@@ -82,6 +83,9 @@ class EnrolmentView(msgspec.Struct, frozen=True, kw_only=True):
     decided_at: float | None
     token_id: str | None
     token_expires_at: float | None
+    # Approved, but no join token yet, and why (no certificate authority is alive): the
+    # machine keeps polling. Kept in memory by the service, not in the table.
+    waiting: str | None = None
 
     @classmethod
     def of(cls, record: EnrolmentRecord, now: float) -> EnrolmentView:

@@ -4,8 +4,9 @@ Joining is public: a new node has no account, it has a join token, which `JoinSe
 checks. Failed joins are throttled per source address, like logins, and every attempt is
 audited on this node. Join tokens are created on an authority (a request to another node is
 forwarded to one). The internal routes (`/cluster/internal/...`: the CA key for a newly
-designated authority, certificate renewal) answer only members, proven by a request signed
-with a registered node certificate (`nodeauth`); each call is audited here.
+designated authority, certificate renewal, a join token for a PXE machine another member
+approved) answer only members, proven by a request signed with a registered node certificate
+(`nodeauth`); each call is audited here.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from appliance.auth.throttle import LoginThrottle, retry_after_header
 from appliance.cluster.forward import Forwarder
 from appliance.cluster.join import CaInfo, JoinRequest, JoinResponse, JoinService, JoinTokenCreated
 from appliance.cluster.keeper import CaKeyAnswer, PkiKeeper, RenewAnswer, RenewRequest, parse_addresses
+from appliance.cluster.machine_tokens import MachineTokenRequest, machine_created_by
 from appliance.cluster.nodeauth import NodeVerifier
 from appliance.cluster.service import ClusterService, NodeMember
 from appliance.cluster.upstream import UpstreamError
@@ -338,17 +340,7 @@ def authority_routes(*, cluster: ClusterService, keeper: PkiKeeper, verifier: No
         return views()
 
     async def caller(request: Request[Any, Any, Any], action: str) -> tuple[str, Any]:
-        body = await request.body()
-        headers = {k.lower(): v for k, v in request.headers.items()}
-        try:
-            name, cert = verifier.verify(headers, request.method, request.url.path, body)
-        except ApiError as exc:
-            audit.append(
-                user="node:?", source=source_of(request.scope), action=action, target=cluster.settings.name,
-                outcome="denied", detail=exc.detail,
-            )  # fmt: skip
-            raise
-        return name, cert
+        return await _signed_caller(request, action, verifier=verifier, audit=audit, local=cluster.settings.name)
 
     def record(request: Request[Any, Any, Any], action: str, name: str, outcome: Any, detail: str) -> None:
         audit.append(
@@ -405,3 +397,66 @@ def authority_routes(*, cluster: ClusterService, keeper: PkiKeeper, verifier: No
         route_handlers=[list_authorities, list_certificates, set_authorities, send_ca_key, renew],
         tags=["cluster"],
     )
+
+
+async def _signed_caller(
+    request: Request[Any, Any, Any], action: str, *, verifier: NodeVerifier, audit: AuditLog, local: str
+) -> tuple[str, Any]:
+    """The calling member's name and certificate from a signed node call; a refusal is audited."""
+    body = await request.body()
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    try:
+        name, cert = verifier.verify(headers, request.method, request.url.path, body)
+    except ApiError as exc:
+        audit.append(
+            user="node:?", source=source_of(request.scope), action=action, target=local,
+            outcome="denied", detail=exc.detail,
+        )  # fmt: skip
+        raise
+    return name, cert
+
+
+def machine_token_routes(
+    *, cluster: ClusterService, joins: JoinService, verifier: NodeVerifier, audit: AuditLog, ttl: float
+) -> Router:
+    """The internal call a boot server that is not an authority makes for an approved PXE machine."""
+    action = "cluster.token.create"
+
+    def denied(request: Request[Any, Any, Any], name: str, detail: str) -> None:
+        audit.append(
+            user=f"node:{name}", source=source_of(request.scope), action=action, target=name,
+            outcome="denied", detail=detail,
+        )  # fmt: skip
+
+    @post(
+        "/cluster/internal/join-token",
+        opt=PUBLIC,
+        summary="Internal: a short-lived join token for a PXE machine a member approved (signed node call)",
+        status_code=201,
+    )
+    async def machine_token(request: Request[Any, Any, Any]) -> JoinTokenCreated:
+        # Any registered, unrevoked member may ask: a member can already create tokens by
+        # forwarding as an admin (machine_tokens.py says why this adds nothing).
+        name, _ = await _signed_caller(request, action, verifier=verifier, audit=audit, local=cluster.settings.name)
+        try:
+            wanted = msgspec.json.decode(await request.body(), type=MachineTokenRequest)
+            created_by = machine_created_by(wanted.mac, wanted.approver, name)
+        except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
+            denied(request, name, f"bad machine token request: {str(exc)[:200]}")
+            raise ApiError(422, f"bad machine token request: {str(exc)[:200]}") from exc
+        if not cluster.name_in_use(name):
+            denied(request, name, "not a member (left or removed)")
+            raise ApiError(403, f"{name!r} is not a member of this cluster")
+        if not joins.can_sign():
+            denied(request, name, "this node is not a certificate authority")
+            raise ApiError(409, "this node is not a certificate authority")
+        created = joins.create_token(created_by=created_by, ttl=ttl)
+        audit.append(
+            user=f"node:{name}", source=source_of(request.scope), action=action, target=f"join token {created.id}",
+            outcome="success",
+            detail=f"for PXE machine {wanted.mac} approved by {wanted.approver}, asked by node {name}; "
+            f"valid {ttl:g} s",
+        )  # fmt: skip
+        return created
+
+    return Router("/api/v1", route_handlers=[machine_token], tags=["cluster"])

@@ -6,9 +6,11 @@ address. Before a fresh node joins (`appliance.bootstrap`), it fetches the serve
 accepts it only if the fingerprint matches, as the join client does, then, over TLS verified
 against that CA: presents the credential with its MAC and DMI serial, gets a poll secret, and
 polls until an operator (or their policy) approves it. The approval's answer carries the join
-token and the name to join under; the node then joins as with `--join`. A refusal, an expiry
-or a server of another cluster ends it with a one-line reason (EnrolError), which the node
-prints as it stops. Nothing secret is logged.
+token and the name to join under; the node then joins as with `--join`, at the token's seed:
+the certificate authority that made it, which is the boot server only if that node is an
+authority. An approved machine whose server cannot get a token yet (no authority alive) is
+told why and keeps polling. A refusal, an expiry or a server of another cluster ends it with
+a one-line reason (EnrolError), which the node prints as it stops. Nothing secret is logged.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from pathlib import Path
 
 import msgspec
 
+from appliance.cluster.join import decode_token
 from appliance.cluster.join_client import JoinError, fetch_ca
 from appliance.cluster.transport import split_addr
 from appliance.console import notify_systemd
@@ -58,6 +61,7 @@ class _Answer(msgspec.Struct):
     poll_secret: str | None = None
     name: str | None = None
     join_token: str | None = None
+    waiting: str | None = None  # approved, no token yet (no certificate authority answers): keep polling
 
 
 def read_serial(path: Path = DMI_SERIAL) -> str | None:
@@ -149,6 +153,7 @@ def enrol(
     )
     poll = {"mac": mac, "poll_secret": poll_secret}
     reminded = clock()
+    waiting: str | None = None
     while True:
         # Under systemd (Type=notify) the start would time out while an operator decides.
         notify(f"EXTEND_TIMEOUT_USEC={int((patience + 120) * 1e6)}\nSTATUS=waiting for approval of {mac} on {server}")
@@ -161,12 +166,26 @@ def enrol(
         answer = msgspec.json.decode(payload, type=_Answer)
         if answer.join_token is not None and answer.name is not None:
             _forget(resume)
-            log.info("enrolment: machine %s was approved to join as %s", mac, answer.name)
+            log.info(
+                "enrolment: machine %s was approved to join as %s, at %s", mac, answer.name, _seeds(answer.join_token)
+            )
             return Enrolled(answer.name, answer.join_token)
+        if answer.waiting is not None and answer.waiting != waiting:
+            log.warning("enrolment: machine %s is approved; %s", mac, answer.waiting)
+            notify(f"STATUS=approved, {answer.waiting}")
+        waiting = answer.waiting
         if clock() - reminded > REMIND_SECONDS:
-            log.warning("enrolment: machine %s still waits for approval on %s", mac, server)
+            log.warning("enrolment: machine %s still waits (%s)", mac, waiting or f"for approval on {server}")
             reminded = clock()
         sleep(max(0.5, min(answer.poll_seconds, 60.0)))
+
+
+def _seeds(join_token: str) -> str:
+    """Where the token says to join (its seeds: not secret), for the journal."""
+    try:
+        return ", ".join(decode_token(join_token).seeds)
+    except ValueError:
+        return "its seed (the join reports a damaged token)"
 
 
 class _Resume(msgspec.Struct, frozen=True):

@@ -163,7 +163,7 @@ def test_every_route_declares_a_permission_or_is_public(appliance: Appliance) ->
             assert declared_permission(handler) is not None, f"{route.path} declares no permission"
     # The internal routes answer only signed node calls (appliance/cluster/nodeauth.py); the
     # enrolment routes only a PXE machine's single-use credential and its poll secret.
-    internal = {"/api/v1/cluster/internal/ca-key", "/api/v1/cluster/internal/renew"}
+    internal = {f"/api/v1/cluster/internal/{name}" for name in ("ca-key", "renew", "join-token")}
     enrolment = {"/api/v1/pxe/enrol", "/api/v1/pxe/enrol/poll"}
     outside = {"/healthz", "/readyz", "/api/v1/auth/login", "/api/v1/cluster/ca", "/api/v1/cluster/join"}
     assert public == outside | internal | enrolment

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import msgspec
@@ -9,7 +10,14 @@ import pytest
 
 from appliance.bootparams import BootParamsError, parse_cmdline
 from pxe.credential import EnrolCredential, decode, encode
-from pxe.enrol_service import EnrolmentService, EnrolRequest, IssuedToken, PollRequest
+from pxe.enrol_service import (
+    EnrolmentService,
+    EnrolRequest,
+    IssuedToken,
+    PollAnswer,
+    PollRequest,
+    TokenUnavailable,
+)
 from pxe.enrolment import (
     CREDENTIAL_TTL,
     PENDING_TTL,
@@ -116,6 +124,7 @@ class Harness:
         self.audited: list[dict[str, str]] = []
         self.tokens: list[str] = []
         self.policy = policy or ApprovalPolicy()
+        self.unavailable: str | None = None  # set: no certificate authority makes tokens
         self.service = EnrolmentService(
             EnrolmentStore.in_memory(),
             ca_fingerprint=FP,
@@ -127,9 +136,14 @@ class Harness:
             clock=lambda: self.now,
         )
 
-    def _issue(self, created_by: str) -> IssuedToken:
-        self.tokens.append(created_by)
+    async def _issue(self, mac: str, approver: str) -> IssuedToken:
+        if self.unavailable is not None:
+            raise TokenUnavailable(self.unavailable)
+        self.tokens.append(f"{mac} approved by {approver}")
         return IssuedToken(token=f"dvj_token{len(self.tokens)}", id=f"t{len(self.tokens)}", expires_at=self.now + 900)
+
+    def poll(self, request: PollRequest) -> PollAnswer:
+        return asyncio.run(self.service.poll(request, "ip"))
 
     def enrol(self, mac: str = MAC, serial: str | None = None) -> tuple[str, str]:
         credential = decode(self.service.offer(mac))
@@ -146,20 +160,20 @@ def test_a_machine_waits_pending_until_approved_then_gets_one_token_on_one_poll(
     state, poll_secret = h.enrol()
     assert state == "pending"
     poll = PollRequest(mac=MAC, poll_secret=poll_secret)
-    assert h.service.poll(poll, "ip").join_token is None
+    assert h.poll(poll).join_token is None
     assert h.tokens == []  # nothing issued before approval
     view = h.service.approve(MAC, "alice", "rack1-n4")
     assert (view.state, view.name, view.decided_by) == ("approved", "rack1-n4", "alice")
-    answer = h.service.poll(poll, "ip")
+    answer = h.poll(poll)
     assert (answer.state, answer.name, answer.join_token) == ("approved", "rack1-n4", "dvj_token1")
     shown = h.service.view(MAC)
     assert shown is not None
     assert (shown.state, shown.token_id, shown.token_expires_at) == ("issued", "t1", 1900.0)
     with pytest.raises(EnrolmentError, match="handed over already"):
-        h.service.poll(poll, "ip")
+        h.poll(poll)
     with pytest.raises(EnrolmentError, match="wrong poll secret"):
-        h.service.poll(PollRequest(mac=MAC, poll_secret="guess"), "ip")
-    assert h.tokens == ["pxe:52:54:00:aa:bb:01 approved by alice"]
+        h.poll(PollRequest(mac=MAC, poll_secret="guess"))
+    assert h.tokens == ["52:54:00:aa:bb:01 approved by alice"]
     assert all("dvj_" not in str(entry) and poll_secret not in str(entry) for entry in h.audited)
 
 
@@ -190,13 +204,13 @@ def test_the_allow_list_approves_at_enrolment_and_refusal_is_final() -> None:
     h = Harness(ApprovalPolicy(serials=frozenset({"SN-7"})), name="rack2-n1")
     state, secret = h.enrol(serial="SN-7")
     assert state == "approved"
-    answer = h.service.poll(PollRequest(mac=MAC, poll_secret=secret), "ip")
+    answer = h.poll(PollRequest(mac=MAC, poll_secret=secret))
     assert (answer.name, answer.join_token) == ("rack2-n1", "dvj_token1")
     state, secret = h.enrol(OTHER, serial="SN-8")
     assert state == "pending"
     assert h.service.refuse(OTHER, "bob").state == "refused"
     with pytest.raises(EnrolmentError, match="refused"):
-        h.service.poll(PollRequest(mac=OTHER, poll_secret=secret), "ip")
+        h.poll(PollRequest(mac=OTHER, poll_secret=secret))
     with pytest.raises(EnrolmentError, match="not waiting"):
         h.service.approve(OTHER, "bob")
     with pytest.raises(EnrolmentError, match="refused"):
@@ -213,7 +227,7 @@ def test_a_machine_nobody_approves_in_time_expires() -> None:
     assert view is not None
     assert view.state == "expired"
     with pytest.raises(EnrolmentError, match="in time"):
-        h.service.poll(PollRequest(mac=MAC, poll_secret=secret), "ip")
+        h.poll(PollRequest(mac=MAC, poll_secret=secret))
     with pytest.raises(EnrolmentError, match="expired"):
         h.service.approve(MAC, "alice")
 
@@ -224,3 +238,63 @@ def test_the_table_keeps_the_most_recent_rows() -> None:
         store.put(EnrolmentRecord(mac=mac, updated_at=float(i)))
     assert store.get(MAC) is None
     assert store.get(OTHER) is not None
+
+
+def test_an_approved_machine_waits_while_no_authority_makes_its_token() -> None:
+    h = Harness()
+    _, secret = h.enrol()
+    h.service.approve(MAC, "alice", "rack1-n5")
+    h.unavailable = "waiting for a certificate authority: none is alive (authorities: n1)"
+    poll = PollRequest(mac=MAC, poll_secret=secret)
+    for _ in range(3):  # the machine keeps polling; nothing fails
+        answer = h.poll(poll)
+        assert (answer.state, answer.join_token, answer.waiting) == ("approved", None, h.unavailable)
+    shown = h.service.view(MAC)
+    assert shown is not None
+    assert (shown.state, shown.waiting) == ("approved", h.unavailable)  # the operator sees why
+    stalled = [e for e in h.audited if e["action"] == "pxe.enrol.token"]
+    assert [(e["outcome"], e["detail"]) for e in stalled] == [("failed", h.unavailable)]  # once, not per poll
+
+    h.unavailable = None  # an authority is back
+    answer = h.poll(poll)
+    assert (answer.name, answer.join_token, answer.waiting) == ("rack1-n5", "dvj_token1", None)
+    shown = h.service.view(MAC)
+    assert shown is not None
+    assert (shown.state, shown.waiting) == ("issued", None)
+
+
+def test_a_machine_refused_while_its_token_was_made_does_not_get_it() -> None:
+    h = Harness()
+    _, secret = h.enrol()
+    h.service.approve(MAC, "alice")
+    original = h._issue
+
+    async def slow_issue(mac: str, approver: str) -> IssuedToken:
+        h.service.refuse(MAC, "bob")  # decided while the authority was asked
+        return await original(mac, approver)
+
+    h.service._issue_token = slow_issue
+    with pytest.raises(EnrolmentError, match="changed while its join token was made"):
+        h.poll(PollRequest(mac=MAC, poll_secret=secret))
+    view = h.service.view(MAC)
+    assert view is not None
+    assert (view.state, view.token_id) == ("refused", None)
+
+
+def test_a_second_poll_while_the_token_is_made_gets_no_second_token() -> None:
+    h = Harness()
+    _, secret = h.enrol()
+    h.service.approve(MAC, "alice")
+    poll = PollRequest(mac=MAC, poll_secret=secret)
+    original = h._issue
+    answers: list[PollAnswer] = []
+
+    async def slow_issue(mac: str, approver: str) -> IssuedToken:
+        answers.append(await h.service.poll(poll, "ip"))  # the machine retried meanwhile
+        return await original(mac, approver)
+
+    h.service._issue_token = slow_issue
+    first = h.poll(poll)
+    assert first.join_token == "dvj_token1"
+    assert [(a.join_token, a.waiting) for a in answers] == [(None, "a join token is being made")]
+    assert h.tokens == ["52:54:00:aa:bb:01 approved by alice"]
