@@ -20,6 +20,13 @@ has received the key: it re-signs its own entry with the key it now holds. A nod
 would only show that the node says so; the CA signature shows it can sign with the key,
 which is what `holds_key` claims. So no field of an entry rests on a weaker signature.
 
+A signature does not say when it stops counting, and a member can put back an entry it saw
+earlier (the map is last-writer-wins on versions any writer sets). So the CA key is handed
+over (`handover_refusal`) only for a designation that does not yet say `holds_key` and was
+signed less than HANDOVER_WINDOW ago: a designated node fetches the key within seconds, and
+an old designation of a node that was later taken out of the set, replayed, gets nothing.
+An admin who sets the set again re-signs the entries still waiting for the key.
+
 What this does not stop: a member can still delete or overwrite entries (shrinking the set, a
 denial of service; an authority that sees another holder leaves the key to it, so the key
 is never lost), and anyone holding a copy of the CA key (an authority, or a removed one that
@@ -54,6 +61,7 @@ AUTHORITY_KIND = "authority"
 DEFAULT_SIZE = 3
 PURPOSE = "debvisor-authority-designation/1"  # a signature made for this cannot be taken for another
 MAX_LOGGED = 1000  # bad entries remembered so that each is logged once
+HANDOVER_WINDOW = 3600.0  # seconds after its designation a node may still be sent the key
 
 
 class Designation(msgspec.Struct, frozen=True, kw_only=True):
@@ -158,6 +166,18 @@ class Authorities:
             self._log_once(name, raw, reason)
         return reason
 
+    def handover_refusal(self, name: str, now: float) -> str | None:
+        """Why `name` is not to be sent the CA key now (None: send it)."""
+        reason = self.refusal(name)
+        if reason is not None:
+            return reason
+        entry = self.designated()[name]
+        if entry.holds_key:
+            return "its designation says it already holds the key"
+        if now - entry.at > HANDOVER_WINDOW:
+            return "its designation is too old to fetch the key with; an admin sets the authorities again"
+        return None
+
     def names(self) -> list[str]:
         return sorted(self.designated())
 
@@ -204,11 +224,13 @@ class Authorities:
     ) -> tuple[list[str], list[str]]:
         """Make `names` the set; returns (added, removed). Kept entries keep their holds_key.
 
-        An entry that does not verify counts as absent: a name in `names` gets a signed one."""
+        An entry that does not verify counts as absent: a name in `names` gets a signed one.
+        A kept entry still waiting for the key is signed again, so it may fetch it again."""
         current = self.designated()
         added = [n for n in names if n not in current]
         removed = [n for n in current if n not in names]
-        for name in added:
+        waiting = [n for n in names if n in current and not current[n].holds_key]
+        for name in added + waiting:
             self.designate(name, ca_key=ca_key, by=by, now=now, requested_by=requested_by)
         for name in removed:
             self.withdraw(name)

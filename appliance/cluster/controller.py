@@ -415,7 +415,8 @@ def authority_routes(*, cluster: ClusterService, keeper: PkiKeeper, verifier: No
     async def send_ca_key(request: Request[Any, Any, Any]) -> CaKeyAnswer:
         action = "cluster.authority.key.send"
         name, _ = await caller(request, action)
-        refusal = cluster.authorities.refusal(name)  # only a designation the CA key signed counts
+        # Only a designation the CA key signed, recently, of a node still waiting for the key.
+        refusal = cluster.authorities.handover_refusal(name, time.time())
         if refusal is not None:
             record(request, action, name, "denied", refusal)
             raise ApiError(403, f"{name!r} is not an authority: {refusal}")

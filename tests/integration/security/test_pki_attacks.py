@@ -10,9 +10,10 @@ order on that one cluster:
   node routes refuse them;
 - the same join token presented at once to two nodes, and twice to its issuer, admits one;
 - an ordinary member designates itself, as root on it would: an entry written straight into
-  its own configuration map, and an admin's change forged as a forwarded request; neither
-  gets it the CA key (the authority refuses and audits it), while an admin's change made at
-  an authority still moves the key;
+  its own configuration map (signed with its node key; or an old CA-signed one put back),
+  and an admin's change forged as a forwarded request; none gets it the CA key (the
+  authority refuses and audits it), while an admin's change made at an authority still
+  moves the key;
 - a burst of parallel joins with a wrong secret gets no more checks than the free failures.
 """
 
@@ -41,7 +42,7 @@ from appliance.auth.accounts import parse_token
 from appliance.auth.permissions import Role
 from appliance.auth.principal import Principal
 from appliance.auth.throttle import PAIR
-from appliance.cluster.authority import AUTHORITY_KIND, Authorities, sign
+from appliance.cluster.authority import AUTHORITY_KIND, HANDOVER_WINDOW, Authorities, Designation, sign
 from appliance.cluster.forward import Forwarder
 from appliance.cluster.hlc import HybridClock
 from appliance.cluster.keeper import PkiKeeper
@@ -396,6 +397,16 @@ def _raw_designation(node: ClusterNode, name: str) -> bytes | None:
     return None if row is None else bytes(row[0])
 
 
+def _put_designation(node: ClusterNode, entry: Designation) -> None:
+    """Write `node`'s own authority entry into its database, as root on it can (it replicates)."""
+    db = Database.open(DataDir(node.data_dir).db_path)
+    try:
+        store = ConfigStore(db, HybridClock(db.get_meta("node_id") or ""))
+        store.put(AUTHORITY_KIND, node.name, msgspec.json.encode(entry))
+    finally:
+        db.close()
+
+
 def test_a_member_that_designates_itself_does_not_get_the_ca_key(cluster: Cluster) -> None:
     n0 = cluster.nodes[0]
     wait_until(lambda: all(holders(n0).values()), timeout=20)  # the rejoined n3 fetches the key
@@ -409,13 +420,9 @@ def test_a_member_that_designates_itself_does_not_get_the_ca_key(cluster: Cluste
     # 1. Root on the member writes a designation of itself into its own configuration map
     #    (the running node replicates it): "designated by" an authority, holding the key, and
     #    signed with the only key it has, its node key.
-    db = Database.open(DataDir(member.data_dir).db_path)
-    try:
-        node_id, cluster_id = db.get_meta("node_id") or "", db.get_meta("cluster_id") or ""
-        forged = sign(node_key, cluster_id, member.name, by=authority.name, at=time.time(), holds_key=True)
-        ConfigStore(db, HybridClock(node_id)).put(AUTHORITY_KIND, member.name, msgspec.json.encode(forged))
-    finally:
-        db.close()
+    cluster_id = json.loads(n0.client().get("/api/v1/cluster").text)["cluster_id"]
+    forged = sign(node_key, cluster_id, member.name, by=authority.name, at=time.time(), holds_key=True)
+    _put_designation(member, forged)
     # The entry reaches the authority by gossip, and is ignored there (logged).
     wait_until(lambda: _raw_designation(authority, member.name) is not None, timeout=20)
     assert member.name not in holders(authority)
@@ -436,6 +443,19 @@ def test_a_member_that_designates_itself_does_not_get_the_ca_key(cluster: Cluste
         assert response.status_code == 403, response.text
         assert "not signed by the cluster CA key" in response.json()["detail"]
 
+        # 1b. A designation the CA key really signed, but long ago (one the member saved while
+        #     it was designated before, say), put back into its map: believed, but too old to
+        #     fetch the key with.
+        ca_key = pki.key_from_pem((n0.data_dir / "pki" / "ca.key").read_bytes())
+        old = sign(ca_key, cluster_id, member.name, by="n0", at=time.time() - 2 * HANDOVER_WINDOW)
+        _put_designation(member, old)
+        wait_until(lambda: holders(authority).get(member.name) is False, timeout=20)
+        headers = sign_headers(node_cert, node_key, method="POST", path=route, body=b"{}", now=time.time())
+        headers["content-type"] = "application/json"
+        response = as_member.post(route, content=b"{}", headers=headers)
+        assert response.status_code == 403, response.text
+        assert "too old" in response.json()["detail"]
+
         # 2. The member forges an admin's change of the set as a forwarded request (a member
         #    vouches for its callers; the admin's real token id, so only the forwarding decides).
         path = "/api/v1/cluster/authorities"
@@ -454,9 +474,10 @@ def test_a_member_that_designates_itself_does_not_get_the_ca_key(cluster: Cluste
     assert any(
         e["outcome"] == "denied" and e["forwarded_by"] == member.name and "forwarded" in e["detail"] for e in changes
     ), changes
+    assert any(e["outcome"] == "denied" and "too old" in e["detail"] for e in sent), sent
     time.sleep(KEY_SYNC_WAIT)  # several of the member's own key-sync rounds
     assert not (member.data_dir / "pki" / "ca.key").exists()
-    assert holders(n0) == before
+    assert holders(n0) == {**before, member.name: False}
 
     # 3. Asked of the member itself (directly, with the admin's token), it names the authorities.
     direct = member.client().put(path, json={"names": wanted})

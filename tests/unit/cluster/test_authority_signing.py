@@ -20,7 +20,14 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from appliance.auth.permissions import Role
 from appliance.auth.principal import Principal
-from appliance.cluster.authority import AUTHORITY_KIND, Authorities, Designation, sign, verify
+from appliance.cluster.authority import (
+    AUTHORITY_KIND,
+    HANDOVER_WINDOW,
+    Authorities,
+    Designation,
+    sign,
+    verify,
+)
 from appliance.cluster.controller import change_refusal
 from appliance.cluster.hlc import HybridClock
 from appliance.identity import pki
@@ -122,6 +129,26 @@ def test_an_admin_change_signs_its_designations_and_replaces_forged_ones(
     authorities.announce_key("n2", ca_key=key)
     assert authorities.holders() == ["n0", "n2"]
     assert authorities.designated()["n2"].requested_by == "admin"
+
+
+def test_the_key_is_handed_over_only_for_a_recent_designation_still_waiting_for_it(
+    ca: tuple[ec.EllipticCurvePrivateKey, x509.Certificate], store: ConfigStore
+) -> None:
+    key, cert = ca
+    authorities = Authorities(store, cert, CLUSTER)
+    authorities.designate("n0", ca_key=key, by="n0", now=NOW, holds_key=True)
+    authorities.designate("n1", ca_key=key, by="n0", now=NOW)
+    assert authorities.handover_refusal("n1", NOW + 5) is None
+    assert "already holds" in (authorities.handover_refusal("n0", NOW + 5) or "")
+    assert authorities.handover_refusal("n2", NOW + 5) == "not a designated authority"
+    # An old designation (say, saved before the node was taken out of the set and put back
+    # by it later) no longer fetches the key ...
+    late = NOW + HANDOVER_WINDOW + 1
+    assert "too old" in (authorities.handover_refusal("n1", late) or "")
+    # ... until an admin sets the set again, which signs the waiting entry anew.
+    assert authorities.replace(["n0", "n1"], ca_key=key, by="n0", requested_by="admin", now=late) == ([], [])
+    assert authorities.handover_refusal("n1", late + 5) is None
+    assert authorities.designated()["n0"].at == NOW  # an entry holding the key is kept as it was
 
 
 def principal(via: str, forwarded_by: str = "") -> Principal:
