@@ -196,6 +196,7 @@ def create_app(  # noqa: PLR0915 - the one assembly list; per-subsystem builders
         db=node.db,
         config_store=config,
         audit=audit,
+        ca_cert=node.identity.ca_cert,
         registry=registry,
     )
     # The forwarder refuses a certificate that is revoked *or* not in the certificate registry.

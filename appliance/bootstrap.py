@@ -155,7 +155,10 @@ def _initialise(
     db = _create_database(datadir, name=name, node_id=node_id, cluster_id=cluster_id, now=now)
     store = ConfigStore(db, HybridClock(node_id))
     CertRegistry(store).register(identity.node_cert, issued_by=name, now=now.timestamp())
-    Authorities(store).designate(name, by=name, now=now.timestamp(), holds_key=True)
+    assert identity.ca_key is not None  # a founder made the CA
+    Authorities(store, identity.ca_cert, cluster_id).designate(
+        name, ca_key=identity.ca_key, by=name, now=now.timestamp(), holds_key=True
+    )
     accounts = AccountService(store, clock=now.timestamp)
     password = accounts.create_bootstrap_admin()
     write_new_file(datadir.admin_password_path, (password + "\n").encode(), mode=0o600)
@@ -225,25 +228,28 @@ def _open_existing(
             raise StartupError(f"data dir {datadir.root} belongs to node {name!r}, not {settings.name!r}")
         identity = refresh_node_cert(load_identity(datadir, name), addresses, now)
         if identity.ca_key is not None:
-            _register_own(ConfigStore(db, HybridClock(node_id)), identity, now)
+            _register_own(ConfigStore(db, HybridClock(node_id)), identity, cluster_id, now)
     except BaseException:
         db.close()
         raise
     return OpenedNode(datadir, db, identity, name, node_id, cluster_id, False, None)
 
 
-def _register_own(store: ConfigStore, identity: NodeIdentity, now: dt.datetime) -> None:
+def _register_own(store: ConfigStore, identity: NodeIdentity, cluster_id: str, now: dt.datetime) -> None:
     """An authority registers a certificate it issued itself (a renewal at start-up).
 
     Also the upgrade from a version without registry or authority set: every node then holds
     the CA key; each registers its own certificate and, while the set is empty, becomes an
-    authority (an admin narrows the set afterwards, and the others delete their copies)."""
+    authority (an admin narrows the set afterwards, and the others delete their copies).
+    Empty means no entry verifies: entries from before designations were signed do not count."""
     registry = CertRegistry(store)
     if registry.get(identity.node_fingerprint) is None:
         registry.register(identity.node_cert, issued_by=identity.name, now=now.timestamp())
-    authorities = Authorities(store)
-    if not authorities.names():
-        authorities.designate(identity.name, by=identity.name, now=now.timestamp(), holds_key=True)
+    authorities = Authorities(store, identity.ca_cert, cluster_id)
+    if not authorities.names() and identity.ca_key is not None:
+        authorities.designate(
+            identity.name, ca_key=identity.ca_key, by=identity.name, now=now.timestamp(), holds_key=True
+        )
 
 
 @dataclass

@@ -48,9 +48,16 @@ def add_client_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
     cluster = commands.add_parser("cluster", help="cluster summary")
     cluster.add_argument("--fresh", action="store_true", help="ask every member now (2 s deadline)")
     cluster.set_defaults(func=_cluster)
-    authorities = commands.add_parser("authorities", help="the nodes that hold the CA key and sign certificates")
+    authorities = commands.add_parser(
+        "authorities",
+        help="the nodes that hold the CA key and sign certificates",
+        description="list: through any node. set: give --url of an authority node itself (one that `list` "
+        "shows holding the key): it signs the change with the CA key, and refuses one forwarded by another node.",
+    )
     authorities.add_argument("action", nargs="?", default="list", choices=["list", "set"])
-    authorities.add_argument("names", nargs="*", help="set: the nodes that should be authorities (all of them)")
+    authorities.add_argument(
+        "names", nargs="*", help="set: the nodes that should be authorities (all of them); --url must be an authority"
+    )
     authorities.set_defaults(func=_authorities)
     users = commands.add_parser("users", help="accounts, cluster-wide (admin)")
     users.add_argument("action", nargs="?", default="list", choices=["list", "add", "del"])

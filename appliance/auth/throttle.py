@@ -171,9 +171,10 @@ class LoginThrottle:
     """The login back-off per (user, source), per source, and the slower per-user ceiling.
 
     `login_begin`, then `login_failed`/`login_succeeded`/`login_release`, are the password
-    checks' interface (`login_wait` only asks). The key-level `retry_after`/`failed`/
-    `succeeded` serve other callers that throttle their own keys the same way (failed joins,
-    keyed `join:<source>`, on the pair schedule).
+    checks' interface (`login_wait` only asks). The key-level `begin`/`release`/`failed`/
+    `succeeded` (and `retry_after`, which only asks) serve other callers that throttle their
+    own keys the same way, reservations included (failed joins, keyed `join:<source>`, on the
+    pair schedule).
     """
 
     def __init__(
@@ -221,10 +222,7 @@ class LoginThrottle:
 
     def login_release(self, user: str, source: str) -> None:
         """End a reservation without a verdict (the check itself failed to run)."""
-        for key in _login_keys(user, source):
-            count = self._in_flight.pop(key, 0) - 1
-            if count > 0:
-                self._in_flight[key] = count
+        self.release(_login_keys(user, source))
 
     def login_failed(self, user: str, source: str) -> float:
         """Count a wrong password of `user` from `source`; the wait it now faces."""
@@ -252,6 +250,22 @@ class LoginThrottle:
         """Seconds until all of `keys` may try again (0.0 if they may now)."""
         now = self._clock()
         return max((self._wait(k, now) for k in keys), default=0.0)
+
+    def begin(self, keys: list[str]) -> float:
+        """Reserve an attempt under `keys`, as `login_begin` does: 0.0 if it may run now (then
+        `release` it, and count it with `failed` or `succeeded`), else the seconds to wait."""
+        wait = self.retry_after(keys)
+        if wait == 0:
+            for key in keys:
+                self._in_flight[key] = self._in_flight.get(key, 0) + 1
+        return wait
+
+    def release(self, keys: list[str]) -> None:
+        """End a reservation made by `begin` (or `login_begin`)."""
+        for key in keys:
+            count = self._in_flight.pop(key, 0) - 1
+            if count > 0:
+                self._in_flight[key] = count
 
     def failed(self, keys: list[str]) -> float:
         """Record a failed attempt for each key; return the longest delay now imposed."""

@@ -1,12 +1,15 @@
 """`/api/v1/nodes` (cluster members) and `/api/v1/cluster` (joining, authorities).
 
 Joining is public: a new node has no account, it has a join token, which `JoinService`
-checks. Failed joins are throttled per source address, like logins, and every attempt is
-audited on this node. Join tokens are created on an authority (a request to another node is
-forwarded to one). The internal routes (`/cluster/internal/...`: the CA key for a newly
-designated authority, certificate renewal, a join token for a PXE machine another member
-approved) answer only members, proven by a request signed with a registered node certificate
-(`nodeauth`); each call is audited here.
+checks. Failed joins are throttled per source address, like logins (each check is reserved
+first, so concurrent attempts cannot all slip in before the first failure counts), and every
+attempt, a throttled one too, is audited on this node. Join tokens are created on an
+authority (a request to another node is forwarded to one). The authority set is changed only
+at an authority, by a caller that authenticated there (`change_refusal`): the authority signs
+the new designations with the CA key. The internal routes (`/cluster/internal/...`: the CA
+key for a newly designated authority, certificate renewal, a join token for a PXE machine
+another member approved) answer only members, proven by a
+request signed with a registered node certificate (`nodeauth`); each call is audited here.
 """
 
 from __future__ import annotations
@@ -82,8 +85,9 @@ class AuthorityView(msgspec.Struct, frozen=True, kw_only=True):
 
     name: str
     holds_key: bool
-    designated_by: str
+    designated_by: str  # the authority node that signed the designation
     designated_at: float
+    requested_by: str = ""  # the admin whose change it was ("" for a default designation)
 
 
 class CertificateView(msgspec.Struct, frozen=True, kw_only=True):
@@ -259,20 +263,31 @@ def join_routes(
     )
     async def join(request: Request[Any, Any, Any], data: JSONBody[JoinRequest]) -> JoinResponse:
         source = source_of(request.scope)
-        key = f"join:{source}"
-        wait = throttle.retry_after([key])
+        keys = [f"join:{source}"]
+        # Reserved before the check, as logins are: attempts in flight count as failures, so a
+        # burst of concurrent joins gets no more checks than the failures still free.
+        wait = throttle.begin(keys)
         if wait > 0:
+            audit.append(
+                user=f"node:{data.name}"[:64], source=source, action="cluster.join", target=data.name[:64],
+                outcome="throttled", detail=f"token {data.token_id[:32]}: {throttle.failures(keys[0])} failed joins",
+            )  # fmt: skip
             raise ApiError(429, "too many failed joins from this address", headers=retry_after_header(wait))
         try:
             response = joins.admit(data, name_in_use=cluster.name_in_use, gossip_seeds=cluster.gossip_seeds())
         except ApiError as exc:
-            throttle.failed([key])
+            throttle.release(keys)
+            throttle.failed(keys)
             audit.append(
                 user=f"node:{data.name}"[:64], source=source, action="cluster.join", target=data.name[:64],
                 outcome="denied", detail=f"token {data.token_id[:32]}: {exc.detail}",
             )  # fmt: skip
             raise
-        throttle.succeeded(key)
+        except BaseException:
+            throttle.release(keys)
+            raise
+        throttle.release(keys)
+        throttle.succeeded(keys[0])
         authority = "; designated an authority" if joins.authorities.is_authority(data.name) else ""
         audit.append(
             user=f"node:{data.name}", source=source, action="cluster.join", target=data.name,
@@ -289,12 +304,49 @@ def _live(cluster: ClusterService, name: str) -> bool:
     return found is not None and found[0] in ("alive", "suspect") and cluster.name_in_use(name)
 
 
+async def _signed_caller(
+    request: Request[Any, Any, Any], action: str, *, verifier: NodeVerifier, audit: AuditLog, here: str
+) -> tuple[str, Any]:
+    """The member that signed this internal call, and its certificate; a refusal is audited."""
+    body = await request.body()
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    try:
+        return verifier.verify(headers, request.method, request.url.path, body)
+    except ApiError as exc:
+        audit.append(
+            user="node:?", source=source_of(request.scope), action=action, target=here,
+            outcome="denied", detail=exc.detail,
+        )  # fmt: skip
+        raise
+
+
+def change_refusal(caller: Principal, *, can_sign: bool, holders: list[str]) -> ApiError | None:
+    """Why this node refuses to change the authority set for `caller` (None: it may).
+
+    A change designates the nodes that get the CA key, so it is signed here with that key,
+    and only for a caller this node authenticated itself (its session or API token): the
+    member that forwards a request vouches for its caller, and a compromised member would
+    vouch for an admin it is not."""
+    where = ", ".join(holders) or "none known"
+    if caller.via == "forwarded":
+        return ApiError(
+            403,
+            f"the authority set is changed only by a request sent directly to an authority node "
+            f"(this one was forwarded by {caller.forwarded_by}); send it to one of: {where}",
+        )
+    if not can_sign:
+        return ApiError(421, f"this node is not a certificate authority; send the request directly to one of: {where}")
+    return None
+
+
 def authority_routes(*, cluster: ClusterService, keeper: PkiKeeper, verifier: NodeVerifier, audit: AuditLog) -> Router:
     """The authority set, and the internal calls authorities answer for other members."""
 
     def views() -> list[AuthorityView]:
         return [
-            AuthorityView(name=name, holds_key=d.holds_key, designated_by=d.by, designated_at=d.at)
+            AuthorityView(
+                name=name, holds_key=d.holds_key, designated_by=d.by, designated_at=d.at, requested_by=d.requested_by
+            )
             for name, d in sorted(cluster.authorities.designated().items())
         ]
 
@@ -324,23 +376,31 @@ def authority_routes(*, cluster: ClusterService, keeper: PkiKeeper, verifier: No
     @put(
         "/cluster/authorities",
         opt=requires(Permission.CLUSTER_MANAGE, action="cluster.authority.set"),
-        summary="Make these nodes the authorities (they fetch the CA key; the others delete theirs)",
+        summary="Make these nodes the authorities (send it to an authority node itself, never through another)",
     )
     async def set_authorities(
         request: Request[Principal, Any, Any], data: JSONBody[AuthoritiesPut]
     ) -> list[AuthorityView]:
         names = sorted(set(data.names))
         note(request, target="authorities", detail="requested " + ", ".join(names))
+        ca_key = keeper.ca_key
+        refused = change_refusal(request.user, can_sign=ca_key is not None, holders=cluster.authorities.holders())
+        if refused is not None:
+            note(request, detail=refused.detail)
+            raise refused
+        assert ca_key is not None  # change_refusal refuses a node without it
         unknown = [n for n in names if n != cluster.settings.name and not _live(cluster, n)]
         if unknown:
             raise ApiError(422, f"not live members of this cluster: {', '.join(unknown)}")
-        added, removed = cluster.authorities.replace(names, by=request.user.name, now=time.time())
+        added, removed = cluster.authorities.replace(
+            names, ca_key=ca_key, by=cluster.settings.name, requested_by=request.user.name, now=time.time()
+        )
         changes = f"added {', '.join(added) or '-'}; removed {', '.join(removed) or '-'}"
         note(request, detail=f"now {', '.join(names)}; {changes}")
         return views()
 
     async def caller(request: Request[Any, Any, Any], action: str) -> tuple[str, Any]:
-        return await _signed_caller(request, action, verifier=verifier, audit=audit, local=cluster.settings.name)
+        return await _signed_caller(request, action, verifier=verifier, audit=audit, here=cluster.settings.name)
 
     def record(request: Request[Any, Any, Any], action: str, name: str, outcome: Any, detail: str) -> None:
         audit.append(
@@ -357,9 +417,11 @@ def authority_routes(*, cluster: ClusterService, keeper: PkiKeeper, verifier: No
     async def send_ca_key(request: Request[Any, Any, Any]) -> CaKeyAnswer:
         action = "cluster.authority.key.send"
         name, _ = await caller(request, action)
-        if not cluster.authorities.is_authority(name):
-            record(request, action, name, "denied", "not a designated authority")
-            raise ApiError(403, f"{name!r} is not a designated authority")
+        # Only a designation the CA key signed, recently, of a node still waiting for the key.
+        refusal = cluster.authorities.handover_refusal(name, time.time())
+        if refusal is not None:
+            record(request, action, name, "denied", refusal)
+            raise ApiError(403, f"{name!r} is not an authority: {refusal}")
         key = keeper.ca_key
         if key is None:
             raise ApiError(409, "this node does not hold the CA key")
@@ -399,23 +461,6 @@ def authority_routes(*, cluster: ClusterService, keeper: PkiKeeper, verifier: No
     )
 
 
-async def _signed_caller(
-    request: Request[Any, Any, Any], action: str, *, verifier: NodeVerifier, audit: AuditLog, local: str
-) -> tuple[str, Any]:
-    """The calling member's name and certificate from a signed node call; a refusal is audited."""
-    body = await request.body()
-    headers = {k.lower(): v for k, v in request.headers.items()}
-    try:
-        name, cert = verifier.verify(headers, request.method, request.url.path, body)
-    except ApiError as exc:
-        audit.append(
-            user="node:?", source=source_of(request.scope), action=action, target=local,
-            outcome="denied", detail=exc.detail,
-        )  # fmt: skip
-        raise
-    return name, cert
-
-
 def machine_token_routes(
     *, cluster: ClusterService, joins: JoinService, verifier: NodeVerifier, audit: AuditLog, ttl: float
 ) -> Router:
@@ -437,7 +482,7 @@ def machine_token_routes(
     async def machine_token(request: Request[Any, Any, Any]) -> JoinTokenCreated:
         # Any registered, unrevoked member may ask: a member can already create tokens by
         # forwarding as an admin (machine_tokens.py says why this adds nothing).
-        name, _ = await _signed_caller(request, action, verifier=verifier, audit=audit, local=cluster.settings.name)
+        name, _ = await _signed_caller(request, action, verifier=verifier, audit=audit, here=cluster.settings.name)
         try:
             wanted = msgspec.json.decode(await request.body(), type=MachineTokenRequest)
             created_by = machine_created_by(wanted.mac, wanted.approver, name)

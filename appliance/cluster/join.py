@@ -159,7 +159,7 @@ class JoinService:
         self._ca_key = ca_key or (lambda: identity.ca_key)  # changes when the authority set does
         self._clock = clock
         self.registry = reg.CertRegistry(store)
-        self.authorities = Authorities(store)
+        self.authorities = Authorities(store, identity.ca_cert, cluster_id)
 
     @property
     def name(self) -> str:
@@ -258,7 +258,7 @@ class JoinService:
         if self.registry.name_revocation(request.name) is not None:
             self.registry.lift_name(request.name)  # a new join under a removed name
         self.registry.register(cert, issued_by=self.name, now=now)
-        self.authorities.designate_if_few(request.name, by=self.name, now=now)
+        self.authorities.designate_if_few(request.name, ca_key=ca_key, by=self.name, now=now)
         if not retry:
             used = msgspec.structs.replace(record, used_by=request.name, used_at=now, used_key=key_id)
             self._store.put(JOIN_TOKEN_KIND, record.id, msgspec.json.encode(used))

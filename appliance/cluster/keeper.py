@@ -109,12 +109,11 @@ class PkiKeeper:
     async def sync_key(self) -> KeyStep:
         """One step towards "only designated nodes hold the key"; returns what it did."""
         step = plan(me=self.name, designated=self._authorities.designated(), have_key=self.ca_key is not None)
-        if step == KeyStep.FETCH:
-            if not await self._fetch_key():
-                return KeyStep.KEEP
-            self._authorities.announce_key(self.name, now=self._clock())
-        elif step == KeyStep.ANNOUNCE:
-            self._authorities.announce_key(self.name, now=self._clock())
+        if step == KeyStep.FETCH and not await self._fetch_key():
+            return KeyStep.KEEP
+        if step in (KeyStep.FETCH, KeyStep.ANNOUNCE) and self.ca_key is not None:
+            # Signed with the key just received: the announcement itself shows this node holds it.
+            self._authorities.announce_key(self.name, ca_key=self.ca_key)
         elif step == KeyStep.DISCARD:
             discard_ca_key(self.identity)
             self.ca_key = None

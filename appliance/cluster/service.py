@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import msgspec
+from cryptography import x509
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -106,6 +107,7 @@ class ClusterService(Collector):
         db: Database,
         config_store: ConfigStore,
         audit: AuditLog,
+        ca_cert: x509.Certificate,
         registry: CollectorRegistry | None = None,
     ) -> None:
         self.settings = settings
@@ -114,7 +116,7 @@ class ClusterService(Collector):
         self._audit = audit
         self._loop_time = time.monotonic
         self.registry = CertRegistry(config_store)
-        self.authorities = Authorities(config_store)
+        self.authorities = Authorities(config_store, ca_cert, settings.cluster_id)
         stored = db.get_meta(INCARNATION_KEY)
         incarnation = int(stored) + 1 if stored is not None else 0
         self.swim = Swim(

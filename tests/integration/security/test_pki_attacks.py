@@ -8,7 +8,13 @@ order on that one cluster:
 - a removed node that kept a CA key mints certificates for its old name and for a new one:
   gossip does not readmit it, forwarding refuses assertions signed with them, the internal
   node routes refuse them;
-- the same join token presented at once to two nodes, and twice to its issuer, admits one.
+- the same join token presented at once to two nodes, and twice to its issuer, admits one;
+- an ordinary member designates itself, as root on it would: an entry written straight into
+  its own configuration map (signed with its node key; or an old CA-signed one put back),
+  and an admin's change forged as a forwarded request; none gets it the CA key (the
+  authority refuses and audits it), while an admin's change made at an authority still
+  moves the key;
+- a burst of parallel joins with a wrong secret gets no more checks than the free failures.
 """
 
 from __future__ import annotations
@@ -35,7 +41,8 @@ from appliance.audit.log import AuditLog
 from appliance.auth.accounts import parse_token
 from appliance.auth.permissions import Role
 from appliance.auth.principal import Principal
-from appliance.cluster.authority import Authorities
+from appliance.auth.throttle import PAIR
+from appliance.cluster.authority import AUTHORITY_KIND, HANDOVER_WINDOW, Authorities, Designation, sign
 from appliance.cluster.forward import Forwarder
 from appliance.cluster.hlc import HybridClock
 from appliance.cluster.keeper import PkiKeeper
@@ -178,8 +185,9 @@ def test_an_ordinary_node_renews_its_certificate_through_an_authority(cluster: C
     db = Database.open(tmp_path / "state.db")
     store = ConfigStore(db, HybridClock("test"))
     apis = {n.name: ("alive", f"{n.host.address}:8443") for n in cluster.nodes}
+    authorities = Authorities(store, identity.ca_cert, db.get_meta("cluster_id") or "")
     keeper = PkiKeeper(
-        identity=identity, registry=CertRegistry(store), authorities=Authorities(store),
+        identity=identity, registry=CertRegistry(store), authorities=authorities,
         member_api=apis.get, audit=AuditLog(db, "n2"),
     )  # fmt: skip
     later = dt.datetime.now(dt.UTC) + dt.timedelta(days=340)
@@ -237,7 +245,9 @@ def _install(data_dir: Path, key: Any, cert: Any) -> None:
         path.chmod(0o600)
 
 
-def _forwarding_headers(cluster: Cluster, key: Any, cert: Any, target: str, path: str) -> dict[str, str]:
+def _forwarding_headers(
+    cluster: Cluster, key: Any, cert: Any, target: str, path: str, *, method: str = "GET"
+) -> dict[str, str]:
     """A forwarding assertion for node `target` as a node holding `key`/`cert` would sign it."""
     pki_dir = cluster.nodes[0].data_dir / "pki"
     identity = NodeIdentity(
@@ -251,7 +261,7 @@ def _forwarding_headers(cluster: Cluster, key: Any, cert: Any, target: str, path
     parsed = parse_token(cluster.nodes[0].token or "")
     assert parsed is not None
     principal = Principal("admin", Role.ADMIN, "token", parsed[0], must_change_password=False, source="127.0.0.1")
-    return forwarder._assertion_headers(principal, target, "GET", path)
+    return forwarder._assertion_headers(principal, target, method, path)
 
 
 def test_a_removed_node_with_a_ca_key_cannot_come_back(cluster: Cluster) -> None:
@@ -376,3 +386,150 @@ def test_the_same_token_at_two_nodes_at_once_admits_one(cluster: Cluster) -> Non
     denied = {e["target"] for e in entries if e["outcome"] == "denied"}
     assert ({"race-a", "race-b"} - {admitted[0][0]}) <= denied
     assert "race-c" in {e["target"] for e in audit(elsewhere, "cluster.join") if e["outcome"] == "denied"}
+
+
+def _raw_designation(node: ClusterNode, name: str) -> bytes | None:
+    """The authority entry for `name` in `node`'s configuration map, as stored (verified or not)."""
+    with contextlib.closing(sqlite3.connect(f"file:{DataDir(node.data_dir).db_path}?mode=ro", uri=True)) as db:
+        row = db.execute(
+            "SELECT value FROM config WHERE kind = ? AND key = ? AND deleted = 0", (AUTHORITY_KIND, name)
+        ).fetchone()
+    return None if row is None else bytes(row[0])
+
+
+def _put_designation(node: ClusterNode, entry: Designation) -> None:
+    """Write `node`'s own authority entry into its database, as root on it can (it replicates)."""
+    db = Database.open(DataDir(node.data_dir).db_path)
+    try:
+        store = ConfigStore(db, HybridClock(db.get_meta("node_id") or ""))
+        store.put(AUTHORITY_KIND, node.name, msgspec.json.encode(entry))
+    finally:
+        db.close()
+
+
+def test_a_member_that_designates_itself_does_not_get_the_ca_key(cluster: Cluster) -> None:
+    n0 = cluster.nodes[0]
+    wait_until(lambda: all(holders(n0).values()), timeout=20)  # the rejoined n3 fetches the key
+    before = holders(n0)
+    member = next(n for n in cluster.nodes if n.name not in before)  # an ordinary node
+    authority = next(n for n in cluster.nodes if n.name in before and n is not n0)
+    ca_pem = member.data_dir / "pki" / "ca.crt"
+    node_key = pki.key_from_pem((member.data_dir / "pki" / "node.key").read_bytes())
+    node_cert = pki.cert_from_pem((member.data_dir / "pki" / "node.crt").read_bytes())
+
+    # 1. Root on the member writes a designation of itself into its own configuration map
+    #    (the running node replicates it): "designated by" an authority, holding the key, and
+    #    signed with the only key it has, its node key.
+    cluster_id = json.loads(n0.client().get("/api/v1/cluster").text)["cluster_id"]
+    forged = sign(node_key, cluster_id, member.name, by=authority.name, at=time.time(), holds_key=True)
+    _put_designation(member, forged)
+    # The entry reaches the authority by gossip, and is ignored there (logged).
+    wait_until(lambda: _raw_designation(authority, member.name) is not None, timeout=20)
+    assert member.name not in holders(authority)
+    assert member.name not in holders(member)  # the member's own node does not believe it either
+
+    def ignored() -> bool:
+        lines = (json.loads(x) for x in authority.log_path.read_text().splitlines() if x.startswith("{"))
+        return any(x.get("msg") == "ignored an authority designation" and x.get("node") == member.name for x in lines)
+
+    wait_until(ignored, timeout=10)
+
+    # ... and the CA-key handover refuses the member's signed call, and audits it.
+    route = "/api/v1/cluster/internal/ca-key"
+    with NamespaceClient(member.host.netns, authority.url, ca_pem) as as_member:
+        headers = sign_headers(node_cert, node_key, method="POST", path=route, body=b"{}", now=time.time())
+        headers["content-type"] = "application/json"
+        response = as_member.post(route, content=b"{}", headers=headers)
+        assert response.status_code == 403, response.text
+        assert "not signed by the cluster CA key" in response.json()["detail"]
+
+        # 1b. A designation the CA key really signed, but long ago (one the member saved while
+        #     it was designated before, say), put back into its map: believed, but too old to
+        #     fetch the key with.
+        ca_key = pki.key_from_pem((n0.data_dir / "pki" / "ca.key").read_bytes())
+        old = sign(ca_key, cluster_id, member.name, by="n0", at=time.time() - 2 * HANDOVER_WINDOW)
+        _put_designation(member, old)
+        wait_until(lambda: holders(authority).get(member.name) is False, timeout=20)
+        headers = sign_headers(node_cert, node_key, method="POST", path=route, body=b"{}", now=time.time())
+        headers["content-type"] = "application/json"
+        response = as_member.post(route, content=b"{}", headers=headers)
+        assert response.status_code == 403, response.text
+        assert "too old" in response.json()["detail"]
+
+        # 2. The member forges an admin's change of the set as a forwarded request (a member
+        #    vouches for its callers; the admin's real token id, so only the forwarding decides).
+        path = "/api/v1/cluster/authorities"
+        wanted = sorted([*before, member.name])
+        forged_headers = _forwarding_headers(cluster, node_key, node_cert, authority.name, path, method="PUT")
+        response = as_member.put(path, json={"names": wanted}, headers=forged_headers)
+        assert response.status_code == 403, response.text
+        detail = response.json()["detail"]
+        assert f"forwarded by {member.name}" in detail
+        assert all(name in detail for name in before)  # it says where to send it instead
+    sent = audit(authority, "cluster.authority.key.send")
+    assert any(
+        e["user"] == f"node:{member.name}" and e["outcome"] == "denied" and "not signed" in e["detail"] for e in sent
+    ), sent
+    changes = audit(authority, "cluster.authority.set")
+    assert any(
+        e["outcome"] == "denied" and e["forwarded_by"] == member.name and "forwarded" in e["detail"] for e in changes
+    ), changes
+    assert any(e["outcome"] == "denied" and "too old" in e["detail"] for e in sent), sent
+    time.sleep(KEY_SYNC_WAIT)  # several of the member's own key-sync rounds
+    assert not (member.data_dir / "pki" / "ca.key").exists()
+    assert holders(n0) == {**before, member.name: False}
+
+    # 3. Asked of the member itself (directly, with the admin's token), it names the authorities.
+    direct = member.client().put(path, json={"names": wanted})
+    assert direct.status_code == 421, direct.text
+    assert all(name in direct.json()["detail"] for name in before)
+
+    # 4. The admin's change made at an authority is signed there and moves the key.
+    response = n0.client().put(path, json={"names": wanted})
+    assert response.status_code == 200, response.text
+    wait_until((member.data_dir / "pki" / "ca.key").exists, timeout=20)
+    wait_until(lambda: holders(n0).get(member.name) is True, timeout=20)
+    view = {a["name"]: a for a in n0.client().get(path).json()}[member.name]
+    assert (view["designated_by"], view["requested_by"]) == ("n0", "admin")
+    sent = [e for n in cluster.nodes for e in audit(n, "cluster.authority.key.send")]
+    assert any(e["user"] == f"node:{member.name}" and e["outcome"] == "success" for e in sent)
+
+
+KEY_SYNC_WAIT = 5.0  # the key-sync loop runs every 2 s
+
+
+def test_a_burst_of_bad_join_secrets_gets_no_more_checks_than_the_free_failures(cluster: Cluster) -> None:
+    n0 = cluster.nodes[0]  # an authority: its tokens are redeemed there
+    token = _decode(api_join_token(n0))
+    attacker = cluster.spare.host  # a source that never joined (the spare node is stopped)
+    burst = 3 * PAIR.free_failures
+
+    def body(i: int) -> dict[str, str]:
+        csr = pki.new_csr(pki.new_key(), f"burst-{i}").public_bytes(serialization.Encoding.PEM).decode()
+        return {
+            "token_id": token["id"], "secret": f"wrong-{i}", "name": f"burst-{i}", "csr_pem": csr,
+            "gossip_address": "10.97.0.97:7946", "api_address": "10.97.0.97:8443",
+        }  # fmt: skip
+
+    bodies = [body(i) for i in range(burst)]
+    barrier = threading.Barrier(burst)
+    statuses: list[int] = []
+
+    def attempt(i: int) -> None:
+        with NamespaceClient(attacker.netns, n0.url, n0.data_dir / "pki" / "ca.crt") as client:
+            assert client.get("/api/v1/cluster/ca").status_code == 200  # connected before the burst
+            barrier.wait(timeout=30)
+            statuses.append(client.post("/api/v1/cluster/join", json=bodies[i]).status_code)
+
+    threads = [threading.Thread(target=attempt, args=(i,)) for i in range(burst)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert len(statuses) == burst
+    checked, held = statuses.count(403), statuses.count(429)
+    assert checked + held == burst, statuses
+    assert 1 <= checked <= PAIR.free_failures, statuses
+    entries = [e for e in audit(n0, "cluster.join") if e["source"] == attacker.address]
+    assert sum(e["outcome"] == "denied" for e in entries) == checked
+    assert sum(e["outcome"] == "throttled" for e in entries) == held

@@ -114,7 +114,7 @@ def test_an_admission_answers_without_the_ca_key_and_registers_the_certificate(
     # The registry reaches the new node with its answer, so it accepts its seeds at once.
     assert any(e.kind == "cert" for e in answers[-1].config)
     # By default the founder and the next two nodes are the authorities; the third joiner is not.
-    assert Authorities(store).names() == sorted([node.name, "j1", "j2"])
+    assert Authorities(store, node.identity.ca_cert, node.cluster_id).names() == sorted([node.name, "j1", "j2"])
 
 
 def test_a_token_is_redeemed_only_at_the_node_that_issued_it(node: OpenedNode, clock: FakeClock) -> None:

@@ -264,3 +264,26 @@ def test_a_clean_source_gets_one_check_at_a_time_while_the_ceiling_holds() -> No
     assert throttle.login_begin("admin", "10.2.0.2") == 0  # another clean source is not held
     throttle.login_succeeded("admin", "10.2.0.1")
     assert throttle.login_begin("admin", "10.2.0.1") == 0
+
+
+def test_key_level_reservations_hold_a_burst_of_joins_to_the_free_failures() -> None:
+    clock = Clock()
+    throttle = LoginThrottle(clock=clock)
+    keys = ["join:10.0.0.9"]
+    started = [throttle.begin(keys) for _ in range(8)]
+    assert started == [0, 0, 0, 0, 0, 1, 1, 1]  # the pair schedule's five free failures, in flight
+    for _ in range(5):
+        throttle.release(keys)
+        throttle.failed(keys)
+    assert throttle.failures(keys[0]) == 5
+    assert throttle.retry_after(keys) == 1  # now in its back-off
+    clock.now += 1
+    assert throttle.begin(keys) == 0  # one at a time
+    assert throttle.begin(keys) == 1
+    throttle.release(keys)  # ended without a verdict: nothing counted, the key is free again
+    assert throttle.failures(keys[0]) == 5
+    assert throttle.begin(keys) == 0
+    throttle.release(keys)
+    throttle.succeeded(keys[0])
+    assert throttle.failures(keys[0]) == 0
+    assert throttle.begin(keys) == 0
