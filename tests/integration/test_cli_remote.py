@@ -60,7 +60,7 @@ def printed_fingerprint(node: NodeProcess) -> str:
     """The ca_fingerprint of the node's `serving` log line, as docs/cli.md step 1 finds it."""
     found = re.findall(r'"ca_fingerprint": *"([0-9a-f]*)"', node.stderr())
     assert found, node.stderr()[-2000:]
-    return found[-1]
+    return str(found[-1])
 
 
 def ok(result: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
