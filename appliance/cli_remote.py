@@ -104,8 +104,9 @@ def add_remote_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
         "login",
         parents=api,
         help="log in once: create an API token for this CLI and keep it with the remote",
-        description="Log in with a password (changing it first when the node requires that), create an API "
-        "token named 'cli on HOST' with your role, store it in the remote's config, and end the session.",
+        description="Log in with a password (changing it first when the node requires that), create an API\n"
+        "token named 'cli on HOST' with your role, store it in the remote's config, and end the session.\n"
+        "Logging in again replaces (and revokes) the remote's previous CLI token.",
         epilog=_LOGIN_EPILOG,
         formatter_class=raw,
     )

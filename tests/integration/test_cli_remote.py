@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import re
+import select
 import stat
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -158,3 +161,74 @@ def test_laptop_from_url_and_fingerprint_to_tokens_and_logout(tmp_path: Path) ->
         assert "`debvisor login` once" in needs_login.stderr
         for secret_text in (initial, new, newer, cli_token, secret):
             assert secret_text not in laptop.run("remote", "list").stdout
+
+
+def read_until(fd: int, expected: bytes, shown: bytearray, deadline: float) -> bool:
+    """Read the terminal into `shown` until `expected` appears; False at EOF or the deadline."""
+    while expected not in shown:
+        if time.monotonic() > deadline:
+            return False
+        ready, _, _ = select.select([fd], [], [], 1.0)
+        if not ready:
+            continue
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:  # EIO: the child closed the terminal
+            return False
+        if not chunk:
+            return False
+        shown += chunk
+    return True
+
+
+def on_terminal(laptop: Laptop, args: list[str], script: list[tuple[str, str]]) -> tuple[int, str]:
+    """Run `debvisor ARGS` on a pseudo-terminal; for each (prompt, reply) wait for the prompt,
+    then type the reply. Returns the exit code and everything the terminal showed."""
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: its controlling terminal is the pty, as in an operator's shell
+        try:
+            os.chdir(laptop.home)
+            os.execve(DEBVISOR[0], [*DEBVISOR, *args], laptop.env)
+        finally:
+            os._exit(127)  # exec failed: never return into pytest in the child
+    shown = bytearray()
+    deadline = time.monotonic() + 60
+    try:
+        for expected, reply in script:
+            if not read_until(fd, expected.encode(), shown, deadline):
+                break
+            os.write(fd, reply.encode())
+        read_until(fd, b"\0end of output", shown, deadline)  # until the child exits
+    finally:
+        os.close(fd)
+        _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), shown.decode(errors="replace")
+
+
+def test_on_a_terminal_the_cli_shows_the_fingerprint_asks_and_never_echoes(tmp_path: Path) -> None:
+    with NodeProcess(tmp_path / "node") as node:
+        node.wait_ready()
+        initial = (node.data_dir / "initial-admin-password").read_text().strip()
+        fingerprint = printed_fingerprint(node)
+        laptop = Laptop(tmp_path / "home", node.url, fingerprint)
+        trust = "Trust it? [y/N] "
+
+        code, shown = on_terminal(laptop, ["remote", "add", "lab", node.url], [(trust, "n\n")])
+        assert code == 1, shown
+        assert fingerprint in shown
+        assert "CA not trusted; nothing was sent to the node" in shown
+        assert not laptop.config.exists()
+
+        code, shown = on_terminal(laptop, ["remote", "add", "lab", node.url], [(trust, "y\n")])
+        assert code == 0, shown
+        assert laptop.stored()["ca_fingerprint"] == fingerprint
+
+        new = initial + "-typed"
+        script = [("Password for admin", initial + "\n"), ("New password: ", new + "\n"),
+                  ("Repeat the new password: ", new + "\n")]  # fmt: skip
+        code, shown = on_terminal(laptop, ["login", "admin"], script)
+        assert code == 0, shown
+        assert "logged in to lab as admin" in shown
+        assert initial not in shown  # getpass: nothing typed is echoed
+        assert new not in shown
+        ok(laptop.run("nodes", "list"))
