@@ -46,6 +46,12 @@ DebVisor turns this machine into a node of a self-managing hypervisor cluster.
 cluster's gossip on port 7946. The first start on an empty data directory creates the
 node: a cluster CA, the node's key and certificate, its database, and an `admin` account
 whose password is written to DATA_DIR/initial-admin-password.
+
+From any other machine, the API commands (nodes, cluster, users, tokens, ...) need the
+node's URL and its CA fingerprint once:
+  debvisor remote add lab https://NODE:8443 --ca-fingerprint SHA256
+  debvisor login admin
+  debvisor nodes list
 """
 
 _SERVE_EPILOG = """\
