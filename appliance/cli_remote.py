@@ -336,34 +336,44 @@ def _login(args: argparse.Namespace) -> int:
             if args.expires_days:
                 body["expires_in_seconds"] = args.expires_days * 86400
             created = call(client, "POST", "/api/v1/tokens", json=body)
-            if remote.token_id:  # the previous CLI token is replaced, not left valid
-                with contextlib.suppress(ClientError):  # already revoked or expired
-                    call(client, "DELETE", f"/api/v1/tokens/{remote.token_id}")
         finally:
             _end_session(client)
     directory, config = load_config()
     stored = config.remotes[target.remote]
     stored.user, stored.token, stored.token_id = user, created["secret"], created["token"]["id"]
-    remotes.save(directory, config)
+    remotes.save(directory, config)  # first: a new token must never be lost
     token = created["token"]
     expiry = _when(token["expires_at"]) if token["expires_at"] else "never"
     print(f"logged in to {target.remote} as {user} ({token['role']}); token {token['id']} expires {expiry}")
+    if remote.token and remote.token_id:  # the previous CLI token is replaced, not left valid
+        try:
+            _revoke_with_itself(target, remote.token, remote.token_id)
+        except ClientError as exc:
+            print(f"the previous CLI token {remote.token_id} could not be revoked ({exc}): "
+                  f"`debvisor tokens revoke {remote.token_id}`", file=sys.stderr)  # fmt: skip
     return 0
+
+
+def _revoke_with_itself(target: Target, token: str, token_id: str) -> bool:
+    """Revoke a token using the token (it may belong to another user than the one now logged
+    in); False when the node no longer knew it (revoked, expired, or its owner removed)."""
+    with bare_client(target) as client:
+        client.headers["Authorization"] = f"Bearer {token}"
+        try:
+            call(client, "DELETE", f"/api/v1/tokens/{token_id}")
+        except ClientError as exc:
+            if not str(exc).startswith(("401", "404")):
+                raise
+            return False
+    return True
 
 
 def _logout(args: argparse.Namespace) -> int:
     target, remote = _target_remote(args)
     if remote is None or target.remote is None or not remote.token:
         raise ClientError("not logged in to this remote")
-    with bare_client(target) as client:
-        client.headers["Authorization"] = f"Bearer {remote.token}"
-        try:
-            call(client, "DELETE", f"/api/v1/tokens/{remote.token_id}")
-            outcome = f"token {remote.token_id} revoked"
-        except ClientError as exc:
-            if not str(exc).startswith(("401", "404")):
-                raise
-            outcome = f"token {remote.token_id} was no longer valid"
+    revoked = _revoke_with_itself(target, remote.token, remote.token_id or "")
+    outcome = f"token {remote.token_id} " + ("revoked" if revoked else "was no longer valid")
     directory, config = load_config()
     stored = config.remotes[target.remote]
     stored.token = stored.token_id = None

@@ -148,6 +148,14 @@ def test_laptop_from_url_and_fingerprint_to_tokens_and_logout(tmp_path: Path) ->
         assert stale.returncode == 1
         assert stale.stderr.startswith("debvisor: 401: ")
 
+        # Logging in again replaces the CLI's token and revokes the previous one.
+        ok(laptop.documented("debvisor login admin --password-stdin", stdin=f"{newer}\n"))
+        replaced = laptop.run("nodes", "--token", cli_token)
+        assert replaced.returncode == 1
+        assert replaced.stderr.startswith("debvisor: 401: ")
+        cli_token = str(laptop.stored()["token"])
+        ok(laptop.documented("debvisor nodes list"))
+
         # logout revokes the stored token and forgets it; the remote stays.
         cli_token_id = laptop.stored()["token_id"]
         logout = ok(laptop.documented("debvisor logout"))
