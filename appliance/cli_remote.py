@@ -91,7 +91,9 @@ def add_remote_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
                      help="the CA's SHA-256 fingerprint; without it (or --ca) you are asked on a terminal")  # fmt: skip
     add.add_argument("--ca", default=None, metavar="FILE", help="a copy of the cluster CA instead of fetching it")
     add.set_defaults(func=_remote_add)
-    actions.add_parser("list", help="the remotes; * marks the current one").set_defaults(func=_remote_list)
+    listing = actions.add_parser("list", help="the remotes; * marks the current one")
+    listing.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="as JSON (no secrets)")
+    listing.set_defaults(func=_remote_list)
     use = actions.add_parser("use", help="make NAME the default for every command")
     use.add_argument("name")
     use.set_defaults(func=_remote_use)

@@ -167,6 +167,9 @@ def test_laptop_from_url_and_fingerprint_to_tokens_and_logout(tmp_path: Path) ->
         needs_login = laptop.run("nodes", "list")
         assert needs_login.returncode == 1
         assert "`debvisor login` once" in needs_login.stderr
+        shown = json.loads(ok(laptop.run("remote", "list", "--json")).stdout)
+        assert shown == [{"name": "lab", "url": node.url, "ca_fingerprint": laptop.fingerprint, "user": "admin",
+                          "logged_in": False, "current": True}]  # fmt: skip
         for secret_text in (initial, new, newer, cli_token, secret):
             assert secret_text not in laptop.run("remote", "list").stdout
 
