@@ -19,6 +19,7 @@ import socket
 import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -87,9 +88,10 @@ def add_remote_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
     )
     add.add_argument("name", help="a short name of your choice")
     add.add_argument("url", help="https://NODE:8443")
-    add.add_argument("--ca-fingerprint", default=None, metavar="SHA256",
+    add.add_argument("--ca-fingerprint", default=argparse.SUPPRESS, metavar="SHA256",
                      help="the CA's SHA-256 fingerprint; without it (or --ca) you are asked on a terminal")  # fmt: skip
-    add.add_argument("--ca", default=None, metavar="FILE", help="a copy of the cluster CA instead of fetching it")
+    add.add_argument("--ca", type=Path, default=argparse.SUPPRESS, metavar="FILE",
+                     help="a copy of the cluster CA instead of fetching it")  # fmt: skip
     add.set_defaults(func=_remote_add)
     listing = actions.add_parser("list", help="the remotes; * marks the current one")
     listing.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="as JSON (no secrets)")
@@ -97,8 +99,9 @@ def add_remote_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
     use = actions.add_parser("use", help="make NAME the default for every command")
     use.add_argument("name")
     use.set_defaults(func=_remote_use)
-    remove = actions.add_parser("remove", help="forget a remote (run `debvisor logout` first to revoke its token)")
+    remove = actions.add_parser("remove", help="forget a remote, revoking its CLI token first (as logout)")
     remove.add_argument("name")
+    remove.add_argument("--force", action="store_true", help="forget it even when its token cannot be revoked")
     remove.set_defaults(func=_remote_remove)
 
     api = [connection_parent()]
@@ -183,8 +186,7 @@ def _remote_add(args: argparse.Namespace) -> int:
         raise ClientError(f"remote {name!r} exists; `debvisor remote remove {name}` first")
     if args.ca is not None:
         try:
-            with open(args.ca) as handle:
-                ca_pem = handle.read()
+            ca_pem = args.ca.read_text()
         except OSError as exc:
             raise ClientError(f"cannot read {args.ca}: {exc.strerror}") from exc
         if args.ca_fingerprint:
@@ -246,15 +248,27 @@ def _remote_use(args: argparse.Namespace) -> int:
 
 def _remote_remove(args: argparse.Namespace) -> int:
     directory, config = load_config()
-    remote = config.remotes.pop(args.name, None)
+    remote = config.remotes.get(args.name)
     if remote is None:
         raise ClientError(f"no remote {args.name!r}")
+    note = ""
+    if remote.token and remote.token_id:  # a forgotten token must not stay valid on the cluster
+        target = Target(url=remote.url, ca_pem=remote.ca_pem, token=remote.token, remote=args.name)
+        try:
+            revoked = _revoke_with_itself(target, remote.token, remote.token_id)
+            note = f"; its CLI token {remote.token_id} " + ("is revoked" if revoked else "was no longer valid")
+        except ClientError as exc:
+            if not args.force:
+                raise ClientError(
+                    f"cannot revoke the remote's CLI token {remote.token_id} ({exc}); nothing removed "
+                    "(--force forgets it anyway; then revoke the token from elsewhere)"
+                ) from exc
+            print(f"token {remote.token_id} NOT revoked ({exc}): revoke it from elsewhere", file=sys.stderr)
+    del config.remotes[args.name]
     if config.current == args.name:
         config.current = None
     remotes.save(directory, config)
-    print(f"removed remote {args.name}")
-    if remote.token_id:
-        print(f"its API token {remote.token_id} is still valid on the cluster: `debvisor tokens revoke` it")
+    print(f"removed remote {args.name}{note}")
     return 0
 
 

@@ -173,6 +173,15 @@ def test_laptop_from_url_and_fingerprint_to_tokens_and_logout(tmp_path: Path) ->
         for secret_text in (initial, new, newer, cli_token, secret):
             assert secret_text not in laptop.run("remote", "list").stdout
 
+        # Removing a remote revokes its CLI token too: nothing valid is left behind.
+        ok(laptop.run("login", "admin", "--password-stdin", stdin=f"{newer}\n"))
+        last_token = str(laptop.stored()["token"])
+        removed = ok(laptop.documented("debvisor remote remove lab"))
+        assert removed.stdout.strip().endswith("is revoked")
+        assert json.loads(laptop.config.read_text())["remotes"] == {}
+        assert laptop.run("nodes", "--url", node.url, "--ca", str(node.data_dir / "pki" / "ca.crt"),
+                          "--token", last_token).stderr.startswith("debvisor: 401: ")  # fmt: skip
+
 
 def read_until(fd: int, expected: bytes, shown: bytearray, deadline: float) -> bool:
     """Read the terminal into `shown` until `expected` appears; False at EOF or the deadline."""

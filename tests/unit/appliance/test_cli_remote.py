@@ -242,3 +242,20 @@ def test_a_ca_file_is_checked_against_a_given_fingerprint(config_home: Path) -> 
     args = parse("nodes", "--url", "https://n:8443", "--ca", str(ca_file), "--ca-fingerprint", "00" * 32)
     with pytest.raises(ClientError, match="is not the expected 0000"):
         cli_connect.resolve(args)
+
+
+def test_remove_keeps_a_remote_whose_token_cannot_be_revoked_unless_forced(
+    config_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pem = ca_pem()
+    config = remotes.RemotesConfig(current="gone")
+    config.remotes["gone"] = remotes.Remote(  # nothing listens on port 1 of loopback
+        url="https://127.0.0.1:1", ca_pem=pem, ca_fingerprint=remotes.ca_fingerprint(pem), token="t", token_id="id1"
+    )
+    remotes.save(config_home, config)
+    assert cli.main(["remote", "remove", "gone"]) == 1
+    assert "cannot revoke the remote's CLI token id1" in capsys.readouterr().err
+    assert "gone" in remotes.load(config_home).remotes
+    assert cli.main(["remote", "remove", "gone", "--force"]) == 0
+    assert "token id1 NOT revoked" in capsys.readouterr().err
+    assert remotes.load(config_home) == remotes.RemotesConfig()
