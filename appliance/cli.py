@@ -19,6 +19,7 @@ from appliance import __version__
 from appliance.bootparams import BootParams, read_boot_params
 from appliance.cli_admin import CommandError, add_admin_commands
 from appliance.cli_client import ClientError, add_client_commands, add_client_options
+from appliance.cli_remote import add_remote_commands
 from appliance.datadir import default_data_dir
 from appliance.errors import StartupError
 from appliance.settings import (
@@ -45,6 +46,12 @@ DebVisor turns this machine into a node of a self-managing hypervisor cluster.
 cluster's gossip on port 7946. The first start on an empty data directory creates the
 node: a cluster CA, the node's key and certificate, its database, and an `admin` account
 whose password is written to DATA_DIR/initial-admin-password.
+
+From any other machine, the API commands (nodes, cluster, users, tokens, ...) need the
+node's URL and its CA fingerprint once:
+  debvisor remote add lab https://NODE:8443 --ca-fingerprint SHA256
+  debvisor login admin
+  debvisor nodes list
 """
 
 _SERVE_EPILOG = """\
@@ -180,6 +187,7 @@ def _build_parser() -> argparse.ArgumentParser:
     # directory the service uses (see appliance/network/service.py for how the two coexist).
     add_net_parser(commands)
     add_client_commands(commands)
+    add_remote_commands(commands)
     add_client_options(parser)
     return parser
 

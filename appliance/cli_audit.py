@@ -5,9 +5,10 @@ checks out again; only the heads the node signed earlier, held by its peers, sho
 by default the command asks a node's API (`GET /api/v1/audit/verify?node=NAME`), which
 gathers those heads from every live member and compares them with NAME's chain; it
 authenticates like the other API commands (an API token with `audit:read` in DEBVISOR_TOKEN
-or `--token`, or `--user NAME` to log in). On the node itself it needs nothing else: the
-node's name, its API address and the cluster CA are read from the data dir. `--url` another
-node for a verdict that does not rest on this node's own software.
+or `--token`, a remote's, or `--user NAME` to log in). On the node itself it needs nothing
+else: the node's name, its API address and the cluster CA are read from the data dir.
+`--url` (or `--remote`) another node for a verdict that does not rest on this node's own
+software.
 
 `--local` is the offline check of the database alone (it works without the API and without
 credentials, and says that it cannot see a rewrite by root).
@@ -16,6 +17,7 @@ credentials, and says that it cannot see a rewrite by root).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -25,7 +27,7 @@ import msgspec
 
 from appliance.audit.log import AuditLog
 from appliance.bootstrap import API_ADVERTISE_KEY, open_local_state
-from appliance.cli_client import ClientError, _call, _client
+from appliance.cli_connect import ClientError, call, connection_parent, load_config, open_client
 from appliance.datadir import DataDir, default_data_dir
 from appliance.errors import StartupError
 
@@ -40,11 +42,11 @@ def add_audit_verify(
 ) -> None:
     verify = audit_commands.add_parser(
         "verify",
-        parents=[data_dir],
+        parents=[data_dir, connection_parent()],
         help="check the audit chain against the heads its peers hold; exit 1 with the reason",
         description=(
             "Compare a node's audit chain with the heads it signed and gossiped to its peers, through "
-            "a node's API (credentials: DEBVISOR_TOKEN/--token or --user, given before `audit`). Exit 0 "
+            "a node's API (credentials: a remote's token, DEBVISOR_TOKEN/--token or --user). Exit 0 "
             "if it matches; else print why (truncated, rewritten, broken) naming the peers that hold the "
             "evidence, and exit 1. --local checks this node's database alone, offline."
         ),
@@ -97,17 +99,24 @@ def _against_peers(args: argparse.Namespace) -> int:
     node = args.node or name
     if node is None:
         raise ClientError("no node in the data dir: give --node NAME (and --url), or --data-dir")
-    if not (args.token or args.user):
-        raise ClientError(
-            "comparing with the heads peers hold goes through the API: set DEBVISOR_TOKEN (or --token, or "
-            "--user NAME) for an account with audit:read; --local checks this node's database alone"
-        )
-    url = args.url or (f"https://{api}" if api else None)
-    if url is None:
-        raise ClientError("this node has not served yet, so its API address is unknown: give --url")
-    client_args = argparse.Namespace(**{**vars(args), "url": url, "ca": args.ca or ca})
-    with _client(client_args) as client:
-        result: dict[str, Any] = _call(client, "GET", "/api/v1/audit/verify", params={"node": node})
+    if not (args.token or args.user or args.remote or os.environ.get("DEBVISOR_TOKEN")):
+        _, config = load_config()
+        if not (config.current or os.environ.get("DEBVISOR_REMOTE")):
+            raise ClientError(
+                "comparing with the heads peers hold goes through the API: set DEBVISOR_TOKEN (or --token, "
+                "--user NAME, or a remote after `debvisor login`) for an account with audit:read; "
+                "--local checks this node's database alone"
+            )
+    given_url = args.url or os.environ.get("DEBVISOR_URL")
+    if args.remote or os.environ.get("DEBVISOR_REMOTE") or (given_url is None and api is None):
+        client_args = args  # a remote: resolved like every API command
+    elif given_url is not None:  # another node, still verified with this node's CA unless told
+        own_ca = ca if ca.is_file() else None
+        client_args = argparse.Namespace(**{**vars(args), "ca": args.ca or os.environ.get("DEBVISOR_CA") or own_ca})
+    else:  # this node, through its own API and CA
+        client_args = argparse.Namespace(**{**vars(args), "url": f"https://{api}", "ca": args.ca or ca})
+    with open_client(client_args) as client:
+        result: dict[str, Any] = call(client, "GET", "/api/v1/audit/verify", params={"node": node})
     if args.json:
         print(msgspec.json.format(msgspec.json.encode(result)).decode())
     if not result["intact"]:
