@@ -93,17 +93,24 @@ def add_admin_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
 
     authorities = commands.add_parser(
         "authorities",
-        parents=[data_dir],
         help="the nodes that hold the CA key and sign certificates (set: as root on an authority)",
-        description="list (the default): through any node's API (--url...). set: as root on the console of "
-        "an authority (a node `list` shows holding the key), with --data-dir of that node: it signs the new "
-        "set with the CA key there and the running node replicates it. The API cannot change the set. To "
+        description="Without an action, or with list: the set, through any node's API (--url...). The API "
+        "cannot change it: see `authorities set --help`.",
+    )
+    authorities.set_defaults(func=_authorities_list)
+    authorities_commands = authorities.add_subparsers(dest="authorities_command", metavar="ACTION")
+    authorities_commands.add_parser("list", help="the set, through any node's API").set_defaults(func=_authorities_list)
+    change = authorities_commands.add_parser(
+        "set",
+        parents=[data_dir],
+        help="make these nodes the authorities (as root on an authority's console)",
+        description="As root on the console of an authority (a node `list` shows holding the key), with the "
+        "data dir of that node: sign the new set with the CA key there; the running node replicates it. To "
         "replace authorities, add the new nodes first, wait until `list` shows they hold the key, then "
         "remove the old ones.",
     )
-    authorities.add_argument("action", nargs="?", default="list", choices=["list", "set"])
-    authorities.add_argument("names", nargs="*", metavar="NODE", help="set: every node that should be an authority")
-    authorities.set_defaults(func=_authorities)
+    change.add_argument("names", nargs="+", metavar="NODE", help="every node that should be an authority")
+    change.set_defaults(func=_authorities_set)
 
     audit = commands.add_parser("audit", help="check the audit log", description="Work with this node's audit log.")
     audit_commands = audit.add_subparsers(dest="audit_command", metavar="ACTION", required=True)
@@ -241,11 +248,11 @@ def _token_create(args: argparse.Namespace) -> int:
     return 0
 
 
-def _authorities(args: argparse.Namespace) -> int:
-    if args.action == "list":
-        if args.names:
-            raise CommandError("authorities list takes no names; to change the set: authorities set NODE...")
-        return authorities_list(args)
+def _authorities_list(args: argparse.Namespace) -> int:
+    return authorities_list(args)
+
+
+def _authorities_set(args: argparse.Namespace) -> int:
     names = sorted(set(args.names))
     try:
         for name in names:
