@@ -23,7 +23,7 @@ from pathlib import Path
 
 from appliance.auth.accounts import AccountService
 from appliance.cluster import join_client
-from appliance.cluster.authority import Authorities
+from appliance.cluster.authority import DEFAULT_SIZE, FOUNDER_SLOTS_KEY, Authorities
 from appliance.cluster.hlc import HybridClock
 from appliance.cluster.join import JoinResponse, decode_token
 from appliance.cluster.join_client import JoinError
@@ -152,7 +152,9 @@ def _initialise(
     datadir.lock()
     cluster_id, node_id = str(uuid.uuid4()), str(uuid.uuid4())
     identity = create_identity(datadir, name, cluster_id, addresses, now)
-    db = _create_database(datadir, name=name, node_id=node_id, cluster_id=cluster_id, now=now)
+    # Only the founder gets default designations to make, counted in its local node_meta.
+    slots = {FOUNDER_SLOTS_KEY: str(DEFAULT_SIZE - 1)}
+    db = _create_database(datadir, name=name, node_id=node_id, cluster_id=cluster_id, now=now, extra=slots)
     store = ConfigStore(db, HybridClock(node_id))
     CertRegistry(store).register(identity.node_cert, issued_by=name, now=now.timestamp())
     assert identity.ca_key is not None  # a founder made the CA
@@ -240,7 +242,8 @@ def _register_own(store: ConfigStore, identity: NodeIdentity, cluster_id: str, n
 
     Also the upgrade from a version without registry or authority set: every node then holds
     the CA key; each registers its own certificate and, while the set is empty, becomes an
-    authority (an admin narrows the set afterwards, and the others delete their copies).
+    authority (root on an authority's console narrows the set afterwards, and the others
+    delete their copies).
     Empty means no entry verifies: entries from before designations were signed do not count."""
     registry = CertRegistry(store)
     if registry.get(identity.node_fingerprint) is None:

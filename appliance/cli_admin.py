@@ -1,10 +1,17 @@
-"""Local administration commands: `debvisor user ...` and `debvisor audit verify`.
+"""Local administration commands: `debvisor user ...`, `token create`, `authorities set`, `audit verify`.
 
 They work on the data directory directly, as root on the node's console, for recovery when
 nobody can log in (`audit verify` compares with the peers through the API: cli_audit.py).
 Each change is written to the audit log as user `root` from source `console`. Passwords are
 read from the terminal (twice) or, with `--password-stdin`, from the first line of standard
 input; they never appear on the command line.
+
+`authorities set` exists only here, not in the API: the authority set decides who gets the
+CA key, and an API credential rests on account records that any member can write (root on an
+ordinary node could make itself an admin). Root on an authority's console is the one
+principal no other node can fake; the command signs the new designations with the CA key in
+that node's data dir, and the running node replicates them. `debvisor authorities` without
+`set` lists the set through the API (cli_client.py).
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,11 +29,15 @@ from appliance.auth.accounts import AccountService
 from appliance.auth.permissions import Role
 from appliance.bootstrap import API_ADVERTISE_KEY, LocalState, open_local_state
 from appliance.cli_audit import add_audit_verify
-from appliance.cli_client import add_audit_list
+from appliance.cli_client import add_audit_list, authorities_list
+from appliance.cli_connect import connection_parent
+from appliance.cluster.authority import Authorities, change_refusal
 from appliance.cluster.hlc import HybridClock
 from appliance.cluster.join import JoinService
 from appliance.datadir import DataDir, default_data_dir
+from appliance.identity.registry import CertRegistry
 from appliance.identity.store import load_identity
+from appliance.settings import SettingsError, validate_node_name
 from appliance.store.config import ConfigStore
 
 CONSOLE_USER = "root"
@@ -79,6 +91,31 @@ def add_admin_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
     )
     create.add_argument("--ttl", type=float, default=3.0, metavar="HOURS", help="validity in hours (default: 3)")
     create.set_defaults(func=_token_create)
+
+    api = [connection_parent()]
+    authorities = commands.add_parser(
+        "authorities",
+        parents=api,
+        help="the nodes that hold the CA key and sign certificates (set: as root on an authority)",
+        description="Without an action, or with list: the set, through any node's API (--url...). The API "
+        "cannot change it: see `authorities set --help`.",
+    )
+    authorities.set_defaults(func=_authorities_list)
+    authorities_commands = authorities.add_subparsers(dest="authorities_command", metavar="ACTION")
+    authorities_commands.add_parser("list", parents=api, help="the set, through any node's API").set_defaults(
+        func=_authorities_list
+    )
+    change = authorities_commands.add_parser(
+        "set",
+        parents=[data_dir],
+        help="make these nodes the authorities (as root on an authority's console)",
+        description="As root on the console of an authority (a node `list` shows holding the key), with the "
+        "data dir of that node: sign the new set with the CA key there; the running node replicates it. To "
+        "replace authorities, add the new nodes first, wait until `list` shows they hold the key, then "
+        "remove the old ones.",
+    )
+    change.add_argument("names", nargs="+", metavar="NODE", help="every node that should be an authority")
+    change.set_defaults(func=_authorities_set)
 
     audit = commands.add_parser("audit", help="check the audit log", description="Work with this node's audit log.")
     audit_commands = audit.add_subparsers(dest="audit_command", metavar="ACTION", required=True)
@@ -213,4 +250,51 @@ def _token_create(args: argparse.Namespace) -> int:
     finally:
         state.close()
     print(created.token)
+    return 0
+
+
+def _authorities_list(args: argparse.Namespace) -> int:
+    return authorities_list(args)
+
+
+def _authorities_set(args: argparse.Namespace) -> int:
+    names = sorted(set(args.names))
+    try:
+        for name in names:
+            validate_node_name(name)
+    except SettingsError as exc:
+        raise CommandError(str(exc)) from exc
+    state = _open(args)
+    try:
+        identity = load_identity(DataDir(args.data_dir or default_data_dir()), state.name)
+        store = ConfigStore(state.db, HybridClock(state.node_id))
+        authorities = Authorities(store, identity.ca_cert, state.db.get_meta("cluster_id") or "")
+        registry = CertRegistry(store)
+
+        def member(name: str) -> bool:  # joined (a certificate was issued) and not removed since
+            return bool(registry.fingerprints_of(name)) and registry.name_revocation(name) is None
+
+        audit = AuditLog(state.db, state.name)
+        requested = "requested " + ", ".join(names)
+        refused = change_refusal(
+            names, me=state.name, have_key=identity.ca_key is not None, holders=authorities.holders(), is_member=member
+        )
+        if refused is not None or identity.ca_key is None:
+            reason = refused or "this node does not hold the CA key"
+            audit.append(
+                user=CONSOLE_USER, source=CONSOLE_SOURCE, action="cluster.authority.set", target="authorities",
+                outcome="failed", detail=f"{requested}: {reason}",
+            )  # fmt: skip
+            raise CommandError(reason)
+        added, removed = authorities.replace(
+            names, ca_key=identity.ca_key, by=state.name, requested_by=CONSOLE_USER, now=time.time()
+        )
+        detail = f"now {', '.join(names)}; added {', '.join(added) or '-'}; removed {', '.join(removed) or '-'}"
+        audit.append(
+            user=CONSOLE_USER, source=CONSOLE_SOURCE, action="cluster.authority.set", target="authorities",
+            outcome="success", detail=detail,
+        )  # fmt: skip
+        print(f"authorities {detail}; the running node replicates the change")
+    finally:
+        state.close()
     return 0

@@ -51,18 +51,6 @@ def add_client_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
     cluster = commands.add_parser("cluster", parents=api, help="cluster summary")
     cluster.add_argument("--fresh", action="store_true", help="ask every member now (2 s deadline)")
     cluster.set_defaults(func=_cluster)
-    authorities = commands.add_parser(
-        "authorities",
-        parents=api,
-        help="the nodes that hold the CA key and sign certificates",
-        description="list: through any node. set: give --url of an authority node itself (one that `list` "
-        "shows holding the key): it signs the change with the CA key, and refuses one forwarded by another node.",
-    )
-    authorities.add_argument("action", nargs="?", default="list", choices=["list", "set"])
-    authorities.add_argument(
-        "names", nargs="*", help="set: the nodes that should be authorities (all of them); --url must be an authority"
-    )
-    authorities.set_defaults(func=_authorities)
     users = commands.add_parser("users", parents=api, help="accounts, cluster-wide (admin)")
     users.add_argument("action", nargs="?", default="list", choices=["list", "add", "del"])
     users.add_argument("name", nargs="?")
@@ -168,14 +156,10 @@ def _cluster(args: argparse.Namespace) -> int:
     return _show(args, data, render)
 
 
-def _authorities(args: argparse.Namespace) -> int:
+def authorities_list(args: argparse.Namespace) -> int:
+    """`debvisor authorities` (list): the set as any node sees it; cli_admin registers it."""
     with _client(args) as client:
-        if args.action == "list":
-            data = _call(client, "GET", "/api/v1/cluster/authorities")
-        elif not args.names:
-            raise ClientError("authorities set needs the names of all nodes that should be authorities")
-        else:
-            data = _call(client, "PUT", "/api/v1/cluster/authorities", json={"names": args.names})
+        data = _call(client, "GET", "/api/v1/cluster/authorities")
     columns = [("name", "NAME"), ("holds_key", "HOLDS KEY"), ("designated_by", "DESIGNATED BY")]
     return _show(args, data, lambda d: _table(d, columns))
 

@@ -1,10 +1,16 @@
 """Authority nodes: the few members that hold the cluster CA key and issue certificates.
 
 The set lives in the replicated configuration map (kind `authority`, one entry per node, so
-two concurrent designations do not overwrite each other). The founder is the first; the
-authority that admits a node designates it while the set has fewer than DEFAULT_SIZE
-members, so by default the first three nodes are authorities. An admin changes the set
-through the API (`PUT /api/v1/cluster/authorities`), at an authority.
+two concurrent designations do not overwrite each other). The founder is the first, and the
+founder alone designates the first two nodes it admits (DEFAULT_SIZE in all): it counts them
+in its own node_meta (FOUNDER_SLOTS_KEY), which is local to its database and never
+replicated. The size of the replicated set decides nothing, so a member that deletes entries
+cannot get the next joiner designated, and no other authority designates by default. After
+that the set changes only by root on an authority's console (`debvisor authorities set`,
+`change_refusal`): it signs the new designations with the CA key in that node's data dir.
+There is no API route for it: any member can write account records (they are replicated
+configuration too), so root on an ordinary node could make itself an admin account that
+logs in at an authority; no API credential can stand for "an authority's operator".
 
 Any member can write any entry of the configuration map (writes are not authenticated per
 writer), so an entry is believed only if it is signed with the cluster CA key: only a node
@@ -25,19 +31,21 @@ earlier (the map is last-writer-wins on versions any writer sets). So the CA key
 over (`handover_refusal`) only for a designation that does not yet say `holds_key` and was
 signed less than HANDOVER_WINDOW ago: a designated node fetches the key within seconds, and
 an old designation of a node that was later taken out of the set, replayed, gets nothing.
-An admin who sets the set again re-signs the entries still waiting for the key.
+Setting the set again re-signs the entries still waiting for the key.
 
 What this does not stop: a member can still delete or overwrite entries (shrinking the set, a
-denial of service; an authority that sees another holder leaves the key to it, so the key
-is never lost), and anyone holding a copy of the CA key (an authority, or a removed one that
-kept its copy) can sign anything: that is what the certificate registry and revocation, and
-finally a new CA, are for.
+denial of service that root on an authority's console repairs by setting the set again; an
+authority that sees another holder leaves the key to it, so the key is never lost), and
+anyone holding a copy of the CA key (an authority, or a removed one that kept its copy) can
+sign anything: that is what the certificate registry and revocation, and finally a new CA,
+are for.
 
 A designated node that lacks the key fetches it from an authority that holds it, over HTTPS
 with a request signed by its registered node certificate (`nodeauth`), never through a join
 answer; it then marks its entry `holds_key`. A node taken out of the set deletes its copy,
-but only once some node of the set says it holds the key, so a change of the whole set never
-loses the key. `plan` is that decision, pure; `Authorities` reads and writes the map.
+but only once some node of the set says it holds the key; and the console refuses a set in
+which no node holds the key (`STRANDED`), so a change of the set never loses the key.
+`plan` is that decision, pure; `Authorities` reads and writes the map.
 """
 
 from __future__ import annotations
@@ -46,6 +54,7 @@ import base64
 import enum
 import hashlib
 import logging
+from collections.abc import Callable
 
 import msgspec
 from cryptography import x509
@@ -62,6 +71,12 @@ DEFAULT_SIZE = 3
 PURPOSE = "debvisor-authority-designation/1"  # a signature made for this cannot be taken for another
 MAX_LOGGED = 1000  # bad entries remembered so that each is logged once
 HANDOVER_WINDOW = 3600.0  # seconds after its designation a node may still be sent the key
+# In the founder's node_meta only (never replicated): how many joiners it may still designate.
+FOUNDER_SLOTS_KEY = "default_authorities_left"
+STRANDED = (
+    "none of these nodes holds the CA key: add the new nodes first, wait until `debvisor authorities` "
+    "shows they hold the key, then remove the old ones"
+)
 
 
 class Designation(msgspec.Struct, frozen=True, kw_only=True):
@@ -115,6 +130,27 @@ def verify(ca_cert: x509.Certificate, cluster_id: str, name: str, d: Designation
     except (InvalidSignature, ValueError):
         return False
     return True
+
+
+def change_refusal(
+    names: list[str], *, me: str, have_key: bool, holders: list[str], is_member: Callable[[str], bool]
+) -> str | None:
+    """Why the console of node `me` refuses to make `names` the authority set (None: it may).
+
+    `holders`: the nodes whose verified entries say they hold the key. A set none of whose
+    nodes holds the key would strand it: the new nodes fetch it only from designated holders,
+    and the old ones keep their copies until a designated node holds it."""
+    if not names:
+        return "give the names of all nodes that should be authorities"
+    if not have_key:
+        where = ", ".join(holders) or "none known"
+        return f"this node ({me}) does not hold the CA key; run this on the console of an authority: {where}"
+    unknown = [n for n in names if n != me and not is_member(n)]
+    if unknown:
+        return f"not members of this cluster: {', '.join(unknown)}"
+    if not set(names) & ({me} | set(holders)):
+        return STRANDED
+    return None
 
 
 class KeyStep(enum.Enum):
@@ -175,7 +211,7 @@ class Authorities:
         if entry.holds_key:
             return "its designation says it already holds the key"
         if now - entry.at > HANDOVER_WINDOW:
-            return "its designation is too old to fetch the key with; an admin sets the authorities again"
+            return "its designation is too old to fetch the key with; root on an authority sets the authorities again"
         return None
 
     def names(self) -> list[str]:
@@ -199,14 +235,6 @@ class Authorities:
     ) -> None:
         entry = sign(ca_key, self._cluster_id, name, by=by, at=now, holds_key=holds_key, requested_by=requested_by)
         self._store.put(AUTHORITY_KIND, name, msgspec.json.encode(entry))
-
-    def designate_if_few(self, name: str, *, ca_key: ec.EllipticCurvePrivateKey, by: str, now: float) -> bool:
-        """The default: a new node becomes an authority while there are fewer than DEFAULT_SIZE."""
-        current = self.designated()
-        if name in current or len(current) >= DEFAULT_SIZE:
-            return False
-        self.designate(name, ca_key=ca_key, by=by, now=now)
-        return True
 
     def announce_key(self, name: str, *, ca_key: ec.EllipticCurvePrivateKey) -> None:
         """Mark `name`'s entry `holds_key`, re-signed with the key it now holds."""

@@ -4,9 +4,10 @@ Joining is public: a new node has no account, it has a join token, which `JoinSe
 checks. Failed joins are throttled per source address, like logins (each check is reserved
 first, so concurrent attempts cannot all slip in before the first failure counts), and every
 attempt, a throttled one too, is audited on this node. Join tokens are created on an
-authority (a request to another node is forwarded to one). The authority set is changed only
-at an authority, by a caller that authenticated there (`change_refusal`): the authority signs
-the new designations with the CA key. The internal routes (`/cluster/internal/...`: the CA
+authority (a request to another node is forwarded to one). The authority set is only read
+here: it is changed by root on an authority's console (`debvisor authorities set`), never
+through the API, since any member can write the account records an API credential rests on
+(`authority.py`). The internal routes (`/cluster/internal/...`: the CA
 key for a newly designated authority, certificate renewal, a join token for a PXE machine
 another member approved) answer only members, proven by a
 request signed with a registered node certificate (`nodeauth`); each call is audited here.
@@ -22,7 +23,7 @@ from collections import Counter
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Request, Response, Router, delete, get, post, put
+from litestar import Request, Response, Router, delete, get, post
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, FromQuery, JSONBody
 
@@ -100,10 +101,6 @@ class CertificateView(msgspec.Struct, frozen=True, kw_only=True):
     issued_by: str
     issued_at: float
     revoked: bool
-
-
-class AuthoritiesPut(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    names: Annotated[list[str], msgspec.Meta(min_length=1, max_length=9)]
 
 
 FACTS_KEY = "facts"
@@ -206,7 +203,11 @@ def cluster_routes(cluster: ClusterService, *, forwarder: Forwarder, node_servic
             raise ApiError(404, f"no member {name!r}")
         holders = cluster.authorities.holders()
         if holders == [name]:
-            raise ApiError(409, f"{name!r} is the only node holding the CA key; designate another authority first")
+            raise ApiError(
+                409,
+                f"{name!r} is the only node holding the CA key; make another node an authority first "
+                f"(`debvisor authorities set` as root on {name}'s console)",
+            )
         try:
             revoked = cluster.remove(name)
         except KeyError as exc:
@@ -320,25 +321,6 @@ async def _signed_caller(
         raise
 
 
-def change_refusal(caller: Principal, *, can_sign: bool, holders: list[str]) -> ApiError | None:
-    """Why this node refuses to change the authority set for `caller` (None: it may).
-
-    A change designates the nodes that get the CA key, so it is signed here with that key,
-    and only for a caller this node authenticated itself (its session or API token): the
-    member that forwards a request vouches for its caller, and a compromised member would
-    vouch for an admin it is not."""
-    where = ", ".join(holders) or "none known"
-    if caller.via == "forwarded":
-        return ApiError(
-            403,
-            f"the authority set is changed only by a request sent directly to an authority node "
-            f"(this one was forwarded by {caller.forwarded_by}); send it to one of: {where}",
-        )
-    if not can_sign:
-        return ApiError(421, f"this node is not a certificate authority; send the request directly to one of: {where}")
-    return None
-
-
 def authority_routes(*, cluster: ClusterService, keeper: PkiKeeper, verifier: NodeVerifier, audit: AuditLog) -> Router:
     """The authority set, and the internal calls authorities answer for other members."""
 
@@ -372,32 +354,6 @@ def authority_routes(*, cluster: ClusterService, keeper: PkiKeeper, verifier: No
             )
             for fp, r, revoked in sorted(cluster.registry.entries(), key=lambda e: (e[1].name, e[1].issued_at))
         ]
-
-    @put(
-        "/cluster/authorities",
-        opt=requires(Permission.CLUSTER_MANAGE, action="cluster.authority.set"),
-        summary="Make these nodes the authorities (send it to an authority node itself, never through another)",
-    )
-    async def set_authorities(
-        request: Request[Principal, Any, Any], data: JSONBody[AuthoritiesPut]
-    ) -> list[AuthorityView]:
-        names = sorted(set(data.names))
-        note(request, target="authorities", detail="requested " + ", ".join(names))
-        ca_key = keeper.ca_key
-        refused = change_refusal(request.user, can_sign=ca_key is not None, holders=cluster.authorities.holders())
-        if refused is not None:
-            note(request, detail=refused.detail)
-            raise refused
-        assert ca_key is not None  # change_refusal refuses a node without it
-        unknown = [n for n in names if n != cluster.settings.name and not _live(cluster, n)]
-        if unknown:
-            raise ApiError(422, f"not live members of this cluster: {', '.join(unknown)}")
-        added, removed = cluster.authorities.replace(
-            names, ca_key=ca_key, by=cluster.settings.name, requested_by=request.user.name, now=time.time()
-        )
-        changes = f"added {', '.join(added) or '-'}; removed {', '.join(removed) or '-'}"
-        note(request, detail=f"now {', '.join(names)}; {changes}")
-        return views()
 
     async def caller(request: Request[Any, Any, Any], action: str) -> tuple[str, Any]:
         return await _signed_caller(request, action, verifier=verifier, audit=audit, here=cluster.settings.name)
@@ -456,7 +412,7 @@ def authority_routes(*, cluster: ClusterService, keeper: PkiKeeper, verifier: No
 
     return Router(
         "/api/v1",
-        route_handlers=[list_authorities, list_certificates, set_authorities, send_ca_key, renew],
+        route_handlers=[list_authorities, list_certificates, send_ca_key, renew],
         tags=["cluster"],
     )
 

@@ -12,7 +12,8 @@ The new node fetches the CA from the seed, checks it against the fingerprint, th
 the seed over TLS verified against that CA: it proves the secret and sends a CSR. The issuer
 checks the token (known, unused, unexpired), that the name is free, signs the CSR, records
 the certificate in the registry (`identity/registry.py`) before answering, designates the
-node an authority while there are fewer than three, and answers with the certificate, the
+node an authority if this node is the founder and has designated fewer than two joiners (a
+count in its own node_meta, never the replicated set's size: `authority.py`), and answers with the certificate, the
 CA certificate (never its key), the cluster id, gossip seeds and the replicated settings a
 node needs before its first gossip round (users, API tokens, the certificate registry,
 revocations, the authority set). Only a hash of the secret is stored. A joiner whose answer
@@ -37,7 +38,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from appliance.api.problems import ApiError
-from appliance.cluster.authority import AUTHORITY_KIND, Authorities
+from appliance.cluster.authority import AUTHORITY_KIND, FOUNDER_SLOTS_KEY, Authorities
 from appliance.cluster.messages import ConfigEntry
 from appliance.identity import pki
 from appliance.identity import registry as reg
@@ -258,7 +259,8 @@ class JoinService:
         if self.registry.name_revocation(request.name) is not None:
             self.registry.lift_name(request.name)  # a new join under a removed name
         self.registry.register(cert, issued_by=self.name, now=now)
-        self.authorities.designate_if_few(request.name, ca_key=ca_key, by=self.name, now=now)
+        if not self.authorities.is_authority(request.name) and self._take_founder_slot():
+            self.authorities.designate(request.name, ca_key=ca_key, by=self.name, now=now)
         if not retry:
             used = msgspec.structs.replace(record, used_by=request.name, used_at=now, used_key=key_id)
             self._store.put(JOIN_TOKEN_KIND, record.id, msgspec.json.encode(used))
@@ -274,6 +276,20 @@ class JoinService:
             gossip_seeds=gossip_seeds,
             config=config,
         )
+
+    def _take_founder_slot(self) -> bool:
+        """True if this node is the founder and may still designate a joiner by default.
+
+        The count is in this node's own node_meta, which no other node writes: only the
+        founder has the key at all, and a member that shrinks the replicated set cannot
+        make it designate again."""
+        with self._db.transaction() as conn:
+            row = conn.execute("SELECT value FROM node_meta WHERE key = ?", (FOUNDER_SLOTS_KEY,)).fetchone()
+            left = int(row[0]) if row is not None else 0
+            if left <= 0:
+                return False
+            conn.execute("UPDATE node_meta SET value = ? WHERE key = ?", (str(left - 1), FOUNDER_SLOTS_KEY))
+        return True
 
     def _redemption(self, token_id: str) -> tuple[str, str, float] | None:
         row = self._db.conn.execute(

@@ -4,7 +4,8 @@ Four real `debvisor serve` nodes in network namespaces join one after another: n
 cluster, n1 and n2 become authorities by default, n3 is an ordinary node. The tests run in
 order on that one cluster:
 - a joined ordinary node holds no CA key, and a join answer carries none;
-- the authority set is changed through the API: the key moves, and it is audited;
+- root on an authority's console changes the authority set (`debvisor authorities set`): the
+  key moves, and it is audited as root from the console;
 - a removed node that kept a CA key mints certificates for its old name and for a new one:
   gossip does not readmit it, forwarding refuses assertions signed with them, the internal
   node routes refuse them;
@@ -12,9 +13,15 @@ order on that one cluster:
 - an ordinary member designates itself, as root on it would: an entry written straight into
   its own configuration map (signed with its node key; or an old CA-signed one put back),
   and an admin's change forged as a forwarded request; none gets it the CA key (the
-  authority refuses and audits it), while an admin's change made at an authority still
+  authority refuses and audits it), while root's change on an authority's console still
   moves the key;
-- a burst of parallel joins with a wrong secret gets no more checks than the free failures.
+- a burst of parallel joins with a wrong secret gets no more checks than the free failures;
+- root on an ordinary member writes an admin account into its own database (accounts are
+  replicated configuration), logs in with it at an authority and tries to change the set:
+  there is no API route for it, and the member never gets the key;
+- a member deletes designations (the set shrinks below three) and a new node joins with a
+  token: it is not made an authority (only the founder designates by default, from its own
+  local count); the console refuses a set that would strand the key, and repairs the set.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import datetime as dt
 import json
 import shutil
 import sqlite3
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -38,7 +46,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from appliance.audit.log import AuditLog
-from appliance.auth.accounts import parse_token
+from appliance.auth.accounts import AccountService, parse_token
 from appliance.auth.permissions import Role
 from appliance.auth.principal import Principal
 from appliance.auth.throttle import PAIR
@@ -56,6 +64,7 @@ from appliance.store.database import Database
 from tests.clusterlab import ClusterNode, bootstrap_admin_token, wait_until
 from tests.conftest import require
 from tests.netns import Lab, available
+from tests.nodeproc import DEBVISOR
 from tests.nsclient import NamespaceClient, enter_netns
 
 pytestmark = [pytest.mark.integration, pytest.mark.privileged]
@@ -113,6 +122,14 @@ def holders(node: ClusterNode) -> dict[str, bool]:
     return {a["name"]: a["holds_key"] for a in node.client().get("/api/v1/cluster/authorities").json()}
 
 
+def set_authorities(node: ClusterNode, *names: str) -> subprocess.CompletedProcess[str]:
+    """`debvisor authorities set` as root on `node`'s console, against its data dir."""
+    return subprocess.run(
+        [*DEBVISOR, "authorities", "set", *names, "--data-dir", str(node.data_dir)],
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+
+
 def test_a_joined_ordinary_node_has_no_ca_key(cluster: Cluster) -> None:
     n0, n1, n2, n3 = cluster.nodes
     assert holders(n0).keys() == {"n0", "n1", "n2"}
@@ -156,13 +173,16 @@ def test_an_ordinary_node_cannot_issue_tokens_itself_but_forwards_to_an_authorit
 
 def test_changing_the_authority_set_moves_the_key_and_is_audited(cluster: Cluster) -> None:
     n0, _, n2, n3 = cluster.nodes
-    response = n0.client().put("/api/v1/cluster/authorities", json={"names": ["n0", "n1", "n3"]})
-    assert response.status_code == 200, response.text
+    changed = set_authorities(n0, "n0", "n1", "n3")
+    assert changed.returncode == 0, changed.stderr
     wait_until((n3.data_dir / "pki" / "ca.key").exists, timeout=20)
     wait_until(lambda: not (n2.data_dir / "pki" / "ca.key").exists(), timeout=20)
     wait_until(lambda: holders(n0) == {"n0": True, "n1": True, "n3": True}, timeout=20)
     entries = audit(n0, "cluster.authority.set")
-    assert any(e["outcome"] == "success" and "removed n2" in e["detail"] and e["user"] == "admin" for e in entries)
+    assert any(
+        e["outcome"] == "success" and "removed n2" in e["detail"] and (e["user"], e["source"]) == ("root", "console")
+        for e in entries
+    ), entries
     assert any(e["target"] == "n3" for e in audit(n3, "cluster.authority.key.receive"))
     assert any(e["target"] == "n2" for e in audit(n2, "cluster.authority.key.discard"))
     sent = [e for n in (n0, cluster.nodes[1]) for e in audit(n, "cluster.authority.key.send")]
@@ -409,7 +429,7 @@ def _put_designation(node: ClusterNode, entry: Designation) -> None:
 
 def test_a_member_that_designates_itself_does_not_get_the_ca_key(cluster: Cluster) -> None:
     n0 = cluster.nodes[0]
-    wait_until(lambda: all(holders(n0).values()), timeout=20)  # the rejoined n3 fetches the key
+    wait_until(lambda: all(holders(n0).values()), timeout=20)
     before = holders(n0)
     member = next(n for n in cluster.nodes if n.name not in before)  # an ordinary node
     authority = next(n for n in cluster.nodes if n.name in before and n is not n0)
@@ -457,40 +477,32 @@ def test_a_member_that_designates_itself_does_not_get_the_ca_key(cluster: Cluste
         assert "too old" in response.json()["detail"]
 
         # 2. The member forges an admin's change of the set as a forwarded request (a member
-        #    vouches for its callers; the admin's real token id, so only the forwarding decides).
+        #    vouches for its callers; the admin's real token id): the API has no route for it.
         path = "/api/v1/cluster/authorities"
         wanted = sorted([*before, member.name])
         forged_headers = _forwarding_headers(cluster, node_key, node_cert, authority.name, path, method="PUT")
         response = as_member.put(path, json={"names": wanted}, headers=forged_headers)
-        assert response.status_code == 403, response.text
-        detail = response.json()["detail"]
-        assert f"forwarded by {member.name}" in detail
-        assert all(name in detail for name in before)  # it says where to send it instead
+        assert response.status_code == 405, response.text
     sent = audit(authority, "cluster.authority.key.send")
     assert any(
         e["user"] == f"node:{member.name}" and e["outcome"] == "denied" and "not signed" in e["detail"] for e in sent
     ), sent
-    changes = audit(authority, "cluster.authority.set")
-    assert any(
-        e["outcome"] == "denied" and e["forwarded_by"] == member.name and "forwarded" in e["detail"] for e in changes
-    ), changes
     assert any(e["outcome"] == "denied" and "too old" in e["detail"] for e in sent), sent
     time.sleep(KEY_SYNC_WAIT)  # several of the member's own key-sync rounds
     assert not (member.data_dir / "pki" / "ca.key").exists()
     assert holders(n0) == {**before, member.name: False}
 
-    # 3. Asked of the member itself (directly, with the admin's token), it names the authorities.
-    direct = member.client().put(path, json={"names": wanted})
-    assert direct.status_code == 421, direct.text
-    assert all(name in direct.json()["detail"] for name in before)
+    # 3. Nor does the admin's own token change it, at the member or at an authority.
+    for node in (member, n0):
+        assert node.client().put(path, json={"names": wanted}).status_code == 405
 
-    # 4. The admin's change made at an authority is signed there and moves the key.
-    response = n0.client().put(path, json={"names": wanted})
-    assert response.status_code == 200, response.text
+    # 4. Root on an authority's console signs the change there, and it moves the key.
+    changed = set_authorities(n0, *wanted)
+    assert changed.returncode == 0, changed.stderr
     wait_until((member.data_dir / "pki" / "ca.key").exists, timeout=20)
     wait_until(lambda: holders(n0).get(member.name) is True, timeout=20)
     view = {a["name"]: a for a in n0.client().get(path).json()}[member.name]
-    assert (view["designated_by"], view["requested_by"]) == ("n0", "admin")
+    assert (view["designated_by"], view["requested_by"]) == ("n0", "root")
     sent = [e for n in cluster.nodes for e in audit(n, "cluster.authority.key.send")]
     assert any(e["user"] == f"node:{member.name}" and e["outcome"] == "success" for e in sent)
 
@@ -533,3 +545,94 @@ def test_a_burst_of_bad_join_secrets_gets_no_more_checks_than_the_free_failures(
     entries = [e for e in audit(n0, "cluster.join") if e["source"] == attacker.address]
     assert sum(e["outcome"] == "denied" for e in entries) == checked
     assert sum(e["outcome"] == "throttled" for e in entries) == held
+
+
+def _write_admin(node: ClusterNode, name: str, password: str) -> None:
+    """An admin account written straight into `node`'s database, as root on it can (it replicates)."""
+    db = Database.open(DataDir(node.data_dir).db_path)
+    try:
+        AccountService(ConfigStore(db, HybridClock(db.get_meta("node_id") or ""))).create_user(
+            name, Role.ADMIN, password
+        )
+    finally:
+        db.close()
+
+
+def test_an_admin_account_made_by_root_on_a_member_cannot_change_the_authority_set(cluster: Cluster) -> None:
+    n0 = cluster.nodes[0]
+    before = holders(n0)
+    member = next(n for n in cluster.nodes if n.name not in before)  # an ordinary node
+    authority = next(n for n in cluster.nodes if n.name in before and n is not n0)
+    password = "made by root on a member"
+    _write_admin(member, "mallory", password)
+    path = "/api/v1/cluster/authorities"
+    wanted = sorted([*before, member.name])
+    with NamespaceClient(member.host.netns, authority.url, member.data_dir / "pki" / "ca.crt") as browser:
+
+        def logs_in() -> bool:
+            return browser.post("/api/v1/auth/login", json={"username": "mallory", "password": password}).is_success
+
+        wait_until(logs_in, timeout=20, interval=0.3)  # the account replicated: a real admin at the authority
+        login = browser.post("/api/v1/auth/login", json={"username": "mallory", "password": password})
+        csrf = {"X-CSRF-Token": login.json()["csrf_token"]}
+        assert browser.get("/api/v1/users").status_code == 200  # admin rights, here
+        body: dict[str, Any] = {"json": {"names": wanted}, "headers": csrf}
+        for response in (browser.put(path, **body), browser.post(path, **body), browser.patch(path, **body)):
+            assert response.status_code == 405, response.text
+        assert browser.get(path).status_code == 200  # listing is all the API does with the set
+    time.sleep(KEY_SYNC_WAIT)
+    assert holders(n0) == before
+    assert not (member.data_dir / "pki" / "ca.key").exists()
+    logins = [e for e in audit(authority, "auth.login") if e["user"] == "mallory" and e["outcome"] == "success"]
+    assert logins, "the attacker's login at the authority is on record"
+    assert logins[-1]["source"] == member.host.address
+    assert not [e for n in cluster.nodes for e in audit(n, "cluster.authority.set") if e["user"] == "mallory"]
+    assert n0.client().delete("/api/v1/users/mallory").status_code == 204
+
+
+def test_a_member_that_shrinks_the_set_does_not_get_the_next_joiner_designated(cluster: Cluster) -> None:
+    n0 = cluster.nodes[0]
+    wait_until(lambda: all(holders(n0).values()), timeout=20)
+    before = holders(n0)
+    assert len(before) == 3
+    member = next(n for n in cluster.nodes if n.name not in before)
+    others = [n for n in cluster.nodes if n.name in before and n is not n0]
+    # Root on the member deletes the designations of every authority but the founder.
+    db = Database.open(DataDir(member.data_dir).db_path)
+    try:
+        store = ConfigStore(db, HybridClock(db.get_meta("node_id") or ""))
+        for node in others:
+            assert store.delete(AUTHORITY_KIND, node.name)
+    finally:
+        db.close()
+    wait_until(lambda: holders(n0) == {"n0": True}, timeout=20)
+    # They are out of the set and the key is safe at n0: they delete their copies.
+    wait_until(lambda: not any((n.data_dir / "pki" / "ca.key").exists() for n in others), timeout=20)
+
+    # The set has one entry now; a new node joins with a token from the founder.
+    joiner = cluster.spare
+    shutil.rmtree(joiner.data_dir, ignore_errors=True)
+    joiner.start(join=api_join_token(n0))
+    try:
+        joiner.wait_ready()
+        wait_until(lambda: n0.members().get(joiner.name) == "alive", timeout=20)
+        time.sleep(KEY_SYNC_WAIT)
+        assert holders(n0) == {"n0": True}
+        assert not (joiner.data_dir / "pki" / "ca.key").exists()
+        joins = [e for e in audit(n0, "cluster.join") if e["target"] == joiner.name and e["outcome"] == "success"]
+        assert joins
+        assert "designated" not in joins[-1]["detail"]
+    finally:
+        joiner.stop()
+
+    # Root on the founder's console repairs the set; a set with no key holder in it is refused.
+    stranded = set_authorities(n0, *(n.name for n in others))
+    assert stranded.returncode == 1
+    assert "add the new nodes first" in stranded.stderr
+    assert len(stranded.stderr.strip().splitlines()) == 1
+    repaired = set_authorities(n0, *before)
+    assert repaired.returncode == 0, repaired.stderr
+    wait_until(lambda: holders(n0) == before, timeout=30)
+    changes = [(e["user"], e["source"], e["outcome"]) for e in audit(n0, "cluster.authority.set")]
+    assert ("root", "console", "failed") in changes
+    assert changes.count(("root", "console", "success")) >= 3

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from appliance.api.problems import ApiError
 from appliance.bootstrap import OpenedNode
-from appliance.cluster.authority import Authorities
+from appliance.cluster.authority import FOUNDER_SLOTS_KEY, Authorities
 from appliance.cluster.hlc import HybridClock
 from appliance.cluster.join import (
     ADMIT_RETRY_WINDOW,
@@ -155,3 +155,32 @@ def test_a_node_without_the_ca_key_issues_no_tokens_and_admits_nobody(node: Open
         joins.create_token(created_by="admin", ttl=60)
     with pytest.raises(ApiError, match="no longer a certificate authority"):
         joins.admit(admission(joins, token, "n4", pki.new_key()), name_in_use=lambda _: False, gossip_seeds=[])
+
+
+def test_only_the_founder_designates_by_default_and_only_its_first_two_joiners(
+    node: OpenedNode, clock: FakeClock
+) -> None:
+    """The count is the founder's own (node_meta): a shrunken replicated set is not refilled."""
+    store = ConfigStore(node.db, HybridClock(node.node_id, clock), wall=clock)
+    joins = service(node, store, clock)
+    authorities = Authorities(store, node.identity.ca_cert, node.cluster_id)
+
+    def join(name: str) -> None:
+        token = joins.create_token(created_by="admin", ttl=60).token
+        joins.admit(admission(joins, token, name, pki.new_key()), name_in_use=lambda _: False, gossip_seeds=[])
+
+    for name in ("a1", "a2", "a3"):
+        join(name)
+    assert authorities.names() == sorted([node.name, "a1", "a2"])
+    # A member deletes designations (the map replicates its tombstones): the set has one entry,
+    # and the next joiners are still ordinary nodes.
+    authorities.withdraw("a1")
+    authorities.withdraw("a2")
+    join("a4")
+    assert authorities.names() == [node.name]
+    # Another authority (a node whose node_meta has no founder count) never designates.
+    node.db.set_meta(FOUNDER_SLOTS_KEY, "0")
+    other = service(node, store, clock, name="a1")
+    token = other.create_token(created_by="admin", ttl=60).token
+    other.admit(admission(other, token, "a5", pki.new_key()), name_in_use=lambda _: False, gossip_seeds=[])
+    assert authorities.names() == [node.name]

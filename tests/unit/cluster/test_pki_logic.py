@@ -168,20 +168,20 @@ def test_a_renewal_is_accepted_by_its_key_until_the_node_is_removed(tmp_path: Pa
     db.close()
 
 
-def test_the_authority_set_defaults_to_three_and_an_admin_replaces_it(tmp_path: Path) -> None:
+def test_the_authority_set_is_replaced_and_keeps_what_kept_entries_said(tmp_path: Path) -> None:
     db = Database.create(tmp_path / "db")
     ca_key, ca = pki.new_ca("c", dt.datetime.fromtimestamp(NOW, dt.UTC))
     authorities = Authorities(ConfigStore(db, HybridClock("node")), ca, "c")
     authorities.designate("n0", ca_key=ca_key, by="n0", now=NOW, holds_key=True)
-    few = [authorities.designate_if_few(n, ca_key=ca_key, by="n0", now=NOW) for n in ("n1", "n2", "n3")]
-    assert few == [True, True, False]
+    for name in ("n1", "n2"):
+        authorities.designate(name, ca_key=ca_key, by="n0", now=NOW)
     assert authorities.names() == ["n0", "n1", "n2"]
     assert authorities.holders() == ["n0"]
     authorities.announce_key("n1", ca_key=ca_key)
     assert authorities.holders() == ["n0", "n1"]
-    added, removed = authorities.replace(["n1", "n3"], ca_key=ca_key, by="n1", requested_by="admin", now=NOW)
+    added, removed = authorities.replace(["n1", "n3"], ca_key=ca_key, by="n1", requested_by="root", now=NOW)
     assert (added, removed) == (["n3"], ["n0", "n2"])
     assert authorities.designated()["n1"].holds_key  # kept entries keep what they said
     n3 = authorities.designated()["n3"]
-    assert (n3.by, n3.requested_by, n3.at, n3.holds_key) == ("n1", "admin", NOW, False)
+    assert (n3.by, n3.requested_by, n3.at, n3.holds_key) == ("n1", "root", NOW, False)
     db.close()
