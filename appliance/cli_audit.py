@@ -37,6 +37,9 @@ LOCAL_ONLY_NOTE = (
 )
 
 
+INCONCLUSIVE = 2  # exit status: no peer answered, so nothing outside the node vouched for the chain
+
+
 def add_audit_verify(
     audit_commands: argparse._SubParsersAction[argparse.ArgumentParser], data_dir: argparse.ArgumentParser
 ) -> None:
@@ -48,7 +51,8 @@ def add_audit_verify(
             "Compare a node's audit chain with the heads it signed and gossiped to its peers, through "
             "a node's API (credentials: a remote's token, DEBVISOR_TOKEN/--token or --user). Exit 0 "
             "if it matches; else print why (truncated, rewritten, broken) naming the peers that hold the "
-            "evidence, and exit 1. --local checks this node's database alone, offline."
+            "evidence, and exit 1. Exit 2 if no peer holds a head of it and some did not answer (nothing outside "
+            "the node could vouch for it). --local checks this node's database alone, offline."
         ),
     )
     verify.add_argument("--node", default=None, help="the node whose chain to check (default: this node)")
@@ -122,6 +126,15 @@ def _against_peers(args: argparse.Namespace) -> int:
     if not result["intact"]:
         print(result["reason"], file=sys.stderr)
         return 1
+    if not result["holders"] and result["unreachable"]:
+        # Nothing vouched for the chain from outside, and peers that may hold its heads did not
+        # answer: "intact" would be the node's own word, which is what root can fake.
+        print(
+            f"audit chain of {result['node']} could not be checked against its peers: no answer from "
+            f"{', '.join(result['unreachable'])} (its own hashes hold; try again when they are reachable)",
+            file=sys.stderr,
+        )
+        return INCONCLUSIVE
     if not args.json:
         print(_intact_line(result))
     return 0
