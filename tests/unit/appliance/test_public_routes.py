@@ -54,7 +54,7 @@ def _covers(entry: tuple[str | None, str], method: str, path: str) -> bool:
 def _routes(appliance: Appliance) -> list[tuple[str, str, HTTPRouteHandler]]:
     """(method, path template, handler) of every route the API serves (Litestar's automatic
     OPTIONS answers aside)."""
-    found = []
+    found: list[tuple[str, str, HTTPRouteHandler]] = []
     for route in appliance.litestar.routes:
         if isinstance(route, HTTPRoute):
             for handler in route.route_handlers:
