@@ -11,10 +11,12 @@ only the statuses its own code raises (a 404 for a missing resource, a 409 for a
 and whether it forwards. Every such status is answered as `application/problem+json` with the
 shared `ProblemDetails` schema (`appliance.api.problems.Problem`).
 
-The same pass fixes what the generated document gets wrong: Litestar's default 400 (a JSON
-shape this API never sends), content on 204 answers, extra media types a handler answers
-(the audit export's CSV), and the random examples Litestar generates for `ResponseSpec`
-answers, which also leave dangling `$ref`s (`pxe_inventory_DiskInfo`).
+An operation with parameters also lists 414, which the HTTP server answers (without a body)
+to a URL longer than it accepts. The same pass fixes what the generated document gets wrong:
+Litestar's default 400 (a JSON shape this API never sends), content on 204 answers, extra
+media types a handler answers (the audit export's CSV), and the random examples Litestar
+generates for `ResponseSpec` answers, which also leave dangling `$ref`s
+(`pxe_inventory_DiskInfo`).
 """
 
 from __future__ import annotations
@@ -62,6 +64,9 @@ REASONS: dict[int, str] = {
     503: "The named node (or a subsystem) is down, has left or cannot be reached",
     504: "The named node did not answer in time",
 }
+
+# The HTTP server (granian) answers an over-long URL itself, before the API sees it, without a body.
+URI_TOO_LONG = {"description": "The URL is longer than the HTTP server accepts (answered by it, without a body)"}
 
 _METHODS = ("get", "put", "post", "patch", "delete")
 _STATE_KEY = "debvisor_openapi_document"  # where the built document is kept, in the app's state
@@ -148,6 +153,8 @@ def _complete_operation(operation: dict[str, Any], handler: HTTPRouteHandler) ->
             success.setdefault("content", {})[media_type] = {"schema": {"type": "string"}}
     for status in sorted(problem_statuses(handler, has_parameters=_has_parameters(operation))):
         responses.setdefault(str(status), _problem_response(status))
+    if operation.get("parameters"):
+        responses.setdefault("414", dict(URI_TOO_LONG))
 
 
 def documented_routes(app: Litestar) -> Iterable[tuple[str, str, HTTPRouteHandler]]:
