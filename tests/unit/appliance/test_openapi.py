@@ -23,6 +23,7 @@ from appliance.api.openapi import (
     document,
     documented_routes,
     problem_statuses,
+    problems,
 )
 from appliance.api.problems import PROBLEM_JSON
 from appliance.app import Appliance
@@ -147,6 +148,36 @@ def _undocumented(served: dict[str, Any], answer: Answer) -> str | None:
     if not answer.media_type and response.get("content") and answer.status != 204:
         return f"{answer.status} is documented with a body but was answered without one"
     return None
+
+
+def test_the_answer_check_names_what_is_undocumented() -> None:
+    """The check the recorded answers go through: it must be able to fail."""
+    served = {
+        "paths": {
+            "/a": {
+                "get": {
+                    "responses": {
+                        "200": {"content": {"application/json": {}}},
+                        "204": {"description": "none"},
+                        "404": {"content": {PROBLEM_JSON: {}}},
+                    }
+                }
+            }
+        }
+    }
+    assert _undocumented(served, Answer("get", "/a", 200, "application/json")) is None
+    assert _undocumented(served, Answer("get", "/a", 204, "")) is None
+    assert _undocumented(served, Answer("get", "/a", 409, PROBLEM_JSON)) == "status 409 is not documented"
+    assert _undocumented(served, Answer("get", "/a", 404, "text/html")) == "text/html is not documented for 404"
+    assert (
+        _undocumented(served, Answer("post", "/a", 200, "application/json")) == "the operation is not in the document"
+    )
+
+
+def test_a_handler_cannot_declare_a_status_without_a_documented_reason() -> None:
+    assert problems(404, forwards=True)["forwards"] is True
+    with pytest.raises(ValueError, match="418"):
+        problems(418)
 
 
 @pytest.mark.after_api_tests
