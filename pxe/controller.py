@@ -22,7 +22,7 @@ from litestar.handlers import HTTPRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, JSONBody
 
-from appliance.api.openapi import problems
+from appliance.api.openapi import problems, reads_body
 from appliance.api.problems import ApiError
 from appliance.audit.context import note
 from appliance.auth.permissions import Permission, requires
@@ -161,7 +161,8 @@ def _enrolment_handlers(service: PxeService, *, local: str, forwarder: Forwarder
     @post(
         "/{name:str}/pxe/machines/{mac:str}/approve",
         opt=requires(Permission.PXE_MANAGE, action="pxe.machine.approve")
-        | problems(400, 404, 409, 413, 422, forwards=True),
+        | problems(400, 404, 409, 413, 422, forwards=True)
+        | reads_body(Approval, required=False),
         summary="Approve a machine waiting to enrol (optionally naming it): its next poll gets a join token",
         responses={200: ResponseSpec(EnrolmentView)},
         status_code=200,

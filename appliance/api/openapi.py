@@ -12,11 +12,11 @@ and whether it forwards. Every such status is answered as `application/problem+j
 shared `ProblemDetails` schema (`appliance.api.problems.Problem`).
 
 An operation with parameters also lists 414, which the HTTP server answers (without a body)
-to a URL longer than it accepts. The same pass fixes what the generated document gets wrong:
-Litestar's default 400 (a JSON shape this API never sends), content on 204 answers, extra
-media types a handler answers (the audit export's CSV), and the random examples Litestar
-generates for `ResponseSpec` answers, which also leave dangling `$ref`s
-(`pxe_inventory_DiskInfo`).
+to a URL longer than it accepts. The same pass fixes what the generated document gets wrong
+or leaves out: Litestar's default 400 (a JSON shape this API never sends), content on 204
+answers, extra media types a handler answers (the audit export's CSV), the bodies of handlers
+that decode them themselves (`reads_body`), and the random examples Litestar generates for
+`ResponseSpec` answers, which also leave dangling `$ref`s (`pxe_inventory_DiskInfo`).
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from appliance.auth.access import policy_for
 PROBLEMS_KEY = "problems"
 FORWARDS_KEY = "forwards"
 MEDIA_TYPES_KEY = "media_types"
+BODY_KEY = "reads_body"
 PROBLEM_SCHEMA = "ProblemDetails"
 
 ALWAYS_STATUSES = frozenset({500})  # a bug anywhere: the answer says only to read the node's log
@@ -93,6 +94,12 @@ def media_types(*types: str) -> dict[str, Any]:
     return {MEDIA_TYPES_KEY: tuple(types)}
 
 
+def reads_body(body_type: type, *, required: bool = True) -> dict[str, Any]:
+    """`opt` entry for a handler that decodes its JSON body itself (so Litestar cannot see it):
+    the msgspec struct it expects, documented as its request body."""
+    return {BODY_KEY: (body_type, required)}
+
+
 def problem_statuses(handler: HTTPRouteHandler, *, has_parameters: bool) -> frozenset[int]:
     """Every problem status a route can answer, from its policy and its declarations."""
     policy = policy_for(handler)
@@ -131,6 +138,18 @@ def _problem_schemas() -> dict[str, Any]:
     components[PROBLEM_SCHEMA] = components.pop(schema["$ref"].rsplit("/", 1)[-1])
     components[PROBLEM_SCHEMA]["description"] = "An RFC 9457 problem document; every error the API answers is one."
     return dict(components)
+
+
+def _add_request_body(operation: dict[str, Any], handler: HTTPRouteHandler, components: dict[str, Any]) -> None:
+    declared = handler.opt.get(BODY_KEY)
+    if declared is None or "requestBody" in operation:
+        return
+    body_type, required = declared
+    (schema,), found = msgspec.json.schema_components([body_type], ref_template="#/components/schemas/{name}")
+    for name, definition in found.items():
+        if components.setdefault(name, definition) != definition:
+            raise ValueError(f"two different schemas are named {name!r}")
+    operation["requestBody"] = {"required": required, "content": {"application/json": {"schema": schema}}}
 
 
 def _has_parameters(operation: dict[str, Any]) -> bool:
@@ -173,12 +192,13 @@ def documented_routes(app: Litestar) -> Iterable[tuple[str, str, HTTPRouteHandle
 def complete(app: Litestar, schema: dict[str, Any]) -> dict[str, Any]:
     """Add every route's problem answers and the shared problem schema to `schema` (in place)."""
     paths: dict[str, Any] = schema.get("paths") or {}
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    components.update(_problem_schemas())
     for path, method, handler in documented_routes(app):
         operation = paths.get(path, {}).get(method)
         if operation is not None:
+            _add_request_body(operation, handler, components)
             _complete_operation(operation, handler)
-    components = schema.setdefault("components", {}).setdefault("schemas", {})
-    components.update(_problem_schemas())
     return schema
 
 

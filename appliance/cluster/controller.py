@@ -22,7 +22,7 @@ from litestar import Request, Response, Router, delete, get, post, put
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, FromQuery, JSONBody
 
-from appliance.api.openapi import problems
+from appliance.api.openapi import problems, reads_body
 from appliance.api.problems import ApiError
 from appliance.audit.context import note
 from appliance.audit.log import AuditLog
@@ -377,7 +377,7 @@ def authority_routes(*, cluster: ClusterService, keeper: PkiKeeper, verifier: No
 
     @post(
         "/cluster/internal/renew",
-        opt=PUBLIC | problems(401, 409, 413, 422),
+        opt=PUBLIC | problems(401, 409, 413, 422) | reads_body(RenewRequest),
         summary="Internal: renew the calling node's certificate (signed node call)",
         status_code=200,
     )

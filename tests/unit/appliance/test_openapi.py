@@ -112,6 +112,9 @@ def test_every_route_documents_its_problems(appliance: Appliance, client: TestCl
     assert checked["per node"] >= 15, checked
     assert "text/csv" in served["paths"]["/api/v1/audit/export"]["get"]["responses"]["200"]["content"]
     assert "text/html" in served["paths"]["/api/v1/docs"]["get"]["responses"]["200"]["content"]
+    # Handlers that decode their own bodies declare them, so clients (and the fuzzer) see them.
+    enrol = served["paths"]["/api/v1/pxe/enrol"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert _resolve(served, enrol["$ref"])["required"] == ["id", "secret", "mac"]
 
 
 def test_problem_details_schema_describes_real_problems(client: TestClient[Any]) -> None:
