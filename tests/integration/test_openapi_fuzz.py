@@ -2,9 +2,9 @@
 
 Schemathesis reads the node's own `/api/v1/openapi.json` and sends generated requests (valid
 and invalid) to every operation, authenticated with an admin API token, and checks each answer:
-not a 5xx, a status the operation documents, a content type documented for that status. The
-run is stateless, its examples per operation are bounded and its seed fixed, so it takes well
-under a minute and a failure reproduces.
+not a 5xx, a status the operation documents, a content type documented for that status, a
+body that matches the documented schema. The run is stateless, its examples per operation are
+bounded and its seed fixed, so it takes well under a minute and a failure reproduces.
 
 The node runs in a network namespace of its own, reached on that namespace's loopback: the
 fuzzer sends network and PXE settings, and those must never reach the machine's own links.
@@ -31,7 +31,16 @@ pytestmark = pytest.mark.integration
 
 _BESIDE_PYTHON = Path(sys.executable).with_name("schemathesis")
 SCHEMATHESIS = str(_BESIDE_PYTHON) if _BESIDE_PYTHON.exists() else shutil.which("schemathesis")
-CHECKS = "not_a_server_error,status_code_conformance,content_type_conformance"
+# No 5xx; every status, content type, body schema and declared header as documented.
+CHECKS = ",".join(
+    (
+        "not_a_server_error",
+        "status_code_conformance",
+        "content_type_conformance",
+        "response_schema_conformance",
+        "response_headers_conformance",
+    )
+)
 MAX_EXAMPLES = 8  # per operation and phase; about 60 operations
 SEED = 19
 # The fuzzer learns identifiers from answers (its own token's id, the admin's name) and would
