@@ -87,6 +87,8 @@ def test_fuzzing_a_node_finds_no_server_error_and_nothing_undocumented(tmp_path:
             started = time.monotonic()
             run = host.run(
                 [
+                    # Its cache of crashes goes to the working directory: the test's, not the repository.
+                    *("env", "-C", str(tmp_path)),
                     SCHEMATHESIS,
                     "run",
                     f"{node.url}/api/v1/openapi.json",
