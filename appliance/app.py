@@ -22,12 +22,12 @@ from litestar import Litestar, Router
 from litestar.enums import ScopeType
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.types import ASGIApp, Scope
 from prometheus_client import CollectorRegistry
 
 from appliance import __version__
 from appliance.api.docs_page import docs_routes
+from appliance.api.openapi import DocumentPlugin, prepare
 from appliance.api.problems import EXCEPTION_HANDLERS
 from appliance.audit.anchor import cluster_trust
 from appliance.audit.anchoring import AnchorBook, Anchorer
@@ -364,7 +364,8 @@ def create_app(  # noqa: PLR0915 - the one assembly list; per-subsystem builders
         description="Cluster-wide REST API of a DebVisor node. Every node serves the whole API.",
         # The router's own path is the document's URL: Litestar adds a catch-all 404 page below
         # its router, which must not shadow the API's problem+json 404s under /api/v1.
-        render_plugins=[JsonRenderPlugin(path="/")],
+        # The served document is completed with every route's problem answers (api/openapi.py).
+        render_plugins=[DocumentPlugin(path="/")],
         openapi_router=Router(
             path=f"{API_ROOT}/openapi.json",
             route_handlers=[],
@@ -408,6 +409,7 @@ def create_app(  # noqa: PLR0915 - the one assembly list; per-subsystem builders
         logging_config=None,
         debug=False,
     )
+    prepare(litestar)
     asgi = MetricsMiddleware(litestar, HttpMetrics(registry))
     return Appliance(
         asgi,

@@ -22,6 +22,7 @@ from litestar.handlers import HTTPRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, JSONBody
 
+from appliance.api.openapi import problems, reads_body
 from appliance.api.problems import ApiError
 from appliance.audit.context import note
 from appliance.auth.permissions import Permission, requires
@@ -42,7 +43,7 @@ def pxe_config_routes(service: PxeService, *, local: str, forwarder: Forwarder) 
 
     @get(
         "/{name:str}/pxe",
-        opt=requires(Permission.PXE_MANAGE, action="pxe.config.read"),
+        opt=requires(Permission.PXE_MANAGE, action="pxe.config.read") | problems(forwards=True),
         summary="A node's PXE boot server settings, with each machine's enrolment (never a token)",
         responses={200: ResponseSpec(PxeConfigView)},
     )
@@ -54,7 +55,7 @@ def pxe_config_routes(service: PxeService, *, local: str, forwarder: Forwarder) 
 
     @put(
         "/{name:str}/pxe",
-        opt=requires(Permission.PXE_MANAGE, action="pxe.config.put"),
+        opt=requires(Permission.PXE_MANAGE, action="pxe.config.put") | problems(forwards=True),
         summary="Store and apply a node's PXE boot server settings (restarts dnsmasq if they changed)",
         responses={200: ResponseSpec(PxeConfigView)},
     )
@@ -79,7 +80,7 @@ def pxe_config_routes(service: PxeService, *, local: str, forwarder: Forwarder) 
 
     @get(
         "/{name:str}/pxe/machines",
-        opt=requires(Permission.NODE_READ),
+        opt=requires(Permission.NODE_READ) | problems(forwards=True),
         summary="Machines that fetched a boot script from a node, most recent first",
         responses={200: ResponseSpec(list[EnlistedMachine])},
     )
@@ -90,7 +91,7 @@ def pxe_config_routes(service: PxeService, *, local: str, forwarder: Forwarder) 
 
     @get(
         "/{name:str}/pxe/machines/{mac:str}",
-        opt=requires(Permission.NODE_READ),
+        opt=requires(Permission.NODE_READ) | problems(404, 422, forwards=True),
         summary="One machine that booted from a node, with the inventory it reported",
         responses={200: ResponseSpec(EnlistedMachineDetail)},
     )
@@ -104,7 +105,7 @@ def pxe_config_routes(service: PxeService, *, local: str, forwarder: Forwarder) 
 
     @put(
         "/{name:str}/pxe/machines/{mac:str}",
-        opt=requires(Permission.PXE_MANAGE, action="pxe.machine.put"),
+        opt=requires(Permission.PXE_MANAGE, action="pxe.machine.put") | problems(forwards=True),
         summary="Name a machine: store its boot settings (name, join token, extra arguments, fixed IP)",
         responses={200: ResponseSpec(MachineSettings)},
     )
@@ -122,7 +123,7 @@ def pxe_config_routes(service: PxeService, *, local: str, forwarder: Forwarder) 
 
     @delete(
         "/{name:str}/pxe/machines/{mac:str}",
-        opt=requires(Permission.PXE_MANAGE, action="pxe.machine.delete"),
+        opt=requires(Permission.PXE_MANAGE, action="pxe.machine.delete") | problems(404, 422, forwards=True),
         summary="Forget a machine: its record, its inventory and its boot settings",
         status_code=204,
     )
@@ -159,7 +160,9 @@ def _enrolment_handlers(service: PxeService, *, local: str, forwarder: Forwarder
 
     @post(
         "/{name:str}/pxe/machines/{mac:str}/approve",
-        opt=requires(Permission.PXE_MANAGE, action="pxe.machine.approve"),
+        opt=requires(Permission.PXE_MANAGE, action="pxe.machine.approve")
+        | problems(400, 404, 409, 413, 422, forwards=True)
+        | reads_body(Approval, required=False),
         summary="Approve a machine waiting to enrol (optionally naming it): its next poll gets a join token",
         responses={200: ResponseSpec(EnrolmentView)},
         status_code=200,
@@ -189,7 +192,7 @@ def _enrolment_handlers(service: PxeService, *, local: str, forwarder: Forwarder
 
     @post(
         "/{name:str}/pxe/machines/{mac:str}/refuse",
-        opt=requires(Permission.PXE_MANAGE, action="pxe.machine.refuse"),
+        opt=requires(Permission.PXE_MANAGE, action="pxe.machine.refuse") | problems(404, 422, forwards=True),
         summary="Refuse a machine's enrolment: it stays refused until it is forgotten",
         responses={200: ResponseSpec(EnrolmentView)},
         status_code=200,

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import msgspec
 from litestar import Request, Response, Router, post
 
+from appliance.api.openapi import problems, reads_body
 from appliance.api.problems import ApiError
 from appliance.auth.permissions import PUBLIC
 from appliance.auth.throttle import RateLimiter, retry_after_header
@@ -50,7 +51,7 @@ def enrol_routes(
 
     @post(
         "/enrol",
-        opt=PUBLIC,
+        opt=PUBLIC | problems(400, 403, 404, 409, 410, 413, 422, 429) | reads_body(EnrolRequest),
         summary="A PXE-booted machine presents its single-use enrolment credential",
         request_max_body_size=MAX_BODY,
         status_code=200,
@@ -67,7 +68,7 @@ def enrol_routes(
 
     @post(
         "/enrol/poll",
-        opt=PUBLIC,
+        opt=PUBLIC | problems(400, 403, 404, 409, 410, 413, 422, 429) | reads_body(PollRequest),
         summary="A waiting machine asks whether it was approved (its join token, once, if so)",
         request_max_body_size=MAX_BODY,
         status_code=200,

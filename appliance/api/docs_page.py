@@ -14,6 +14,7 @@ from typing import Any
 import msgspec
 from litestar import MediaType, Request, Router, get
 
+from appliance.api.openapi import document
 from appliance.auth.permissions import Permission, requires
 
 _METHODS = ("get", "put", "post", "patch", "delete")
@@ -92,8 +93,8 @@ def render_reference(schema: dict[str, Any]) -> str:
 def docs_routes() -> Router:
     """`/api/v1/docs`: the reference page, built from the app's OpenAPI document."""
 
-    @get("/api/v1/docs", opt=requires(Permission.API_DOCS_READ), media_type=MediaType.HTML, include_in_schema=False)
+    @get("/api/v1/docs", opt=requires(Permission.API_DOCS_READ), media_type=MediaType.HTML, summary="This reference")
     async def reference(request: Request[Any, Any, Any]) -> str:
-        return render_reference(request.app.openapi_schema.to_schema())
+        return render_reference(document(request.app))
 
     return Router("/", route_handlers=[reference])

@@ -15,6 +15,7 @@ from litestar import Request, Response, Router, get
 from litestar.params import FromQuery, Parameter
 from litestar.response import Stream
 
+from appliance.api.openapi import media_types, problems
 from appliance.api.problems import ApiError
 from appliance.audit import crosscheck
 from appliance.audit.anchoring import Anchorer
@@ -114,7 +115,7 @@ def audit_routes(
 
     @get(
         "/export",
-        opt=requires(Permission.AUDIT_READ, action="audit.export"),
+        opt=requires(Permission.AUDIT_READ, action="audit.export") | media_types("text/csv"),
         summary="Every matching entry as CSV or JSON (a download)",
     )
     async def export(
@@ -140,7 +141,11 @@ def audit_routes(
     async def anchors(node: Annotated[str, Parameter(min_length=1, max_length=253)]) -> HeldAnchors:
         return crosscheck.held_by(anchorer.book, local_node, node)
 
-    @get("/chain", opt=requires(Permission.AUDIT_READ), summary="This node's chain: local check and hashes at seqs")
+    @get(
+        "/chain",
+        opt=requires(Permission.AUDIT_READ) | problems(400),
+        summary="This node's chain: local check and hashes at seqs",
+    )
     async def chain(
         seqs: Annotated[str, Parameter(description="comma-separated sequence numbers", max_length=24 * 1024)] = "",
     ) -> ChainFacts:
@@ -152,7 +157,7 @@ def audit_routes(
 
     @get(
         "/verify",
-        opt=requires(Permission.AUDIT_READ, action="audit.verify"),
+        opt=requires(Permission.AUDIT_READ, action="audit.verify") | problems(404, 502, 503),
         summary="Check a node's chain against the signed heads its peers hold",
     )
     async def verify(

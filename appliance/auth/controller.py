@@ -16,6 +16,7 @@ from litestar import Request, Response, Router, delete, get, post
 from litestar.datastructures import Cookie
 from litestar.params import FromPath, JSONBody
 
+from appliance.api.openapi import problems
 from appliance.api.problems import ApiError
 from appliance.audit.context import note
 from appliance.audit.log import AuditLog
@@ -71,7 +72,12 @@ def back_off_detail(throttle: LoginThrottle, user: str, source: str) -> str:
 
 
 def auth_routes(accounts: AccountService, sessions: SessionStore, throttle: LoginThrottle, audit: AuditLog) -> Router:
-    @post("/login", opt=public(action="auth.login"), summary="Log in: sets the session cookie", status_code=200)
+    @post(
+        "/login",
+        opt=public(action="auth.login") | problems(401, 429),
+        summary="Log in: sets the session cookie",
+        status_code=200,
+    )
     async def login(request: Request[Any, Any, Any], data: JSONBody[LoginRequest]) -> Response[SessionCreated]:
         source = source_of(request.scope)
 
@@ -149,7 +155,7 @@ def auth_routes(accounts: AccountService, sessions: SessionStore, throttle: Logi
 
     @delete(
         "/sessions/{session_id:str}",
-        opt=requires(Permission.SELF, action="auth.session.revoke"),
+        opt=requires(Permission.SELF, action="auth.session.revoke") | problems(404),
         summary="End one of the caller's sessions",
         status_code=204,
     )

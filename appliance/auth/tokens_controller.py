@@ -8,6 +8,7 @@ from typing import Any
 from litestar import Request, Router, delete, get, post
 from litestar.params import FromPath, FromQuery, JSONBody
 
+from appliance.api.openapi import problems
 from appliance.api.problems import ApiError
 from appliance.audit.context import note
 from appliance.auth.accounts import AccountService
@@ -54,7 +55,7 @@ def tokens_routes(accounts: AccountService, use: TokenUse, clock: Callable[[], f
 
     @delete(
         "/{token_id:str}",
-        opt=requires(Permission.SELF, action="token.revoke"),
+        opt=requires(Permission.SELF, action="token.revoke") | problems(404),
         summary="Revoke a token",
         status_code=204,
     )

@@ -17,6 +17,7 @@ import msgspec
 from litestar import Request, Response, Router, delete, get, patch, post
 from litestar.params import FromPath, JSONBody
 
+from appliance.api.openapi import problems
 from appliance.api.problems import ApiError
 from appliance.audit.context import note
 from appliance.auth.access import source_of
@@ -80,16 +81,20 @@ def users_routes(accounts: AccountService, sessions: SessionStore, throttle: Log
     async def list_users() -> list[User]:
         return [to_user(u) for u in accounts.users()]
 
-    @post("/", opt=requires(Permission.USERS_MANAGE, action="user.create"), summary="Create a user")
+    @post("/", opt=requires(Permission.USERS_MANAGE, action="user.create") | problems(409), summary="Create a user")
     async def create_user(request: Request[Principal, Any, Any], data: JSONBody[UsersPost]) -> User:
         note(request, target=data.name, detail=f"role {data.role}")
         return to_user(accounts.create_user(data.name, data.role, data.password, enabled=data.enabled))
 
-    @get("/{name:str}", opt=requires(Permission.USERS_MANAGE), summary="One user")
+    @get("/{name:str}", opt=requires(Permission.USERS_MANAGE) | problems(404), summary="One user")
     async def get_user(name: FromPath[str]) -> User:
         return to_user(existing(name))
 
-    @patch("/{name:str}", opt=requires(Permission.USERS_MANAGE, action="user.update"), summary="Change role or enable")
+    @patch(
+        "/{name:str}",
+        opt=requires(Permission.USERS_MANAGE, action="user.update") | problems(404, 409),
+        summary="Change role or enable",
+    )
     async def update_user(
         request: Request[Principal, Any, Any], name: FromPath[str], data: JSONBody[UserPatch]
     ) -> User:
@@ -102,7 +107,7 @@ def users_routes(accounts: AccountService, sessions: SessionStore, throttle: Log
 
     @delete(
         "/{name:str}",
-        opt=requires(Permission.USERS_MANAGE, action="user.delete"),
+        opt=requires(Permission.USERS_MANAGE, action="user.delete") | problems(404, 409),
         summary="Delete a user, their tokens and sessions",
         status_code=204,
     )
@@ -115,7 +120,7 @@ def users_routes(accounts: AccountService, sessions: SessionStore, throttle: Log
 
     @post(
         "/{name:str}/password",
-        opt=requires(Permission.SELF, action="user.password", before_password_change=True),
+        opt=requires(Permission.SELF, action="user.password", before_password_change=True) | problems(404),
         summary="Change a password (one's own with the current one; anyone's as admin)",
         status_code=200,
     )

@@ -27,6 +27,7 @@ from litestar import Request, Response, Router, delete, get, post
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, FromQuery, JSONBody
 
+from appliance.api.openapi import problems, reads_body
 from appliance.api.problems import ApiError
 from appliance.audit.context import note
 from appliance.audit.log import AuditLog
@@ -180,7 +181,7 @@ def cluster_routes(cluster: ClusterService, *, forwarder: Forwarder, node_servic
 
     @get(
         "/nodes/{name:str}",
-        opt=requires(Permission.NODE_READ),
+        opt=requires(Permission.NODE_READ) | problems(forwards=True),
         summary="One node's status, answered by that node (through any node)",
         responses={200: ResponseSpec(Node)},
     )
@@ -191,7 +192,7 @@ def cluster_routes(cluster: ClusterService, *, forwarder: Forwarder, node_servic
 
     @delete(
         "/nodes/{name:str}",
-        opt=requires(Permission.CLUSTER_MANAGE, action="cluster.node.remove"),
+        opt=requires(Permission.CLUSTER_MANAGE, action="cluster.node.remove") | problems(404, 409),
         summary="Remove a node: revoke its certificate everywhere",
         status_code=204,
     )
@@ -233,7 +234,7 @@ def join_routes(
 
     @post(
         "/cluster/join-tokens",
-        opt=requires(Permission.CLUSTER_MANAGE, action="cluster.token.create"),
+        opt=requires(Permission.CLUSTER_MANAGE, action="cluster.token.create") | problems(409, forwards=True),
         summary="A single-use token that lets one new node join (created on an authority node)",
         responses={201: ResponseSpec(JoinTokenCreated)},
     )
@@ -258,7 +259,7 @@ def join_routes(
 
     @post(
         "/cluster/join",
-        opt=public(action="cluster.join"),
+        opt=public(action="cluster.join") | problems(403, 409, 429),
         summary="Admit a new node (token-authenticated)",
         status_code=200,
     )
@@ -366,7 +367,7 @@ def authority_routes(*, cluster: ClusterService, keeper: PkiKeeper, verifier: No
 
     @post(
         "/cluster/internal/ca-key",
-        opt=PUBLIC,
+        opt=PUBLIC | problems(401, 403, 409, 413),
         summary="Internal: the CA key, for a designated authority (signed node call)",
         status_code=200,
     )
@@ -386,7 +387,7 @@ def authority_routes(*, cluster: ClusterService, keeper: PkiKeeper, verifier: No
 
     @post(
         "/cluster/internal/renew",
-        opt=PUBLIC,
+        opt=PUBLIC | problems(401, 409, 413, 422) | reads_body(RenewRequest),
         summary="Internal: renew the calling node's certificate (signed node call)",
         status_code=200,
     )

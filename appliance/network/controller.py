@@ -14,6 +14,7 @@ from litestar import Request, Response, Router, delete, get, post, put
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, JSONBody
 
+from appliance.api.openapi import problems
 from appliance.audit.context import note
 from appliance.auth.permissions import Permission, requires
 from appliance.auth.principal import Principal
@@ -39,7 +40,7 @@ AnyRequest = Request[Principal, Any, Any]
 def network_routes(service: NetworkService, *, forwarder: Forwarder) -> Router:
     """A node's host networking, through any node."""
     local = service.name
-    read = requires(Permission.NETWORK_READ)
+    read = requires(Permission.NETWORK_READ) | problems(forwards=True)
 
     @get(
         "/{name:str}/network",
@@ -54,7 +55,7 @@ def network_routes(service: NetworkService, *, forwarder: Forwarder) -> Router:
 
     @put(
         "/{name:str}/network",
-        opt=requires(Permission.NETWORK_MANAGE, action="network.config.put"),
+        opt=requires(Permission.NETWORK_MANAGE, action="network.config.put") | problems(forwards=True),
         summary="Store a node's desired network configuration (applied by POST .../apply)",
         responses={200: ResponseSpec(NetworkConfig)},
     )
@@ -67,7 +68,7 @@ def network_routes(service: NetworkService, *, forwarder: Forwarder) -> Router:
 
     @post(
         "/{name:str}/network/plan",
-        opt=requires(Permission.NETWORK_READ, action="network.plan"),
+        opt=requires(Permission.NETWORK_READ, action="network.plan") | problems(409, forwards=True),
         status_code=200,
         summary="What applying a configuration (default: the stored one) would change; changes nothing",
         responses={200: ResponseSpec(NetworkPlan)},
@@ -81,7 +82,7 @@ def network_routes(service: NetworkService, *, forwarder: Forwarder) -> Router:
 
     @post(
         "/{name:str}/network/apply",
-        opt=requires(Permission.NETWORK_MANAGE, action="network.apply"),
+        opt=requires(Permission.NETWORK_MANAGE, action="network.apply") | problems(409, forwards=True),
         status_code=200,
         summary="Apply a configuration; rolled back unless confirmed within confirm_within",
         responses={200: ResponseSpec(NetworkApplied)},
@@ -97,7 +98,7 @@ def network_routes(service: NetworkService, *, forwarder: Forwarder) -> Router:
 
     @post(
         "/{name:str}/network/confirm",
-        opt=requires(Permission.NETWORK_MANAGE, action="network.confirm"),
+        opt=requires(Permission.NETWORK_MANAGE, action="network.confirm") | problems(409, forwards=True),
         status_code=200,
         summary="Keep the change in its confirm window",
         responses={200: ResponseSpec(NetworkOutcome)},
@@ -110,7 +111,7 @@ def network_routes(service: NetworkService, *, forwarder: Forwarder) -> Router:
 
     @post(
         "/{name:str}/network/rollback",
-        opt=requires(Permission.NETWORK_MANAGE, action="network.rollback"),
+        opt=requires(Permission.NETWORK_MANAGE, action="network.rollback") | problems(409, forwards=True),
         status_code=200,
         summary="Undo the change in its confirm window now",
         responses={200: ResponseSpec(NetworkOutcome)},
@@ -150,20 +151,20 @@ def overlay_routes(overlays: OverlayStore) -> Router:
 
     @post(
         "/",
-        opt=requires(Permission.NETWORK_MANAGE, action="network.overlay.create"),
+        opt=requires(Permission.NETWORK_MANAGE, action="network.overlay.create") | problems(409),
         summary="Define an overlay network; every node creates it",
     )
     async def create_overlay(request: AnyRequest, data: JSONBody[OverlaysPost]) -> Overlay:
         note(request, target=data.name, detail=f"VNI {data.vni}, bridge {data.bridge}")
         return Overlay.of(overlays.create(data))
 
-    @get("/{name:str}", opt=requires(Permission.NETWORK_READ), summary="One overlay network")
+    @get("/{name:str}", opt=requires(Permission.NETWORK_READ) | problems(404), summary="One overlay network")
     async def get_overlay(name: FromPath[str]) -> Overlay:
         return Overlay.of(overlays.get(name))
 
     @put(
         "/{name:str}",
-        opt=requires(Permission.NETWORK_MANAGE, action="network.overlay.update"),
+        opt=requires(Permission.NETWORK_MANAGE, action="network.overlay.update") | problems(404, 409),
         summary="Change an overlay network (every node follows)",
     )
     async def update_overlay(request: AnyRequest, name: FromPath[str], data: JSONBody[OverlayPut]) -> Overlay:
@@ -172,7 +173,7 @@ def overlay_routes(overlays: OverlayStore) -> Router:
 
     @delete(
         "/{name:str}",
-        opt=requires(Permission.NETWORK_MANAGE, action="network.overlay.delete"),
+        opt=requires(Permission.NETWORK_MANAGE, action="network.overlay.delete") | problems(404),
         status_code=204,
         summary="Delete an overlay network; every node removes its links",
     )

@@ -13,8 +13,10 @@ from litestar.testing import TestClient
 
 from appliance.app import Appliance, create_app
 from appliance.bootstrap import OpenedNode, open_node
+from appliance.metrics.http import MetricsMiddleware
 from appliance.node.types import Cpu, Disk, InterfaceAddress, Memory
 from appliance.settings import AuthSettings, ServeSettings, parse_host_port
+from tests.unit.appliance.answers import recording
 
 # Session cookies are Secure: the test client must speak "https" for the browser rules to apply.
 BASE = "https://testserver.local"
@@ -117,3 +119,18 @@ def another_browser(client: TestClient[Any]) -> Iterator[httpx.Client]:
     It borrows the test client's transport, so it is neither entered nor closed itself.
     """
     yield httpx.Client(transport=client._transport, base_url=BASE)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _record_answers() -> Iterator[None]:
+    """Record every answer an API test gets (tests/unit/appliance/answers.py); the OpenAPI
+    test checks each one is documented, after all the others ran."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(MetricsMiddleware, "__call__", recording(MetricsMiddleware.__call__))
+        yield
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the check of the recorded answers last, after every test that feeds it."""
+    last = [item for item in items if item.get_closest_marker("after_api_tests")]
+    items[:] = [item for item in items if item not in last] + last
