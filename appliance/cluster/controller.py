@@ -432,7 +432,7 @@ def machine_token_routes(
 
     @post(
         "/cluster/internal/join-token",
-        opt=PUBLIC,
+        opt=PUBLIC | problems(401, 403, 409, 413, 422) | reads_body(MachineTokenRequest),
         summary="Internal: a short-lived join token for a PXE machine a member approved (signed node call)",
         status_code=201,
     )
