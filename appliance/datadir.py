@@ -27,6 +27,9 @@ from appliance.errors import StartupError
 
 DB_NAME = "debvisor.db"
 LOCK_NAME = "lock"
+# A PXE-booted machine's poll secret while it waits for approval, before the node exists: inside
+# the data dir (the one place the service may write), and not a sign that a node was made there.
+ENROLMENT_NAME = "enrolment"
 INIT_MARKER = ".initialising"
 ADMIN_PASSWORD_NAME = "initial-admin-password"  # noqa: S105 - a file name, not a secret
 PKI_DIR = "pki"
@@ -68,7 +71,7 @@ class DataDir:
             entries = [p.name for p in self.root.iterdir()]
         except PermissionError as exc:
             raise StartupError(f"data dir {self.root} is not readable: {exc.strerror}") from exc
-        return not [name for name in entries if name != LOCK_NAME]
+        return not [name for name in entries if name not in (LOCK_NAME, ENROLMENT_NAME)]
 
     def check_initialised(self) -> None:
         """Refuse a directory that is not a complete DebVisor data dir, saying why."""

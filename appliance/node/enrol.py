@@ -30,7 +30,7 @@ from appliance.cluster.join import decode_token
 from appliance.cluster.join_client import JoinError, fetch_ca
 from appliance.cluster.transport import split_addr
 from appliance.console import notify_systemd
-from appliance.datadir import write_new_file
+from appliance.datadir import ENROLMENT_NAME, write_new_file
 from appliance.errors import StartupError
 from appliance.settings import ServeSettings
 from pxe.credential import EnrolCredential, decode
@@ -254,7 +254,10 @@ def enrol_before_join(settings: ServeSettings) -> ServeSettings:
     token given), else with the join token and name its approved enrolment got (StartupError if none)."""
     if settings.enrol is None or settings.join:
         return settings
-    resume = settings.data_dir.with_name(settings.data_dir.name + ".enrolment")
+    # Inside the data dir: under systemd's ProtectSystem=strict it is the one place the service
+    # may write, and a fresh data dir may hold this file (DataDir.is_fresh).
+    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    resume = settings.data_dir / ENROLMENT_NAME
     try:
         enrolled = enrol(settings.enrol, mac=settings.boot_mac, serial=read_serial(), resume=resume)
     except EnrolError as exc:

@@ -234,7 +234,7 @@ def test_a_pxe_booted_node_waits_pending_until_approved_then_joins(
             )
         assert _state(server, MAC) == "joined"
         assert "waits for approval" in machine.stderr()
-        assert not (tmp_path / "machine.enrolment").exists()  # the kept poll secret is gone
+        assert not (tmp_path / "machine" / "enrolment").exists()  # the kept poll secret is gone
     assert "dvj_" not in machine.stderr() + server.stderr()
     approvals = _audit(server, "pxe.machine.approve")
     assert [(e["user"], e["detail"]) for e in approvals] == [("opal", "approved to join as rack1-n3")]

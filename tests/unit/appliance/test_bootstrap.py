@@ -17,6 +17,7 @@ import pytest
 from appliance.auth.passwords import verify_password
 from appliance.auth.types import UserRecord
 from appliance.bootstrap import certificate_addresses, open_node
+from appliance.datadir import ENROLMENT_NAME, DataDir
 from appliance.errors import StartupError
 from appliance.identity import pki
 from appliance.settings import parse_host_port
@@ -200,3 +201,15 @@ def test_node_cert_is_renewed_before_expiry(tmp_path: Path) -> None:
         assert node.identity.node_cert.not_valid_after_utc > later + dt.timedelta(days=300)
     finally:
         node.close()
+
+
+def test_a_data_dir_holding_only_a_waiting_enrolment_is_fresh(tmp_path: Path) -> None:
+    # A PXE-booted machine keeps its poll secret in the data dir while it waits for approval
+    # (the one place the service may write under ProtectSystem=strict); the join that follows
+    # must still find the directory fresh, and anything else makes it not fresh.
+    datadir = DataDir(tmp_path / "data")
+    datadir.root.mkdir()
+    (datadir.root / ENROLMENT_NAME).write_text("{}")
+    assert datadir.is_fresh()
+    (datadir.root / "debvisor.db").write_bytes(b"")
+    assert not datadir.is_fresh()
