@@ -106,7 +106,7 @@ def pxe_config_routes(service: PxeService, *, local: str, forwarder: Forwarder) 
     @put(
         "/{name:str}/pxe/machines/{mac:str}",
         opt=requires(Permission.PXE_MANAGE, action="pxe.machine.put") | problems(forwards=True),
-        summary="Name a machine: store its boot settings (name, join token, extra arguments, fixed IP)",
+        summary="Name a machine: store its boot settings (name, extra arguments, fixed IP)",
         responses={200: ResponseSpec(MachineSettings)},
     )
     async def put_machine(

@@ -11,8 +11,11 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from litestar.testing import TestClient
 
 from appliance.api.problems import ApiError
+from appliance.app import Appliance
+from appliance.auth.permissions import Role
 from appliance.bootstrap import OpenedNode
 from appliance.cluster.authority import FOUNDER_SLOTS_KEY, Authorities
 from appliance.cluster.hlc import HybridClock
@@ -27,7 +30,9 @@ from appliance.cluster.join import (
 from appliance.identity import pki
 from appliance.identity.registry import CertRegistry
 from appliance.store.config import ConfigStore
-from tests.unit.appliance.conftest import FakeClock
+from tests.unit.appliance.conftest import BASE, FakeClock
+
+JOIN_TOKENS = "/api/v1/cluster/join-tokens"
 
 
 def service(node: OpenedNode, store: ConfigStore, clock: FakeClock, *, name: str | None = None) -> JoinService:
@@ -184,3 +189,20 @@ def test_only_the_founder_designates_by_default_and_only_its_first_two_joiners(
     token = other.create_token(created_by="admin", ttl=60).token
     other.admit(admission(other, token, "a5", pki.new_key()), name_in_use=lambda _: False, gossip_seeds=[])
     assert authorities.names() == [node.name]
+
+
+def test_only_admins_create_join_tokens_and_a_refusal_carries_no_token(appliance: Appliance) -> None:
+    """docs/security.md's role matrix: `cluster:manage` (join tokens) is admin-only. An operator's
+    token gets a problem without a `token` field, so the docs' `jq -er .token` fails instead of
+    keeping `null` as a machine's join token; an admin's gets a `dvj_` token."""
+    with TestClient(appliance.asgi, base_url=BASE) as api:
+        for role in (Role.OPERATOR, Role.VIEWER, Role.DEVELOPER):
+            _, secret = appliance.accounts.create_token(owner="admin", name=str(role), role=role, expires_at=None)
+            refused = api.post(JOIN_TOKENS, json={}, headers={"Authorization": f"Bearer {secret}"})
+            assert refused.status_code == 403, (role, refused.text)
+            assert refused.headers["content-type"].startswith("application/problem+json")
+            assert "token" not in refused.json()
+        _, secret = appliance.accounts.create_token(owner="admin", name="admin", role=Role.ADMIN, expires_at=None)
+        created = api.post(JOIN_TOKENS, json={}, headers={"Authorization": f"Bearer {secret}"})
+        assert created.status_code == 201, created.text
+        assert created.json()["token"].startswith("dvj_")
