@@ -6,8 +6,11 @@ they are the site's security settings (the approval policy). No route returns a 
 the settings name the token a machine was handed by id and expiry only. The machine list and a
 machine's reported inventory and enrolment state are for `node:read`. Naming a machine
 (`PUT .../machines/{mac}`) or forgetting it (`DELETE`) changes the per-MAC settings like
-`PUT .../pxe`. Approving (`POST .../machines/{mac}/approve`, optionally naming it) or refusing
-(`.../refuse`) a machine that enrolled is `pxe:manage` too. Everything here is audited by the
+`PUT .../pxe`. Approving a machine that enrolled (`POST .../machines/{mac}/approve`,
+optionally naming it) admits a member, and a member can act at the other nodes as any enabled
+user (docs/security.md), so it is an admin's act (`cluster:manage`, like making a join token);
+so is changing the approval policy (`approve_macs`, `approve_serials`, `approve_all`) in
+`PUT .../pxe`. Refusing (`.../refuse`) is `pxe:manage`. Everything here is audited by the
 access gate under the route's action. The boot files and the machines' reports are served
 without credentials by `pxe.http` on the plain-HTTP listener; enrolment by `pxe.enrol_routes`.
 """
@@ -65,8 +68,15 @@ def pxe_config_routes(service: PxeService, *, local: str, forwarder: Forwarder) 
         # What GET answers may be sent back as is: its read-only `enrolments` are ignored.
         fields = msgspec.structs.asdict(data)
         del fields["enrolments"]
+        wanted = PxeConfig(**fields)
+        if _policy_of(wanted) != _policy_of(service.config()) and not request.user.can(Permission.CLUSTER_MANAGE):
+            raise ApiError(
+                403,
+                "changing the approval policy (approve_macs, approve_serials, approve_all) admits members "
+                f"without a person: it needs {Permission.CLUSTER_MANAGE} (an admin)",
+            )
         try:
-            stored = await service.put(PxeConfig(**fields))
+            stored = await service.put(wanted)
         except PxeError as exc:
             raise ApiError(422, f"invalid PXE settings: {exc}") from exc
         state = f"enabled on {stored.interface} ({stored.mode})" if stored.enabled else "disabled"
@@ -160,7 +170,7 @@ def _enrolment_handlers(service: PxeService, *, local: str, forwarder: Forwarder
 
     @post(
         "/{name:str}/pxe/machines/{mac:str}/approve",
-        opt=requires(Permission.PXE_MANAGE, action="pxe.machine.approve")
+        opt=requires(Permission.CLUSTER_MANAGE, action="pxe.machine.approve")
         | problems(400, 404, 409, 413, 422, forwards=True)
         | reads_body(Approval, required=False),
         summary="Approve a machine waiting to enrol (optionally naming it): its next poll gets a join token",
@@ -239,3 +249,14 @@ def _mac(text: str) -> str:
         return normalize_mac(text)
     except ValueError as exc:
         raise ApiError(422, str(exc)) from exc
+
+
+def _policy_of(config: PxeConfig) -> tuple[frozenset[str], frozenset[str], bool]:
+    """The approval policy as stored (MACs normalised), to tell whether a PUT changes it."""
+    macs = set()
+    for mac in config.approve_macs:
+        try:
+            macs.add(normalize_mac(mac))
+        except ValueError:
+            macs.add(mac)  # invalid: a change (PxeService.put then says why, to those who may make it)
+    return frozenset(macs), frozenset(config.approve_serials), config.approve_all

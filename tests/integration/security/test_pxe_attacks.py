@@ -175,8 +175,15 @@ def test_an_operator_cannot_read_a_join_token_through_any_pxe_route_and_reads_ar
     with server.client() as tls:
         enrolled = tls.post("/api/v1/pxe/enrol", json={"id": credential.id, "secret": credential.secret, "mac": MAC})
         assert enrolled.status_code == 200, enrolled.text
-        with _operator(server) as operator:
-            approved = operator.post(f"/api/v1/nodes/boot/pxe/machines/{MAC}/approve", json={"name": "rack1-n2"})
+        with _operator(server) as operator, server.admin_client() as admin:
+            # Approving admits a member, which can act as any enabled user: an operator may not.
+            refused = operator.post(f"/api/v1/nodes/boot/pxe/machines/{MAC}/approve", json={"name": "rack1-n2"})
+            assert refused.status_code == 403, refused.text
+            policy = operator.get("/api/v1/nodes/boot/pxe").json()
+            widened = operator.put("/api/v1/nodes/boot/pxe", json={**policy, "approve_all": True})
+            assert widened.status_code == 403, widened.text
+            assert "approval policy" in widened.json()["detail"]
+            approved = admin.post(f"/api/v1/nodes/boot/pxe/machines/{MAC}/approve", json={"name": "rack1-n2"})
             assert approved.status_code == 200, approved.text
             polled = tls.post(
                 "/api/v1/pxe/enrol/poll", json={"mac": MAC, "poll_secret": enrolled.json()["poll_secret"]}
@@ -200,7 +207,8 @@ def test_an_operator_cannot_read_a_join_token_through_any_pxe_route_and_reads_ar
     leaked = [text for text in seen if "dvj_" in text or token in text]
     assert leaked == []
     reads = [e for e in _audit(server, "pxe.config.read") if e["user"] == "opal"]
-    assert [(e["outcome"], e["target"]) for e in reads] == [("success", "node boot")]
+    # Two reads of the settings: before the refused policy change, and among the routes above.
+    assert [(e["outcome"], e["target"]) for e in reads] == [("success", "node boot")] * 2
     issued = _audit(server, "pxe.enrol.token")
     assert [e["detail"] for e in issued] == [f"join token {token_id} handed over, to join as rack1-n2"]
     assert token not in json.dumps(_audit(server, None)) + server.stderr()
@@ -222,8 +230,8 @@ def test_a_pxe_booted_node_waits_pending_until_approved_then_joins(
     machine = BootedNode(tmp_path / "machine", extra_args=["--boot-params", str(cmdline)])
     with machine:
         _wait_for(lambda: "resumes waiting for approval" in machine.stderr(), 30.0, "the machine to resume")
-        with _operator(server) as operator:
-            approved = operator.post(f"/api/v1/nodes/boot/pxe/machines/{MAC}/approve", json={"name": "rack1-n3"})
+        with server.admin_client() as admin:
+            approved = admin.post(f"/api/v1/nodes/boot/pxe/machines/{MAC}/approve", json={"name": "rack1-n3"})
         assert approved.status_code == 200, approved.text
         machine.wait_ready(60.0)
         with server.admin_client() as api:
@@ -237,7 +245,7 @@ def test_a_pxe_booted_node_waits_pending_until_approved_then_joins(
         assert not (tmp_path / "machine" / "enrolment").exists()  # the kept poll secret is gone
     assert "dvj_" not in machine.stderr() + server.stderr()
     approvals = _audit(server, "pxe.machine.approve")
-    assert [(e["user"], e["detail"]) for e in approvals] == [("opal", "approved to join as rack1-n3")]
+    assert [(e["user"], e["detail"]) for e in approvals] == [("admin", "approved to join as rack1-n3")]
 
 
 def test_an_allow_listed_machine_joins_without_an_operator(tmp_path: Path, server: NodeProcess, pxe_port: int) -> None:
