@@ -158,9 +158,11 @@ class AccessGate:
 
     def _audit_rate_limit(self, scope: HTTPScope, principal: Principal, limiter: RateLimiter) -> None:
         now = time.monotonic()
-        if now - self._rate_limit_audited.get(principal.name, -RATE_LIMIT_AUDIT_INTERVAL) < RATE_LIMIT_AUDIT_INTERVAL:
+        # Once a minute per user and bucket: a refused scrape is not hidden by the user's own refusals.
+        key = principal.name if limiter is self.limiter else f"metrics:{principal.name}"
+        if now - self._rate_limit_audited.get(key, -RATE_LIMIT_AUDIT_INTERVAL) < RATE_LIMIT_AUDIT_INTERVAL:
             return
-        self._rate_limit_audited[principal.name] = now
+        self._rate_limit_audited[key] = now
         self.audit.append(
             user=principal.name,
             source=principal.source,

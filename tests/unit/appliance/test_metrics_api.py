@@ -84,5 +84,6 @@ def test_metrics_reads_spend_their_own_bucket_not_the_users(node: OpenedNode, cl
         refused = client.get("/metrics", headers=scrape)
         assert refused.status_code == 429
         assert refused.headers["retry-after"] == "1"
+    # Once a minute per user and bucket: the refused scrape is audited despite the user's own refusal.
     entries = limited.audit.query(AuditQuery(action="auth.rate_limited"), 10)
-    assert [e.user for e in entries] == ["admin"]  # once a minute per user
+    assert [(e.user, e.target) for e in entries] == [("admin", "/api/v1/node"), ("admin", "/metrics")]
