@@ -33,7 +33,7 @@ from appliance.audit.anchor import cluster_trust
 from appliance.audit.anchoring import AnchorBook, Anchorer
 from appliance.audit.controller import audit_routes
 from appliance.audit.log import AuditLog
-from appliance.auth.access import AccessGate, AccessMiddleware
+from appliance.auth.access import METRICS_BURST, METRICS_RATE, AccessGate, AccessMiddleware
 from appliance.auth.accounts import AccountService
 from appliance.auth.controller import auth_routes
 from appliance.auth.permissions import Permission, requires
@@ -185,7 +185,9 @@ def create_app(  # noqa: PLR0915 - the one assembly list; per-subsystem builders
     limiter = RateLimiter(auth.rate_limit, auth.rate_burst, monotonic)
     login_throttle = LoginThrottle(clock=clock, store=SqliteBackoffStore(node.db))  # wall time: it outlives a reboot
     authenticator = Authenticator(accounts, sessions, token_use, clock)
-    gate = AccessGate(authenticator, limiter, audit)
+    # Metrics reads spend their own bucket (appliance/auth/access.py); off when the limit is off.
+    metrics_limiter = RateLimiter(METRICS_RATE if auth.rate_limit > 0 else 0.0, METRICS_BURST, monotonic)
+    gate = AccessGate(authenticator, limiter, audit, metrics_limiter)
     server_context, client_context = tls_contexts(
         node.identity.ca_cert_path, node.identity.node_cert_path, node.identity.node_key_path
     )
@@ -376,7 +378,7 @@ def create_app(  # noqa: PLR0915 - the one assembly list; per-subsystem builders
     litestar = Litestar(
         route_handlers=[
             health_routes(readiness),
-            metrics_routes(registry),
+            metrics_routes(registry, cluster.members),
             docs_routes(),
             node_routes(node_service),
             auth_routes(accounts, sessions, login_throttle, audit),

@@ -10,7 +10,13 @@ middleware reads the matched handler from the scope. For each request it:
 4. authenticates the caller (401 without valid credentials);
 5. holds users who must change their password to the routes that let them do so (403);
 6. checks the CSRF token on unsafe requests authenticated by session cookie (403);
-7. applies the per-user rate limit (429 with Retry-After);
+7. applies the per-user rate limit (429 with Retry-After); GETs of the metrics routes (those
+   that need `metrics:read`: `/metrics` and the Prometheus target list) spend a separate
+   per-user bucket instead, so a Prometheus scraping every node can never be refused because
+   the same user's dashboard or scripts used up their requests, nor use up theirs. That
+   bucket is still per user and bounded (`METRICS_RATE`/`METRICS_BURST`): a scrape is a few
+   requests a minute per node, so it leaves room for several Prometheus servers and scrape
+   jobs sharing one token, yet a leaked metrics token cannot flood a node;
 8. checks the role's permission (403);
 9. records every unsafe request (and every refusal of one) in the audit log, with the
    credential (session or API token id) and, for a forwarded request, the member that
@@ -49,6 +55,11 @@ from appliance.auth.throttle import RateLimiter, retry_after_header
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 RATE_LIMIT_AUDIT_INTERVAL = 60.0
+# The metrics bucket: 5 requests/s on average, bursts of 50. One Prometheus scraping a node
+# every 15 s uses 1/15 of a request a second there; even a 1 s scrape interval with HA pairs
+# and service-discovery refreshes stays well inside it.
+METRICS_RATE = 5.0
+METRICS_BURST = 50.0
 
 
 @dataclass(frozen=True)
@@ -74,6 +85,11 @@ def policy_for(handler: BaseRouteHandler) -> RoutePolicy:
     )
 
 
+def _metrics_read(policy: RoutePolicy, method: str) -> bool:
+    """A read of a metrics route: it spends the metrics bucket, not the user's."""
+    return policy.permission is Permission.METRICS_READ and method in ("GET", "HEAD")
+
+
 def _header(scope: Scope, name: bytes) -> bytes:
     for key, value in scope["headers"]:
         if key == name:
@@ -89,9 +105,17 @@ def source_of(scope: Scope) -> str:
 class AccessGate:
     """The collaborators the gate needs; one instance per app."""
 
-    def __init__(self, authenticator: Authenticator, limiter: RateLimiter, audit: AuditLog) -> None:
+    def __init__(
+        self,
+        authenticator: Authenticator,
+        limiter: RateLimiter,
+        audit: AuditLog,
+        metrics_limiter: RateLimiter | None = None,
+    ) -> None:
         self.authenticator = authenticator
         self.limiter = limiter
+        # Without one of its own, metrics reads share the user's bucket (as before).
+        self.metrics_limiter = metrics_limiter if metrics_limiter is not None else limiter
         self.audit = audit
         self.policies: dict[int, RoutePolicy] = {}
         self._rate_limit_audited: dict[str, float] = {}
@@ -123,26 +147,29 @@ class AccessGate:
             sent = _header(scope, b"x-csrf-token")
             if not sent or not hmac.compare_digest(sent, principal.session.csrf_token.encode()):
                 raise ApiError(403, "missing or wrong X-CSRF-Token header")
-        wait = self.limiter.take(principal.name)
+        limiter = self.metrics_limiter if _metrics_read(policy, method) else self.limiter
+        wait = limiter.take(principal.name)
         if wait > 0:
-            self._audit_rate_limit(scope, principal)
+            self._audit_rate_limit(scope, principal, limiter)
             raise ApiError(429, "too many requests", headers=retry_after_header(wait))
         if not principal.can(policy.permission):
             raise ApiError(403, f"role {principal.role} lacks permission {policy.permission}")
         return principal
 
-    def _audit_rate_limit(self, scope: HTTPScope, principal: Principal) -> None:
+    def _audit_rate_limit(self, scope: HTTPScope, principal: Principal, limiter: RateLimiter) -> None:
         now = time.monotonic()
-        if now - self._rate_limit_audited.get(principal.name, -RATE_LIMIT_AUDIT_INTERVAL) < RATE_LIMIT_AUDIT_INTERVAL:
+        # Once a minute per user and bucket: a refused scrape is not hidden by the user's own refusals.
+        key = principal.name if limiter is self.limiter else f"metrics:{principal.name}"
+        if now - self._rate_limit_audited.get(key, -RATE_LIMIT_AUDIT_INTERVAL) < RATE_LIMIT_AUDIT_INTERVAL:
             return
-        self._rate_limit_audited[principal.name] = now
+        self._rate_limit_audited[key] = now
         self.audit.append(
             user=principal.name,
             source=principal.source,
             action="auth.rate_limited",
             target=scope["path"],
             outcome="throttled",
-            detail=f"over {self.limiter.rate:g} requests/s",
+            detail=f"over {limiter.rate:g} requests/s",
             credential=principal.credential,
         )
 
