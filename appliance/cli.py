@@ -20,6 +20,7 @@ from appliance.bootparams import BootParams, read_boot_params
 from appliance.cli_admin import CommandError, add_admin_commands
 from appliance.cli_client import ClientError, add_client_commands, add_client_options
 from appliance.cli_remote import add_remote_commands
+from appliance.console import report_failure
 from appliance.datadir import default_data_dir
 from appliance.errors import StartupError
 from appliance.settings import (
@@ -181,6 +182,15 @@ def _build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="where vmlinuz, initrd.img and filesystem.squashfs are (default: the live medium, /run/live/medium/live)",
     )
+    serve.add_argument(
+        "--console",
+        action="append",
+        type=Path,
+        default=[],
+        metavar="TTY",
+        help="if the node cannot start, write the reason on this terminal too (repeatable; skipped if it "
+        "cannot be opened; the image passes /dev/console and /dev/ttyS0): the journal is not at the console",
+    )
     serve.set_defaults(func=_cmd_serve)
     add_admin_commands(commands)
     # `debvisor net`: on this machine's kernel, with the state in DATA_DIR/netconfig, the same
@@ -246,10 +256,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except SettingsError as exc:
+    except (SettingsError, StartupError) as exc:
         print(f"debvisor: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except (StartupError, CommandError, ClientError) as exc:
+        # `serve` given --console: the operator at the machine sees why too (a bad boot
+        # parameter is a SettingsError, a refused enrolment or join a StartupError).
+        if getattr(args, "console", None):
+            report_failure(str(exc), args.console, __version__)
+        return EXIT_USAGE if isinstance(exc, SettingsError) else EXIT_FAILURE
+    except (CommandError, ClientError) as exc:
         print(f"debvisor: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     except KeyboardInterrupt:

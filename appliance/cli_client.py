@@ -32,6 +32,15 @@ examples:
 """
 
 
+_PXE_EPILOG = """\
+examples:
+  debvisor pxe machines n1                                  what n1 booted, with each machine's state
+  debvisor pxe approve n1 52:54:00:aa:bb:01 --name rack1-n1
+  debvisor pxe set n1 52:54:00:aa:bb:01 --extra systemd.unit=rescue.target   only extra changes
+  debvisor pxe set n1 52:54:00:aa:bb:01 --clear extra --clear ip
+"""
+
+
 def add_client_options(parser: argparse.ArgumentParser) -> None:
     """The connection options before the command (`debvisor --remote lab nodes`)."""
     add_connection_options(parser, suppress=False)
@@ -57,12 +66,25 @@ def add_client_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
     users.add_argument("--role", choices=["admin", "operator", "viewer", "developer"])
     users.set_defaults(func=_users)
     pxe = commands.add_parser(
-        "pxe", parents=api, help="machines a node PXE-booted: list, approve or refuse their enrolment"
+        "pxe",
+        parents=api,
+        help="machines a node PXE-booted: list, approve or refuse their enrolment, change their boot settings",
+        epilog=_PXE_EPILOG,
+        formatter_class=raw,
     )
-    pxe.add_argument("action", choices=["machines", "approve", "refuse"])
+    pxe.add_argument("action", choices=["machines", "approve", "refuse", "set"])
     pxe.add_argument("node", help="the boot server node")
-    pxe.add_argument("mac", nargs="?", help="the machine's MAC (approve, refuse)")
-    pxe.add_argument("--name", default=None, help="approve: the node name it joins under (default: its settings')")
+    pxe.add_argument("mac", nargs="?", help="the machine's MAC (approve, refuse, set)")
+    pxe.add_argument(
+        "--name", default=None, help="approve: the node name it joins under (default: its settings'); set: its name"
+    )
+    pxe.add_argument(
+        "--extra", action="append", default=None, metavar="ARG", help="set: its extra kernel arguments (repeatable)"
+    )
+    pxe.add_argument("--ip", default=None, help="set: its fixed address (full DHCP mode)")
+    pxe.add_argument(
+        "--clear", action="append", default=[], choices=["name", "extra", "ip"], help="set: clear this field"
+    )
     pxe.set_defaults(func=_pxe)
 
 
@@ -193,10 +215,31 @@ def _pxe(args: argparse.Namespace) -> int:
             return _show(args, data, lambda d: _table([{**m, "state": machine_state(m)} for m in d], columns))
         if not args.mac:
             raise ClientError(f"pxe {args.action} needs the machine's MAC")
+        if args.action == "set":
+            stored = _call(client, "PATCH", f"{base}/{args.mac}", json=machine_patch(args))
+            return _show(args, stored, _render_machine_settings)
         body = {"name": args.name} if args.action == "approve" and args.name else None
         decided = _call(client, "POST", f"{base}/{args.mac}/{args.action}", json=body)
     verb = f"approved to join as {decided['name']}" if args.action == "approve" else "refused"
     return _show(args, decided, lambda _d: f"{args.mac} {verb}")
+
+
+def machine_patch(args: argparse.Namespace) -> dict[str, Any]:
+    """The merge-patch body of `pxe set`: only the fields given; a cleared one is null."""
+    given = {"name": args.name, "extra": args.extra, "ip": args.ip}
+    body: dict[str, Any] = {key: value for key, value in given.items() if value is not None}
+    for field in args.clear:
+        if field in body:
+            raise ClientError(f"pxe set: --{field} and --clear {field} contradict each other")
+        body[field] = None
+    if not body:
+        raise ClientError("pxe set needs at least one of --name, --extra, --ip, --clear")
+    return body
+
+
+def _render_machine_settings(stored: dict[str, Any]) -> str:
+    extra = " ".join(stored["extra"]) or "-"
+    return f"{stored['mac']}: name {stored['name'] or '-'}, ip {stored['ip'] or '-'}, extra {extra}"
 
 
 def machine_state(machine: dict[str, Any]) -> str:

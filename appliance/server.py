@@ -33,6 +33,7 @@ from appliance.cluster.service import ClusterSettings
 from appliance.cluster.swim import Config
 from appliance.console import notify_systemd, render_issue, write_issue
 from appliance.errors import StartupError
+from appliance.identity import pki
 from appliance.listen import ListenerError, accepts, check_can_bind
 from appliance.network.service import NetworkSettings
 from appliance.node.enlist import EnlistTarget
@@ -199,7 +200,7 @@ async def _announce_when_serving(api: HostPort, node: OpenedNode, accounts: Acco
         if admin is not None and admin.must_change_password:
             with contextlib.suppress(OSError):
                 password = node.datadir.admin_password_path.read_text().strip() or None
-        text = render_issue(node.name, __version__, urls, password)
+        text = render_issue(node.name, __version__, urls, password, pki.fingerprint(node.identity.ca_cert))
         if text != shown:
             await asyncio.to_thread(write_issue, text)
             shown = text

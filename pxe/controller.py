@@ -5,7 +5,8 @@ Reading the settings needs `pxe:manage` like writing them, and is audited (`pxe.
 they are the site's security settings (the approval policy). No route returns a join token:
 the settings name the token a machine was handed by id and expiry only. The machine list and a
 machine's reported inventory and enrolment state are for `node:read`. Naming a machine
-(`PUT .../machines/{mac}`) or forgetting it (`DELETE`) changes the per-MAC settings like
+(`PUT .../machines/{mac}`: its whole entry), changing some of its fields (`PATCH`, merge-patch:
+absent fields kept, null clears) or forgetting it (`DELETE`) changes the per-MAC settings like
 `PUT .../pxe`. Approving a machine that enrolled (`POST .../machines/{mac}/approve`,
 optionally naming it) admits a member, and a member can act at the other nodes as any enabled
 user (docs/security.md), so it is an admin's act (`cluster:manage`, like making a join token);
@@ -20,7 +21,7 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
-from litestar import Request, Response, Router, delete, get, post, put
+from litestar import Request, Response, Router, delete, get, patch, post, put
 from litestar.handlers import HTTPRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, JSONBody
@@ -36,7 +37,7 @@ from pxe.dnsmasq import normalize_mac
 from pxe.enlistment import EnlistedMachine, EnlistedMachineDetail
 from pxe.enrol_service import EnrolmentService
 from pxe.enrolment import EnrolmentError, EnrolmentView
-from pxe.service import MachinePut, MachineSettings, PxeConfig, PxeConfigView, PxeError, PxeService
+from pxe.service import MachinePatch, MachinePut, MachineSettings, PxeConfig, PxeConfigView, PxeError, PxeService
 
 AnyRequest = Request[Principal, Any, Any]
 
@@ -131,6 +132,26 @@ def pxe_config_routes(service: PxeService, *, local: str, forwarder: Forwarder) 
         note(request, target=f"node {name} machine {stored.mac}", detail=f"name {stored.name}")
         return Response(stored)
 
+    @patch(
+        "/{name:str}/pxe/machines/{mac:str}",
+        opt=requires(Permission.PXE_MANAGE, action="pxe.machine.patch") | problems(forwards=True),
+        summary="Change some of a machine's boot settings: absent fields are kept, null clears one",
+        responses={200: ResponseSpec(MachineSettings)},
+    )
+    async def patch_machine(
+        request: AnyRequest, name: FromPath[str], mac: FromPath[str], data: JSONBody[MachinePatch]
+    ) -> Response[Any]:
+        if name != local:
+            return await forwarder.forward(request, name)
+        try:
+            stored = await service.patch_machine(_mac(mac), data)
+        except PxeError as exc:
+            raise ApiError(422, f"invalid machine settings: {exc}") from exc
+        # Which fields changed, never their values: `extra` may carry anything an operator typed.
+        changed = ", ".join(data.changed()) or "nothing"
+        note(request, target=f"node {name} machine {stored.mac}", detail=f"changed {changed}; name {stored.name}")
+        return Response(stored)
+
     @delete(
         "/{name:str}/pxe/machines/{mac:str}",
         opt=requires(Permission.PXE_MANAGE, action="pxe.machine.delete") | problems(404, 422, forwards=True),
@@ -158,6 +179,7 @@ def pxe_config_routes(service: PxeService, *, local: str, forwarder: Forwarder) 
             machines,
             machine,
             put_machine,
+            patch_machine,
             forget_machine,
             *_enrolment_handlers(service, local=local, forwarder=forwarder),
         ],

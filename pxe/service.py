@@ -7,8 +7,9 @@ the supervised process only when the argv changed. The plain-HTTP listener for t
 at the address the listener module derives unless the node was given one; `http_url` defaults
 to that address. Machines that fetched a boot script, and the inventory they reported, are
 kept by `pxe.enlistment` (the node's SQLite; in memory for `python -m pxe serve`). Naming a
-machine (`put_machine`) or forgetting it (`forget`) changes the per-MAC settings like `put`
-does: validated, stored, dnsmasq re-applied; one change at a time.
+machine (`put_machine`, the whole entry), changing some of its fields (`patch_machine`) or
+forgetting it (`forget`) changes the per-MAC settings like `put` does: validated, stored,
+dnsmasq re-applied; one change at a time.
 
 The settings hold no secret: machines get no join token from them, they enrol over TLS with
 the single-use credential their boot script carries (`pxe.enrol_service`, when a node serves
@@ -96,6 +97,31 @@ class MachinePut(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     name: str
     extra: list[str] = []
     ip: str | None = None  # a fixed address (full DHCP mode only)
+
+
+class MachinePatch(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The body of `PATCH .../pxe/machines/{mac}`, JSON merge-patch style (RFC 7396): a field left
+    out keeps its stored value, `null` clears it (`name`, `ip`: none; `extra`: empty)."""
+
+    name: str | msgspec.UnsetType | None = msgspec.UNSET
+    extra: list[str] | msgspec.UnsetType | None = msgspec.UNSET
+    ip: str | msgspec.UnsetType | None = msgspec.UNSET
+
+    def changed(self) -> list[str]:
+        """The fields this patch sets or clears, for the audit detail."""
+        return [f for f in self.__struct_fields__ if getattr(self, f) is not msgspec.UNSET]
+
+
+def merge_machine(machine: PxeMachine, patch: MachinePatch) -> PxeMachine:
+    """`machine` with `patch` applied: absent fields kept, null ones cleared."""
+    changes: dict[str, object] = {}
+    if patch.name is not msgspec.UNSET:
+        changes["name"] = patch.name
+    if patch.extra is not msgspec.UNSET:
+        changes["extra"] = [] if patch.extra is None else patch.extra
+    if patch.ip is not msgspec.UNSET:
+        changes["ip"] = patch.ip
+    return msgspec.structs.replace(machine, **changes)
 
 
 class MachineSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -411,6 +437,17 @@ class PxeService:
         async with self._changing:
             key = _mac(mac)
             machine = PxeMachine(name=put.name, extra=put.extra, ip=put.ip)
+            config = await self._put(
+                msgspec.structs.replace(self._config, machines={**self._config.machines, key: machine})
+            )
+            return MachineSettings.of(key, config.machines[key])
+
+    async def patch_machine(self, mac: str, patch: MachinePatch) -> MachineSettings:
+        """Change some of one machine's settings (`merge_machine`), validated, stored and applied
+        like `put`; a machine without settings starts from none."""
+        async with self._changing:
+            key = _mac(mac)
+            machine = merge_machine(self._config.machines.get(key, PxeMachine()), patch)
             config = await self._put(
                 msgspec.structs.replace(self._config, machines={**self._config.machines, key: machine})
             )

@@ -371,3 +371,27 @@ def test_kernel_command_line_names_the_node_and_missing_data_partition_warns(
     assert body["ready"] is True
     assert "cmdline-node" in names
     assert "no data partition labelled DEBVISOR-DATA" in console, console[-3000:]
+
+
+def test_a_failed_start_says_why_on_the_serial_console(image: Path, tmp_path: Path) -> None:
+    # A bad boot parameter: the appliance cannot start. Nobody at the console can read the
+    # journal, so the reason must reach the serial console (and the banner) by itself, and
+    # again after systemd restarts the unit.
+    append = "boot=live live-media-path=/live console=ttyS0,115200n8 debvisor.name=Bad_Name"
+    argv = qemu_argv(
+        free_port(),
+        tmp_path,
+        "-kernel", str(image / "vmlinuz"),
+        "-initrd", str(image / "initrd.img"),
+        "-append", append,
+        "-cdrom", str(image / "debvisor.iso"),
+    )  # fmt: skip
+    said = "debvisor: the node did not start: "
+    with booted(argv, tmp_path) as guest:
+        deadline = guest.started + BOOT_BUDGET
+        while time.monotonic() < deadline and guest.console_text().count(said) < 2 and guest.proc.poll() is None:
+            time.sleep(1.0)
+        console = guest.console_text()
+    lines = [line.strip() for line in console.splitlines() if said in line]
+    assert len(lines) >= 2, f"the reason did not reach the serial console (twice):\n{console[-3000:]}"
+    assert "debvisor.name" in lines[0], lines

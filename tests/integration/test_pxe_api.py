@@ -11,6 +11,8 @@ goes to 127.0.0.1. No machine boots: the HTTP requests a booting machine makes a
 
 from __future__ import annotations
 
+import os
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.nodeproc import NodeProcess, free_port
+from tests.nodeproc import DEBVISOR, NodeProcess, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -184,3 +186,47 @@ def test_a_node_booted_with_enlist_on_its_command_line_reports_its_real_inventor
     assert (inventory["cpu_count"], inventory["cpu_model"]) == (facts["cpu"]["count"], facts["cpu"]["model"])
     assert inventory["memory_bytes"] == facts["memory"]["total_bytes"]
     assert "reported this machine's inventory" in reporter.stderr()
+
+
+def test_the_cli_sets_one_machine_field_and_keeps_the_others(server: NodeProcess, pxe_port: int) -> None:
+    # docs/pxe.md: `debvisor pxe set NODE MAC --extra ...` boots a named machine into rescue and
+    # keeps its name; `--clear extra` puts it back. Through the real CLI, against the real node.
+    _enable(server, pxe_port)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DEBVISOR_")}
+    env |= {"DEBVISOR_URL": server.url, "DEBVISOR_CA": str(server.data_dir / "pki" / "ca.crt")}
+    env["DEBVISOR_TOKEN"] = server.admin_token()
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*DEBVISOR, "pxe", "set", server.name, MAC, *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=30,
+            check=False,
+        )
+
+    boot = httpx.Client(base_url=f"http://127.0.0.1:{pxe_port}", timeout=5.0)
+    with boot, server.admin_client() as api:
+        assert api.put(f"{_api(server)}/machines/{MAC}", json={"name": "rack1-n7"}).status_code == 200
+        rescue = cli("--extra", "systemd.unit=rescue.target")
+        assert rescue.returncode == 0, rescue.stderr
+        assert rescue.stdout.strip() == f"{MAC}: name rack1-n7, ip -, extra systemd.unit=rescue.target"
+        script = boot.get("/pxe/boot.ipxe", params={"mac": MAC}).text
+        assert "debvisor.name=rack1-n7" in script
+        assert "systemd.unit=rescue.target" in script
+        bad = cli("--name", "Bad_Name")
+        assert bad.returncode == 1
+        assert "invalid machine settings" in bad.stderr
+        assert len(bad.stderr.strip().splitlines()) == 1
+        back = cli("--clear", "extra")
+        assert back.returncode == 0, back.stderr
+        script = boot.get("/pxe/boot.ipxe", params={"mac": MAC}).text
+        assert "debvisor.name=rack1-n7" in script
+        assert "systemd.unit=rescue.target" not in script
+        audit = api.get("/api/v1/audit", params={"action": "pxe.machine.patch"}).json()["entries"]
+    assert sorted((e["outcome"], e["detail"]) for e in audit) == [
+        ("failed", ""),
+        ("success", "changed extra; name rack1-n7"),
+        ("success", "changed extra; name rack1-n7"),
+    ]

@@ -332,3 +332,59 @@ def test_another_nodes_machines_are_forwarded(api: TestClient[Any]) -> None:
         answer = api.request(method, f"/api/v1/nodes/n2/pxe/machines/{UNKNOWN}", json={"name": "x"})
         assert answer.status_code in (404, 502, 503), answer.text
         assert "no member" in answer.text or "n2" in answer.text
+
+
+def test_patch_changes_only_the_fields_given_and_null_clears_one(api: TestClient[Any], app: Appliance) -> None:
+    api.put(PXE, json=CONFIG)
+    url = f"{PXE}/machines/52-54-00-AA-BB-01"
+    api.put(url, json={"name": "rack1-n1", "extra": ["quiet"], "ip": "10.9.0.120"})
+    # A rescue boot: only `extra` changes; the name and the fixed address stay (a PUT would drop them).
+    answer = api.patch(url, json={"extra": ["systemd.unit=rescue.target"]})
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {
+        "mac": "52:54:00:aa:bb:01",
+        "name": "rack1-n1",
+        "extra": ["systemd.unit=rescue.target"],
+        "ip": "10.9.0.120",
+    }
+    assert api.patch(url, json={"ip": None, "extra": None}).json() == {
+        "mac": "52:54:00:aa:bb:01",
+        "name": "rack1-n1",
+        "extra": [],
+        "ip": None,
+    }
+    assert api.get(PXE).json()["machines"]["52:54:00:aa:bb:01"] == {"name": "rack1-n1", "extra": [], "ip": None}
+    # A machine without settings yet starts from none.
+    assert api.patch(f"{PXE}/machines/{UNKNOWN}", json={"name": "rack1-n9"}).json()["name"] == "rack1-n9"
+    audited = app.audit.query(AuditQuery(action="pxe.machine.patch"), 10)
+    assert sorted((e.outcome, e.target, e.detail) for e in audited) == [
+        ("success", "node n1 machine 52:54:00:aa:bb:01", "changed extra, ip; name rack1-n1"),
+        ("success", "node n1 machine 52:54:00:aa:bb:01", "changed extra; name rack1-n1"),
+        ("success", f"node n1 machine {UNKNOWN}", "changed name; name rack1-n9"),
+    ]
+
+
+def test_patch_validates_like_put_and_changes_nothing_when_refused(api: TestClient[Any], app: Appliance) -> None:
+    api.put(PXE, json=CONFIG)
+    url = f"{PXE}/machines/52:54:00:aa:bb:01"
+    for body, fragment in [
+        ({"name": "Bad_Name"}, "node name"),
+        ({"join": "dvj_x"}, "join"),
+        ({"ip": "not-an-ip"}, "not-an-ip"),
+        ({"extra": ["debvisor.join=dvj_x"]}, "TLS"),
+        ({"extra": "quiet"}, "extra"),
+    ]:
+        answer = api.patch(url, json=body)
+        assert answer.status_code in (400, 422), (body, answer.text)
+        assert fragment in answer.text, (body, answer.text)
+    assert api.patch(f"{PXE}/machines/not-a-mac", json={"name": "ok"}).status_code == 422
+    assert api.get(PXE).json()["machines"] == {
+        "52:54:00:aa:bb:01": {"name": "rack1-n1", "extra": ["quiet"], "ip": None}
+    }
+    viewer = token_for(app, Role.VIEWER)
+    assert api.patch(url, headers=viewer, json={"name": "x"}).status_code == 403
+    assert api.request("PATCH", f"/api/v1/nodes/n2/pxe/machines/{UNKNOWN}", json={"name": "x"}).status_code in (
+        404,
+        502,
+        503,
+    )
