@@ -38,10 +38,11 @@ class JoinError(Exception):
     """Joining failed; the message says why in one line."""
 
 
-def _request(
-    seed: str, method: str, path: str, context: ssl.SSLContext, body: bytes | None = None
+def https_request(
+    server: str, method: str, path: str, context: ssl.SSLContext, body: bytes | None = None
 ) -> tuple[int, bytes]:
-    host, port = split_addr(seed)
+    """One request to a node's API (a JSON body if any) on a fresh connection: status and body."""
+    host, port = split_addr(server)
     conn = http.client.HTTPSConnection(host, port, timeout=TIMEOUT, context=context)
     try:
         headers = {"Content-Type": "application/json"} if body is not None else {}
@@ -52,11 +53,21 @@ def _request(
         conn.close()
 
 
-def _detail(payload: bytes) -> str:
+def problem_detail(payload: bytes) -> str:
+    """The `detail` of a problem+json answer, or the start of whatever else came back."""
     try:
-        return str(msgspec.json.decode(payload).get("detail") or "")
+        return str(msgspec.json.decode(payload).get("detail") or "")[:300]
     except (msgspec.DecodeError, AttributeError):
         return payload[:200].decode(errors="replace")
+
+
+def pinned_context(ca_pem: bytes) -> ssl.SSLContext:
+    """A TLS context that trusts only this CA (a node is pinned by the CA it must chain to)."""
+    with tempfile.NamedTemporaryFile(suffix=".pem") as ca_file:
+        Path(ca_file.name).write_bytes(ca_pem)
+        context = ssl.create_default_context(cafile=ca_file.name)
+    context.check_hostname = False
+    return context
 
 
 def fetch_ca(seed: str, expected_fingerprint: str) -> bytes:
@@ -64,9 +75,9 @@ def fetch_ca(seed: str, expected_fingerprint: str) -> bytes:
     blind = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     blind.check_hostname = False
     blind.verify_mode = ssl.CERT_NONE
-    status, payload = _request(seed, "GET", "/api/v1/cluster/ca", blind)
+    status, payload = https_request(seed, "GET", "/api/v1/cluster/ca", blind)
     if status != 200:
-        raise JoinError(f"seed {seed} answered {status} for its CA: {_detail(payload)}")
+        raise JoinError(f"seed {seed} answered {status} for its CA: {problem_detail(payload)}")
     info = msgspec.json.decode(payload, type=CaInfo)
     ca = x509.load_pem_x509_certificate(info.ca_pem.encode())
     actual = pki.fingerprint(ca)
@@ -120,18 +131,17 @@ def _try_seeds(token: JoinToken, request: JoinRequest) -> tuple[JoinResponse | N
     for seed in token.seeds:
         try:
             ca_pem = fetch_ca(seed, token.ca_fingerprint)
-            with tempfile.NamedTemporaryFile(suffix=".pem") as ca_file:
-                Path(ca_file.name).write_bytes(ca_pem)
-                verified = ssl.create_default_context(cafile=ca_file.name)
-            verified.check_hostname = False  # the seed is pinned by the CA it must chain to
-            status, payload = _request(seed, "POST", "/api/v1/cluster/join", verified, msgspec.json.encode(request))
+            verified = pinned_context(ca_pem)
+            status, payload = https_request(
+                seed, "POST", "/api/v1/cluster/join", verified, msgspec.json.encode(request)
+            )
         except JoinError:
             raise
         except (OSError, ssl.SSLError, http.client.HTTPException) as exc:
             errors.append(f"{seed}: {exc}")
             continue
         if status != 200:
-            raise JoinError(f"seed {seed} refused to admit {request.name!r}: {_detail(payload)}")
+            raise JoinError(f"seed {seed} refused to admit {request.name!r}: {problem_detail(payload)}")
         response = msgspec.json.decode(payload, type=JoinResponse)
         if hashlib.sha256(ca_pem).digest() != hashlib.sha256(response.ca_cert_pem.encode()).digest():
             raise JoinError(f"seed {seed} answered with a CA other than the one it presented")

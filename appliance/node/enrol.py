@@ -18,7 +18,6 @@ from __future__ import annotations
 import http.client
 import logging
 import ssl
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -27,8 +26,7 @@ from pathlib import Path
 import msgspec
 
 from appliance.cluster.join import decode_token
-from appliance.cluster.join_client import JoinError, fetch_ca
-from appliance.cluster.transport import split_addr
+from appliance.cluster.join_client import JoinError, fetch_ca, https_request, pinned_context, problem_detail
 from appliance.console import notify_systemd
 from appliance.datadir import ENROLMENT_NAME, write_new_file
 from appliance.errors import StartupError
@@ -76,32 +74,13 @@ def read_serial(path: Path = DMI_SERIAL) -> str | None:
 def _context(server: str, fingerprint: str) -> ssl.SSLContext:
     """A TLS context that trusts only the server's CA, accepted if it has the credential's fingerprint."""
     try:
-        ca_pem = fetch_ca(server, fingerprint)
+        return pinned_context(fetch_ca(server, fingerprint))
     except JoinError as exc:
         raise EnrolError(str(exc)) from exc
-    with tempfile.NamedTemporaryFile(suffix=".pem") as ca_file:
-        Path(ca_file.name).write_bytes(ca_pem)
-        context = ssl.create_default_context(cafile=ca_file.name)
-    context.check_hostname = False  # the server is pinned by the CA it must chain to
-    return context
 
 
 def _post(server: str, path: str, body: object, context: ssl.SSLContext) -> tuple[int, bytes]:
-    host, port = split_addr(server)
-    conn = http.client.HTTPSConnection(host, port, timeout=TIMEOUT, context=context)
-    try:
-        conn.request("POST", path, body=msgspec.json.encode(body), headers={"Content-Type": "application/json"})
-        response = conn.getresponse()
-        return response.status, response.read()
-    finally:
-        conn.close()
-
-
-def _detail(payload: bytes) -> str:
-    try:
-        return str(msgspec.json.decode(payload).get("detail") or "")[:300]
-    except (msgspec.DecodeError, AttributeError):
-        return payload[:200].decode(errors="replace")
+    return https_request(server, "POST", path, context, msgspec.json.encode(body))
 
 
 def enrol(
@@ -134,7 +113,7 @@ def enrol(
             lambda: _post(server, "/api/v1/pxe/enrol", request, context), patience, sleep, clock
         )
         if status != 200:
-            raise EnrolError(f"boot server {server} refused to enrol machine {mac}: {_detail(payload)}")
+            raise EnrolError(f"boot server {server} refused to enrol machine {mac}: {problem_detail(payload)}")
         answer = msgspec.json.decode(payload, type=_Answer)
         if answer.poll_secret is None:
             raise EnrolError(f"boot server {server} answered without a poll secret")
@@ -162,7 +141,7 @@ def enrol(
         )
         if status != 200:
             _forget(resume)
-            raise EnrolError(f"enrolment of machine {mac} ended: {_detail(payload)}")
+            raise EnrolError(f"enrolment of machine {mac} ended: {problem_detail(payload)}")
         answer = msgspec.json.decode(payload, type=_Answer)
         if answer.join_token is not None and answer.name is not None:
             _forget(resume)
