@@ -24,6 +24,7 @@ import pytest
 
 from appliance.audit.anchor import ChainHead, SignedHead
 from appliance.audit.chain import GENESIS, entry_hash
+from appliance.identity import pki
 from tests.clusterlab import ClusterLab, ClusterNode, wait_until
 from tests.conftest import require
 from tests.netns import Lab, available
@@ -114,6 +115,17 @@ def restart(cluster: ClusterLab, node: ClusterNode) -> None:
     node.start()
     node.wait_ready()
     cluster.wait_all_see({n.name: "alive" for n in cluster.nodes}, timeout=30)
+    # An authority re-issues its own certificate at start when its addresses changed; the peers
+    # take its calls (the verify fan-out is forwarded) once that certificate's registry entry
+    # reached them, a second or two later.
+    fingerprint = pki.fingerprint(pki.cert_from_pem((node.data_dir / "pki" / "node.crt").read_bytes()))
+    peers = [n for n in cluster.nodes if n is not node]
+
+    def registered(peer: ClusterNode) -> bool:
+        listed = peer.client().get("/api/v1/cluster/certificates").json()
+        return any(c["fingerprint"] == fingerprint for c in listed)
+
+    wait_until(lambda: all(registered(peer) for peer in peers), timeout=20)
 
 
 def verified_by(checker: ClusterNode, about: str) -> dict[str, Any]:
