@@ -61,15 +61,16 @@ from appliance.cluster.machine_tokens import MachineTokens, NoAuthority
 from appliance.cluster.nodeauth import NodeVerifier
 from appliance.cluster.nonces import NonceLedger
 from appliance.cluster.service import ClusterService, ClusterSettings
-from appliance.cluster.swim import Config, EventKind
+from appliance.cluster.swim import Config
 from appliance.cluster.transport import tls_contexts
+from appliance.events.subsystem import anchor_heads, build_events, on_config_kind, on_membership, on_revoked
 from appliance.health.controller import health_routes
 from appliance.health.readiness import Readiness
 from appliance.metrics.controller import metrics_routes
 from appliance.metrics.http import HttpMetrics, MetricsMiddleware, new_registry
 from appliance.network.controller import network_routes, overlay_routes
 from appliance.network.overlay_config import Endpoint, gossip_host
-from appliance.network.overlays import OverlayStore
+from appliance.network.overlays import NETWORK_KIND, OverlayStore
 from appliance.network.reconciler import OVERLAY_SUBDIR, OverlayReconciler
 from appliance.network.service import NetworkService, NetworkSettings
 from appliance.node.controller import node_routes
@@ -209,6 +210,10 @@ def create_app(  # noqa: PLR0915 - the one assembly list; per-subsystem builders
         accept_nonce=NonceLedger(node.db, margin=MAX_SKEW_SECONDS, clock=clock).accept,
         clock=clock,
     )
+    # The event bus (appliance/events): stores, membership and audit publish; reconcilers subscribe.
+    events = build_events(
+        identity=node.identity, config=config, cluster=cluster, audit=audit, forwarder=forwarder, clock=clock
+    )
     keeper = PkiKeeper(
         identity=node.identity,
         registry=cluster.registry,
@@ -245,8 +250,8 @@ def create_app(  # noqa: PLR0915 - the one assembly list; per-subsystem builders
         trust=cluster_trust(node.identity.ca_cert, cluster.cert_refused),
         clock=clock,
     )
-    cluster.node_state.on_change(anchorer.receive)
-    cluster.on_event(lambda event: anchorer.book.forget(event.name) if event.kind == EventKind.REVOKED else None)
+    events.bus.subscribe(anchor_heads(anchorer.offer, node.name, cluster.published), name="audit-anchor")
+    events.bus.subscribe(on_revoked(anchorer.book.forget), name="anchor-forget")
     registry.register(anchorer)
     joins = JoinService(
         store=config,
@@ -277,8 +282,8 @@ def create_app(  # noqa: PLR0915 - the one assembly list; per-subsystem builders
         state=StateDir(network_service.path / OVERLAY_SUBDIR),
         resync_seconds=network.overlay_resync_seconds,
     )
-    overlay_store.on_change(reconciler.kick)
-    cluster.on_event(lambda _event: reconciler.kick())
+    events.bus.subscribe(on_config_kind(NETWORK_KIND, reconciler.kick), name="overlay-config")
+    events.bus.subscribe(on_membership(reconciler.kick), name="overlay-members")
 
     pxe = pxe or PxeSettings()
     pxe_dir = node.datadir.root / PXE_SUBDIR
@@ -402,12 +407,13 @@ def create_app(  # noqa: PLR0915 - the one assembly list; per-subsystem builders
             overlay_routes(overlay_store),
             pxe_config_routes(pxe_service, local=node.name, forwarder=forwarder),
             enrol_routes(enrolments, enabled=pxe_service.enabled),
+            events.routes,
         ],
         middleware=[DefineMiddleware(AccessMiddleware, gate=gate)],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         openapi_config=openapi,
         request_max_body_size=MAX_BODY_BYTES,
-        lifespan=[lifespan],
+        lifespan=[events.lifespan, lifespan],  # the bus starts first and stops last
         logging_config=None,
         debug=False,
     )

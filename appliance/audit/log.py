@@ -13,6 +13,7 @@ that member saw it.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterator
 from typing import Literal
@@ -24,6 +25,8 @@ from appliance.store.database import Database
 
 HEAD_KEY = "audit_head"
 MAX_FIELD = 512
+
+log = logging.getLogger(__name__)
 
 Outcome = Literal["success", "denied", "failed", "throttled"]
 
@@ -48,6 +51,7 @@ class AuditLog:
     def __init__(self, db: Database, node: str, clock: Callable[[], float] = time.time) -> None:
         self._db = db
         self._node = node
+        self._listeners: list[Callable[[AuditEntry], None]] = []
         self._clock = clock
 
     def append(
@@ -89,7 +93,17 @@ class AuditLog:
                 " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                 (HEAD_KEY, f"{seq}:{digest}"),
             )
-        return AuditEntry(**fields, hash=digest)  # type: ignore[arg-type]
+        entry = AuditEntry(**fields, hash=digest)  # type: ignore[arg-type]
+        for listener in self._listeners:
+            try:
+                listener(entry)
+            except Exception:  # a listener's failure must not look like a failed append
+                log.exception("an audit listener failed")
+        return entry
+
+    def on_append(self, listener: Callable[[AuditEntry], None]) -> None:
+        """Call `listener(entry)` after each entry this process appends (the event bus)."""
+        self._listeners.append(listener)
 
     def query(self, query: AuditQuery, limit: int) -> list[AuditEntry]:
         """Entries matching `query` with seq > after_seq, oldest first, at most `limit`."""

@@ -23,6 +23,11 @@ middleware reads the matched handler from the scope. For each request it:
    forwarded it and the caller's address as that member saw it; a refusal's reason is the
    entry's detail unless the handler noted one.
 
+WebSocket upgrades pass the same gate before they are accepted (`_websocket`): a declared
+permission, valid credentials (a bearer token, a session cookie, or a member's forwarding
+assertion), for a session cookie an Origin naming this host, the rate limit; a refusal closes
+the socket before accepting it, which the client sees as HTTP 403.
+
 Handlers read the principal as `request.user` and may refine the audit entry with
 `appliance.audit.context.note`.
 """
@@ -37,7 +42,7 @@ from litestar.enums import ScopeType
 from litestar.exceptions import HTTPException
 from litestar.handlers.base import BaseRouteHandler
 from litestar.handlers.http_handlers import HTTPRouteHandler
-from litestar.types import ASGIApp, HTTPScope, Message, Receive, Scope, Send
+from litestar.types import ASGIApp, HTTPScope, Message, Receive, Scope, Send, WebSocketScope
 
 from appliance.api.problems import ApiError
 from appliance.audit.context import AUDIT_STATE_KEY, AuditNote, outcome_of
@@ -156,6 +161,29 @@ class AccessGate:
             raise ApiError(403, f"role {principal.role} lacks permission {policy.permission}")
         return principal
 
+    def admit_websocket(self, scope: WebSocketScope, policy: RoutePolicy) -> Principal:
+        """As `admit`, for an upgrade: the permission, credentials, and for a session cookie the
+        Origin (a page of another site must not open a socket with the user's cookie)."""
+        if policy.permission is None:
+            raise ApiError(403, "this route declares no permission and is denied by default")
+        principal = self.authenticator.authenticate(scope)
+        if principal is None:
+            raise unauthorized("log in or send an API token")
+        scope["user"] = principal
+        if principal.must_change_password:
+            raise ApiError(403, "change your password first (POST /api/v1/users/{name}/password)")
+        if principal.via == "forwarded":
+            scope.setdefault("state", {})["debvisor_forwarded"] = True
+        else:
+            if principal.session is not None and not same_origin(scope):
+                raise ApiError(403, "the Origin header does not match the host (cross-site WebSocket refused)")
+            wait = self.limiter.take(principal.name)
+            if wait > 0:
+                raise ApiError(429, "too many requests", headers=retry_after_header(wait))
+        if not principal.can(policy.permission):
+            raise ApiError(403, f"role {principal.role} lacks permission {policy.permission}")
+        return principal
+
     def _audit_rate_limit(self, scope: HTTPScope, principal: Principal, limiter: RateLimiter) -> None:
         now = time.monotonic()
         # Once a minute per user and bucket: a refused scrape is not hidden by the user's own refusals.
@@ -182,8 +210,8 @@ class AccessMiddleware:
         self._gate = gate
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != ScopeType.HTTP:
-            await self._app(scope, receive, send)
+        if scope["type"] == ScopeType.WEBSOCKET:
+            await self._websocket(scope, receive, send)
             return
         policy = self._gate.policy(scope["route_handler"])
         if policy.takes_json_body and scope["method"] in _BODY_METHODS:
@@ -231,3 +259,27 @@ class AccessMiddleware:
                 credential=known.credential if known else "",
                 forwarded_by=known.forwarded_by if known else "",
             )
+
+    async def _websocket(self, scope: WebSocketScope, receive: Receive, send: Send) -> None:
+        """Admit an upgrade or refuse it before it is accepted: the client sees HTTP 403, and
+        the close code (4401, 4403, 4429) says why to ASGI servers that pass it on."""
+        policy = self._gate.policy(scope["route_handler"])
+        if not policy.public:
+            try:
+                self._gate.admit_websocket(scope, policy)
+            except HTTPException as exc:
+                message = await receive()
+                if message["type"] == "websocket.connect":
+                    await send({"type": "websocket.close", "code": 4000 + exc.status_code, "reason": exc.detail[:120]})
+                return
+        await self._app(scope, receive, send)
+
+
+def same_origin(scope: Scope) -> bool:
+    """True when the Origin header names the host the request was sent to (scheme aside)."""
+    origin = _header(scope, b"origin").decode("latin-1").strip().lower()
+    host = _header(scope, b"host").decode("latin-1").strip().lower()
+    if not origin or not host:
+        return False
+    _, sep, rest = origin.partition("://")
+    return bool(sep) and rest.rstrip("/") == host

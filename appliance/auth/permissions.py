@@ -73,6 +73,18 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
 }
 
 
+# What a client's role needs to receive each type of event on `GET /api/v1/events` (the
+# types are in appliance/events/types.py; an event of a type missing here is sent to nobody).
+EVENT_PERMISSIONS: dict[str, Permission] = {
+    "membership": Permission.NODE_READ,
+    "facts": Permission.NODE_READ,
+    "config": Permission.AUDIT_READ,  # kinds and keys name users and tokens: what the audit log says
+    "audit": Permission.AUDIT_READ,
+    "network": Permission.NETWORK_READ,
+    "pxe": Permission.PXE_MANAGE,
+}
+
+
 def role_within(role: Role, holder: Role) -> bool:
     """True when `role` grants nothing that `holder` lacks (a token may not outrank its owner)."""
     return ROLE_PERMISSIONS[role] <= ROLE_PERMISSIONS[holder]

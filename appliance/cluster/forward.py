@@ -121,6 +121,7 @@ class Forwarder:
         # Members are pinned by the cluster CA; the name is checked against the node the
         # request is for, from the certificate, by `check_answering_node`.
         context.check_hostname = False
+        self.context = context  # for connections the pool does not make (forward_ws.py)
         self._pool = UpstreamPool(context)
         self._peer_certs: dict[str, _Cert] = {}
 
@@ -214,6 +215,14 @@ class Forwarder:
         if status != 200:
             raise ValueError(f"{node} answered {status}")
         return body
+
+    def member_api(self, target: str) -> tuple[str, str] | None:
+        """(state, "host:port") of member `target`, None when it is not a member."""
+        return self._member_api(target)
+
+    def assertion_headers(self, principal: Principal, target: str, method: str, path: str) -> dict[str, str]:
+        """The signed headers that vouch for `principal` calling `method path` on `target`."""
+        return self._assertion_headers(principal, target, method, path)
 
     def _assertion_headers(self, principal: Principal, target: str, method: str, path: str) -> dict[str, str]:
         assertion = msgspec.json.encode(

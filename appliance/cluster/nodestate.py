@@ -28,6 +28,7 @@ space is dropped with `forget`), and flow control between many owners beyond the
 from __future__ import annotations
 
 import hashlib
+import logging
 import random
 import time
 from collections.abc import Callable
@@ -35,6 +36,8 @@ from collections.abc import Callable
 from appliance.cluster.messages import Message, StateDelta, StateDigest, StateEntry, StateSummary, message_size
 from appliance.cluster.replication import Gossiper, Peer
 from appliance.store.database import Database
+
+log = logging.getLogger(__name__)
 
 
 class NodeStateStore:
@@ -117,8 +120,12 @@ class NodeStateStore:
         self._listeners.append(listener)
 
     def _notify(self, entries: list[StateEntry]) -> None:
+        # The entries are committed: a listener that raises is logged and the others still run.
         for listener in self._listeners:
-            listener(entries)
+            try:
+                listener(entries)
+            except Exception:
+                log.exception("a node-state change listener failed")
 
 
 class NodeStateReplicator(Gossiper):

@@ -18,6 +18,7 @@ replication) committed since it last looked, using SQLite's `data_version`.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 
@@ -25,6 +26,8 @@ from appliance.cluster.hlc import HybridClock, Timestamp
 from appliance.store.database import Database
 
 TOMBSTONE_GRACE = 7 * 24 * 3600.0
+
+log = logging.getLogger(__name__)
 
 
 class ConfigStore:
@@ -146,8 +149,13 @@ class ConfigStore:
         return True
 
     def _notify(self, kind: str, key: str, *, local: bool) -> None:
+        # The write is committed: a listener that raises is logged, never undoes it nor stops
+        # the others (a replication merge must not fail because of what someone does with it).
         for listener in self._listeners:
-            listener(kind, key, local)
+            try:
+                listener(kind, key, local)
+            except Exception:
+                log.exception("a configuration change listener failed on %s/%s", kind, key)
 
     def _data_version(self) -> int:
         return int(self._db.conn.execute("PRAGMA data_version").fetchone()[0])

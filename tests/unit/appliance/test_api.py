@@ -9,6 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from litestar.handlers.http_handlers import HTTPRouteHandler
+from litestar.routes import WebSocketRoute
 from litestar.testing import TestClient
 
 from appliance.app import MAX_BODY_BYTES, Appliance
@@ -153,6 +154,12 @@ def test_openapi_document_and_reference_page(client: TestClient[Any]) -> None:
 def test_every_route_declares_a_permission_or_is_public(appliance: Appliance) -> None:
     public = set()
     for route in appliance.litestar.routes:
+        if isinstance(route, WebSocketRoute):  # WebSockets pass the same gate (appliance/auth/access.py)
+            if is_public(route.route_handler):
+                public.add(route.path)
+            else:
+                assert declared_permission(route.route_handler) is not None, f"{route.path} declares no permission"
+            continue
         for handler in route.route_handlers:  # type: ignore[union-attr]
             assert isinstance(handler, HTTPRouteHandler)
             if handler.http_methods == {"OPTIONS"}:
@@ -163,7 +170,7 @@ def test_every_route_declares_a_permission_or_is_public(appliance: Appliance) ->
             assert declared_permission(handler) is not None, f"{route.path} declares no permission"
     # The internal routes answer only signed node calls (appliance/cluster/nodeauth.py); the
     # enrolment routes only a PXE machine's single-use credential and its poll secret.
-    internal = {f"/api/v1/cluster/internal/{name}" for name in ("ca-key", "renew", "join-token")}
+    internal = {f"/api/v1/cluster/internal/{name}" for name in ("ca-key", "renew", "join-token", "events")}
     enrolment = {"/api/v1/pxe/enrol", "/api/v1/pxe/enrol/poll"}
     outside = {"/healthz", "/readyz", "/api/v1/auth/login", "/api/v1/cluster/ca", "/api/v1/cluster/join"}
     assert public == outside | internal | enrolment
