@@ -82,6 +82,10 @@ class Subscription:
         self.closed = True
         self._wake.set()
 
+    def reopen(self) -> None:
+        self.closed = self.lagged = False
+        self._wake = asyncio.Event()
+
 
 class EventBus:
     """Stamps, keeps and fans out this node's events (see the module docstring)."""
@@ -173,6 +177,9 @@ class EventBus:
         self._loop = asyncio.get_running_loop()
         self._thread = threading.get_ident()
         for entry in self._handlers:
+            entry[0].reopen()  # after a stop (a test app started twice): a fresh wake-up on this loop
+            if entry[0] not in self._subscriptions:
+                self._subscriptions.append(entry[0])
             self._start_handler(entry)
 
     async def stop(self) -> None:

@@ -167,6 +167,14 @@ def events_routes(  # noqa: PLR0915 - the three sockets share their helpers
         await socket.accept()
         await socket.close(4400, str(exc)[:120])
 
+    async def forbidden(socket: WebSocket[Principal, Any, Any], types: set[str] | None) -> bool:
+        """Refuse (4403) a request for event types the caller's role may not read."""
+        unreadable = sorted(t for t in types or () if not socket.user.can(EVENT_PERMISSIONS[t]))
+        if unreadable:
+            await socket.accept()
+            await socket.close(4403, f"role {socket.user.role} may not read {', '.join(unreadable)} events")
+        return bool(unreadable)
+
     def local_replay(since: dict[str, int]) -> tuple[list[Event], list[dict[str, Any]]]:
         if here not in since:
             return [], []
@@ -180,6 +188,8 @@ def events_routes(  # noqa: PLR0915 - the three sockets share their helpers
             types, nodes, since = filters(socket)
         except BadQuery as exc:
             await refuse(socket, exc)
+            return
+        if await forbidden(socket, types):
             return
         subscription = bus.stream(CLIENT_QUEUE, client_filter(socket.user, types, nodes))
         feed.add(subscription, since)
@@ -207,6 +217,8 @@ def events_routes(  # noqa: PLR0915 - the three sockets share their helpers
             types, _, since = filters(socket)
         except BadQuery as exc:
             await refuse(socket, exc)
+            return
+        if await forbidden(socket, types):
             return
         subscription = bus.stream(CLIENT_QUEUE, client_filter(socket.user, types, {here}))
         replay, gaps = local_replay(since)
