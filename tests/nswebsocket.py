@@ -57,6 +57,7 @@ def open_websocket(
             compression=None,
             max_queue=None if rcvbuf is None else 1,
             ping_interval=None,
+            legacy=True,
         )
 
     with ThreadPoolExecutor(max_workers=1, initializer=enter_netns, initargs=(netns,)) as pool:

@@ -91,11 +91,12 @@ async def forward_websocket(  # noqa: PLR0911 - one refusal per way forwarding f
 
 async def _relay(socket: WebSocket[Principal, Any, Any], upstream: WsClient) -> None:
     async def down() -> None:
-        while (message := await upstream.recv()) is not None:
-            if isinstance(message, str):
-                await socket.send_text(message)
-            else:
-                await socket.send_bytes(message)
+        with contextlib.suppress(OSError):  # a broken connection ends the relay like a close
+            while (message := await upstream.recv()) is not None:
+                if isinstance(message, str):
+                    await socket.send_text(message)
+                else:
+                    await socket.send_bytes(message)
         code = upstream.close_code if upstream.close_code not in (None, 1005, 1006) else 1000
         with contextlib.suppress(Exception):
             await socket.close(code or 1000, upstream.close_reason)

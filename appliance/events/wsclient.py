@@ -87,12 +87,14 @@ class WsClient:
                 self._protocol.receive_eof()
             else:
                 self._protocol.receive_data(data)
-            for event in self._protocol.events_received():
-                if isinstance(event, Response):
-                    if event.status_code != 101 or self._protocol.handshake_exc is not None:
-                        raise HandshakeRefused(event.status_code, bytes(event.body or b""))
-                    return
-                self._take(event)
+            events = self._protocol.events_received()
+            response = next((e for e in events if isinstance(e, Response)), None)
+            for event in events:
+                self._take(event)  # frames that came with the answer (a close, at once)
+            if response is not None:
+                if response.status_code != 101 or self._protocol.handshake_exc is not None:
+                    raise HandshakeRefused(response.status_code, bytes(response.body or b""))
+                return
             if not data:
                 raise InvalidHandshake("connection closed during the handshake")
 
@@ -106,7 +108,10 @@ class WsClient:
                 self._protocol.receive_eof()
             for event in self._protocol.events_received():
                 self._take(event)
-            await self._flush()  # pongs and the close answer
+            try:
+                await self._flush()  # pongs and the close answer
+            except OSError:
+                self._pending.append(None)  # the other side is gone (it may close right after its close frame)
             if not data and not self._pending:
                 self._pending.append(None)
         message = self._pending.pop(0)
