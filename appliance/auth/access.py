@@ -34,6 +34,8 @@ Handlers read the principal as `request.user` and may refine the audit entry wit
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hmac
 import time
 from dataclasses import dataclass
@@ -65,6 +67,7 @@ RATE_LIMIT_AUDIT_INTERVAL = 60.0
 # and service-discovery refreshes stays well inside it.
 METRICS_RATE = 5.0
 METRICS_BURST = 50.0
+WEBSOCKET_RECHECK_SECONDS = 15.0  # how soon an open WebSocket notices revoked credentials
 
 
 @dataclass(frozen=True)
@@ -264,15 +267,39 @@ class AccessMiddleware:
         """Admit an upgrade or refuse it before it is accepted: the client sees HTTP 403, and
         the close code (4401, 4403, 4429) says why to ASGI servers that pass it on."""
         policy = self._gate.policy(scope["route_handler"])
-        if not policy.public:
+        if policy.public:
+            await self._app(scope, receive, send)
+            return
+        try:
+            principal = self._gate.admit_websocket(scope, policy)
+        except HTTPException as exc:
+            message = await receive()
+            if message["type"] == "websocket.connect":
+                await send({"type": "websocket.close", "code": 4000 + exc.status_code, "reason": exc.detail[:120]})
+            return
+        if principal.via == "forwarded":  # the node the client reached checks it again; it closes this one too
+            await self._app(scope, receive, send)
+            return
+        watchdog = asyncio.create_task(self._recheck(scope, policy, send), name="websocket-recheck")
+        try:
+            await self._app(scope, receive, send)
+        finally:
+            watchdog.cancel()
+
+    async def _recheck(self, scope: WebSocketScope, policy: RoutePolicy, send: Send) -> None:
+        """Close a socket whose credentials stop being valid (a revoked token, an ended session,
+        a demoted role) within `WEBSOCKET_RECHECK_SECONDS`: a socket lives longer than a request."""
+        while True:
+            await asyncio.sleep(WEBSOCKET_RECHECK_SECONDS)
             try:
-                self._gate.admit_websocket(scope, policy)
-            except HTTPException as exc:
-                message = await receive()
-                if message["type"] == "websocket.connect":
-                    await send({"type": "websocket.close", "code": 4000 + exc.status_code, "reason": exc.detail[:120]})
+                principal = self._gate.authenticator.authenticate(scope)
+                valid = principal is not None and principal.can(policy.permission) if policy.permission else False
+            except HTTPException:
+                valid = False
+            if not valid:
+                with contextlib.suppress(Exception):
+                    await send({"type": "websocket.close", "code": 4401, "reason": "credentials no longer valid"})
                 return
-        await self._app(scope, receive, send)
 
 
 def same_origin(scope: Scope) -> bool:

@@ -11,6 +11,7 @@ from litestar.exceptions import WebSocketDisconnect
 from litestar.testing import TestClient
 
 from appliance.app import Appliance
+from appliance.auth import access
 from appliance.auth.permissions import EVENT_PERMISSIONS, Role
 from appliance.bootstrap import OpenedNode
 from appliance.cluster.hlc import HybridClock
@@ -165,3 +166,38 @@ def test_session_websockets_check_the_origin(appliance: Appliance, node: OpenedN
         ) as socket:
             appliance.cluster.publish({"probe": b"2"})
             assert any(m["type"] == "facts" for m in _read_until(socket, "facts"))
+
+
+def test_a_socket_is_closed_once_its_token_is_revoked(appliance: Appliance, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(access, "WEBSOCKET_RECHECK_SECONDS", 0.05)
+    record, secret = appliance.accounts.create_token(owner="admin", name="short", role=None, expires_at=None)
+    with TestClient(appliance.asgi, base_url=BASE) as client:
+        with client.websocket_connect("/api/v1/events", headers={"Authorization": f"Bearer {secret}"}) as socket:
+            appliance.accounts.revoke_token(record.id)
+
+            def read_on() -> None:
+                for _ in range(100):
+                    socket.receive_text()
+
+            with pytest.raises(WebSocketDisconnect) as closed:
+                read_on()
+        assert closed.value.code == 4401
+
+
+def test_resume_replays_what_came_after_the_last_id(appliance: Appliance) -> None:
+    admin = {"Authorization": f"Bearer {admin_token(appliance)}"}
+    with TestClient(appliance.asgi, base_url=BASE) as client:
+        with client.websocket_connect("/api/v1/events?type=facts", headers=admin) as socket:
+            appliance.cluster.publish({"probe": b"a"})
+            first = next(m for m in _read_until(socket, "facts") if m["type"] == "facts")
+        appliance.cluster.publish({"probe": b"b"})
+        appliance.cluster.publish({"probe": b"c"})
+        with client.websocket_connect(f"/api/v1/events?type=facts&since=n1:{first['id']}", headers=admin) as socket:
+            replayed = [m for m in _read_until(socket, "facts") if m["type"] == "facts"]
+            while len(replayed) < 2:
+                replayed += [m for m in _read_until(socket, "facts") if m["type"] == "facts"]
+        with client.websocket_connect("/api/v1/events?since=n1:5", headers=admin) as socket:
+            gap = _read_until(socket, "gap")
+    assert [m["id"] for m in replayed][:2] == sorted(m["id"] for m in replayed[:2])
+    assert all(m["id"] > first["id"] for m in replayed)
+    assert any(m["type"] == "gap" and m["node"] == "n1" for m in gap)

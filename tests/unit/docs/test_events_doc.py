@@ -12,7 +12,5 @@ _ROW = re.compile(r"^\| `(?P<type>[a-z]+)` \| .* \| `(?P<permission>[a-z]+:[a-z]
 
 
 def test_the_event_table_matches_the_permission_table() -> None:
-    documented = {
-        m["type"]: m["permission"] for line in EVENTS_DOC.read_text().splitlines() if (m := _ROW.match(line))
-    }
+    documented = {m["type"]: m["permission"] for line in EVENTS_DOC.read_text().splitlines() if (m := _ROW.match(line))}
     assert documented == {kind: str(permission) for kind, permission in EVENT_PERMISSIONS.items()}
