@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -81,6 +82,23 @@ def client_filter(principal: Principal, types: set[str] | None, nodes: set[str] 
     return accept
 
 
+class EncodedCache:
+    """Each event's JSON, encoded once for all the clients it goes to (the last `size` events)."""
+
+    def __init__(self, size: int = 8192) -> None:
+        self._size = size
+        self._items: OrderedDict[tuple[str, int], bytes] = OrderedDict()
+
+    def get(self, event: Event) -> bytes:
+        key = (event.node, event.id)
+        found = self._items.get(key)
+        if found is None:
+            found = self._items[key] = encoder.encode(event)
+            if len(self._items) > self._size:
+                self._items.popitem(last=False)
+        return found
+
+
 async def serve_events(
     socket: WebSocket[Any, Any, Any],
     subscription: Subscription,
@@ -88,16 +106,18 @@ async def serve_events(
     gaps: list[dict[str, Any]],
     *,
     heartbeat: float = HEARTBEAT_SECONDS,
+    encoded: EncodedCache | None = None,
 ) -> None:
     """Send `replay`, then what `subscription` receives, until either side ends it."""
     last: dict[str, int] = {}
+    encode = encoded.get if encoded is not None else encoder.encode
 
     def fresh(events: Iterable[Event]) -> list[bytes]:
         lines = []
         for event in events:
             if event.id > last.get(event.node, 0) and (subscription.accept is None or subscription.accept(event)):
                 last[event.node] = event.id
-                lines.append(encoder.encode(event))
+                lines.append(encode(event))
         return lines
 
     async def send(lines: list[bytes]) -> None:
@@ -155,6 +175,7 @@ def events_routes(  # noqa: PLR0915 - the three sockets share their helpers
 ) -> Router:
     """The three event sockets (see the module docstring)."""
     here = bus.node
+    encoded = EncodedCache()
 
     def filters(socket: WebSocket[Any, Any, Any]) -> tuple[set[str] | None, set[str] | None, dict[str, int]]:
         types = set(_values(socket, "type")) or None
@@ -202,7 +223,7 @@ def events_routes(  # noqa: PLR0915 - the three sockets share their helpers
                     gaps.append({"type": "gap", "node": node, "since": last})
         await socket.accept()
         try:
-            await serve_events(socket, subscription, replay, gaps, heartbeat=heartbeat)
+            await serve_events(socket, subscription, replay, gaps, heartbeat=heartbeat, encoded=encoded)
         finally:
             bus.unsubscribe(subscription)
             feed.remove(subscription)
@@ -224,7 +245,7 @@ def events_routes(  # noqa: PLR0915 - the three sockets share their helpers
         replay, gaps = local_replay(since)
         await socket.accept()
         try:
-            await serve_events(socket, subscription, replay, gaps, heartbeat=heartbeat)
+            await serve_events(socket, subscription, replay, gaps, heartbeat=heartbeat, encoded=encoded)
         finally:
             bus.unsubscribe(subscription)
 
@@ -244,7 +265,7 @@ def events_routes(  # noqa: PLR0915 - the three sockets share their helpers
         replay, gaps = local_replay({here: since}) if since else ([], [])
         await socket.accept()
         try:
-            await serve_events(socket, subscription, replay, gaps, heartbeat=heartbeat)
+            await serve_events(socket, subscription, replay, gaps, heartbeat=heartbeat, encoded=encoded)
         finally:
             bus.unsubscribe(subscription)
 
