@@ -45,6 +45,7 @@ HEARTBEAT_SECONDS = 15.0
 SEND_TIMEOUT_SECONDS = 30.0  # a client that takes no bytes for this long is dropped
 CLIENT_QUEUE = 1024
 BATCH = 256
+COALESCE_SECONDS = 0.003  # for clients; a member's stream to another node sends at once
 LAGGED_CODE = 1013  # "try again later": resume with `since`
 STREAM_PATH = "/api/v1/cluster/internal/events"
 _TAGS: dict[type[Event], str] = {kind: tag_of(kind) for kind in EVENT_TYPES}
@@ -99,6 +100,16 @@ class EncodedCache:
         return found
 
 
+async def _next(subscription: Subscription, heartbeat: float, coalesce: float) -> list[Event]:
+    """The next events to send; after the first of a burst, wait `coalesce` seconds for the
+    rest, so that it goes out in one frame (one send, one TLS record)."""
+    batch = await subscription.next_batch(BATCH, heartbeat)
+    if coalesce > 0 and batch and len(batch) < BATCH and not subscription.lagged:
+        await asyncio.sleep(coalesce)
+        batch += await subscription.next_batch(BATCH - len(batch), 0)
+    return batch
+
+
 async def serve_events(
     socket: WebSocket[Any, Any, Any],
     subscription: Subscription,
@@ -107,6 +118,7 @@ async def serve_events(
     *,
     heartbeat: float = HEARTBEAT_SECONDS,
     encoded: EncodedCache | None = None,
+    coalesce: float = COALESCE_SECONDS,
 ) -> None:
     """Send `replay`, then what `subscription` receives, until either side ends it."""
     last: dict[str, int] = {}
@@ -132,7 +144,7 @@ async def serve_events(
             if lines:
                 await send(lines)
         while not subscription.closed:
-            batch = await subscription.next_batch(BATCH, heartbeat)
+            batch = await _next(subscription, heartbeat, coalesce)
             if subscription.lagged:
                 await send([b'{"type":"lagged"}'])
                 await socket.close(LAGGED_CODE, "lagged: reconnect with since to resume")
@@ -265,7 +277,7 @@ def events_routes(  # noqa: PLR0915 - the three sockets share their helpers
         replay, gaps = local_replay({here: since}) if since else ([], [])
         await socket.accept()
         try:
-            await serve_events(socket, subscription, replay, gaps, heartbeat=heartbeat, encoded=encoded)
+            await serve_events(socket, subscription, replay, gaps, heartbeat=heartbeat, encoded=encoded, coalesce=0)
         finally:
             bus.unsubscribe(subscription)
 
