@@ -11,6 +11,7 @@ from litestar.exceptions import WebSocketDisconnect
 from litestar.testing import TestClient
 
 from appliance.app import Appliance
+from appliance.audit.chain import AuditEntry
 from appliance.auth import access
 from appliance.auth.permissions import EVENT_PERMISSIONS, Role
 from appliance.bootstrap import OpenedNode
@@ -18,7 +19,15 @@ from appliance.cluster.hlc import HybridClock
 from appliance.events import sources
 from appliance.events.bus import EventBus
 from appliance.events.controller import parse_since
-from appliance.events.types import TYPE_NAMES, ConfigChanged, Event, FactsChanged
+from appliance.events.types import (
+    TYPE_NAMES,
+    AuditAppended,
+    ConfigChanged,
+    Event,
+    FactsChanged,
+    NetworkChanged,
+    PxeEnlisted,
+)
 from appliance.store.config import ConfigStore
 from tests.unit.appliance.conftest import BASE, admin_token
 
@@ -201,3 +210,20 @@ def test_resume_replays_what_came_after_the_last_id(appliance: Appliance) -> Non
     assert [m["id"] for m in replayed][:2] == sorted(m["id"] for m in replayed[:2])
     assert all(m["id"] > first["id"] for m in replayed)
     assert any(m["type"] == "gap" and m["node"] == "n1" for m in gap)
+
+
+def test_network_changes_and_enlistments_are_read_off_their_audit_entries() -> None:
+    def entry(action: str, user: str = "admin") -> AuditEntry:
+        return AuditEntry(
+            seq=1, ts=1.0, node="n1", user=user, source="192.0.2.9", action=action, target="node n1",
+            outcome="success", detail="4 CPUs", prev_hash="", hash="",
+        )  # fmt: skip
+
+    applied = sources.audit_events(entry("network.apply"))
+    assert [type(e) for e in applied] == [AuditAppended, NetworkChanged]
+    assert isinstance(applied[1], NetworkChanged)
+    assert applied[1].action == "apply"
+    enlisted = sources.audit_events(entry("pxe.enlist", user="machine:52:54:00:12:34:56"))
+    assert isinstance(enlisted[1], PxeEnlisted)
+    assert enlisted[1].mac == "52:54:00:12:34:56"
+    assert [type(e) for e in sources.audit_events(entry("user.create"))] == [AuditAppended]
