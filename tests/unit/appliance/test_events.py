@@ -16,6 +16,8 @@ from appliance.auth import access
 from appliance.auth.permissions import EVENT_PERMISSIONS, Role
 from appliance.bootstrap import OpenedNode
 from appliance.cluster.hlc import HybridClock
+from appliance.cluster.messages import StateEntry
+from appliance.cluster.nodestate import NodeStateStore
 from appliance.events import sources
 from appliance.events.bus import EventBus
 from appliance.events.controller import parse_since
@@ -227,3 +229,19 @@ def test_network_changes_and_enlistments_are_read_off_their_audit_entries() -> N
     assert isinstance(enlisted[1], PxeEnlisted)
     assert enlisted[1].mac == "52:54:00:12:34:56"
     assert [type(e) for e in sources.audit_events(entry("user.create"))] == [AuditAppended]
+
+
+def test_a_raising_node_state_listener_never_breaks_a_merge(node: OpenedNode) -> None:
+    store = NodeStateStore(node.db, "n1")
+    bus = EventBus("n1")
+    seen = bus.stream()
+
+    def broken(entries: list[StateEntry]) -> None:
+        raise RuntimeError("a listener bug")
+
+    store.on_change(broken)
+    store.on_change(sources.node_state_listener(bus))
+    fresh = store.merge([StateEntry("n2", "facts", b"{}", 5)])
+    assert [e.key for e in fresh] == ["facts"]
+    assert store.items("n2") == {"facts": b"{}"}
+    assert [(e.owner, e.keys) for e in seen._items if isinstance(e, FactsChanged)] == [("n2", ["facts"])]
