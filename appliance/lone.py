@@ -97,7 +97,7 @@ def judge(snap: Snapshot) -> str | None:
     foreign = sorted(snap.files - _OWN_FILES)
     busy = [table for table, rows in sorted(snap.local_rows.items()) if rows]
     checks = [
-        ("joined_via" in snap.meta, f"node {snap.name} joined a cluster"),
+        ("joined_via" in snap.meta, "it joined that cluster"),
         (bool(foreign), f"the data dir holds {', '.join(foreign[:3])}"),
         (bool(snap.netconfig_files - {LOCK_NAME}), "its host networking was configured"),
         (bool(busy), f"its {', '.join(busy)} table is not empty"),
@@ -145,7 +145,7 @@ def inspect(datadir: DataDir) -> tuple[LoneCluster | None, str]:
         return None, "the data dir holds no complete node"
     reason = judge(snap)
     if reason is not None:
-        return None, f"node {snap.name} of cluster {snap.cluster_id} is in use: {reason}"
+        return None, f"node {snap.name} of cluster {snap.cluster_id} is kept: {reason}"
     return LoneCluster(snap.name, snap.cluster_id), f"node {snap.name} founded cluster {snap.cluster_id}, unused"
 
 
