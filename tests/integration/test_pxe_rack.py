@@ -7,7 +7,7 @@ command, both taken from docs/pxe-rack.md and run as written (the node and machi
 the docs' own); the machine joins under that name with its node state on the disk. It is then
 powered off and booted again from the network: the disk's node comes back as the same member
 (same node id), without enrolling or joining again. (A disk holding a lone cluster nobody used
-is test_pxe_lone_cluster.py, with node processes.)
+is test_pxe_data_dir.py, with node processes.)
 
 Lab and guest as in test_pxe.py (full DHCP mode from the node; QEMU in the switch namespace).
 """

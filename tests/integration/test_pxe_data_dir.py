@@ -1,12 +1,16 @@
-"""Issue 19, item 3, with real node processes: a machine whose data dir holds a lone cluster
-nobody used (an earlier boot founded it before anyone named the machine) still enrols when it
-boots from a node with a credential, waits pending, and once approved joins under the approved
-name, giving the lone cluster up; after a restart it is the same member (same node id).
+"""What a PXE-booted machine does with what its data dir holds, with real node processes.
+
+Issue 19, item 3: a machine whose data dir holds a lone cluster nobody used (an earlier boot
+founded it before anyone named the machine) still enrols when it boots from a node with a
+credential, waits pending, and once approved joins under the approved name, giving the lone
+cluster up; after a restart it is the same member (same node id). And a machine rebooted while
+it waits (a new script, a new credential) resumes the wait its data dir kept, or, if that wait
+is over (forgotten meanwhile), enrols anew, instead of being refused as `already enrolled`.
 
 The boot server and the machine are real `debvisor serve` processes on loopback (the server's
 PXE on `lo` in proxy mode, as in security/test_pxe_attacks.py); the machine gets the kernel
 command line its boot script carries (`--boot-params`), as the image passes /proc/cmdline. The
-QEMU walk of the same flow with a blank data disk is test_pxe_rack.py.
+QEMU walk of the documented flow with a blank data disk is test_pxe_rack.py.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import httpx
 
 from tests.integration.security.test_pxe_attacks import (
     BootedNode,
+    _audit,
     _kernel_line,
     _script,
     _state,
@@ -93,3 +98,43 @@ def test_a_lone_cluster_nobody_used_does_not_keep_a_machine_from_joining(
         assert _node_id(server, again) == node_id
         assert "debvisor.enrol= is ignored" in again.stderr()
         assert _state(server, MAC) == "joined"
+
+
+def _approve(server: NodeProcess, mac: str, name: str) -> None:
+    with server.admin_client() as admin:
+        approved = admin.post(f"/api/v1/nodes/{server.name}/pxe/machines/{mac}/approve", json={"name": name})
+    assert approved.status_code == 200, approved.text
+
+
+def test_a_machine_rebooted_while_it_waits_resumes_the_wait_its_data_dir_kept(
+    tmp_path: Path, server: NodeProcess, pxe_port: int
+) -> None:
+    data, cmdline = tmp_path / "machine", tmp_path / "cmdline"
+    cmdline.write_text(_kernel_line(_script(pxe_port, MAC)) + "\n")
+    with BootedNode(data, extra_args=["--boot-params", str(cmdline)]):
+        _wait_for(lambda: _state(server, MAC) == "pending", 30.0, "the machine to enrol")
+    assert (data / "enrolment").exists()  # on the data disk: it outlives the reboot
+    # Rebooted from the network: a new script, a new credential.
+    cmdline.write_text(_kernel_line(_script(pxe_port, MAC)) + "\n")
+    with BootedNode(data, extra_args=["--boot-params", str(cmdline)]) as machine:
+        _wait_for(lambda: "(of its earlier boot)" in machine.stderr(), 30.0, "the machine to resume its wait")
+        _approve(server, MAC, "rack1-n5")
+        machine.wait_ready(60.0)
+        _wait_for(lambda: _members(server).get("rack1-n5") == "alive", 30.0, "the machine to be a member")
+    assert [e["outcome"] for e in _audit(server, "pxe.enrol")] == ["success"]  # enrolled once, never refused
+
+
+def test_a_machine_whose_kept_wait_is_over_enrols_anew(tmp_path: Path, server: NodeProcess, pxe_port: int) -> None:
+    data, cmdline = tmp_path / "machine", tmp_path / "cmdline"
+    cmdline.write_text(_kernel_line(_script(pxe_port, MAC)) + "\n")
+    with BootedNode(data, extra_args=["--boot-params", str(cmdline)]):
+        _wait_for(lambda: _state(server, MAC) == "pending", 30.0, "the machine to enrol")
+    with server.admin_client() as admin:
+        assert admin.delete(f"/api/v1/nodes/{server.name}/pxe/machines/{MAC}").status_code == 204
+    cmdline.write_text(_kernel_line(_script(pxe_port, MAC)) + "\n")
+    with BootedNode(data, extra_args=["--boot-params", str(cmdline)]) as machine:
+        _wait_for(lambda: _state(server, MAC) == "pending", 30.0, "the machine to enrol again")
+        assert "earlier boot is over" in machine.stderr()
+        _approve(server, MAC, "rack1-n6")
+        machine.wait_ready(60.0)
+    assert [e["outcome"] for e in _audit(server, "pxe.enrol")] == ["success", "success"]
