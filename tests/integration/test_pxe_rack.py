@@ -52,14 +52,19 @@ def _documented() -> tuple[str, str]:
     return listing.group(1), approve.group(1)
 
 
+CHECK = """curl -s -H "$auth" $API/nodes | jq -r '.[] | [.name, .state] | @tsv'"""  # step 5
+
+
 class Admin:
     """`debvisor` run by bash inside the server's namespace, with the URL, CA and token an admin's
     current remote would give it (docs/cli.md)."""
 
     def __init__(self, host: Host, node: ClusterNode, token: str) -> None:
         self.host = host
-        self.env = [f"DEBVISOR_URL={node.url}", f"DEBVISOR_CA={node.data_dir / 'pki' / 'ca.crt'}"]
-        self.env.append(f"DEBVISOR_TOKEN={token}")
+        ca = node.data_dir / "pki" / "ca.crt"
+        self.env = [f"DEBVISOR_URL={node.url}", f"DEBVISOR_CA={ca}", f"DEBVISOR_TOKEN={token}"]
+        # The docs' `curl ...` stands for curl with the cluster CA (install.md); their variables.
+        self.env += [f"CURL_CA_BUNDLE={ca}", f"API={node.url}/api/v1", f"auth=Authorization: Bearer {token}"]
 
     def sh(self, script: str, **variables: str) -> str:
         prelude = f'debvisor() {{ {shlex.join([sys.executable, "-m", "appliance"])} "$@"; }}\n'
@@ -75,6 +80,11 @@ def _guest(host: Host, ip: str, token: str, path: str) -> Any:
         ["curl", "-sk", "--max-time", "10", "-H", f"Authorization: Bearer {token}", f"https://{ip}:8443{path}"]
     )
     return json.loads(answer.stdout)
+
+
+def test_the_docs_still_show_the_commands_this_test_runs() -> None:
+    _documented()
+    assert f"{CHECK}\n" in DOC
 
 
 def test_boot_first_name_after_with_a_data_disk(
@@ -125,6 +135,7 @@ def test_boot_first_name_after_with_a_data_disk(
 
             def member() -> None:
                 wait_until(lambda: node.members().get(NAME) == "alive", 60.0, interval=0.5)
+                seen["cluster"] = admin.sh(CHECK)
                 seen["node"] = _guest(host, seen["ip"], token, "/api/v1/node")
                 seen["joined"] = api.get(machine).json()
 
@@ -162,6 +173,7 @@ def test_boot_first_name_after_with_a_data_disk(
     assert seen["approved"].strip() == f"{MAC} approved to join as {NAME}", seen["approved"]
     assert (seen["node"]["name"], seen["node"]["cluster_id"]) == (NAME, cluster_id)
     assert seen["joined"]["state"] == "joined"
+    assert sorted(seen["cluster"].splitlines()) == [f"{SERVER}\talive", f"{NAME}\talive"]
     assert "debvisor.db" in stored, stored  # its membership is on the disk
     assert "initial-admin-password" not in stored  # it joined: it never founded a cluster of its own
 
