@@ -4,8 +4,9 @@ A machine booted before anyone decided what it is (an ISO boot without `debvisor
 PXE boot from a standalone `python -m pxe serve`, or from a release before enrolment) founds a
 one-node cluster on its data partition. Later given a join token, or a PXE enrolment
 credential, it would otherwise open that cluster again on every boot and never join. So a
-fresh-looking start that carries `--join` / `debvisor.join=` or `debvisor.enrol=` gives the
-data dir's node up, but only when all of this holds (`judge`, pure; `inspect` reads it):
+start that carries `--join` / `debvisor.join=` or `debvisor.enrol=` on a data dir holding a
+node gives that node up for the join, but only when all of this holds (`judge`, pure;
+`inspect` reads it):
 
 - it founded its cluster (it joined none) and no other node ever joined it (no redeemed join
   token, no other member's state or certificate, no other authority);
