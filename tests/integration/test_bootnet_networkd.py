@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import shutil
 import signal
 import subprocess
 import sys
@@ -32,7 +31,7 @@ from pathlib import Path
 import pytest
 
 from appliance.bootnet import UNIT_NAME
-from tests.conftest import require
+from tests.kit.need import require, require_root, require_tool
 
 pytestmark = [pytest.mark.integration, pytest.mark.privileged]
 
@@ -73,10 +72,9 @@ ip -j route show
 @pytest.fixture
 def netns() -> Iterator[str]:
     """A fresh network namespace with a veth pair eth0 (BOOT_MAC) / eth1; an unreachable route meanwhile."""
-    require(os.geteuid() == 0, "network and mount namespaces need root")
+    require_root()
     require(NETWORKD.exists(), f"{NETWORKD} is missing (apt-get install systemd)")
-    for tool in ("ip", "unshare"):
-        require(shutil.which(tool) is not None, f"`{tool}` is missing")
+    require_tool("ip", "unshare")
     require(
         subprocess.run(["getent", "passwd", "systemd-network"], capture_output=True, check=False).returncode == 0,
         "no systemd-network user (networkd drops to it)",

@@ -13,25 +13,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.clusterlab import ClusterLab, join_token, wait_until
-from tests.conftest import require
-from tests.netns import Lab, available
+from tests.clusterlab import ClusterLab, join_token, running_cluster
+from tests.kit.wait import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.privileged]
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterLab]:
-    reason = available()
-    require(reason is None, reason or "")
-    with Lab(6) as lab:
-        cluster = ClusterLab(lab, tmp_path_factory.mktemp("cluster"), 5)
-        try:
-            took = cluster.start()
-            print(f"\n5 nodes joined and seen alive everywhere in {took:.2f} s")
-            yield cluster
-        finally:
-            cluster.stop()
+    with running_cluster(tmp_path_factory, 5, hosts=6) as cluster:
+        print(f"\n5 nodes joined and seen alive everywhere in {cluster.join_seconds:.2f} s")
+        yield cluster
 
 
 def test_five_nodes_see_each_other_alive(cluster: ClusterLab) -> None:

@@ -36,7 +36,7 @@ from cryptography import x509
 from appliance.auth.passwords import verify_password
 from appliance.auth.types import UserRecord
 from appliance.datadir import DB_NAME
-from tests.conftest import require
+from tests.kit.need import require
 from tests.nodeproc import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.qemu, pytest.mark.privileged]

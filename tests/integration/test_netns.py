@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from tests.conftest import require
+from tests.kit.need import require_available
 from tests.netns import Lab, available
 
 pytestmark = [pytest.mark.integration, pytest.mark.privileged]
@@ -21,8 +21,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.privileged]
 
 @pytest.fixture(autouse=True)
 def _needs_netns() -> None:
-    reason = available()
-    require(reason is None, reason or "")
+    require_available(available())
 
 
 def _root(*argv: str) -> str:

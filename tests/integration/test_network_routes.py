@@ -22,7 +22,7 @@ from appliance.app import Appliance, create_app
 from appliance.bootstrap import OpenedNode, open_node
 from appliance.network.service import NetworkSettings
 from appliance.settings import AuthSettings
-from tests.conftest import require
+from tests.kit.need import require_available
 from tests.netns import _quiet, _run, available
 from tests.unit.appliance.conftest import BASE, HOST_ADDRESSES, FakeHost, admin_token, settings_for
 
@@ -34,8 +34,7 @@ NET = "/api/v1/nodes/n1/network"
 
 @pytest.fixture
 def netns() -> Iterator[str]:
-    reason = available()
-    require(reason is None, reason or "")
+    require_available(available())
     name = f"dv{secrets.token_hex(3)}-net"
     metric = str(1000 + secrets.randbelow(60000))
     _run(["ip", "route", "add", "unreachable", SUBNET, "metric", metric])

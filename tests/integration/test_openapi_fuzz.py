@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import require
+from tests.kit.need import require, require_available
 from tests.netns import Lab, available
 from tests.nodeproc import NodeProcess, first_admin_token
 from tests.nsclient import NamespaceClient
@@ -65,8 +65,7 @@ def _wait_ready(client: NamespaceClient, node: NodeProcess, timeout: float = 30.
 
 
 def test_fuzzing_a_node_finds_no_server_error_and_nothing_undocumented(tmp_path: Path) -> None:
-    reason = available()
-    require(reason is None, reason or "")
+    require_available(available())
     require(SCHEMATHESIS is not None, "schemathesis is not installed (pip install -e .[dev])")
     assert SCHEMATHESIS is not None
     report = tmp_path / "report"

@@ -15,7 +15,6 @@ sent from the root namespace, which holds the Lab's `unreachable` route.
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -26,7 +25,6 @@ import pytest
 
 from pxe.dnsmasq import BIOS_LOADER, EFI_LOADER, Mode, render_argv
 from pxe.service import IPXE_DIR, PxeConfig, dnsmasq_settings
-from tests.conftest import require
 from tests.dhcpclient import (
     ACK,
     ARCH_BIOS,
@@ -46,8 +44,9 @@ from tests.dhcpclient import (
     build,
     new_xid,
 )
+from tests.kit.need import require, require_available, require_tool
+from tests.kit.procs import assert_not_root
 from tests.netns import Host, Lab, available
-from tests.procinfo import assert_not_root
 
 pytestmark = [pytest.mark.integration, pytest.mark.privileged]
 
@@ -80,10 +79,9 @@ KINDS = [
 
 @pytest.fixture(autouse=True)
 def _requirements() -> None:
-    reason = available()
-    require(reason is None, reason or "")
-    require(shutil.which("dnsmasq") is not None, "dnsmasq is missing (see .ci/packages)")
-    require(shutil.which("curl") is not None, "curl is missing (see .ci/packages)")
+    require_available(available())
+    require_tool("dnsmasq")
+    require_tool("curl")
     for loader in (BIOS_LOADER, EFI_LOADER):
         require((IPXE_DIR / loader).exists(), f"Debian's ipxe package is missing ({IPXE_DIR / loader})")
 

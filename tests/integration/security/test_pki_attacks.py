@@ -61,8 +61,9 @@ from appliance.identity.registry import CertRegistry
 from appliance.identity.store import NodeIdentity, load_identity
 from appliance.store.config import ConfigStore
 from appliance.store.database import Database
-from tests.clusterlab import ClusterNode, bootstrap_admin_token, wait_until
-from tests.conftest import require
+from tests.clusterlab import ClusterNode, bootstrap_admin_token
+from tests.kit.need import require_available
+from tests.kit.wait import wait_until
 from tests.netns import Lab, available
 from tests.nodeproc import DEBVISOR
 from tests.nsclient import NamespaceClient, enter_netns
@@ -85,8 +86,7 @@ def api_join_token(node: ClusterNode) -> str:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    reason = available()
-    require(reason is None, reason or "")
+    require_available(available())
     lab_dir = tmp_path_factory.mktemp("pki")
     with Lab(5) as lab:
         nodes = [ClusterNode(lab_dir, lab.host(i), f"n{i}") for i in range(4)]

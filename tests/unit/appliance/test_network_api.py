@@ -23,7 +23,8 @@ from appliance.network.service import NetworkSettings
 from appliance.network.types import LinkCounters, LinkState, RouteState
 from appliance.settings import AuthSettings
 from netconfig.model import Nic
-from tests.unit.appliance.conftest import BASE, FakeClock, FakeHost, admin_token
+from tests.kit.clock import FakeClock
+from tests.unit.appliance.conftest import BASE, FakeHost, admin_token
 from tests.unit.netconfig.fakekernel import FakeKernel
 
 BRIDGE = {"bridges": [{"name": "br0", "addresses": ["10.1.0.1/24"], "ports": [{"name": "eth1"}]}]}

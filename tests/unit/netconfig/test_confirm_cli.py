@@ -18,6 +18,7 @@ from netconfig.load import loads
 from netconfig.model import Nic
 from netconfig.state import StateDir
 from netconfig.validate import ConfigError
+from tests.kit.clock import FakeClock
 from tests.unit.netconfig.fakekernel import FakeKernel
 
 BASE = loads('nics: [{name: eth0, mac: "02:00:00:00:00:01", addresses: [10.0.0.1/24]}]')
@@ -26,17 +27,9 @@ CHANGE = loads(
 )
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def setup(tmp_path: Path, check: bool = True) -> tuple[FakeKernel, NetConfig, Clock]:
+def setup(tmp_path: Path, check: bool = True) -> tuple[FakeKernel, NetConfig, FakeClock]:
     kernel = FakeKernel([Nic(name="eth0", mac="02:00:00:00:00:01", mtu=1500)])
-    clock = Clock()
+    clock = FakeClock(1000.0)
     core = NetConfig(kernel, StateDir(tmp_path), clock=clock, check=lambda _address: check)
     core.apply_now(BASE)
     return kernel, core, clock
@@ -181,7 +174,7 @@ def test_the_check_address_is_canonical(tmp_path: Path) -> None:
         return True
 
     kernel = FakeKernel([Nic(name="eth0", mac="02:00:00:00:00:01", mtu=1500)])
-    core = NetConfig(kernel, StateDir(tmp_path), clock=Clock(), check=check)
+    core = NetConfig(kernel, StateDir(tmp_path), clock=FakeClock(1000.0), check=check)
     pending, _ = core.begin(BASE, confirm_within=120, check="2001:DB8:0::1")
     assert asked == ["2001:db8::1"]
     assert pending.check == "2001:db8::1"

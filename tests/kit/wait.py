@@ -1,0 +1,103 @@
+"""`wait_until`: the suite's one poll loop, with a deadline and a message that says what failed.
+
+Tests of real components wait for things that happen in other processes (a node becomes
+ready, a member is seen dead). Each used to carry its own loop, some returning False, some
+raising bare TimeoutErrors without saying what they waited for. This one raises
+`WaitTimeout` naming the condition, how long it waited, and the last value or exception the
+predicate gave, so a failure reads on its own.
+
+Exceptions from the predicate count as "not yet" by default (the component is still coming
+up); pass `ignore=()` to let them through.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+from collections.abc import Awaitable, Callable
+
+_NOT_CALLED = object()
+
+
+class WaitTimeout(TimeoutError):
+    """The condition did not hold before the deadline."""
+
+
+def describe(predicate: Callable[..., object]) -> str:
+    """A readable name for `predicate`: a lambda's source text, else its qualified name."""
+    name = getattr(predicate, "__qualname__", repr(predicate))
+    if name.endswith("<lambda>"):
+        try:
+            source = inspect.getsource(predicate).strip()
+        except (OSError, TypeError):
+            return name
+        at = source.find("lambda")
+        return " ".join(source[at:].split())[:200] if at >= 0 else name
+    return str(name)
+
+
+def _message(what: str, predicate: Callable[..., object], timeout: float, last: object) -> str:
+    text = f"timed out after {timeout:g} s waiting for {what or describe(predicate)}"
+    if isinstance(last, BaseException):
+        return f"{text}; last error: {type(last).__name__}: {last}"
+    if last is not _NOT_CALLED:
+        return f"{text}; last value: {last!r:.300}"
+    return text
+
+
+def wait_until(
+    predicate: Callable[[], object],
+    timeout: float,
+    interval: float = 0.05,
+    *,
+    what: str = "",
+    ignore: tuple[type[BaseException], ...] = (Exception,),
+) -> float:
+    """Call `predicate` every `interval` s until it returns something true; the seconds that took.
+
+    Raises `WaitTimeout` (saying `what`, or the predicate's source) once `timeout` s pass.
+    The predicate is called at least once, and once more at the deadline.
+    """
+    start = time.monotonic()
+    deadline = start + timeout
+    last: object = _NOT_CALLED
+    while True:
+        try:
+            last = predicate()
+        except ignore as error:
+            last = error
+        else:
+            if last:
+                return time.monotonic() - start
+        now = time.monotonic()
+        if now >= deadline:
+            raise WaitTimeout(_message(what, predicate, timeout, last))
+        time.sleep(min(interval, deadline - now))
+
+
+async def wait_until_async(
+    predicate: Callable[[], object | Awaitable[object]],
+    timeout: float,  # noqa: ASYNC109 - the deadline of the whole wait, as in wait_until
+    interval: float = 0.05,
+    *,
+    what: str = "",
+    ignore: tuple[type[BaseException], ...] = (Exception,),
+) -> float:
+    """`wait_until` for the event loop: sleeps with asyncio; `predicate` may be a coroutine function."""
+    start = time.monotonic()
+    deadline = start + timeout
+    last: object = _NOT_CALLED
+    while True:
+        try:
+            value = predicate()
+            last = await value if inspect.isawaitable(value) else value
+        except ignore as error:
+            last = error
+        else:
+            if last:
+                return time.monotonic() - start
+        now = time.monotonic()
+        if now >= deadline:
+            raise WaitTimeout(_message(what, predicate, timeout, last))
+        await asyncio.sleep(min(interval, deadline - now))
