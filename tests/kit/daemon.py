@@ -110,16 +110,15 @@ class Daemon:
         what = what or describe(predicate)
 
         def ready() -> object:
-            if self.proc is None or self.proc.poll() is not None:
-                raise DaemonExited(f"{self.name} exited with {self.returncode} before {what}:\n{self.tail()}")
-            return predicate()
+            return not self.running or predicate()  # an exit ends the wait at once; told below
 
         try:
-            return wait_until(ready, timeout, interval, what=what, ignore=(Exception,))
+            took = wait_until(ready, timeout, interval, what=what)
         except WaitTimeout as timed_out:
-            if not self.running:
-                raise DaemonExited(f"{self.name} exited with {self.returncode} before {what}:\n{self.tail()}") from None
             raise WaitTimeout(f"{self.name}: {timed_out}\n{self.tail()}") from None
+        if not self.running:
+            raise DaemonExited(f"{self.name} exited with {self.returncode} before {what}:\n{self.tail()}")
+        return took
 
     def wait_for_log(self, text: str, timeout: float = 30.0) -> float:
         """Wait until `text` appears in the log."""

@@ -33,8 +33,30 @@ def describe(predicate: Callable[..., object]) -> str:
         except (OSError, TypeError):
             return name
         at = source.find("lambda")
-        return " ".join(source[at:].split())[:200] if at >= 0 else name
+        return " ".join(_expression(source[at:]).split())[:200] if at >= 0 else name
     return str(name)
+
+
+def _expression(text: str) -> str:
+    """`text` up to the end of the expression it starts with: a comma or closing bracket at
+    depth 0 (a lambda's source line goes on with the call's other arguments)."""
+    depth = 0
+    quote = ""
+    for at, char in enumerate(text):
+        if quote:
+            if char == quote and text[at - 1] != "\\":
+                quote = ""
+        elif char in "\"'":
+            quote = char
+        elif char in "([{":
+            depth += 1
+        elif char in ")]}":
+            if depth == 0:
+                return text[:at]
+            depth -= 1
+        elif char in ",\n" and depth == 0:
+            return text[:at]
+    return text
 
 
 def _message(what: str, predicate: Callable[..., object], timeout: float, last: object) -> str:
