@@ -19,7 +19,6 @@ Deliberately left out: the no-BOOTIF path (veths have no `device` in sysfs, so t
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import signal
 import subprocess
@@ -32,6 +31,7 @@ import pytest
 
 from appliance.bootnet import UNIT_NAME
 from tests.kit.need import require, require_root, require_tool
+from tests.kit.procs import signal_process
 
 pytestmark = [pytest.mark.integration, pytest.mark.privileged]
 
@@ -123,7 +123,7 @@ def boot(netns: str, tmp_path: Path, cmdline: str, expect_gateway: str = "") -> 
     try:
         out, err = proc.communicate(timeout=60)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
+        signal_process(proc, signal.SIGKILL)
         proc.communicate()
         pytest.fail("networkd did not configure both links within the time allowed", pytrace=False)
     assert proc.returncode == 0, f"{err}\nnetworkd log:\n{(tmp_path / 'networkd.log').read_text()[-3000:]}"

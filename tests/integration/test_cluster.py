@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.clusterlab import ClusterLab, join_token, running_cluster
-from tests.kit.wait import wait_until
+from tests.kit.wait import check_for, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.privileged]
 
@@ -221,11 +221,12 @@ def test_no_false_deaths_under_ten_percent_loss(cluster: ClusterLab) -> None:
     for node in cluster.nodes:
         node.host.set_loss(10)
     try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
+
+        def nobody_dead() -> None:
             for name, states in cluster.views(cluster.nodes[:1]).items():
                 assert "dead" not in states.values(), (name, states)
-            time.sleep(0.5)
+
+        check_for(nobody_dead, 20, 0.5)
     finally:
         for node in cluster.nodes:
             node.host.set_loss(0)

@@ -16,7 +16,6 @@ sent from the root namespace, which holds the Lab's `unreachable` route.
 from __future__ import annotations
 
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +43,7 @@ from tests.dhcpclient import (
     build,
     new_xid,
 )
+from tests.kit.daemon import Daemon
 from tests.kit.need import require, require_available, require_tool
 from tests.kit.procs import assert_not_root
 from tests.netns import Host, Lab, available
@@ -88,14 +88,10 @@ def _requirements() -> None:
 
 def _start_dnsmasq(host: Host, argv: list[str], log: Path) -> subprocess.Popen[bytes]:
     """Start dnsmasq in `host`; return once it serves TFTP (its last start-up line)."""
-    with log.open("wb") as out:
-        proc: subprocess.Popen[bytes] = host.popen(argv, stdout=out, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + START_SECONDS
-    while "TFTP root is" not in log.read_text(errors="replace"):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            pytest.fail(f"dnsmasq did not start ({proc.poll()}):\n{log.read_text(errors='replace')}", pytrace=False)
-        time.sleep(0.05)
-    return proc
+    daemon = Daemon(argv, log, name="dnsmasq", spawn=host.popen).start()
+    daemon.wait_for_log("TFTP root is", START_SECONDS)
+    assert daemon.proc is not None
+    return daemon.proc
 
 
 def _boot_server_argv(server: Host, mode: Mode, tmp_path: Path) -> list[str]:

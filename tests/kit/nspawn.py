@@ -2,7 +2,7 @@
 and D-Bus on machines whose own PID 1 is not systemd (the development and CI machines).
 
 `debian_root()` builds the root once with mmdebstrap (minbase + systemd, dbus) into a cache
-directory (DEBVISOR_TEST_CACHE, default /var/cache/debvisor-tests), under a file lock so
+directory (tests/kit/cache.py: /var/cache/debvisor-tests), under a file lock so
 parallel pytest workers build it once; the directory name carries a hash of the recipe, so a
 changed package list builds a new root beside the old one. The first build downloads about
 100 packages from the Debian mirror (DEBVISOR_TEST_MIRROR) and takes about a minute.
@@ -22,17 +22,17 @@ passes `--network-veth` or `--network-bridge=` in `extra_args`).
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import os
 import secrets
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
+from tests.kit.cache import cache_dir, locked
 from tests.kit.daemon import Daemon
 from tests.kit.need import require_root, require_tool
 from tests.kit.procs import processes
@@ -46,11 +46,6 @@ FIRSTBOOT = "systemd-firstboot.service"  # asks on a console there is none of; m
 COMPLETE = ".debvisor-complete"  # written last: a root without it is a failed build
 
 
-def cache_dir() -> Path:
-    """Where built roots are kept (DEBVISOR_TEST_CACHE, default /var/cache/debvisor-tests)."""
-    return Path(os.environ.get("DEBVISOR_TEST_CACHE", "/var/cache/debvisor-tests"))
-
-
 def mirror() -> str:
     return os.environ.get("DEBVISOR_TEST_MIRROR", "http://deb.debian.org/debian")
 
@@ -59,14 +54,6 @@ def require_nspawn() -> None:
     """Skip (locally) or fail (in CI) unless this machine can build and boot a root."""
     require_root()
     require_tool("systemd-nspawn", "mmdebstrap", "nsenter")
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes, also if the test process dies
-        yield
 
 
 def _recipe_key(suite: str, packages: Sequence[str]) -> str:
@@ -80,7 +67,7 @@ def debian_root(packages: Sequence[str] = PACKAGES, suite: str = SUITE) -> Path:
     root = cache_dir() / f"nspawn-{suite}-{_recipe_key(suite, packages)}"
     if (root / COMPLETE).exists():
         return root
-    with _locked(root.with_name(root.name + ".lock")):
+    with locked(root.with_name(root.name + ".lock")):
         if (root / COMPLETE).exists():  # another worker built it while we waited
             return root
         _build(root, packages, suite)

@@ -123,3 +123,17 @@ async def wait_until_async(
         if now >= deadline:
             raise WaitTimeout(_message(what, predicate, timeout, last))
         await asyncio.sleep(min(interval, deadline - now))
+
+
+def check_for(check: Callable[[], object], seconds: float, interval: float = 0.5) -> int:
+    """Call `check` (which asserts) every `interval` s for `seconds`: something that must stay
+    true, such as "no node is declared dead under 10% loss". The number of checks made."""
+    deadline = time.monotonic() + seconds
+    checks = 0
+    while True:
+        check()
+        checks += 1
+        now = time.monotonic()
+        if now >= deadline:
+            return checks
+        time.sleep(min(interval, deadline - now))

@@ -19,6 +19,7 @@ from netconfig.model import Nic
 from netconfig.state import StateDir
 from netconfig.validate import ConfigError
 from tests.kit.clock import FakeClock
+from tests.kit.wait import wait_until
 from tests.unit.netconfig.fakekernel import FakeKernel
 
 BASE = loads('nics: [{name: eth0, mac: "02:00:00:00:00:01", addresses: [10.0.0.1/24]}]')
@@ -123,10 +124,7 @@ def test_cli_plan_show_apply_confirm(tmp_path: Path) -> None:
         target=lambda: results.append(run_cli(kernel, "net", "apply", str(config), "--confirm-within", "30", *data))
     )
     waiter.start()
-    deadline = time.monotonic() + 10
-    while StateDir(tmp_path / "netconfig").pending() is None:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    wait_until(lambda: StateDir(tmp_path / "netconfig").pending() is not None, 10, what="the pending change")
     assert run_cli(kernel, "net", "confirm", *data)[:2] == (0, "confirmed\n")
     waiter.join(timeout=10)
     code, out, err = results[0]
