@@ -94,7 +94,7 @@ class NodeProcess:
         """Start the node; `popen` overrides what goes to `subprocess.Popen` (e.g. stdout=a pty)."""
         # Not in a session of its own: a prefix such as `ip netns exec` replaces itself with the node.
         popen.setdefault("start_new_session", False)
-        self.daemon = Daemon(self.command(), self.stderr_path, stdout=self.stdout_path, name=self.name, **popen)
+        self.daemon = Daemon(self.command(), self.stderr_path, stdout_log=self.stdout_path, name=self.name, **popen)
         self.daemon.start()
         return self
 

@@ -39,7 +39,8 @@ class DaemonExited(RuntimeError):
 
 
 class Daemon:
-    """One child process whose output goes to `log` (stdout to `stdout` if given)."""
+    """One child process whose output goes to `log` (stdout to `stdout_log` if given); other
+    keyword arguments go to `subprocess.Popen` (`stdout=` there overrides the log)."""
 
     def __init__(
         self,
@@ -47,7 +48,7 @@ class Daemon:
         log: Path,
         *,
         name: str | None = None,
-        stdout: Path | None = None,
+        stdout_log: Path | None = None,
         spawn: Spawn | None = None,
         stop_signal: int = signal.SIGTERM,
         stop_timeout: float = 10.0,
@@ -56,7 +57,7 @@ class Daemon:
     ) -> None:
         self.argv = list(argv)
         self.log = log
-        self.stdout_path = stdout
+        self.stdout_path = stdout_log
         self.name = name or Path(self.argv[0]).name
         self.stop_signal = stop_signal
         self.stop_timeout = stop_timeout

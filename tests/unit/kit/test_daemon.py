@@ -41,7 +41,7 @@ def test_a_wait_that_times_out_names_the_daemon_and_shows_its_log_and_stop_reaps
 
 def test_stdout_can_go_to_its_own_file(tmp_path: Path) -> None:
     daemon = Daemon(
-        ["sh", "-c", "echo to-out; echo to-err >&2; exec sleep 30"], tmp_path / "err", stdout=tmp_path / "out"
+        ["sh", "-c", "echo to-out; echo to-err >&2; exec sleep 30"], tmp_path / "err", stdout_log=tmp_path / "out"
     )
     daemon.start()
     daemon.wait_ready(lambda: "to-err" in daemon.text() and "to-out" in daemon.stdout(), 10.0)
