@@ -25,6 +25,7 @@ from tests.kit.procs import LONG_LIVED, signal_process, stop_process
 from tests.kit.wait import WaitTimeout, describe, wait_until
 
 TAIL = 3000  # characters of log in an error message
+REPORT_TAIL = 10000  # and in a failed test's report, per daemon
 
 Spawn = Callable[..., "subprocess.Popen[Any]"]
 
@@ -171,7 +172,7 @@ class Daemon:
         """A heading and the log tail, as attached to a failed test's report."""
         state = "running" if self.running else f"exited {self.returncode}"
         pid = self.proc.pid if self.proc else "-"
-        return f"{' '.join(self.argv)[:300]}\n({state}, pid {pid}, log {self.log})\n{self.tail(20000)}"
+        return f"{' '.join(self.argv)[:300]}\n({state}, pid {pid}, log {self.log})\n{self.tail(REPORT_TAIL)}"
 
     def __enter__(self) -> Daemon:
         return self.start()
