@@ -7,6 +7,7 @@
 - `daemon`: a long-running child with its log, stopped by deadline, its log attached to a
   failed test's report.
 - `clock`: the fake clock unit tests move by hand.
+- `cache`: the per-machine cache of built things and the lock one builder holds.
 - `nspawn`: a cached Debian root booted with systemd as PID 1 under systemd-nspawn.
 - `libvirtd`: a private libvirtd (and virtlogd) in its own mount namespace.
 
