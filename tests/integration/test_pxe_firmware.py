@@ -80,8 +80,7 @@ KINDS = [
 @pytest.fixture(autouse=True)
 def _requirements() -> None:
     require_available(available())
-    require_tool("dnsmasq")
-    require_tool("curl")
+    require_tool("dnsmasq", "curl")
     for loader in (BIOS_LOADER, EFI_LOADER):
         require((IPXE_DIR / loader).exists(), f"Debian's ipxe package is missing ({IPXE_DIR / loader})")
 

@@ -79,8 +79,7 @@ def _dnsmasq_serves_without_root(node: NodeProcess, server: Host, client: Host, 
 
 def test_the_boot_file_port_follows_the_pxe_setting(tmp_path: Path) -> None:
     require_available(available())
-    require_tool("dnsmasq")
-    require_tool("curl")
+    require_tool("dnsmasq", "curl")
     require((IPXE_DIR / BIOS_LOADER).exists(), f"Debian's ipxe package is missing ({IPXE_DIR / BIOS_LOADER})")
     cmdline = tmp_path / "cmdline"
     cmdline.write_text(f"boot=live debvisor.pxe-http=127.0.0.1:{PXE_PORT}\n")
