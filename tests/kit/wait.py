@@ -59,13 +59,38 @@ def _expression(text: str) -> str:
     return text
 
 
-def _message(what: str, predicate: Callable[..., object], timeout: float, last: object) -> str:
-    text = f"timed out after {timeout:g} s waiting for {what or describe(predicate)}"
-    if isinstance(last, BaseException):
-        return f"{text}; last error: {type(last).__name__}: {last}"
-    if last is not _NOT_CALLED:
-        return f"{text}; last value: {last!r:.300}"
-    return text
+class _Poll:
+    """The bookkeeping both waits share: the deadline, the last answer, the failure message."""
+
+    def __init__(self, predicate: Callable[..., object], timeout: float, interval: float, what: str) -> None:
+        self.predicate = predicate
+        self.timeout = timeout
+        self.interval = interval
+        self.what = what
+        self.start = time.monotonic()
+        self.last: object = _NOT_CALLED
+
+    def held(self, answer: object) -> float | None:
+        """Record the predicate's answer (or the exception it raised); the seconds waited if it held."""
+        self.last = answer
+        if answer and not isinstance(answer, BaseException):
+            return time.monotonic() - self.start
+        return None
+
+    def pause(self) -> float:
+        """Seconds to sleep before the next try; `WaitTimeout` once the deadline has passed."""
+        left = self.start + self.timeout - time.monotonic()
+        if left <= 0:
+            raise WaitTimeout(self.message())
+        return min(self.interval, left)
+
+    def message(self) -> str:
+        text = f"timed out after {self.timeout:g} s waiting for {self.what or describe(self.predicate)}"
+        if isinstance(self.last, BaseException):
+            return f"{text}; last error: {type(self.last).__name__}: {self.last}"
+        if self.last is not _NOT_CALLED:
+            return f"{text}; last value: {self.last!r:.300}"
+        return text
 
 
 def wait_until(
@@ -81,21 +106,16 @@ def wait_until(
     Raises `WaitTimeout` (saying `what`, or the predicate's source) once `timeout` s pass.
     The predicate is called at least once, and once more at the deadline.
     """
-    start = time.monotonic()
-    deadline = start + timeout
-    last: object = _NOT_CALLED
+    poll = _Poll(predicate, timeout, interval, what)
     while True:
         try:
-            last = predicate()
+            answer = predicate()
         except ignore as error:
-            last = error
-        else:
-            if last:
-                return time.monotonic() - start
-        now = time.monotonic()
-        if now >= deadline:
-            raise WaitTimeout(_message(what, predicate, timeout, last))
-        time.sleep(min(interval, deadline - now))
+            answer = error
+        took = poll.held(answer)
+        if took is not None:
+            return took
+        time.sleep(poll.pause())
 
 
 async def wait_until_async(
@@ -107,22 +127,17 @@ async def wait_until_async(
     ignore: tuple[type[BaseException], ...] = (Exception,),
 ) -> float:
     """`wait_until` for the event loop: sleeps with asyncio; `predicate` may be a coroutine function."""
-    start = time.monotonic()
-    deadline = start + timeout
-    last: object = _NOT_CALLED
+    poll = _Poll(predicate, timeout, interval, what)
     while True:
         try:
             value = predicate()
-            last = await value if inspect.isawaitable(value) else value
+            answer = await value if inspect.isawaitable(value) else value
         except ignore as error:
-            last = error
-        else:
-            if last:
-                return time.monotonic() - start
-        now = time.monotonic()
-        if now >= deadline:
-            raise WaitTimeout(_message(what, predicate, timeout, last))
-        await asyncio.sleep(min(interval, deadline - now))
+            answer = error
+        took = poll.held(answer)
+        if took is not None:
+            return took
+        await asyncio.sleep(poll.pause())
 
 
 def check_for(check: Callable[[], object], seconds: float, interval: float = 0.5) -> int:
