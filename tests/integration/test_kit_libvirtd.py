@@ -19,8 +19,6 @@ def test_a_private_libvirtd_answers_and_stops(tmp_path: Path) -> None:
         print(f"\nlibvirtd ready in {time.monotonic() - started:.1f} s")
         version = libvirtd.virsh("version")
         assert "Running hypervisor: QEMU" in version.stdout, version.stdout + version.stderr
-        capabilities = libvirtd.virsh("capabilities").stdout
-        assert "<domain type='qemu'" in capabilities  # TCG guests, the kind these machines run
         assert libvirtd.virsh("list", "--all", "--name").stdout.strip() == ""
         assert (tmp_path / "libvirt" / "run" / "libvirt-sock").is_socket()
         assert (tmp_path / "libvirt" / "var-lib-libvirt" / "qemu").is_dir()  # its state, not the machine's
