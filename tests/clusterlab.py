@@ -19,6 +19,18 @@ from tests.netns import Host, Lab, available
 from tests.nodeproc import first_admin_token
 from tests.nsclient import NamespaceClient
 
+# wait_until is the kit's, re-exported for tests written before it (import it from tests.kit.wait).
+__all__ = [
+    "API_PORT",
+    "GOSSIP_PORT",
+    "ClusterLab",
+    "ClusterNode",
+    "bootstrap_admin_token",
+    "join_token",
+    "running_cluster",
+    "wait_until",
+]
+
 API_PORT = 8443
 GOSSIP_PORT = 7946
 

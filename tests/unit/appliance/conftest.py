@@ -20,6 +20,9 @@ from tests.kit.clock import FakeClock
 from tests.unit.appliance.answers import recording
 
 # Session cookies are Secure: the test client must speak "https" for the browser rules to apply.
+# The kit's FakeClock, re-exported for tests written before the kit (new ones import tests.kit.clock).
+__all__ = ["BASE", "HOST_ADDRESSES", "FakeClock", "FakeHost", "admin_token", "another_browser", "settings_for"]
+
 BASE = "https://testserver.local"
 
 HOST_ADDRESSES = [
