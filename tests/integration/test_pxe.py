@@ -20,7 +20,6 @@ polled each second) and power-on-to-ready are printed and recorded as test prope
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 import time
@@ -30,11 +29,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.clusterlab import ClusterNode, bootstrap_admin_token, wait_until
-from tests.conftest import LONG_LIVED, require
+from tests.clusterlab import ClusterNode, bootstrap_admin_token
 from tests.integration.test_image import BOOT_BUDGET, TCG_CPU, booted, image, tail
+from tests.kit.need import require, require_tool
+from tests.kit.procs import LONG_LIVED, assert_not_root, children_named
+from tests.kit.wait import wait_until
 from tests.netns import Host, Lab, _run
-from tests.procinfo import assert_not_root, children_named
 
 pytestmark = [pytest.mark.integration, pytest.mark.qemu, pytest.mark.privileged]
 __all__ = ["image"]  # the module-scoped build fixture, shared
@@ -67,8 +67,7 @@ class Booted:
 
 
 def _requirements() -> None:
-    for tool in ("dnsmasq", "qemu-system-x86_64", "curl"):
-        require(shutil.which(tool) is not None, f"{tool} is missing (see .ci/packages)")
+    require_tool("dnsmasq", "qemu-system-x86_64", "curl")
     require(Path("/usr/lib/ipxe/undionly.kpxe").exists(), "Debian's ipxe package is missing")
     require(Path("/usr/lib/ipxe/qemu/efi-virtio.rom").exists(), "Debian's ipxe-qemu package is missing")
 

@@ -42,9 +42,8 @@ from appliance.cluster.forward import (
 from appliance.cluster.hlc import HybridClock
 from appliance.identity import pki
 from appliance.store.config import ConfigStore
-from tests.clusterlab import ClusterLab, ClusterNode, wait_until
-from tests.conftest import require
-from tests.netns import Lab, available
+from tests.clusterlab import ClusterLab, ClusterNode, running_cluster
+from tests.kit.wait import wait_until
 from tests.nsclient import NamespaceClient
 
 pytestmark = [pytest.mark.integration, pytest.mark.privileged]
@@ -55,15 +54,8 @@ ATTACKER_SOURCE = "203.0.113.66"
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterLab]:
-    reason = available()
-    require(reason is None, reason or "")
-    with Lab(2) as lab:
-        cluster = ClusterLab(lab, tmp_path_factory.mktemp("forwarding"), 2)
-        try:
-            cluster.start()
-            yield cluster
-        finally:
-            cluster.stop()
+    with running_cluster(tmp_path_factory, 2, label="forwarding") as cluster:
+        yield cluster
 
 
 def _b64(data: bytes) -> str:

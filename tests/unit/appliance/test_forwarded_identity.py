@@ -22,7 +22,7 @@ from appliance.bootstrap import OpenedNode
 from appliance.cluster.forward import Forwarder
 from appliance.identity import pki
 from appliance.identity.store import NodeIdentity
-from tests.unit.appliance.conftest import FakeClock
+from tests.kit.clock import FakeClock
 
 PASSWORD = "correct horse battery"
 SOURCE = "198.51.100.7"

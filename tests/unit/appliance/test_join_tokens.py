@@ -30,7 +30,8 @@ from appliance.cluster.join import (
 from appliance.identity import pki
 from appliance.identity.registry import CertRegistry
 from appliance.store.config import ConfigStore
-from tests.unit.appliance.conftest import BASE, FakeClock
+from tests.kit.clock import FakeClock
+from tests.unit.appliance.conftest import BASE
 
 JOIN_TOKENS = "/api/v1/cluster/join-tokens"
 

@@ -19,7 +19,8 @@ from appliance.bootstrap import OpenedNode
 from appliance.listen import ListenerError
 from appliance.settings import AuthSettings, HostPort
 from pxe.service import PxeConfig, PxeSettings, save_config
-from tests.unit.appliance.conftest import BASE, FakeClock, FakeHost, admin_token
+from tests.kit.clock import FakeClock
+from tests.unit.appliance.conftest import BASE, FakeHost, admin_token
 
 PXE = "/api/v1/nodes/n1/pxe"
 CONFIG = {
