@@ -26,10 +26,10 @@ from tests.integration.security.test_pxe_attacks import (
     _kernel_line,
     _script,
     _state,
-    _wait_for,
     pxe_port,
     server,
 )
+from tests.kit.wait import wait_until
 from tests.nodeproc import NodeProcess
 
 __all__ = ["pxe_port", "server"]  # the fixtures, shared
@@ -75,13 +75,13 @@ def test_a_lone_cluster_nobody_used_does_not_keep_a_machine_from_joining(
     cmdline.write_text(_kernel_line(_script(pxe_port, MAC)) + "\n")
     machine = BootedNode(data, extra_args=["--boot-params", str(cmdline)])
     with machine:
-        _wait_for(lambda: _state(server, MAC) == "pending", 30.0, "the machine to enrol")
+        wait_until(lambda: _state(server, MAC) == "pending", 30.0, what="the machine to enrol")
         assert _meta(data)["cluster_id"] == lone_id  # kept while it waits: nobody decided yet
         with server.admin_client() as admin:
             approved = admin.post(f"/api/v1/nodes/{server.name}/pxe/machines/{MAC}/approve", json={"name": "rack1-n4"})
         assert approved.status_code == 200, approved.text
         machine.wait_ready(60.0)
-        _wait_for(lambda: _members(server).get("rack1-n4") == "alive", 30.0, "the machine to be a member")
+        wait_until(lambda: _members(server).get("rack1-n4") == "alive", 30.0, what="the machine to be a member")
         assert _state(server, MAC) == "joined"
         node_id = _node_id(server, machine)
         assert "lone cluster nobody used" in machine.stderr()
@@ -94,7 +94,7 @@ def test_a_lone_cluster_nobody_used_does_not_keep_a_machine_from_joining(
     cmdline.write_text(_kernel_line(_script(pxe_port, MAC)) + "\n")
     with BootedNode(data, extra_args=["--boot-params", str(cmdline)]) as again:
         again.wait_ready(60.0)
-        _wait_for(lambda: _members(server).get("rack1-n4") == "alive", 30.0, "the member to be back")
+        wait_until(lambda: _members(server).get("rack1-n4") == "alive", 30.0, what="the member to be back")
         assert _node_id(server, again) == node_id
         assert "debvisor.enrol= is ignored" in again.stderr()
         assert _state(server, MAC) == "joined"
@@ -112,15 +112,15 @@ def test_a_machine_rebooted_while_it_waits_resumes_the_wait_its_data_dir_kept(
     data, cmdline = tmp_path / "machine", tmp_path / "cmdline"
     cmdline.write_text(_kernel_line(_script(pxe_port, MAC)) + "\n")
     with BootedNode(data, extra_args=["--boot-params", str(cmdline)]):
-        _wait_for(lambda: _state(server, MAC) == "pending", 30.0, "the machine to enrol")
+        wait_until(lambda: _state(server, MAC) == "pending", 30.0, what="the machine to enrol")
     assert (data / "enrolment").exists()  # on the data disk: it outlives the reboot
     # Rebooted from the network: a new script, a new credential.
     cmdline.write_text(_kernel_line(_script(pxe_port, MAC)) + "\n")
     with BootedNode(data, extra_args=["--boot-params", str(cmdline)]) as machine:
-        _wait_for(lambda: "(of its earlier boot)" in machine.stderr(), 30.0, "the machine to resume its wait")
+        wait_until(lambda: "(of its earlier boot)" in machine.stderr(), 30.0, what="the machine to resume its wait")
         _approve(server, MAC, "rack1-n5")
         machine.wait_ready(60.0)
-        _wait_for(lambda: _members(server).get("rack1-n5") == "alive", 30.0, "the machine to be a member")
+        wait_until(lambda: _members(server).get("rack1-n5") == "alive", 30.0, what="the machine to be a member")
     assert [e["outcome"] for e in _audit(server, "pxe.enrol")] == ["success"]  # enrolled once, never refused
 
 
@@ -128,12 +128,12 @@ def test_a_machine_whose_kept_wait_is_over_enrols_anew(tmp_path: Path, server: N
     data, cmdline = tmp_path / "machine", tmp_path / "cmdline"
     cmdline.write_text(_kernel_line(_script(pxe_port, MAC)) + "\n")
     with BootedNode(data, extra_args=["--boot-params", str(cmdline)]):
-        _wait_for(lambda: _state(server, MAC) == "pending", 30.0, "the machine to enrol")
+        wait_until(lambda: _state(server, MAC) == "pending", 30.0, what="the machine to enrol")
     with server.admin_client() as admin:
         assert admin.delete(f"/api/v1/nodes/{server.name}/pxe/machines/{MAC}").status_code == 204
     cmdline.write_text(_kernel_line(_script(pxe_port, MAC)) + "\n")
     with BootedNode(data, extra_args=["--boot-params", str(cmdline)]) as machine:
-        _wait_for(lambda: _state(server, MAC) == "pending", 30.0, "the machine to enrol again")
+        wait_until(lambda: _state(server, MAC) == "pending", 30.0, what="the machine to enrol again")
         assert "earlier boot is over" in machine.stderr()
         _approve(server, MAC, "rack1-n6")
         machine.wait_ready(60.0)

@@ -25,10 +25,11 @@ from typing import Any
 
 import pytest
 
-from tests.clusterlab import ClusterNode, bootstrap_admin_token, wait_until
+from tests.clusterlab import ClusterNode, bootstrap_admin_token
 from tests.conftest import LONG_LIVED
 from tests.integration.test_image import data_disk, disk_listing, image
 from tests.integration.test_pxe import HTTP_PORT, PREFIX6, SUBNET, _boot, _lab_tap, _record, _requirements
+from tests.kit.wait import wait_until
 from tests.netns import Host, Lab
 
 pytestmark = [pytest.mark.integration, pytest.mark.qemu, pytest.mark.privileged]
