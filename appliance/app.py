@@ -17,7 +17,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 
-import msgspec
 from litestar import Litestar, Router
 from litestar.enums import ScopeType
 from litestar.middleware import DefineMiddleware
@@ -27,6 +26,7 @@ from prometheus_client import CollectorRegistry
 
 from appliance import __version__
 from appliance.api.docs_page import docs_routes
+from appliance.api.forward import MAX_SKEW_SECONDS, Forwarder
 from appliance.api.openapi import DocumentPlugin, prepare
 from appliance.api.problems import EXCEPTION_HANDLERS
 from appliance.audit.anchor import cluster_trust
@@ -46,15 +46,11 @@ from appliance.auth.tokens_controller import tokens_routes
 from appliance.auth.users_controller import users_routes
 from appliance.bootstrap import OpenedNode
 from appliance.cluster.controller import (
-    FACTS_KEY,
     authority_routes,
     cluster_routes,
     join_routes,
     machine_token_routes,
-    published_facts,
 )
-from appliance.cluster.forward import MAX_SKEW_SECONDS, Forwarder
-from appliance.cluster.hlc import HybridClock
 from appliance.cluster.join import JoinService
 from appliance.cluster.keeper import PkiKeeper
 from appliance.cluster.machine_tokens import MachineTokens, NoAuthority
@@ -74,17 +70,17 @@ from appliance.network.reconciler import OVERLAY_SUBDIR, OverlayReconciler
 from appliance.network.service import NetworkService, NetworkSettings
 from appliance.node.controller import node_routes
 from appliance.node.enlist import Enlister, EnlistTarget
-from appliance.node.facts import should_publish
+from appliance.node.facts import publish_facts, published_facts
 from appliance.node.host import HostProbe
 from appliance.node.inventory import collect
 from appliance.node.service import NodeService
-from appliance.node.types import NodeFacts
+from appliance.pxe.controller import pxe_config_routes
+from appliance.pxe.enrol_routes import enrol_routes
 from appliance.settings import AuthSettings
 from appliance.store.config import ConfigStore
+from appliance.store.hlc import HybridClock
 from netconfig.state import StateDir
-from pxe.controller import pxe_config_routes
 from pxe.enlistment import EnlistmentStore
-from pxe.enrol_routes import enrol_routes
 from pxe.enrol_service import EnrolmentService, IssuedToken, TokenUnavailable
 from pxe.enrolment import TOKEN_TTL as MACHINE_TOKEN_TTL
 from pxe.enrolment import EnrolmentStore
@@ -97,7 +93,6 @@ MAX_BODY_BYTES = 1024 * 1024
 HOUSEKEEPING_SECONDS = 60.0
 PXE_SUBDIR = "pxe"  # in the data dir: the node's PXE settings and dnsmasq's leases
 PUBLISH_SECONDS = 30.0  # how often this node's facts are checked for changes
-_FACTS_DECODER = msgspec.json.Decoder(NodeFacts)
 CERT_CHECK_SECONDS = 12 * 3600.0  # certificates are renewed 30 days before they expire
 CERT_FIRST_CHECK_SECONDS = 60.0  # after a start: a certificate missing a new address is renewed soon
 KEY_SYNC_SECONDS = 2.0  # how often a node checks the authority set against its CA key copy
@@ -339,7 +334,7 @@ def create_app(  # noqa: PLR0915 - the one assembly list; per-subsystem builders
     enlister = Enlister(enlist, lambda: collect(name=node.name, version=__version__)) if enlist is not None else None
 
     lifespan = _lifespan(
-        publish_facts=lambda: _publish_facts(cluster, node_service, clock),
+        publish_facts=lambda: publish_facts(cluster, node.name, node_service.get, clock),
         housekeeping=[
             sessions.prune,
             joins.prune,
@@ -431,19 +426,6 @@ def create_app(  # noqa: PLR0915 - the one assembly list; per-subsystem builders
         pxe_service,
         pxe_app,
     )
-
-
-async def _publish_facts(cluster: ClusterService, node_service: NodeService, clock: Callable[[], float]) -> None:
-    """Publish this node's facts into its key space when `should_publish` says so (a change
-    other than the memory and disk gauges, a gauge step, a refresh, or a restart)."""
-    facts = NodeFacts.of(await node_service.get(), clock())
-    current = cluster.published().get(cluster.settings.name, {}).get(FACTS_KEY)
-    published = None
-    if current is not None:
-        with contextlib.suppress(msgspec.DecodeError):
-            published = _FACTS_DECODER.decode(current)
-    if should_publish(published, facts):
-        cluster.publish({FACTS_KEY: msgspec.json.encode(facts)})
 
 
 def _audit_enlisted(audit: AuditLog, mac: str, ip: str, inventory: Inventory) -> None:

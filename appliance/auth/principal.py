@@ -10,7 +10,7 @@ demotion revokes the tokens it no longer covers, and the check at use also holds
 that has received the demoted user record but not yet those revocations.
 
 A request another member forwarded carries that member's signed assertion instead of a
-credential (appliance/cluster/forward.py checks the signature). Its caller's role is derived
+credential (appliance/api/forward.py checks the signature). Its caller's role is derived
 here from the replicated records, never taken from the assertion: for an API token, the
 token record (it must exist, be unexpired and belong to the user) capped by its owner's
 current role; for a session (sessions live on the node that issued them), the user's current

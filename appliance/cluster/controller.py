@@ -27,22 +27,23 @@ from litestar import Request, Response, Router, delete, get, post
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, FromQuery, JSONBody
 
+from appliance.api.forward import Forwarder
 from appliance.api.openapi import problems, reads_body
 from appliance.api.problems import ApiError
+from appliance.api.upstream import UpstreamError
 from appliance.audit.context import note
 from appliance.audit.log import AuditLog
 from appliance.auth.access import source_of
 from appliance.auth.permissions import PUBLIC, Permission, public, requires
 from appliance.auth.principal import Principal
 from appliance.auth.throttle import LoginThrottle, retry_after_header
-from appliance.cluster.forward import Forwarder
 from appliance.cluster.join import CaInfo, JoinRequest, JoinResponse, JoinService, JoinTokenCreated
 from appliance.cluster.keeper import CaKeyAnswer, PkiKeeper, RenewAnswer, RenewRequest, parse_addresses
 from appliance.cluster.machine_tokens import MachineTokenRequest, machine_created_by
 from appliance.cluster.nodeauth import NodeVerifier
 from appliance.cluster.service import ClusterService, NodeMember
-from appliance.cluster.upstream import UpstreamError
 from appliance.identity import pki
+from appliance.node.facts import published_facts
 from appliance.node.service import NodeService
 from appliance.node.types import Node, NodeFacts
 
@@ -102,23 +103,6 @@ class CertificateView(msgspec.Struct, frozen=True, kw_only=True):
     issued_by: str
     issued_at: float
     revoked: bool
-
-
-FACTS_KEY = "facts"
-_FACTS = msgspec.json.Decoder(NodeFacts)
-
-
-def published_facts(cluster: ClusterService, names: set[str]) -> dict[str, NodeFacts]:
-    """The facts each of `names` published, as replicated to this node (unreadable ones skipped)."""
-    facts: dict[str, NodeFacts] = {}
-    for owner, space in cluster.published().items():
-        raw = space.get(FACTS_KEY)
-        if owner in names and raw is not None:
-            try:
-                facts[owner] = _FACTS.decode(raw)
-            except msgspec.DecodeError:
-                continue  # written by a newer version this one cannot read
-    return facts
 
 
 def cluster_routes(cluster: ClusterService, *, forwarder: Forwarder, node_service: NodeService) -> Router:

@@ -14,11 +14,11 @@ from litestar import Request, Response, Router, delete, get, post, put
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, JSONBody
 
+from appliance.api.forward import Forwarder
 from appliance.api.openapi import problems
 from appliance.audit.context import note
 from appliance.auth.permissions import Permission, requires
 from appliance.auth.principal import Principal
-from appliance.cluster.forward import Forwarder
 from appliance.network.overlays import OverlayStore
 from appliance.network.service import NetworkService
 from appliance.network.types import (

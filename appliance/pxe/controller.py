@@ -13,7 +13,7 @@ user (docs/security.md), so it is an admin's act (`cluster:manage`, like making 
 so is changing the approval policy (`approve_macs`, `approve_serials`, `approve_all`) in
 `PUT .../pxe`. Refusing (`.../refuse`) is `pxe:manage`. Everything here is audited by the
 access gate under the route's action. The boot files and the machines' reports are served
-without credentials by `pxe.http` on the plain-HTTP listener; enrolment by `pxe.enrol_routes`.
+without credentials by `pxe.http` on the plain-HTTP listener; enrolment by `appliance.pxe.enrol_routes`.
 """
 
 from __future__ import annotations
@@ -26,12 +26,12 @@ from litestar.handlers import HTTPRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, JSONBody
 
+from appliance.api.forward import Forwarder
 from appliance.api.openapi import problems, reads_body
 from appliance.api.problems import ApiError
 from appliance.audit.context import note
 from appliance.auth.permissions import Permission, requires
 from appliance.auth.principal import Principal
-from appliance.cluster.forward import Forwarder
 from appliance.settings import SettingsError, validate_node_name
 from pxe.dnsmasq import normalize_mac
 from pxe.enlistment import EnlistedMachine, EnlistedMachineDetail
