@@ -261,11 +261,13 @@ class PxeService:
         machines: EnlistmentStore | None = None,
         is_member: Callable[[str], bool] = lambda _name: False,
         on_enlisted: Callable[[str, str, Inventory], None] | None = None,
-        enrolments: EnrolmentService | None = None,
+        enrolments: Callable[[PxeService], EnrolmentService] | None = None,
     ) -> None:
         """`machines` keeps the booted machines (default: in memory); `is_member(name)` says whether a
         cluster member has that name (the `joined` state); `on_enlisted(mac, ip, inventory)` hears of reports;
-        `enrolments` mints the credential each script carries (None: scripts carry none, machines do not enrol)."""
+        `enrolments(service)` makes, from this service (its approval policy, names and credential
+        lifetime), what mints the credential each script carries (None: scripts carry none,
+        machines do not enrol)."""
         self._config = validate(config)
         try:
             self._listen_override = parse_host_port(http_listener, DEFAULT_PORT) if http_listener else None
@@ -285,9 +287,9 @@ class PxeService:
         self._machines = machines if machines is not None else EnlistmentStore.in_memory()
         self._is_member = is_member
         self._on_enlisted = on_enlisted
-        self._enrolments = enrolments
         self._changing = asyncio.Lock()  # one settings change at a time (read, modify, store, apply)
         self._supervisor: Supervisor | None = None
+        self._enrolments = enrolments(self) if enrolments is not None else None  # made last: it reads this service
 
     # BootSource
     def enabled(self) -> bool:

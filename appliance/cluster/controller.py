@@ -29,6 +29,7 @@ from litestar.params import FromPath, FromQuery, JSONBody
 
 from appliance.api.forward import Forwarder
 from appliance.api.openapi import problems, reads_body
+from appliance.api.pernode import ACTS_HERE, node_router
 from appliance.api.problems import ApiError
 from appliance.api.upstream import UpstreamError
 from appliance.audit.context import note
@@ -105,7 +106,7 @@ class CertificateView(msgspec.Struct, frozen=True, kw_only=True):
     revoked: bool
 
 
-def cluster_routes(cluster: ClusterService, *, forwarder: Forwarder, node_service: NodeService) -> Router:
+def cluster_routes(cluster: ClusterService, *, forwarder: Forwarder, node_service: NodeService) -> list[Router]:
     """Membership, the cluster summary, and per-node status through any node."""
 
     @get("/nodes", opt=requires(Permission.NODE_READ), summary="Cluster members and their state")
@@ -163,20 +164,9 @@ def cluster_routes(cluster: ClusterService, *, forwarder: Forwarder, node_servic
 
         return list(await asyncio.gather(*(ask(n) for n in names)))
 
-    @get(
-        "/nodes/{name:str}",
-        opt=requires(Permission.NODE_READ) | problems(forwards=True),
-        summary="One node's status, answered by that node (through any node)",
-        responses={200: ResponseSpec(Node)},
-    )
-    async def get_node(request: Request[Principal, Any, Any], name: FromPath[str]) -> Response[Any]:
-        if name != cluster.settings.name:
-            return await forwarder.forward(request, name)
-        return Response(await node_service.get())
-
     @delete(
-        "/nodes/{name:str}",
-        opt=requires(Permission.CLUSTER_MANAGE, action="cluster.node.remove") | problems(404, 409),
+        "/{name:str}",
+        opt=requires(Permission.CLUSTER_MANAGE, action="cluster.node.remove") | problems(404, 409) | ACTS_HERE,
         summary="Remove a node: revoke its certificate everywhere",
         status_code=204,
     )
@@ -199,11 +189,19 @@ def cluster_routes(cluster: ClusterService, *, forwarder: Forwarder, node_servic
             raise ApiError(409, f"{name!r} has not announced its certificate; it cannot be revoked yet") from exc
         note(request, detail=f"revoked its name and {len(revoked)} certificate(s)")
 
-    return Router(
-        "/api/v1",
-        route_handlers=[summary, list_nodes, get_node, remove_node],
-        tags=["cluster"],
+    @get(
+        "/{name:str}",
+        opt=requires(Permission.NODE_READ),
+        summary="One node's status, answered by that node (through any node)",
+        responses={200: ResponseSpec(Node)},
     )
+    async def get_node() -> Response[Any]:
+        return Response(await node_service.get())
+
+    return [
+        Router("/api/v1", route_handlers=[summary, list_nodes], tags=["cluster"]),
+        node_router("/api/v1/nodes", [get_node, remove_node], forwarder=forwarder, tags=["cluster"]),
+    ]
 
 
 def join_routes(
