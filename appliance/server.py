@@ -63,10 +63,13 @@ class _DropExperimentalNotice(logging.Filter):
 
 
 class _NoStartupTraceback(logging.Filter):
-    """granian logs a failed app start with its traceback; the node has already logged why in
-    one line (appliance/subsystem.py), and the command ends with that line."""
+    """granian logs a failed app start with the app's formatted traceback, and again with its
+    own; the node has already logged why in one line (appliance/subsystem.py), and the command
+    ends with that line."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if "Traceback (most recent call last)" in record.getMessage():
+            return False
         if "lifespan startup failed" in record.getMessage():
             record.exc_info = None
             record.exc_text = None
