@@ -35,11 +35,11 @@ from appliance.cluster.swim import GossipTuning
 from appliance.console import notify_systemd, render_issue, write_issue
 from appliance.errors import StartupError
 from appliance.identity import pki
-from appliance.listen import ListenerError, accepts, check_can_bind
 from appliance.network.service import NetworkSettings
 from appliance.node.enlist import EnlistTarget
 from appliance.node.host import LinuxHost
 from appliance.settings import HostPort, ServeSettings
+from pxe.listen import ListenerError, accepts, check_can_bind
 from pxe.listener import GranianListener, granian_server_factory
 from pxe.service import DEFAULT_BOOT_FILES, PxeSettings
 

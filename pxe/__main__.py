@@ -22,7 +22,6 @@ from granian.log import LogLevels
 from granian.server.embed import Server
 from litestar import Litestar
 
-from appliance.api.problems import EXCEPTION_HANDLERS
 from pxe.dnsmasq import Mode
 from pxe.http import pxe_routes
 from pxe.service import IPXE_DIR, PxeConfig, PxeMachine, PxeService
@@ -87,7 +86,6 @@ async def run(args: argparse.Namespace) -> None:
 
     app = Litestar(
         route_handlers=[pxe_routes(service)],
-        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         lifespan=[lifespan],
         logging_config=None,
     )

@@ -30,13 +30,13 @@ from pathlib import Path
 
 import msgspec
 
-from appliance.listen import ListenerError
-from appliance.settings import HostPort, SettingsError, parse_host_port
+from pxe.addresses import HostPort, SettingsError, parse_host_port
 from pxe.dnsmasq import DnsmasqSettings, Machine, Mode, normalize_mac, render_argv
 from pxe.enlistment import EnlistedMachine, EnlistedMachineDetail, EnlistmentStore, MachineRecord, summary, view
 from pxe.enrol_service import MAX_SERIAL, EnrolmentService
 from pxe.enrolment import CREDENTIAL_TTL, ApprovalPolicy, EnrolmentView
 from pxe.inventory import Inventory
+from pxe.listen import ListenerError
 from pxe.listener import (
     DEFAULT_PORT,
     HttpListener,

@@ -16,8 +16,8 @@ from appliance.app import Appliance, create_app
 from appliance.audit.log import AuditQuery
 from appliance.auth.permissions import Role
 from appliance.bootstrap import OpenedNode
-from appliance.listen import ListenerError
 from appliance.settings import AuthSettings, HostPort
+from pxe.listen import ListenerError
 from pxe.service import PxeConfig, PxeSettings, save_config
 from tests.unit.appliance.conftest import BASE, FakeClock, FakeHost, admin_token
 
