@@ -282,12 +282,6 @@ def join_routes(
     return Router("/api/v1", route_handlers=[create_join_token, cluster_ca, join], tags=["cluster"])
 
 
-def _live(cluster: ClusterService, name: str) -> bool:
-    """A member that is alive or suspect and not removed."""
-    found = cluster.member_api(name)
-    return found is not None and found[0] in ("alive", "suspect") and cluster.name_in_use(name)
-
-
 async def _signed_caller(
     request: Request[Any, Any, Any], action: str, *, verifier: NodeVerifier, audit: AuditLog, here: str
 ) -> tuple[str, Any]:
