@@ -53,7 +53,7 @@ from appliance.settings import AuthSettings
 from appliance.store.config import ConfigStore
 from appliance.store.hlc import HybridClock
 from appliance.subsystem import Core, Startup, Subsystem
-from pxe.service import PxeService, PxeSettings
+from pxe.service import BootServerOptions, PxeService
 
 API_ROOT = "/api/v1"
 MAX_BODY_BYTES = 1024 * 1024
@@ -88,7 +88,7 @@ def create_app(
     cluster_settings: ClusterSettings | None = None,
     api_advertise: str = "127.0.0.1:8443",
     network: NetworkSettings | None = None,
-    pxe: PxeSettings | None = None,
+    pxe: BootServerOptions | None = None,
     enlist: EnlistTarget | None = None,
     clock: Callable[[], float] = time.time,
     monotonic: Callable[[], float] = time.monotonic,
@@ -157,7 +157,7 @@ def create_app(
     )
     pxe_part = pxe_.build(
         core,
-        settings=pxe or PxeSettings(),
+        settings=pxe or BootServerOptions(),
         host=host,
         cluster=cluster,
         joins=cluster_part.joins,

@@ -41,7 +41,7 @@ from appliance.node.host import LinuxHost
 from appliance.settings import HostPort, ServeSettings
 from pxe.listen import ListenerError, accepts, check_can_bind
 from pxe.listener import GranianListener, granian_server_factory
-from pxe.service import DEFAULT_BOOT_FILES, PxeSettings
+from pxe.service import DEFAULT_BOOT_FILES, BootServerOptions
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +135,7 @@ async def serve(settings: ServeSettings) -> None:
             cluster_settings=cluster,
             api_advertise=api_advertise,
             network=NetworkSettings(netns=settings.netns),
-            pxe=PxeSettings(
+            pxe=BootServerOptions(
                 boot_files=settings.pxe_files or DEFAULT_BOOT_FILES,
                 http_listener=str(settings.pxe_http) if settings.pxe_http is not None else None,
                 # Plain HTTP, the public boot files only (a separate app without the API's routes),

@@ -24,7 +24,7 @@ from litestar import Litestar
 
 from pxe.dnsmasq import Mode
 from pxe.http import pxe_routes
-from pxe.service import IPXE_DIR, PxeConfig, PxeMachine, PxeService
+from pxe.service import IPXE_DIR, PxeMachine, PxeService, PxeSettings
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -57,7 +57,7 @@ async def run(args: argparse.Namespace) -> None:
         mac, _, rest = spec.partition("=")
         name, _, ip = rest.partition("@")
         machines[mac] = PxeMachine(name=name or None, ip=ip or None)
-    config = PxeConfig(
+    config = PxeSettings(
         enabled=True,
         interface=args.interface,
         mode=Mode(args.mode),

@@ -17,7 +17,7 @@ name an operator gave it, or the one its enrolment was approved under). The name
 reported one: reports are display only.
 
 Deliberately left out: replication (the table is this node's, like its dnsmasq leases) and the
-per-MAC settings themselves (`pxe.service.PxeConfig.machines`).
+per-MAC settings themselves (`pxe.service.PxeSettings.machines`).
 """
 
 from __future__ import annotations

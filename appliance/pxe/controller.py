@@ -39,7 +39,7 @@ from pxe.dnsmasq import normalize_mac
 from pxe.enlistment import EnlistedMachine, EnlistedMachineDetail
 from pxe.enrol_service import EnrolmentService
 from pxe.enrolment import EnrolmentError, EnrolmentView
-from pxe.service import MachinePatch, MachinePut, MachineSettings, PxeConfig, PxeConfigView, PxeError, PxeService
+from pxe.service import MachinePatch, MachinePut, MachineSettings, PxeError, PxeService, PxeSettings, PxeSettingsView
 
 AnyRequest = Request[Principal, Any, Any]
 
@@ -51,24 +51,24 @@ def pxe_config_routes(service: PxeService, *, forwarder: Forwarder) -> Router:
         "/{name:str}/pxe",
         opt=requires(Permission.PXE_MANAGE, action="pxe.config.read"),
         summary="A node's PXE boot server settings, with each machine's enrolment (never a token)",
-        responses={200: ResponseSpec(PxeConfigView)},
+        responses={200: ResponseSpec(PxeSettingsView)},
     )
     async def get_config(request: AnyRequest, name: FromPath[str]) -> Response[Any]:
         note(request, target=f"node {name}")
-        return Response(service.config_view(), headers={"cache-control": "no-store"})
+        return Response(service.settings_view(), headers={"cache-control": "no-store"})
 
     @put(
         "/{name:str}/pxe",
         opt=requires(Permission.PXE_MANAGE, action="pxe.config.put"),
         summary="Store and apply a node's PXE boot server settings (restarts dnsmasq if they changed)",
-        responses={200: ResponseSpec(PxeConfigView)},
+        responses={200: ResponseSpec(PxeSettingsView)},
     )
-    async def put_config(request: AnyRequest, name: FromPath[str], data: JSONBody[PxeConfigView]) -> Response[Any]:
+    async def put_config(request: AnyRequest, name: FromPath[str], data: JSONBody[PxeSettingsView]) -> Response[Any]:
         # What GET answers may be sent back as is: its read-only `enrolments` are ignored.
         fields = msgspec.structs.asdict(data)
         del fields["enrolments"]
-        wanted = PxeConfig(**fields)
-        if _policy_of(wanted) != _policy_of(service.config()) and not request.user.can(Permission.CLUSTER_MANAGE):
+        wanted = PxeSettings(**fields)
+        if _policy_of(wanted) != _policy_of(service.settings()) and not request.user.can(Permission.CLUSTER_MANAGE):
             raise ApiError(
                 403,
                 "changing the approval policy (approve_macs, approve_serials, approve_all) admits members "
@@ -85,7 +85,7 @@ def pxe_config_routes(service: PxeService, *, forwarder: Forwarder) -> Router:
             else f"{len(stored.approve_macs) + len(stored.approve_serials)} approved"
         )
         note(request, target=f"node {name}", detail=f"{state}, {len(stored.machines)} machines, {policy}")
-        return Response(service.config_view())
+        return Response(service.settings_view())
 
     @get(
         "/{name:str}/pxe/machines",
@@ -258,7 +258,7 @@ def _mac(text: str) -> str:
         raise ApiError(422, str(exc)) from exc
 
 
-def _policy_of(config: PxeConfig) -> tuple[frozenset[str], frozenset[str], bool]:
+def _policy_of(config: PxeSettings) -> tuple[frozenset[str], frozenset[str], bool]:
     """The approval policy as stored (MACs normalised), to tell whether a PUT changes it."""
     macs = set()
     for mac in config.approve_macs:

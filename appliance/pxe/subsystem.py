@@ -31,7 +31,7 @@ from pxe.enrolment import TOKEN_TTL as MACHINE_TOKEN_TTL
 from pxe.enrolment import EnrolmentStore
 from pxe.http import pxe_routes
 from pxe.inventory import Inventory
-from pxe.service import PxeService, PxeSettings, load_config, save_config
+from pxe.service import BootServerOptions, PxeService, load_settings, save_settings
 
 PXE_SUBDIR = "pxe"  # in the data dir: the node's PXE settings and dnsmasq's leases
 
@@ -48,7 +48,7 @@ class Pxe:
 def build(
     core: Core,
     *,
-    settings: PxeSettings,
+    settings: BootServerOptions,
     host: HostProbe,
     cluster: ClusterService,
     joins: JoinService,
@@ -87,17 +87,17 @@ def build(
             name_for=service.name_of,
             audit=lambda **entry: _audit_enrolment(core.audit, **entry),
             clock=core.clock,
-            credential_ttl=lambda: service.config().credential_seconds,
+            credential_ttl=lambda: service.settings().credential_seconds,
         )
 
     def boot_app() -> Litestar:
         return app
 
     service = PxeService(
-        load_config(stored),
+        load_settings(stored),
         boot_files=settings.boot_files,
         state_dir=pxe_dir,
-        save=lambda config: save_config(stored, config),
+        save=lambda config: save_settings(stored, config),
         tftp_root=settings.tftp_root,
         run_dnsmasq=settings.run_dnsmasq,
         http_listener=settings.http_listener,
