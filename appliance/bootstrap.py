@@ -25,7 +25,6 @@ from appliance import lone
 from appliance.auth.accounts import AccountService
 from appliance.cluster import join_client
 from appliance.cluster.authority import DEFAULT_SIZE, FOUNDER_SLOTS_KEY, Authorities
-from appliance.cluster.hlc import HybridClock
 from appliance.cluster.join import JoinResponse, decode_token
 from appliance.cluster.join_client import JoinError
 from appliance.datadir import DataDir, write_new_file
@@ -44,6 +43,7 @@ from appliance.node.types import InterfaceAddress
 from appliance.settings import HostPort, ServeSettings, default_node_name
 from appliance.store.config import ConfigStore
 from appliance.store.database import Database
+from appliance.store.hlc import HybridClock
 
 log = logging.getLogger(__name__)
 

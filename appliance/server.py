@@ -22,6 +22,7 @@ import sys
 from typing import Any
 
 from granian.constants import Interfaces, SSLProtocols
+from granian.errors import FatalError
 from granian.log import LogLevels
 from granian.server.embed import Server
 
@@ -30,17 +31,17 @@ from appliance.app import create_app, node_meta
 from appliance.auth.accounts import BOOTSTRAP_ADMIN, AccountService
 from appliance.bootstrap import API_ADVERTISE_KEY, OpenedNode, open_node, routable_ips
 from appliance.cluster.service import ClusterSettings
-from appliance.cluster.swim import Config
+from appliance.cluster.swim import GossipTuning
 from appliance.console import notify_systemd, render_issue, write_issue
 from appliance.errors import StartupError
 from appliance.identity import pki
-from appliance.listen import ListenerError, accepts, check_can_bind
 from appliance.network.service import NetworkSettings
 from appliance.node.enlist import EnlistTarget
 from appliance.node.host import LinuxHost
 from appliance.settings import HostPort, ServeSettings
+from pxe.listen import ListenerError, accepts, check_can_bind
 from pxe.listener import GranianListener, granian_server_factory
-from pxe.service import DEFAULT_BOOT_FILES, PxeSettings
+from pxe.service import DEFAULT_BOOT_FILES, BootServerOptions
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,20 @@ _GRANIAN_LOGGING: dict[str, Any] = {
 class _DropExperimentalNotice(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         return "experimental" not in record.getMessage()
+
+
+class _NoStartupTraceback(logging.Filter):
+    """granian logs a failed app start with the app's formatted traceback, and again with its
+    own; the node has already logged why in one line (appliance/subsystem.py), and the command
+    ends with that line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if "Traceback (most recent call last)" in record.getMessage():
+            return False
+        if "lifespan startup failed" in record.getMessage():
+            record.exc_info = None
+            record.exc_text = None
+        return True
 
 
 def announce_initial_password(node: OpenedNode) -> None:
@@ -111,7 +126,7 @@ async def serve(settings: ServeSettings) -> None:
             advertise=settings.advertised(settings.gossip, ips),
             meta=node_meta(node, api_advertise),
             seeds=node.gossip_seeds,
-            config=Config(),
+            gossip=GossipTuning(),
         )
         appliance = create_app(
             node,
@@ -120,7 +135,7 @@ async def serve(settings: ServeSettings) -> None:
             cluster_settings=cluster,
             api_advertise=api_advertise,
             network=NetworkSettings(netns=settings.netns),
-            pxe=PxeSettings(
+            pxe=BootServerOptions(
                 boot_files=settings.pxe_files or DEFAULT_BOOT_FILES,
                 http_listener=str(settings.pxe_http) if settings.pxe_http is not None else None,
                 # Plain HTTP, the public boot files only (a separate app without the API's routes),
@@ -145,6 +160,7 @@ async def serve(settings: ServeSettings) -> None:
         )
         servers = [server]
         logging.getLogger("_granian").addFilter(_DropExperimentalNotice())
+        logging.getLogger("_granian").addFilter(_NoStartupTraceback())
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, _stop, servers, sig)
@@ -169,6 +185,9 @@ async def serve(settings: ServeSettings) -> None:
         announcer = asyncio.create_task(_announce_when_serving(settings.api, node, appliance.accounts, urls))
         try:
             await asyncio.gather(*(s.serve() for s in servers))
+        except FatalError as exc:
+            # A subsystem's start raised: the ones that had started are stopped already.
+            raise StartupError(appliance.startup.error or f"the node did not start: {exc}") from None
         finally:
             announcer.cancel()
         log.info("stopped", extra={"node": node.name})

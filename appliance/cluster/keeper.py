@@ -23,10 +23,10 @@ from typing import TypeVar
 import msgspec
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from appliance.api.upstream import UpstreamError
 from appliance.audit.log import AuditLog
 from appliance.cluster.authority import Authorities, KeyStep, plan
 from appliance.cluster.nodeauth import NodeCaller
-from appliance.cluster.upstream import UpstreamError
 from appliance.identity import pki
 from appliance.identity.registry import CertRegistry
 from appliance.identity.store import (

@@ -93,7 +93,7 @@ def test_forged_forwarding_is_refused(cluster: ClusterLab) -> None:
 
     import msgspec
 
-    from appliance.cluster.forward import ForwardedIdentity
+    from appliance.api.forward import ForwardedIdentity
     from appliance.identity import pki
 
     n2 = cluster.nodes[2]

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from pxe.dnsmasq import BIOS_LOADER, EFI_LOADER, Mode, render_argv
-from pxe.service import IPXE_DIR, PxeConfig, dnsmasq_settings
+from pxe.service import IPXE_DIR, PxeSettings, dnsmasq_settings
 from tests.dhcpclient import (
     ACK,
     ARCH_BIOS,
@@ -96,7 +96,7 @@ def _start_dnsmasq(host: Host, argv: list[str], log: Path) -> subprocess.Popen[b
 def _boot_server_argv(server: Host, mode: Mode, tmp_path: Path) -> list[str]:
     """The argv a node renders for these settings (the same path PUT /api/v1/nodes/N/pxe takes)."""
     if mode is Mode.FULL:
-        config = PxeConfig(
+        config = PxeSettings(
             enabled=True,
             interface=server.ifname,
             mode=mode,
@@ -105,7 +105,7 @@ def _boot_server_argv(server: Host, mode: Mode, tmp_path: Path) -> list[str]:
             http_url=HTTP_URL,
         )
     else:
-        config = PxeConfig(enabled=True, interface=server.ifname, mode=mode, network=SUBNET, http_url=HTTP_URL)
+        config = PxeSettings(enabled=True, interface=server.ifname, mode=mode, network=SUBNET, http_url=HTTP_URL)
     return render_argv(dnsmasq_settings(config, tmp_path / "pxe.leases"))
 
 

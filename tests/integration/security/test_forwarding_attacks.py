@@ -28,20 +28,20 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from appliance.auth.accounts import USER_KIND
-from appliance.auth.permissions import Role
-from appliance.auth.types import UserRecord
-from appliance.bootstrap import open_local_state
-from appliance.cluster.forward import (
+from appliance.api.forward import (
     ASSERTION_HEADER,
     CERT_HEADER,
     MAX_SKEW_SECONDS,
     SIGNATURE_HEADER,
     ForwardedIdentity,
 )
-from appliance.cluster.hlc import HybridClock
+from appliance.auth.accounts import USER_KIND
+from appliance.auth.permissions import Role
+from appliance.auth.types import UserRecord
+from appliance.bootstrap import open_local_state
 from appliance.identity import pki
 from appliance.store.config import ConfigStore
+from appliance.store.hlc import HybridClock
 from tests.clusterlab import ClusterLab, ClusterNode, running_cluster
 from tests.kit.wait import wait_until
 from tests.nsclient import NamespaceClient

@@ -45,14 +45,13 @@ import msgspec
 import pytest
 from cryptography.hazmat.primitives import serialization
 
+from appliance.api.forward import Forwarder
 from appliance.audit.log import AuditLog
 from appliance.auth.accounts import AccountService, parse_token
 from appliance.auth.permissions import Role
 from appliance.auth.principal import Principal
 from appliance.auth.throttle import PAIR
 from appliance.cluster.authority import AUTHORITY_KIND, HANDOVER_WINDOW, Authorities, Designation, sign
-from appliance.cluster.forward import Forwarder
-from appliance.cluster.hlc import HybridClock
 from appliance.cluster.keeper import PkiKeeper
 from appliance.cluster.nodeauth import sign_headers
 from appliance.datadir import DataDir
@@ -61,6 +60,7 @@ from appliance.identity.registry import CertRegistry
 from appliance.identity.store import NodeIdentity, load_identity
 from appliance.store.config import ConfigStore
 from appliance.store.database import Database
+from appliance.store.hlc import HybridClock
 from tests.clusterlab import ClusterNode, bootstrap_admin_token
 from tests.kit.need import require_available
 from tests.kit.wait import check_for, wait_until

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from appliance.audit.chain import GENESIS, AuditEntry, entry_hash, verify
 from appliance.auth.permissions import ROLE_PERMISSIONS, Permission, Role, role_within
 from appliance.auth.throttle import LoginThrottle, RateLimiter, Schedule, retry_after_header
-from appliance.cluster.hlc import HybridClock, Timestamp
+from appliance.store.hlc import HybridClock, Timestamp
 from tests.kit.clock import FakeClock
 
 

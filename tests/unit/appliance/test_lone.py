@@ -15,13 +15,13 @@ from appliance import lone
 from appliance.auth.accounts import BOOTSTRAP_ADMIN, AccountService
 from appliance.auth.permissions import Role
 from appliance.bootstrap import open_node
-from appliance.cluster.hlc import HybridClock
 from appliance.cluster.join import JoinRequest, JoinResponse, JoinService, JoinToken
 from appliance.datadir import DataDir
 from appliance.errors import StartupError
 from appliance.identity import pki
 from appliance.settings import ServeSettings
 from appliance.store.config import ConfigStore
+from appliance.store.hlc import HybridClock
 from tests.unit.appliance.conftest import HOST_ADDRESSES, settings_for
 
 

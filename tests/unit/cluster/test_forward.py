@@ -16,12 +16,12 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from appliance.api.forward import ASSERTION_HEADER, MAX_SKEW_SECONDS, SIGNATURE_HEADER, Forwarder
 from appliance.api.problems import ApiError
+from appliance.api.upstream import PeerRefused
 from appliance.auth.permissions import Role
 from appliance.auth.principal import Principal
-from appliance.cluster.forward import ASSERTION_HEADER, MAX_SKEW_SECONDS, SIGNATURE_HEADER, Forwarder
 from appliance.cluster.nonces import PRUNE_INTERVAL, NonceLedger
-from appliance.cluster.upstream import PeerRefused
 from appliance.identity import pki
 from appliance.identity.store import NodeIdentity
 from appliance.store.database import Database
