@@ -35,6 +35,7 @@ from appliance.console import notify_systemd, render_issue, write_issue
 from appliance.errors import StartupError
 from appliance.identity import pki
 from appliance.listen import ListenerError, accepts, check_can_bind
+from appliance.memory import tune_allocator
 from appliance.network.service import NetworkSettings
 from appliance.node.enlist import EnlistTarget
 from appliance.node.host import LinuxHost
@@ -91,6 +92,7 @@ def check_can_listen(listen: HostPort, what: str) -> None:
 
 async def serve(settings: ServeSettings) -> None:
     """Serve the node described by `settings` until SIGTERM or SIGINT."""
+    tune_allocator()  # before any thread exists (appliance/memory.py says why)
     check_can_listen(settings.api, "API")
     check_can_listen(settings.gossip, "gossip")
     if settings.pxe_http is not None:

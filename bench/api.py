@@ -8,6 +8,11 @@ token) and the per-user rate limit is turned off (`--rate-limit 0`): with it on,
 held to 10 req/s and the figure would measure the limiter. Login is measured open-loop at a
 fixed rate, since each login costs an argon2id hash by design.
 
+Then the memory phase: 100 distinct users (viewers) are created, all log in at once (each
+login is an argon2id hash of 19 MiB), and every session then polls `GET /api/v1/node` for the
+load duration. It prints the node's resident size fresh (idle after start), after the logins
+and after that load; the target is under 100 MiB after the load (issue 20).
+
 Targets: p99 under 5 ms at 1000 req/s; throughput at least half the ceiling; idle RSS under
 100 MB (issue 2); login p99 under 200 ms (the seed's web login target).
 
@@ -74,6 +79,54 @@ def _row(name: str, sat: LoadResult, fixed: LoadResult) -> str:
     )
 
 
+USERS = 100
+USER_PASSWORD = "bench-user-password-1"
+
+
+async def _log_in(client: httpx.AsyncClient, name: str) -> None:
+    for _ in range(50):  # the login throttle may ask a burst from one address to wait
+        answer = await client.post("/api/v1/auth/login", json={"username": name, "password": USER_PASSWORD})
+        if answer.status_code != 429:
+            answer.raise_for_status()
+            return
+        await asyncio.sleep(float(answer.headers.get("retry-after", "1")))
+    raise RuntimeError(f"{name} could not log in")
+
+
+async def _poll(client: httpx.AsyncClient, until: float) -> tuple[int, int]:
+    done = errors = 0
+    while time.monotonic() < until:
+        try:
+            errors += (await client.get("/api/v1/node")).status_code != 200
+        except httpx.TransportError:
+            errors += 1
+        done += 1
+        await asyncio.sleep(0.05)
+    return done, errors
+
+
+async def _users_phase(node: NodeProcess, seconds: float, rss: list[int]) -> tuple[float, int, int]:
+    """Log USERS users in at once, note the RSS, then poll with every session for `seconds`;
+    return (seconds the logins took, polls, failed polls)."""
+    context = node.ssl_context()
+    clients = [httpx.AsyncClient(base_url=node.url, verify=context, timeout=60) for _ in range(USERS)]
+    try:
+        start = time.monotonic()
+        await asyncio.gather(*(_log_in(client, f"bench{i}") for i, client in enumerate(clients)))
+        logged_in = time.monotonic() - start
+        await asyncio.sleep(1)
+        rss.append(node.rss_bytes())
+        until = time.monotonic() + seconds
+        counts = await asyncio.gather(*(_poll(client, until) for client in clients))
+    finally:
+        await asyncio.gather(*(client.aclose() for client in clients))
+    return logged_in, sum(c[0] for c in counts), sum(c[1] for c in counts)
+
+
+def _mib(size: int) -> str:
+    return f"{size / 2**20:.1f} MiB"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=int, default=10, help="duration of each load (default: %(default)s)")
@@ -131,6 +184,28 @@ def main() -> int:
                 )
             )  # fmt: skip
             loaded_rss = node.rss_bytes()
+
+            # A fresh node for the memory phase: its figures do not depend on the runs above.
+            node.stop()
+            node = NodeProcess(
+                Path(tmp) / "users",
+                name="bench",
+                prefix=["taskset", "-c", str(SERVER_CPU)],
+                extra_args=["--rate-limit", "0"],
+            )
+            node.start()
+            node.wait_ready()
+            time.sleep(2)
+            rss = [node.rss_bytes()]  # fresh
+            with node.admin_client(timeout=30) as client:
+                for i in range(USERS):
+                    user = {"name": f"bench{i}", "role": "viewer", "password": USER_PASSWORD}
+                    client.post("/api/v1/users", json=user).raise_for_status()
+            time.sleep(1)
+            rss.append(node.rss_bytes())  # with the users created
+            login_seconds, polls, poll_errors = asyncio.run(_users_phase(node, args.seconds, rss))
+            time.sleep(1)
+            rss.append(node.rss_bytes())  # after the load
         finally:
             if bare is not None:
                 bare.send_signal(signal.SIGTERM)
@@ -157,6 +232,15 @@ def main() -> int:
     print(
         f"login at {args.login_rate}/s (argon2id, 19 MiB, t=2): p50 {logins.p50_ms:.1f} ms,"
         f" p99 {logins.p99_ms:.1f} ms (target < 200 ms), errors {logins.errors}"
+    )
+    print(
+        f"\n{USERS} users: all log in at once ({login_seconds:.1f} s until the last is in), then each"
+        f" polls GET /api/v1/node every 50 ms for {args.seconds} s ({polls} polls, {poll_errors} errors)"
+    )
+    fresh, created, logged_in, loaded = rss
+    print(
+        f"node RSS fresh: {_mib(fresh)}; {USERS} users created: {_mib(created)}; all logged in: {_mib(logged_in)};"
+        f" after their load: {_mib(loaded)} (target < 100 MiB)"
     )
     return 0
 
