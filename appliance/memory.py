@@ -12,6 +12,12 @@ shrink (212 MiB with 100 users logged in, against about 88 MiB fresh):
   keeps its own free memory. Two arenas (MALLOC_ARENA_MAX=2) are plenty for one event loop
   and a few helper threads.
 
+A fresh 19 MiB mapping costs page faults: on the reference machine (a VM) a hash took
+about 31 ms of CPU instead of 20. With `GLIBC_TUNABLES=glibc.malloc.hugetlb=1` in the
+environment (glibc 2.35 and later; set by the image's unit and `.ci/serve`, and only settable
+before the process starts) glibc asks for transparent huge pages for such mappings, and a
+hash costs 20 ms again. Without it everything works, only logins cost that much more.
+
 `tune_allocator` sets both at start-up (`debvisor serve`), before the helper threads exist;
 `release_memory` hands an arena's free memory back after a burst (argon2 hashing calls it).
 Elsewhere than glibc both do nothing. `bench/api.py` measures the effect.

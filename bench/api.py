@@ -80,6 +80,7 @@ def _row(name: str, sat: LoadResult, fixed: LoadResult) -> str:
 
 
 USERS = 100
+HUGETLB = "glibc.malloc.hugetlb=1"
 USER_PASSWORD = "bench-user-password-1"
 
 
@@ -133,6 +134,8 @@ def main() -> int:
     parser.add_argument("--rate", type=int, default=1000, help="fixed rate in req/s (default: %(default)s)")
     parser.add_argument("--login-rate", type=int, default=20, help="fixed login rate per s (default: %(default)s)")
     args = parser.parse_args()
+    # The node runs with the allocator setting the image's unit gives it (appliance/memory.py).
+    os.environ["GLIBC_TUNABLES"] = HUGETLB
     _pin_current_process(CLIENT_CPU)
 
     with tempfile.TemporaryDirectory(prefix="debvisor-bench-") as tmp:
