@@ -4,9 +4,11 @@ granian runs embedded in this process's asyncio loop (one worker, HTTP/1.1 and H
 TLS with the node certificate), so the API and the node's background work (gossip and
 reconcilers, as later issues add them) share one loop and one process. The plain-HTTP
 listener for PXE boot files is a second embedded granian server that the PXE service opens
-and closes at run time (`pxe.listener`); it is not started here. SIGTERM and SIGINT
-stop accepting requests, let in-flight ones finish, run the app's shutdown, close the
-database and release the data dir.
+and closes at run time (`pxe.listener`); it is not started here. The app's lifespan (its
+background work) runs here around the server rather than inside granian's worker, so that a
+renewed node certificate reaches HTTPS by replacing the worker alone (`reload_on_renewal`).
+SIGTERM and SIGINT stop accepting requests, let in-flight ones finish, run the app's
+shutdown, close the database and release the data dir.
 """
 
 from __future__ import annotations
