@@ -11,7 +11,9 @@ fixed rate, since each login costs an argon2id hash by design.
 Then the memory phase: 100 distinct users (viewers) are created, all log in at once (each
 login is an argon2id hash of 19 MiB), and every session then polls `GET /api/v1/node` for the
 load duration. It prints the node's resident size fresh (idle after start), after the logins
-and after that load; the target is under 100 MiB after the load (issue 20).
+and after that load; the target is under 100 MiB after the load (issue 20). The nodes run
+with `GLIBC_TUNABLES=glibc.malloc.hugetlb=1`, as the image's unit starts them
+(appliance/memory.py says why).
 
 Targets: p99 under 5 ms at 1000 req/s; throughput at least half the ceiling; idle RSS under
 100 MB (issue 2); login p99 under 200 ms (the seed's web login target).
