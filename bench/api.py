@@ -2,7 +2,8 @@
 
 The node and the bare ASGI app each run pinned to core 0; the load generators run on core 1.
 For both it prints throughput at saturation (wrk, 16 connections) and latency at a fixed
-1000 req/s (open-loop), then the ratios, and the node's resident memory when idle. The node
+1000 req/s (open-loop), then the ratios (of throughput, and of CPU time per request, which
+varies far less on a shared machine), and the node's resident memory when idle. The node
 is measured anonymous-equivalent (no auth header would be refused, so: with an admin API
 token) and the per-user rate limit is turned off (`--rate-limit 0`): with it on, one user is
 held to 10 req/s and the figure would measure the limiter. Login is measured open-loop at a
@@ -68,6 +69,18 @@ def _wait_http(url: str, context: ssl.SSLContext, timeout: float = 20) -> None:
         except httpx.TransportError:
             time.sleep(0.1)
     raise TimeoutError(url)
+
+
+def _cpu_seconds(pid: int) -> float:
+    """CPU time (user and system) of a process and its children so far (granian's workers are
+    children). Unlike requests per second, CPU per request hardly moves with what else runs
+    on the machine."""
+    total = 0.0
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    for process in (pid, *map(int, children)):
+        fields = Path(f"/proc/{process}/stat").read_text().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def _pin_current_process(cpu: int) -> None:
@@ -167,13 +180,17 @@ def main() -> int:
             _wait_http(f"https://127.0.0.1:{bare_port}/api/v1/node", context)
 
             results: dict[str, tuple[LoadResult, LoadResult]] = {}
-            targets: tuple[tuple[str, int, dict[str, str]], ...] = (
-                ("bare granian ASGI", bare_port, {}),
-                ("debvisor /api/v1/node", node.api_port, auth),
+            cpu_per_request: dict[str, float] = {}
+            assert node.proc is not None
+            targets: tuple[tuple[str, int, dict[str, str], int], ...] = (
+                ("bare granian ASGI", bare_port, {}, bare.pid),
+                ("debvisor /api/v1/node", node.api_port, auth, node.proc.pid),
             )
-            for name, port, headers in targets:
+            for name, port, headers, pid in targets:
                 url = f"https://127.0.0.1:{port}/api/v1/node"
+                used = _cpu_seconds(pid)
                 sat = wrk(url, connections=16, seconds=args.seconds, cpu=CLIENT_CPU, headers=headers)
+                cpu_per_request[name] = (_cpu_seconds(pid) - used) / (sat.requests_per_second * args.seconds)
                 fixed = asyncio.run(
                     open_loop(
                         "127.0.0.1", port, "/api/v1/node", headers=headers,
@@ -231,6 +248,11 @@ def main() -> int:
     print(
         f"\nthroughput ratio debvisor/bare: {node_sat.requests_per_second / bare_sat.requests_per_second:.2f}"
         f" (target >= 0.50)"
+    )
+    bare_cpu, node_cpu = cpu_per_request["bare granian ASGI"], cpu_per_request["debvisor /api/v1/node"]
+    print(
+        f"CPU per request at saturation: bare {bare_cpu * 1e6:.0f} us, debvisor {node_cpu * 1e6:.0f} us;"
+        f" ratio {bare_cpu / node_cpu:.2f} (what the throughput ratio is on a core of its own)"
     )
     print(f"p99 at {args.rate} req/s: {node_fixed.p99_ms:.2f} ms (target < 5 ms; bare {bare_fixed.p99_ms:.2f} ms)")
     print(f"node RSS idle: {idle_rss / 2**20:.1f} MiB (target < 100 MiB); after load: {loaded_rss / 2**20:.1f} MiB")
