@@ -153,7 +153,7 @@ class PkiKeeper:
             if renewed:
                 for context in contexts:
                     context.load_cert_chain(str(self.identity.node_cert_path), str(self.identity.node_key_path))
-                log.info("gossip uses the renewed node certificate; HTTPS picks it up at the next restart")
+                log.info("gossip uses the renewed node certificate; HTTPS follows within seconds (appliance/server.py)")
 
     async def renew_if_due(self, now: dt.datetime) -> bool:
         """Renew the node certificate if it nears expiry or misses an address; True if renewed."""
