@@ -5,7 +5,8 @@ stored on it: `debvisor.name=rack1-n3 debvisor.join=<token>` boots straight into
 (zero-touch). Layers, lowest first: built-in defaults < kernel command line < what the node
 stores (first-boot wizard, API) < explicit `debvisor serve` flags. So a name here names a
 *new* node only; a node that already has a name keeps it, and a join token is ignored once
-the node exists (as `--join` is).
+the node exists (as `--join` is), unless that node is a lone cluster nobody used
+(appliance.lone).
 
 Keys (all optional; the last occurrence wins, as for kernel parameters):
   debvisor.name=NAME          node name for a fresh data dir (a DNS label)

@@ -21,10 +21,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from appliance import lone
 from appliance.auth.accounts import AccountService
 from appliance.cluster import join_client
 from appliance.cluster.authority import DEFAULT_SIZE, FOUNDER_SLOTS_KEY, Authorities
-from appliance.cluster.hlc import HybridClock
 from appliance.cluster.join import JoinResponse, decode_token
 from appliance.cluster.join_client import JoinError
 from appliance.datadir import DataDir, write_new_file
@@ -43,6 +43,7 @@ from appliance.node.types import InterfaceAddress
 from appliance.settings import HostPort, ServeSettings, default_node_name
 from appliance.store.config import ConfigStore
 from appliance.store.database import Database
+from appliance.store.hlc import HybridClock
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +104,9 @@ def open_node(
 ) -> OpenedNode:
     """Open the node in `settings.data_dir`, initialising it first if it is fresh.
 
-    A fresh node founds a new cluster, or with `settings.join` joins the token's cluster.
+    A fresh node founds a new cluster, or with `settings.join` (or a PXE enrolment) joins the
+    token's cluster. A data dir holding a node is opened as it is, unless told to join while it
+    holds a lone cluster nobody used: that is given up for the join (`appliance.lone`).
     """
     datadir = DataDir(settings.data_dir)
     os.umask(0o077)
@@ -114,17 +117,54 @@ def open_node(
         if settings.join:
             return _initialise_joined(datadir, settings, routable_ips(host_addresses), now, joiner)
         return _initialise(datadir, settings, addresses, now)
-    if settings.join:
-        log.info("data dir already holds a node; --join is ignored", extra={"data_dir": str(datadir.root)})
     datadir.check_initialised()
     datadir.lock()
     try:
+        if settings.join or settings.enrol:
+            joined = _join_instead_of_lone(
+                datadir, settings, routable_ips(host_addresses), now, joiner=joiner, enroller=enroller
+            )
+            if joined is not None:
+                return joined
         opened = _open_existing(datadir, settings, addresses, now)
         opened.cert_addresses = addresses
         return opened
     except BaseException:
         datadir.unlock()
         raise
+
+
+def _join_instead_of_lone(
+    datadir: DataDir,
+    settings: ServeSettings,
+    ips: list[str],
+    now: dt.datetime,
+    *,
+    joiner: Joiner,
+    enroller: Callable[[ServeSettings], ServeSettings],
+) -> OpenedNode | None:
+    """Told to join (`--join`, or a PXE enrolment) while the data dir holds a node: join instead
+    if that node is a lone cluster nobody used (`appliance.lone`), else None (open it as it is).
+
+    The caller holds the data dir's lock. A PXE-booted machine enrols and waits for approval
+    first; the lone node's files go only once the join succeeded."""
+    found, reason = lone.inspect(datadir)
+    what = "--join" if settings.join else "debvisor.enrol="
+    if found is None:
+        log.info(
+            "data dir already holds a node (%s); %s is ignored", reason, what, extra={"data_dir": str(datadir.root)}
+        )
+        return None
+    log.warning(
+        "data dir holds a lone cluster nobody used (%s): %s; it is given up once this machine joins",
+        reason,
+        "enrolling with the PXE boot server" if settings.enrol and not settings.join else "joining with the token",
+        extra={"data_dir": str(datadir.root)},
+    )
+    settings = enroller(settings)
+    if not settings.join:
+        return None
+    return _initialise_joined(datadir, settings, ips, now, joiner, replacing=found)
 
 
 def _create_database(
@@ -170,7 +210,13 @@ def _initialise(
 
 
 def _initialise_joined(
-    datadir: DataDir, settings: ServeSettings, ips: list[str], now: dt.datetime, joiner: Joiner
+    datadir: DataDir,
+    settings: ServeSettings,
+    ips: list[str],
+    now: dt.datetime,
+    joiner: Joiner,
+    *,
+    replacing: lone.LoneCluster | None = None,
 ) -> OpenedNode:
     assert settings.join is not None
     try:
@@ -189,6 +235,14 @@ def _initialise_joined(
         )
     except JoinError as exc:
         raise StartupError(f"cannot join the cluster: {exc}") from exc
+    extra = {"joined_via": ",".join(token.seeds)}
+    if replacing is not None:
+        lone.discard(datadir)
+        extra["replaced_lone_cluster"] = replacing.cluster_id
+        log.warning(
+            "gave up the lone cluster nobody used",
+            extra={"cluster_id": replacing.cluster_id, "node": replacing.name, "data_dir": str(datadir.root)},
+        )
     try:
         datadir.create()
     except (FileExistsError, OSError) as exc:
@@ -207,7 +261,7 @@ def _initialise_joined(
         node_id=node_id,
         cluster_id=response.cluster_id,
         now=now,
-        extra={"joined_via": ",".join(token.seeds)},
+        extra=extra,
     )
     store = ConfigStore(db, HybridClock(node_id))
     for entry in response.config:

@@ -32,13 +32,13 @@ from appliance.cli_audit import add_audit_verify
 from appliance.cli_client import add_audit_list, authorities_list
 from appliance.cli_connect import connection_parent
 from appliance.cluster.authority import Authorities, change_refusal
-from appliance.cluster.hlc import HybridClock
 from appliance.cluster.join import JoinService
 from appliance.datadir import DataDir, default_data_dir
 from appliance.identity.registry import CertRegistry
 from appliance.identity.store import load_identity
 from appliance.settings import SettingsError, validate_node_name
 from appliance.store.config import ConfigStore
+from appliance.store.hlc import HybridClock
 
 CONSOLE_USER = "root"
 CONSOLE_SOURCE = "console"

@@ -97,7 +97,9 @@ class DataDir:
         (self.root / INIT_MARKER).unlink()
 
     def lock(self) -> None:
-        """Take the directory's lock so that two nodes never serve from one data dir."""
+        """Take the directory's lock so that two nodes never serve from one data dir (held already: nothing)."""
+        if self._lock_file is not None:
+            return
         handle = open(self.root / LOCK_NAME, "ab")  # noqa: SIM115 - held open for the process's life
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)

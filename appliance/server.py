@@ -4,9 +4,11 @@ granian runs embedded in this process's asyncio loop (one worker, HTTP/1.1 and H
 TLS with the node certificate), so the API and the node's background work (gossip and
 reconcilers, as later issues add them) share one loop and one process. The plain-HTTP
 listener for PXE boot files is a second embedded granian server that the PXE service opens
-and closes at run time (`pxe.listener`); it is not started here. SIGTERM and SIGINT
-stop accepting requests, let in-flight ones finish, run the app's shutdown, close the
-database and release the data dir.
+and closes at run time (`pxe.listener`); it is not started here. The app's lifespan (its
+background work) runs here around the server rather than inside granian's worker, so that a
+renewed node certificate reaches HTTPS by replacing the worker alone (`reload_on_renewal`).
+SIGTERM and SIGINT stop accepting requests, let in-flight ones finish, run the app's
+shutdown, close the database and release the data dir.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import os
 import signal
 import ssl
 import sys
+from pathlib import Path
 from typing import Any
 
 from granian.constants import Interfaces, SSLProtocols
@@ -30,21 +33,25 @@ from appliance.app import create_app, node_meta
 from appliance.auth.accounts import BOOTSTRAP_ADMIN, AccountService
 from appliance.bootstrap import API_ADVERTISE_KEY, OpenedNode, open_node, routable_ips
 from appliance.cluster.service import ClusterSettings
-from appliance.cluster.swim import Config
+from appliance.cluster.swim import GossipTuning
 from appliance.console import notify_systemd, render_issue, write_issue
 from appliance.errors import StartupError
 from appliance.identity import pki
-from appliance.listen import ListenerError, accepts, check_can_bind
+from appliance.memory import tune_allocator
 from appliance.network.service import NetworkSettings
 from appliance.node.enlist import EnlistTarget
 from appliance.node.host import LinuxHost
 from appliance.settings import HostPort, ServeSettings
+from pxe.listen import ListenerError, accepts, check_can_bind
 from pxe.listener import GranianListener, granian_server_factory
-from pxe.service import DEFAULT_BOOT_FILES, PxeSettings
+from pxe.service import DEFAULT_BOOT_FILES, BootServerOptions
 
 log = logging.getLogger(__name__)
 
 GC_GEN0_THRESHOLD = 20_000
+CERT_WATCH_SECONDS = 2.0  # how often the API checks its certificate files for a renewal
+TLS_OVERLAP_SECONDS = 1.0  # old and new worker both accept this long when the certificate changes
+TLS_DRAIN_SECONDS = 30  # then the old worker's in-flight requests get this long to finish
 
 # Route granian's own loggers into ours (no handlers of their own) and drop its banner noise.
 _GRANIAN_LOGGING: dict[str, Any] = {
@@ -91,6 +98,7 @@ def check_can_listen(listen: HostPort, what: str) -> None:
 
 async def serve(settings: ServeSettings) -> None:
     """Serve the node described by `settings` until SIGTERM or SIGINT."""
+    tune_allocator()  # before any thread exists (appliance/memory.py says why)
     check_can_listen(settings.api, "API")
     check_can_listen(settings.gossip, "gossip")
     if settings.pxe_http is not None:
@@ -111,7 +119,7 @@ async def serve(settings: ServeSettings) -> None:
             advertise=settings.advertised(settings.gossip, ips),
             meta=node_meta(node, api_advertise),
             seeds=node.gossip_seeds,
-            config=Config(),
+            gossip=GossipTuning(),
         )
         appliance = create_app(
             node,
@@ -120,7 +128,7 @@ async def serve(settings: ServeSettings) -> None:
             cluster_settings=cluster,
             api_advertise=api_advertise,
             network=NetworkSettings(netns=settings.netns),
-            pxe=PxeSettings(
+            pxe=BootServerOptions(
                 boot_files=settings.pxe_files or DEFAULT_BOOT_FILES,
                 http_listener=str(settings.pxe_http) if settings.pxe_http is not None else None,
                 # Plain HTTP, the public boot files only (a separate app without the API's routes),
@@ -131,11 +139,13 @@ async def serve(settings: ServeSettings) -> None:
             ),
             enlist=EnlistTarget(settings.enlist_url, settings.boot_mac) if settings.enlist_url is not None else None,
         )
+        # The app's lifespan is run here, around the server (ASGINL: granian runs none), so that
+        # granian may replace its worker for a renewed certificate without restarting the app.
         server = Server(
             appliance.asgi,
             address=str(settings.api.host),
             port=settings.api.port,
-            interface=Interfaces.ASGI,
+            interface=Interfaces.ASGINL,
             ssl_cert=node.identity.node_cert_path,
             ssl_key=node.identity.node_key_path,
             ssl_protocol_min=SSLProtocols.tls12,
@@ -143,6 +153,8 @@ async def serve(settings: ServeSettings) -> None:
             log_dictconfig=_GRANIAN_LOGGING,
             websockets=True,
         )
+        server.respawn_interval = TLS_OVERLAP_SECONDS  # embed's constructor does not take it
+        server.workers_kill_timeout = TLS_DRAIN_SECONDS
         servers = [server]
         logging.getLogger("_granian").addFilter(_DropExperimentalNotice())
         loop = asyncio.get_running_loop()
@@ -166,11 +178,21 @@ async def serve(settings: ServeSettings) -> None:
         gc.set_threshold(GC_GEN0_THRESHOLD, 20, 20)
         urls = [f"https://{ip}:{settings.api.port}/" for ip in ips] if settings.api.host.is_unspecified else []
         urls = urls or [f"https://{api_advertise}/"]
-        announcer = asyncio.create_task(_announce_when_serving(settings.api, node, appliance.accounts, urls))
-        try:
-            await asyncio.gather(*(s.serve() for s in servers))
-        finally:
-            announcer.cancel()
+        async with contextlib.AsyncExitStack() as running:
+            try:
+                await running.enter_async_context(appliance.litestar.lifespan())
+            except Exception as exc:
+                # A subsystem's start raised: the ones that had started are stopped already.
+                raise StartupError(appliance.startup.error or f"the node did not start: {exc}") from None
+            announcer = asyncio.create_task(_announce_when_serving(settings.api, node, appliance.accounts, urls))
+            watcher = asyncio.create_task(
+                reload_on_renewal(server, node.identity.node_cert_path, node.identity.node_key_path, CERT_WATCH_SECONDS)
+            )
+            try:
+                await asyncio.gather(*(s.serve() for s in servers))
+            finally:
+                announcer.cancel()
+                watcher.cancel()
         log.info("stopped", extra={"node": node.name})
     finally:
         node.close()
@@ -210,6 +232,46 @@ async def _announce_when_serving(api: HostPort, node: OpenedNode, accounts: Acco
         if password is None:
             return
         await asyncio.sleep(30.0)
+
+
+def _stamp(*paths: Path) -> tuple[tuple[int, int, int], ...] | None:
+    """What changes when a file is replaced or rewritten: inode, modification time, size."""
+    try:
+        return tuple((st.st_ino, st.st_mtime_ns, st.st_size) for st in (p.stat() for p in paths))
+    except OSError:
+        return None
+
+
+def _loadable(cert: Path, key: Path) -> str:
+    """The certificate's fingerprint if the pair loads as a TLS server's; raises if not."""
+    ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(str(cert), str(key))
+    return pki.fingerprint(pki.cert_from_pem(cert.read_bytes()))
+
+
+async def reload_on_renewal(server: Server, cert: Path, key: Path, interval: float) -> None:
+    """Serve a renewed certificate on new HTTPS connections without restarting the node.
+
+    granian reads the certificate files when it starts a worker and cannot swap them in a
+    running one, so when the files change (the keeper renews the certificate, or an operator
+    replaces it) a new worker is started on the same listening socket with the new files; the
+    old one stops accepting after TLS_OVERLAP_SECONDS and finishes its in-flight requests
+    (for at most TLS_DRAIN_SECONDS). A pair that does not load (a key that does not match)
+    is not handed to granian: the running worker keeps serving the old one.
+    """
+    seen = _stamp(cert, key)
+    while True:
+        await asyncio.sleep(interval)
+        now = _stamp(cert, key)
+        if now is None or now == seen:
+            continue
+        seen = now
+        try:
+            fingerprint = await asyncio.to_thread(_loadable, cert, key)
+        except (OSError, ValueError, ssl.SSLError) as exc:
+            log.warning("the changed node certificate does not load; HTTPS keeps the old one: %s", exc)
+            continue
+        log.info("HTTPS now serves the renewed node certificate", extra={"fingerprint": fingerprint})
+        server.reload()  # type: ignore[no-untyped-call]  # granian's embed module is untyped
 
 
 def _stop(servers: list[Server], sig: signal.Signals) -> None:

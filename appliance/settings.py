@@ -12,78 +12,28 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
+# The shared rules for addresses and node names (in the PXE library, which may not import the
+# appliance), re-exported: the node's flags and settings are parsed by them.
+from pxe.addresses import HostPort, SettingsError, parse_host_port, parse_ip, validate_node_name
+from pxe.listener import DEFAULT_PORT as PXE_DEFAULT_PORT
+
+__all__ = [  # the names below, and the shared ones imported from the PXE library above
+    "DEFAULT_API_PORT",
+    "DEFAULT_GOSSIP_PORT",
+    "DEFAULT_PXE_HTTP_PORT",
+    "AuthSettings",
+    "HostPort",
+    "ServeSettings",
+    "SettingsError",
+    "default_node_name",
+    "parse_host_port",
+    "parse_ip",
+    "validate_node_name",
+]
+
 DEFAULT_API_PORT = 8443
 DEFAULT_GOSSIP_PORT = 7946
-DEFAULT_PXE_HTTP_PORT = 8080  # the plain-HTTP listener for PXE boot files, while PXE is enabled
-
-# A node name is one DNS label (RFC 1123): it appears in certificates, URLs and host names.
-_NODE_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
-
-
-class SettingsError(ValueError):
-    """A flag's value is unusable; the message names the flag's problem in one line."""
-
-
-@dataclass(frozen=True)
-class HostPort:
-    """A listen address: an IP literal (or a wildcard) and a TCP port."""
-
-    host: ipaddress.IPv4Address | ipaddress.IPv6Address
-    port: int
-
-    @property
-    def is_wildcard(self) -> bool:
-        return self.host.is_unspecified
-
-    def url_host(self) -> str:
-        return f"[{self.host}]" if self.host.version == 6 else str(self.host)
-
-    def __str__(self) -> str:
-        return f"{self.url_host()}:{self.port}"
-
-
-def parse_host_port(text: str, default_port: int) -> HostPort:
-    """Parse `HOST:PORT`, `[V6]:PORT`, `HOST` or `:PORT`; HOST must be an IP address."""
-    text = text.strip()
-    host_text, port_text = text, ""
-    if text.startswith("["):
-        end = text.find("]")
-        if end < 0:
-            raise SettingsError(f"{text!r}: missing ']' after an IPv6 address")
-        host_text, rest = text[1:end], text[end + 1 :]
-        if rest and not rest.startswith(":"):
-            raise SettingsError(f"{text!r}: expected ':PORT' after ']'")
-        port_text = rest[1:]
-    elif text.count(":") == 1:
-        host_text, port_text = text.split(":")
-    host_text = host_text or "0.0.0.0"  # noqa: S104 - ':PORT' means every address, as in ss/nginx
-    try:
-        host = ipaddress.ip_address(host_text)
-    except ValueError as exc:
-        raise SettingsError(f"{text!r}: {host_text!r} is not an IP address") from exc
-    port = default_port
-    if port_text:
-        if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
-            raise SettingsError(f"{text!r}: port must be a number from 0 to 65535")
-        port = int(port_text)
-    return HostPort(host, port)
-
-
-def parse_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
-    try:
-        return ipaddress.ip_address(text.strip().strip("[]"))
-    except ValueError as exc:
-        raise SettingsError(f"{text!r} is not an IP address") from exc
-
-
-def validate_node_name(name: str) -> str:
-    """Return `name` if it is a valid node name, else raise SettingsError saying why."""
-    if not _NODE_NAME.match(name):
-        raise SettingsError(
-            f"node name {name!r} is invalid: use 1-63 lowercase letters, digits and '-', "
-            "not starting or ending with '-'"
-        )
-    return name
+DEFAULT_PXE_HTTP_PORT = PXE_DEFAULT_PORT
 
 
 def default_node_name() -> str:

@@ -72,7 +72,7 @@ The median of `--sim-repeats` updates from different origins (0.5 s apart) is pr
 the range; an update not seen everywhere within 60 s of virtual time, or before the cell has
 used `--sim-cpu-budget` CPU seconds, counts as "never". The cell also reports how many death
 verdicts about running nodes the loss caused. `--sim-lan` adds the same measurement with
-memberlist's LAN timings (`Config.lan()`) in the same simulator, for reference.
+memberlist's LAN timings (`GossipTuning.lan()`) in the same simulator, for reference.
 """
 
 from __future__ import annotations
@@ -104,7 +104,7 @@ import msgspec
 from appliance.cluster.messages import ConfigDigest, ConfigSummary, message_size
 from appliance.cluster.replication import ConfigReplicator
 from appliance.cluster.sim import NetworkModel, Simulator
-from appliance.cluster.swim import Config
+from appliance.cluster.swim import GossipTuning
 from bench import serf
 from tests.clusterlab import GOSSIP_PORT, ClusterNode, bootstrap_admin_token
 from tests.netns import Lab, available
@@ -738,7 +738,7 @@ def run_debvisor(nodes: int, args: argparse.Namespace, workdir: Path) -> SystemR
 def settle_connections(cluster: DebVisorCluster, result: SystemResult) -> None:
     """Wait a probe cycle, then until no node opens a gossip connection for CONNECT_QUIET (see there)."""
     start = time.monotonic()
-    cycle = len(cluster.nodes) * Config().probe_interval
+    cycle = len(cluster.nodes) * GossipTuning().probe_interval
 
     def opened() -> float:
         counters, _ = cluster.gossip_stats(cluster.nodes)
@@ -949,7 +949,7 @@ def timed_update(sim: Simulator, origin: str, limit: float, cpu_deadline: float)
     return math.inf
 
 
-def sim_cell(size: int, loss: float, repeats: int, config: Config, cpu_budget: float) -> SimCell:
+def sim_cell(size: int, loss: float, repeats: int, config: GossipTuning, cpu_budget: float) -> SimCell:
     cpu = time.process_time()
     deadline = cpu + cpu_budget
     sim = Simulator(size, config=config, network=NetworkModel(loss=loss), seed=size * 1000 + round(loss * 100))
@@ -967,7 +967,7 @@ def sim_cell(size: int, loss: float, repeats: int, config: Config, cpu_budget: f
 
 
 def run_sim(sizes: Sequence[int], repeats: int, lan: bool, cpu_budget: float) -> list[str]:
-    profiles = [("debvisor", Config())] + ([("memberlist LAN timings", Config.lan())] if lan else [])
+    profiles = [("debvisor", GossipTuning())] + ([("memberlist LAN timings", GossipTuning.lan())] if lan else [])
     lines = [
         "Table 2 - simulator: seconds until an update reaches 99.99% of the other nodes "
         f"(median of {repeats} updates from different nodes, range in brackets; lower is better)",
@@ -1023,7 +1023,7 @@ def behind(dv: float, sf: float, metric: Metric) -> bool:
     return dv > sf * 1.10  # within 10% is noise at this sample size
 
 
-def suspicion_bounds(config: Config, nodes: int) -> tuple[float, float]:
+def suspicion_bounds(config: GossipTuning, nodes: int) -> tuple[float, float]:
     """The (shortest, longest) suspicion timeout the core uses with `nodes` live members and `config`."""
     sim = Simulator(nodes, config=config)
     sim.preconverge()
@@ -1033,8 +1033,8 @@ def suspicion_bounds(config: Config, nodes: int) -> tuple[float, float]:
 
 
 def timing_facts(sizes: Sequence[int]) -> list[str]:
-    """The timings behind the reasons, read from this checkout's `Config` (memberlist LAN for Serf)."""
-    dv, lan = Config(), Config.lan()
+    """The timings behind the reasons, read from this checkout's `GossipTuning` (memberlist LAN for Serf)."""
+    dv, lan = GossipTuning(), GossipTuning.lan()
     facts = [
         f"probe every {dv.probe_interval:g} s, timeout {dv.probe_timeout:g} s (Serf {lan.probe_interval:g} s, "
         f"{lan.probe_timeout:g} s); gossip every {dv.gossip_interval:g} s to {dv.gossip_nodes} (Serf "

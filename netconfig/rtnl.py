@@ -315,10 +315,6 @@ _ROUTE_COMMANDS = {"add": (RTM_NEWROUTE, "create"), "del": (RTM_DELROUTE, "req")
 _NEIGH_COMMANDS = {"append": (RTM_NEWNEIGH, "append"), "del": (RTM_DELNEIGH, "req")}
 
 
-class DumpInterrupted(RuntimeError):
-    """A dump kept being interrupted by concurrent changes."""
-
-
 class Rtnl:
     """`IPRoute`'s calls that `KernelAdapter` makes, answered synchronously (see the module docstring)."""
 

@@ -22,10 +22,9 @@ from granian.log import LogLevels
 from granian.server.embed import Server
 from litestar import Litestar
 
-from appliance.api.problems import EXCEPTION_HANDLERS
 from pxe.dnsmasq import Mode
 from pxe.http import pxe_routes
-from pxe.service import IPXE_DIR, PxeConfig, PxeMachine, PxeService
+from pxe.service import IPXE_DIR, PxeMachine, PxeService, PxeSettings
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -58,7 +57,7 @@ async def run(args: argparse.Namespace) -> None:
         mac, _, rest = spec.partition("=")
         name, _, ip = rest.partition("@")
         machines[mac] = PxeMachine(name=name or None, ip=ip or None)
-    config = PxeConfig(
+    config = PxeSettings(
         enabled=True,
         interface=args.interface,
         mode=Mode(args.mode),
@@ -87,7 +86,6 @@ async def run(args: argparse.Namespace) -> None:
 
     app = Litestar(
         route_handlers=[pxe_routes(service)],
-        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         lifespan=[lifespan],
         logging_config=None,
     )

@@ -12,10 +12,11 @@ This module is the format only (pure, no I/O), shared by the boot server and the
 
 from __future__ import annotations
 
-import base64
 import re
 
 import msgspec
+
+from pxe import token_codec
 
 PREFIX = "dve_"
 MAX_LENGTH = 2048  # a credential is a few hundred characters; anything longer is a mistake
@@ -35,23 +36,19 @@ class EnrolCredential(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 def encode(credential: EnrolCredential) -> str:
     """The kernel-argument form: dve_ + unpadded base64url JSON (nothing iPXE or the kernel splits)."""
-    raw = msgspec.json.encode(credential)
-    return PREFIX + base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return token_codec.encode(PREFIX, credential)
 
 
 def decode(text: str) -> EnrolCredential:
     """Parse a credential; ValueError with a one-line reason if it is not one."""
-    text = text.strip()
-    if not text.startswith(PREFIX):
-        raise ValueError("not a DebVisor enrolment credential (it should start with dve_)")
-    if len(text) > MAX_LENGTH:
-        raise ValueError("the enrolment credential is too long")
-    body = text[len(PREFIX) :]
-    try:
-        raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
-        credential = msgspec.json.decode(raw, type=EnrolCredential)
-    except (ValueError, msgspec.DecodeError) as exc:
-        raise ValueError("the enrolment credential is damaged (was the kernel command line cut?)") from exc
+    credential = token_codec.decode(
+        text,
+        PREFIX,
+        EnrolCredential,
+        name="enrolment credential",
+        damaged="was the kernel command line cut?",
+        max_length=MAX_LENGTH,
+    )
     if not _FINGERPRINT.match(credential.ca_fingerprint) or not _MAC.match(credential.mac) or not credential.servers:
         raise ValueError("the enrolment credential is damaged (no server, MAC or CA fingerprint)")
     return credential

@@ -17,21 +17,19 @@ name an operator gave it, or the one its enrolment was approved under). The name
 reported one: reports are display only.
 
 Deliberately left out: replication (the table is this node's, like its dnsmasq leases) and the
-per-MAC settings themselves (`pxe.service.PxeConfig.machines`).
+per-MAC settings themselves (`pxe.service.PxeSettings.machines`).
 """
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable
-from pathlib import Path
 from typing import Literal
 
 import msgspec
 
-from appliance.store.database import Database
 from pxe.enrolment import EnrolmentView
 from pxe.inventory import Inventory
+from pxe.sqlite import Database, MemoryDatabase
 
 MAX_MACHINES = 4096
 
@@ -153,6 +151,21 @@ def summary(detail: EnlistedMachineDetail) -> EnlistedMachine:
     return EnlistedMachine(**fields)
 
 
+# The table as the node's migrations leave it (appliance/store/migrations.py), for `in_memory`.
+SCHEMA = """
+CREATE TABLE pxe_machines (
+    mac          TEXT PRIMARY KEY,
+    ip           TEXT NOT NULL,
+    first_seen   REAL NOT NULL,
+    last_seen    REAL NOT NULL,
+    boots        INTEGER NOT NULL,
+    name         TEXT,
+    inventory    BLOB,
+    enlisted_at  REAL
+) STRICT;
+CREATE INDEX pxe_machines_last_seen ON pxe_machines (last_seen);"""
+
+
 class EnlistmentStore:
     """The `pxe_machines` table of a node database (use from the event loop's thread)."""
 
@@ -163,9 +176,7 @@ class EnlistmentStore:
     @classmethod
     def in_memory(cls, *, limit: int = MAX_MACHINES) -> EnlistmentStore:
         """A store that lasts as long as the process (`python -m pxe serve`, tests)."""
-        db = Database(sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False), Path(":memory:"))
-        db.migrate()
-        return cls(db, limit=limit)
+        return cls(MemoryDatabase(SCHEMA), limit=limit)
 
     def fetched(self, mac: str, ip: str, name: str | None, at: float) -> None:
         """Record that `mac` fetched its boot script from `ip`, carrying `name`."""

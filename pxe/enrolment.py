@@ -23,13 +23,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import sqlite3
-from pathlib import Path
 from typing import Literal
 
 import msgspec
 
-from appliance.store.database import Database
+from pxe.sqlite import Database, MemoryDatabase
 
 EnrolState = Literal["offered", "pending", "approved", "issued", "refused"]
 CREDENTIAL_TTL = 30 * 60.0  # script fetch to appliance start: the squashfs download on a slow link
@@ -166,6 +164,28 @@ def default_name(mac: str) -> str:
     return "pxe-" + mac.replace(":", "")
 
 
+# The table as the node's migrations leave it (appliance/store/migrations.py), for `in_memory`.
+SCHEMA = """
+CREATE TABLE pxe_enrolments (
+    mac               TEXT PRIMARY KEY,
+    offer_id          TEXT UNIQUE,
+    offer_hash        TEXT,
+    offer_expires_at  REAL,
+    state             TEXT NOT NULL,
+    ip                TEXT,
+    serial            TEXT,
+    requested_at      REAL,
+    poll_hash         TEXT,
+    name              TEXT,
+    decided_by        TEXT,
+    decided_at        REAL,
+    token_id          TEXT,
+    token_expires_at  REAL,
+    updated_at        REAL NOT NULL
+) STRICT;
+CREATE INDEX pxe_enrolments_updated_at ON pxe_enrolments (updated_at);"""
+
+
 class EnrolmentStore:
     """The `pxe_enrolments` table of a node database (use from the event loop's thread)."""
 
@@ -175,9 +195,7 @@ class EnrolmentStore:
 
     @classmethod
     def in_memory(cls, *, limit: int = MAX_ENROLMENTS) -> EnrolmentStore:
-        db = Database(sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False), Path(":memory:"))
-        db.migrate()
-        return cls(db, limit=limit)
+        return cls(MemoryDatabase(SCHEMA), limit=limit)
 
     def get(self, mac: str) -> EnrolmentRecord | None:
         row = self._db.conn.execute(f"SELECT {_COLUMNS} FROM pxe_enrolments WHERE mac = ?", (mac,)).fetchone()  # noqa: S608

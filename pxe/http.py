@@ -30,14 +30,13 @@ from typing import Any, Protocol
 import msgspec
 from litestar import Request, Response, Router, get, post
 from litestar.datastructures import State
+from litestar.exceptions import HTTPException
 from litestar.params import FromPath, FromQuery
 from litestar.response import Stream
 
-from appliance.api.problems import ApiError, FieldError
-from appliance.auth.permissions import PUBLIC
-from appliance.auth.throttle import RateLimiter, retry_after_header
 from pxe.dnsmasq import DnsmasqError, normalize_mac
 from pxe.inventory import MAX_BODY_BYTES, EnlistPost, Inventory, inventory_of
+from pxe.ratelimit import RateLimiter, retry_after_header
 from pxe.script import MachineParams, ScriptError, boot_script, chain_script, retry_script
 
 BOOT_FILES = ("vmlinuz", "initrd.img", "filesystem.squashfs")
@@ -99,6 +98,29 @@ def _byte_range(header: str | None, size: int) -> tuple[int, int] | None:
     return start, end
 
 
+class FieldProblem(msgspec.Struct, frozen=True):
+    """One invalid field of a report: its JSON path and what is wrong."""
+
+    path: str
+    message: str
+
+
+class BootError(HTTPException):
+    """A refusal of a boot route. The app's exception handlers render it: a node answers it as
+    problem+json, listing `errors` (appliance/api/problems.py)."""
+
+    def __init__(
+        self,
+        status: int,
+        detail: str,
+        *,
+        headers: dict[str, str] | None = None,
+        errors: list[FieldProblem] | None = None,
+    ) -> None:
+        super().__init__(detail=detail, status_code=status, headers=headers)
+        self.errors = errors
+
+
 class _Unsatisfiable(Exception):
     pass
 
@@ -122,7 +144,7 @@ def pxe_routes(
     limiter = limiter or RateLimiter(ENLIST_RATE, ENLIST_BURST)
     recorder = recorder or RateLimiter(RECORD_RATE, RECORD_BURST)
 
-    @get("/boot.ipxe", opt=PUBLIC, summary="iPXE script for a booting machine", include_in_schema=False)
+    @get("/boot.ipxe", summary="iPXE script for a booting machine", include_in_schema=False)
     async def script(request: Request[object, object, State], mac: FromQuery[str | None] = None) -> Response[Any]:
         if not source.enabled():
             return _text("PXE is not enabled on this node\n", 404)
@@ -145,7 +167,7 @@ def pxe_routes(
         log.info("PXE: boot.ipxe for %s to %s", normalized, client)
         return _text(body)
 
-    @get("/{file:str}", opt=PUBLIC, summary="A boot file", include_in_schema=False)
+    @get("/{file:str}", summary="A boot file", include_in_schema=False)
     async def boot_file(request: Request[object, object, State], file: FromPath[str]) -> Response[Any]:
         if not source.enabled() or file not in BOOT_FILES:
             return _text("not found\n", 404)
@@ -175,7 +197,6 @@ def pxe_routes(
 
     @post(
         "/enlist",
-        opt=PUBLIC,
         summary="A booted machine reports its hardware",
         include_in_schema=False,
         status_code=204,
@@ -186,14 +207,14 @@ def pxe_routes(
         client = request.client.host if request.client else ""
         wait = limiter.take(client)
         if wait > 0:
-            raise ApiError(429, "too many reports from this address", headers=retry_after_header(wait))
+            raise BootError(429, "too many reports from this address", headers=retry_after_header(wait))
         if not source.enabled():
-            raise ApiError(404, "PXE is not enabled on this node")
+            raise BootError(404, "PXE is not enabled on this node")
         data = decode_report(await request.body())
         mac = normalize_mac(data.mac)
         if not source.enlist(mac, client, inventory_of(data)):
             log.warning("PXE: refused a report for %s from %s: it never fetched a boot script here", mac, client)
-            raise ApiError(404, f"machine {mac} has not fetched a boot script from this node; boot it from here first")
+            raise BootError(404, f"machine {mac} has not fetched a boot script from this node; boot it from here first")
         log.info("PXE: %s (%s) reported its inventory", mac, client)
 
     return Router("/pxe", route_handlers=[script, boot_file, enlist], tags=["pxe"])
@@ -216,9 +237,9 @@ def decode_report(body: bytes) -> EnlistPost:
         unknown = _UNKNOWN.match(message)
         if unknown is not None:
             path = f"{path}.{unknown.group(1)}"
-        raise ApiError(422, f"invalid report: {path}: {message}", errors=[FieldError(path, message)]) from exc
+        raise BootError(422, f"invalid report: {path}: {message}", errors=[FieldProblem(path, message)]) from exc
     except msgspec.DecodeError as exc:
-        raise ApiError(400, f"the body is not valid JSON: {exc}") from exc
+        raise BootError(400, f"the body is not valid JSON: {exc}") from exc
 
 
 def _safe(text: str) -> str:

@@ -27,12 +27,12 @@ from typing import Any, Protocol
 
 from litestar.types import ASGIApp
 
-from appliance.listen import ListenerError, accepts, check_can_bind
-from appliance.settings import DEFAULT_PXE_HTTP_PORT, HostPort, parse_ip
+from pxe.addresses import HostPort, parse_ip
+from pxe.listen import ListenerError, accepts, check_can_bind
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PORT = DEFAULT_PXE_HTTP_PORT
+DEFAULT_PORT = 8080  # the plain-HTTP listener for PXE boot files, while PXE is enabled
 STOP_SECONDS = 5.0
 START_SECONDS = 5.0
 

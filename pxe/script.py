@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from appliance.settings import SettingsError, validate_node_name
+from pxe.addresses import SettingsError, validate_node_name
 
 DEFAULT_CONSOLE = ("console=tty0", "console=ttyS0,115200n8")
 # The port the machine booted from, as pxelinux's IPAPPEND 2 names it (iPXE expands the MAC):

@@ -1,6 +1,6 @@
 """A node's PXE boot server: its settings, dnsmasq under supervision, and the machines it booted.
 
-`PxeConfig` is what the API reads and writes (per node: the interface and DHCP range are this
+`PxeSettings` is what the API reads and writes (per node: the interface and DHCP range are this
 node's). Storing it is the caller's (`save`); `apply` re-renders dnsmasq's argv and restarts
 the supervised process only when the argv changed. The plain-HTTP listener for the boot files
 (`pxe.listener`) follows the setting: opened when PXE is enabled, closed when it is disabled,
@@ -14,7 +14,7 @@ dnsmasq re-applied; one change at a time.
 The settings hold no secret: machines get no join token from them, they enrol over TLS with
 the single-use credential their boot script carries (`pxe.enrol_service`, when a node serves
 PXE) and are approved by an operator or by the approval policy stored here (`approve_macs`,
-`approve_serials`, `approve_all`). Reading them (`config_view`) shows each machine's enrolment,
+`approve_serials`, `approve_all`). Reading them (`settings_view`) shows each machine's enrolment,
 with the id and expiry of the join token it was handed, never the token.
 """
 
@@ -30,13 +30,13 @@ from pathlib import Path
 
 import msgspec
 
-from appliance.listen import ListenerError
-from appliance.settings import HostPort, SettingsError, parse_host_port
+from pxe.addresses import HostPort, SettingsError, parse_host_port
 from pxe.dnsmasq import DnsmasqSettings, Machine, Mode, normalize_mac, render_argv
 from pxe.enlistment import EnlistedMachine, EnlistedMachineDetail, EnlistmentStore, MachineRecord, summary, view
 from pxe.enrol_service import MAX_SERIAL, EnrolmentService
 from pxe.enrolment import CREDENTIAL_TTL, ApprovalPolicy, EnrolmentView
 from pxe.inventory import Inventory
+from pxe.listen import ListenerError
 from pxe.listener import (
     DEFAULT_PORT,
     HttpListener,
@@ -61,7 +61,7 @@ class PxeMachine(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     ip: str | None = None  # a fixed address (full DHCP mode only)
 
 
-class PxeConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class PxeSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """A node's PXE settings. `http_url` is how machines reach the boot-file listener (default: its address)."""
 
     enabled: bool = False
@@ -84,7 +84,7 @@ class PxeConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     credential_seconds: int = int(CREDENTIAL_TTL)
 
 
-class PxeConfigView(PxeConfig, frozen=True, kw_only=True):
+class PxeSettingsView(PxeSettings, frozen=True, kw_only=True):
     """The settings as `GET .../pxe` answers them: plus each machine's enrolment (read only;
     leave `enrolments` out of a PUT). A join token's id and expiry are shown, never the token."""
 
@@ -141,7 +141,7 @@ class PxeError(ValueError):
     """The settings cannot be used; the message names the field."""
 
 
-def validate(config: PxeConfig) -> PxeConfig:
+def validate(config: PxeSettings) -> PxeSettings:
     """The config with MACs normalized; PxeError if it could not be served."""
     try:
         machines = {normalize_mac(mac): m for mac, m in config.machines.items()}
@@ -171,7 +171,7 @@ _PLACEHOLDER_URL = "http://192.0.2.1:8080"  # TEST-NET-1: validates everything b
 
 
 def dnsmasq_settings(
-    config: PxeConfig, lease_file: Path, tftp_root: Path = IPXE_DIR, *, http_url: str | None = None
+    config: PxeSettings, lease_file: Path, tftp_root: Path = IPXE_DIR, *, http_url: str | None = None
 ) -> DnsmasqSettings:
     """dnsmasq's settings for an enabled config (`http_url`: the effective URL when the config has none)."""
     url = config.http_url or http_url or ""
@@ -195,7 +195,7 @@ DEFAULT_BOOT_FILES = Path("/run/live/medium/live")  # where live-boot left the m
 
 
 @dataclass(frozen=True)
-class PxeSettings:
+class BootServerOptions:
     """How a node serves PXE: where the boot files are, and whether dnsmasq really runs (not in unit tests)."""
 
     boot_files: Path = DEFAULT_BOOT_FILES
@@ -210,7 +210,7 @@ class PxeSettings:
     listener: ListenerFactory | None = None
 
 
-def load_config(path: Path) -> PxeConfig:
+def load_settings(path: Path) -> PxeSettings:
     """The stored config, or the default (disabled) when there is none yet.
 
     Settings stored by an older version may hold per-machine join tokens: they are dropped (and
@@ -218,17 +218,17 @@ def load_config(path: Path) -> PxeConfig:
     try:
         raw = msgspec.json.decode(path.read_bytes())
     except FileNotFoundError:
-        return PxeConfig()
+        return PxeSettings()
     machines = raw.get("machines") if isinstance(raw, dict) else None
     dropped = [mac for mac, m in (machines or {}).items() if isinstance(m, dict) and m.pop("join", None) is not None]
-    config = msgspec.convert(raw, PxeConfig)
+    config = msgspec.convert(raw, PxeSettings)
     if dropped:
         log.warning("PXE: dropped the stored join tokens of %s: machines now enrol instead", ", ".join(dropped))
-        save_config(path, config)
+        save_settings(path, config)
     return config
 
 
-def save_config(path: Path, config: PxeConfig) -> None:
+def save_settings(path: Path, config: PxeSettings) -> None:
     """Store atomically (write, fsync, rename), readable by root only (the site's layout is nobody's business)."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     tmp = path.with_suffix(".tmp")
@@ -245,11 +245,11 @@ class PxeService:
 
     def __init__(
         self,
-        config: PxeConfig,
+        config: PxeSettings,
         *,
         boot_files: Path,
         state_dir: Path,
-        save: Callable[[PxeConfig], None] = lambda _c: None,
+        save: Callable[[PxeSettings], None] = lambda _c: None,
         tftp_root: Path = IPXE_DIR,
         dnsmasq: str = "dnsmasq",
         on_line: Callable[[str], None] | None = None,
@@ -261,11 +261,13 @@ class PxeService:
         machines: EnlistmentStore | None = None,
         is_member: Callable[[str], bool] = lambda _name: False,
         on_enlisted: Callable[[str, str, Inventory], None] | None = None,
-        enrolments: EnrolmentService | None = None,
+        enrolments: Callable[[PxeService], EnrolmentService] | None = None,
     ) -> None:
         """`machines` keeps the booted machines (default: in memory); `is_member(name)` says whether a
         cluster member has that name (the `joined` state); `on_enlisted(mac, ip, inventory)` hears of reports;
-        `enrolments` mints the credential each script carries (None: scripts carry none, machines do not enrol)."""
+        `enrolments(service)` makes, from this service (its approval policy, names and credential
+        lifetime), what mints the credential each script carries (None: scripts carry none,
+        machines do not enrol)."""
         self._config = validate(config)
         try:
             self._listen_override = parse_host_port(http_listener, DEFAULT_PORT) if http_listener else None
@@ -285,9 +287,9 @@ class PxeService:
         self._machines = machines if machines is not None else EnlistmentStore.in_memory()
         self._is_member = is_member
         self._on_enlisted = on_enlisted
-        self._enrolments = enrolments
         self._changing = asyncio.Lock()  # one settings change at a time (read, modify, store, apply)
         self._supervisor: Supervisor | None = None
+        self._enrolments = enrolments(self) if enrolments is not None else None  # made last: it reads this service
 
     # BootSource
     def enabled(self) -> bool:
@@ -314,10 +316,10 @@ class PxeService:
         return True
 
     # API
-    def config(self) -> PxeConfig:
+    def settings(self) -> PxeSettings:
         return self._config
 
-    def config_view(self) -> PxeConfigView:
+    def settings_view(self) -> PxeSettingsView:
         """The settings with each enrolled machine's enrolment (token id and expiry, never a token)."""
         enrolments: dict[str, EnrolmentView] = {}
         if self._enrolments is not None:
@@ -325,7 +327,7 @@ class PxeService:
                 found = self._enrolments.view(record.mac)
                 if found is not None:
                     enrolments[record.mac] = found
-        return PxeConfigView(**msgspec.structs.asdict(self._config), enrolments=enrolments)
+        return PxeSettingsView(**msgspec.structs.asdict(self._config), enrolments=enrolments)
 
     def policy(self) -> ApprovalPolicy:
         """Which enrolling machines are approved without an operator."""
@@ -381,7 +383,7 @@ class PxeService:
         )
         return render_argv(settings, self._dnsmasq)
 
-    async def _resolve(self, config: PxeConfig) -> tuple[HostPort | None, str | None]:
+    async def _resolve(self, config: PxeSettings) -> tuple[HostPort | None, str | None]:
         """Where the listener must be and the URL machines get, for `config` (PxeError if nowhere)."""
         if not config.enabled:
             return None, None
@@ -417,7 +419,7 @@ class PxeService:
                 await self._listener.start(previous)
             raise
 
-    async def put(self, config: PxeConfig) -> PxeConfig:
+    async def put(self, config: PxeSettings) -> PxeSettings:
         """Store and apply new settings (PxeError if unusable; nothing changes then)."""
         async with self._changing:
             return await self._put(config)
@@ -464,7 +466,7 @@ class PxeService:
             enrolled = self._enrolments.forget(key) if self._enrolments is not None else False
             return self._machines.forget(key) or configured or enrolled
 
-    async def _put(self, config: PxeConfig) -> PxeConfig:
+    async def _put(self, config: PxeSettings) -> PxeSettings:
         config = validate(config)
         listen, url = await self._resolve(config)
         try:

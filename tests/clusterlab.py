@@ -3,17 +3,33 @@ and the gossip benchmark. Every client request is made from inside a namespace."
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import LONG_LIVED
-from tests.netns import Host, Lab
+from tests.kit.daemon import Daemon
+from tests.kit.need import require_available
+from tests.kit.wait import wait_until
+from tests.netns import Host, Lab, available
 from tests.nodeproc import first_admin_token
 from tests.nsclient import NamespaceClient
+
+# wait_until is the kit's, re-exported for tests written before it (import it from tests.kit.wait).
+__all__ = [
+    "API_PORT",
+    "GOSSIP_PORT",
+    "ClusterLab",
+    "ClusterNode",
+    "bootstrap_admin_token",
+    "join_token",
+    "running_cluster",
+    "wait_until",
+]
 
 API_PORT = 8443
 GOSSIP_PORT = 7946
@@ -25,7 +41,7 @@ class ClusterNode:
         self.name = name
         self.data_dir = lab_dir / name
         self.log_path = lab_dir / f"{name}.log"
-        self.proc: subprocess.Popen[Any] | None = None
+        self.daemon: Daemon | None = None
         self._client: NamespaceClient | None = None
         self.token: str | None = None
 
@@ -33,7 +49,11 @@ class ClusterNode:
     def url(self) -> str:
         return f"https://{self.host.address}:{API_PORT}"
 
-    def start(self, *, join: str | None = None, extra: list[str] | None = None) -> None:
+    @property
+    def proc(self) -> subprocess.Popen[Any] | None:
+        return None if self.daemon is None else self.daemon.proc
+
+    def command(self, *, join: str | None = None, extra: list[str] | None = None) -> list[str]:
         argv = [
             sys.executable, "-m", "appliance", "serve", "--data-dir", str(self.data_dir), "--name", self.name,
             "--api", f"{self.host.address}:{API_PORT}", "--gossip", f"{self.host.address}:{GOSSIP_PORT}",
@@ -41,10 +61,14 @@ class ClusterNode:
         ]  # fmt: skip
         if join:
             argv += ["--join", join]
-        log = self.log_path.open("ab")
-        self.proc = self.host.popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=str(Path(__file__).parent.parent))
-        LONG_LIVED.add(self.proc.pid)  # the cluster fixture stops it
-        log.close()
+        return argv
+
+    def start(self, *, join: str | None = None, extra: list[str] | None = None) -> None:
+        # long-lived: the cluster fixture stops it, not the test that started it
+        argv = self.command(join=join, extra=extra)
+        cwd = str(Path(__file__).parent.parent)
+        self.daemon = Daemon(argv, self.log_path, name=self.name, spawn=self.host.popen, long_lived=True, cwd=cwd)
+        self.daemon.start()
 
     def client(self) -> NamespaceClient:
         if self._client is None:
@@ -52,19 +76,18 @@ class ClusterNode:
         return self._client
 
     def wait_ready(self, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited {self.proc.returncode}: {self.log_tail()}")
-            if (self.data_dir / "pki" / "ca.crt").exists():
-                try:
-                    if self.client().get("/readyz").status_code == 200:
-                        return
-                except Exception:
-                    self.drop_client()
-            time.sleep(0.1)
-        raise TimeoutError(f"{self.name} not ready: {self.log_tail()}")
+        assert self.daemon is not None
+
+        def ready() -> bool:
+            if not (self.data_dir / "pki" / "ca.crt").exists():
+                return False
+            try:
+                return self.client().get("/readyz").status_code == 200
+            except Exception:
+                self.drop_client()
+                raise
+
+        self.daemon.wait_ready(ready, timeout, 0.1, what=f"{self.name}'s /readyz to answer 200")
 
     def drop_client(self) -> None:
         if self._client is not None:
@@ -72,16 +95,16 @@ class ClusterNode:
             self._client = None
 
     def kill(self) -> None:
+        """SIGKILL the node (a crash) and reap it."""
         self.drop_client()
-        if self.proc is not None:
-            self.host.kill_process(self.proc)
+        if self.daemon is not None:
+            self.daemon.kill()
 
     def stop(self) -> None:
-        import signal
-
+        """SIGTERM, up to 10 s, SIGKILL, reap."""
         self.drop_client()
-        if self.proc is not None and self.proc.poll() is None:
-            self.host.kill_process(self.proc, signal.SIGTERM, wait=10)
+        if self.daemon is not None:
+            self.daemon.stop(10.0, signal.SIGTERM)
 
     def members(self) -> dict[str, str]:
         response = self.client().get("/api/v1/nodes")
@@ -110,25 +133,13 @@ def join_token(founder: ClusterNode) -> str:
     return result.stdout.strip()
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.05) -> float:
-    """Seconds until `predicate()` held; TimeoutError if it never did."""
-    start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        try:
-            if predicate():
-                return time.monotonic() - start
-        except Exception:
-            pass
-        time.sleep(interval)
-    raise TimeoutError(f"condition not met within {timeout} s")
-
-
 class ClusterLab:
     """`size` nodes in a Lab: node 0 founds the cluster, the others join it with tokens."""
 
     def __init__(self, lab: Lab, lab_dir: Path, size: int) -> None:
         self.lab = lab
         self.nodes = [ClusterNode(lab_dir, lab.host(i), f"n{i}") for i in range(size)]
+        self.join_seconds: float | None = None  # set by start()
 
     def start(self) -> float:
         founder = self.nodes[0]
@@ -142,7 +153,8 @@ class ClusterLab:
         for node in self.nodes[1:]:
             node.wait_ready()
         self.wait_all_see({n.name: "alive" for n in self.nodes}, timeout=30)
-        return time.monotonic() - started
+        self.join_seconds = time.monotonic() - started
+        return self.join_seconds
 
     def views(self, observers: list[ClusterNode] | None = None) -> dict[str, dict[str, str]]:
         return {n.name: n.members() for n in (observers or self.nodes)}
@@ -155,8 +167,24 @@ class ClusterLab:
         def holds() -> bool:
             return all(all(n.members().get(k) == v for k, v in expected.items()) for n in nodes)
 
-        return wait_until(holds, timeout, interval=0.02)
+        return wait_until(holds, timeout, interval=0.02, what=f"{sorted(n.name for n in nodes)} to see {expected}")
 
     def stop(self) -> None:
         for node in self.nodes:
             node.stop()
+
+
+@contextmanager
+def running_cluster(
+    tmp_path_factory: Any, size: int, *, hosts: int | None = None, label: str = "cluster"
+) -> Iterator[ClusterLab]:
+    """A started `ClusterLab` of `size` nodes in a Lab of `hosts` namespaces (default `size`), for a
+    module-scoped fixture: skips (or fails in CI) without namespaces, stops every node at the end."""
+    require_available(available())
+    with Lab(hosts or size) as lab:
+        cluster = ClusterLab(lab, tmp_path_factory.mktemp(label), size)
+        try:
+            cluster.start()
+            yield cluster
+        finally:
+            cluster.stop()

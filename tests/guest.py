@@ -36,7 +36,7 @@ raises `GuestError` on the host with the guest's traceback in the message.
 
 Debugging: DEBVISOR_GUEST_KEEP=1 keeps each run's directory (console.log with the full
 kernel log, qemu.argv, init.sh, out/command.sh, out/stdout, out/stderr, out/rc) and names it
-in the result and in every error. DEBVISOR_GUEST_CACHE moves the kernel cache.
+in the result and in every error. DEBVISOR_TEST_CACHE moves the kernel cache (tests/kit/cache.py).
 
 Deliberately left out:
 - Networking to the outside (no NIC at all) and persistence: the host's root is read-only in
@@ -51,7 +51,6 @@ Deliberately left out:
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import functools
 import json
 import lzma
@@ -67,12 +66,15 @@ import sys
 import tempfile
 import time
 import zlib
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-CACHE_DIR = Path(os.environ.get("DEBVISOR_GUEST_CACHE", "/var/cache/debvisor-tests"))
+from tests.kit.cache import cache_dir, locked
+from tests.kit.procs import stop_process
+
+CACHE_DIR = cache_dir()
 KEEP = os.environ.get("DEBVISOR_GUEST_KEEP") == "1"
 KERNEL_META_PACKAGE = "linux-image-amd64"
 QEMU = "qemu-system-x86_64"
@@ -265,12 +267,8 @@ def _cached(entry: Path) -> Kernel | None:
     return Kernel(package=meta["package"], version=meta["version"], release=meta["release"], root=entry)
 
 
-@contextlib.contextmanager
-def _cache_lock() -> Iterator[None]:
-    CACHE_DIR.mkdir(parents=True, exist_ok=True)
-    with (CACHE_DIR / ".lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also if this process dies
-        yield
+def _cache_lock() -> contextlib.AbstractContextManager[None]:
+    return locked(CACHE_DIR / ".lock")
 
 
 def _unpack(package: str, version: str) -> Kernel:
@@ -502,11 +500,7 @@ def _read(path: Path) -> str:
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
     """SIGKILL QEMU by PID (its own session, so also anything it started) and reap it."""
-    if proc.returncode is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=10.0)
+    stop_process(proc, signal.SIGKILL, timeout=10.0)
 
 
 def run_in_guest(

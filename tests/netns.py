@@ -53,6 +53,8 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
+from tests.kit.procs import signal_process, stop_process
+
 DEFAULT_SUBNET = "10.97.0.0/24"
 FIRST_HOST_OFFSET = 10
 IFNAMSIZ_MAX = 15  # Linux interface names are at most 15 characters
@@ -152,13 +154,7 @@ class Host:
 
     def kill_process(self, proc: subprocess.Popen[Any], sig: int = signal.SIGKILL, *, wait: float = 5.0) -> int | None:
         """Send `sig` to a process started by `popen`, wait up to `wait` s; its exit code (None: still running)."""
-        if proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(sig)
-        try:
-            return proc.wait(timeout=wait)
-        except subprocess.TimeoutExpired:
-            return None
+        return stop_process(proc, sig, timeout=wait, kill=False)
 
     def ping(self, target: str, *, count: int = 3, interval: float = 0.2, wait: float = 1.0) -> int:
         """Ping `target` from inside this host; return how many replies came back."""
@@ -407,16 +403,7 @@ class Lab:
 
     @staticmethod
     def _signal(proc: subprocess.Popen[Any], sig: int) -> None:
-        # Only while the leader is unreaped is its pid (and so its process group id) surely ours.
-        if proc.returncode is not None:
-            return
-        try:
-            if os.getpgid(proc.pid) == proc.pid:
-                os.killpg(proc.pid, sig)
-            else:
-                proc.send_signal(sig)
-        except ProcessLookupError:
-            pass
+        signal_process(proc, sig)
 
     def _sweep_namespace(self, netns: str) -> None:
         """SIGKILL whatever still runs inside `netns` (grandchildren, daemons), so it can be freed."""

@@ -1,23 +1,25 @@
 """Start and stop real `debvisor serve` processes for integration tests and benchmarks.
 
-A `NodeProcess` owns one child process: it waits until `/readyz` answers over HTTPS verified
-against the node's own CA, and `stop()` sends SIGTERM and reaps it (SIGKILL after a deadline),
-so a test never leaves a node running.
+A `NodeProcess` owns one child process, a kit `Daemon` (tests/kit/daemon.py): it waits until
+`/readyz` answers over HTTPS verified against the node's own CA, and `stop()` sends SIGTERM and
+reaps it (SIGKILL after a deadline), so a test never leaves a node running; a failed test
+shows the node's log.
 """
 
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import ssl
 import subprocess
 import sys
-import time
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import httpx
+
+from tests.kit.daemon import Daemon
 
 DEBVISOR = [sys.executable, "-m", "appliance"]
 
@@ -58,9 +60,13 @@ class NodeProcess:
         self.api_port = free_port()
         self.gossip_port = free_port()
         self.extra_args = extra_args or []
-        self.proc: subprocess.Popen[bytes] | None = None
         self.stdout_path = data_dir.parent / f"{data_dir.name}.stdout"
         self.stderr_path = data_dir.parent / f"{data_dir.name}.stderr"
+        self.daemon: Daemon | None = None
+
+    @property
+    def proc(self) -> subprocess.Popen[Any] | None:
+        return None if self.daemon is None else self.daemon.proc
 
     @property
     def url(self) -> str:
@@ -84,9 +90,12 @@ class NodeProcess:
             *self.extra_args,
         ]
 
-    def start(self) -> NodeProcess:
-        with self.stdout_path.open("ab") as out, self.stderr_path.open("ab") as err:
-            self.proc = subprocess.Popen(self.command(), stdout=out, stderr=err, stdin=subprocess.DEVNULL)
+    def start(self, **popen: Any) -> NodeProcess:
+        """Start the node; `popen` overrides what goes to `subprocess.Popen` (e.g. stdout=a pty)."""
+        # Not in a session of its own: a prefix such as `ip netns exec` replaces itself with the node.
+        popen.setdefault("start_new_session", False)
+        self.daemon = Daemon(self.command(), self.stderr_path, stdout_log=self.stdout_path, name=self.name, **popen)
+        self.daemon.start()
         return self
 
     def ssl_context(self) -> ssl.SSLContext:
@@ -120,34 +129,22 @@ class NodeProcess:
 
     def wait_ready(self, timeout: float = 30.0) -> float:
         """Poll /readyz until 200; return seconds waited. Raises if the process exits or time runs out."""
-        assert self.proc is not None
-        start = time.monotonic()
-        deadline = start + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"debvisor exited with {self.proc.returncode}: {self.stderr()[-2000:]}")
-            if (self.data_dir / "pki" / "ca.crt").exists():
-                try:
-                    with self.client(timeout=1.0) as client:
-                        if client.get("/readyz").status_code == 200:
-                            return time.monotonic() - start
-                except (httpx.TransportError, ssl.SSLError):
-                    pass
-            time.sleep(0.05)
-        raise TimeoutError(f"node not ready after {timeout} s: {self.stderr()[-2000:]}")
+        assert self.daemon is not None
+
+        def ready() -> bool:
+            if not (self.data_dir / "pki" / "ca.crt").exists():
+                return False
+            with self.client(timeout=1.0) as client:
+                return client.get("/readyz").status_code == 200
+
+        return self.daemon.wait_ready(ready, timeout, what=f"{self.name}'s /readyz to answer 200")
 
     def stop(self, timeout: float = 10.0) -> int:
         """SIGTERM, wait, SIGKILL if needed; return the exit code."""
-        if self.proc is None:
+        if self.daemon is None:
             return 0
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
+        code = self.daemon.stop(timeout)
+        return 0 if code is None else code
 
     def stdout(self) -> str:
         return self.stdout_path.read_text() if self.stdout_path.exists() else ""

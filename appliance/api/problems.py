@@ -122,8 +122,16 @@ def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -
         detail = "internal error; see the node's log"
     elif detail == HTTPStatus(status).phrase:
         detail = None
-    errors = exc.errors if isinstance(exc, ApiError) else None
-    return problem_response(request, status, detail, headers=headers, errors=errors)
+    return problem_response(request, status, detail, headers=headers, errors=_errors_of(exc))
+
+
+def _errors_of(exc: HTTPException) -> list[FieldError] | None:
+    """The invalid fields an exception names: an ApiError's, or those of a library's own error
+    with `errors` of path and message (the PXE boot routes' `pxe.http.BootError`)."""
+    found = getattr(exc, "errors", None)
+    if not found:
+        return None
+    return [e if isinstance(e, FieldError) else FieldError(str(e.path), str(e.message)) for e in found]
 
 
 def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:

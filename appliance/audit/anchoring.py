@@ -36,7 +36,6 @@ from appliance.audit.anchor import (
     thin,
     verify_head,
 )
-from appliance.cluster.messages import StateEntry
 from appliance.identity import pki
 from appliance.store.database import Database
 
@@ -234,12 +233,6 @@ class Anchorer(Collector):
             log.exception("anchoring the audit chain failed")
 
     # -- the others' heads ------------------------------------------------------------------
-
-    def receive(self, entries: list[StateEntry]) -> None:
-        """Key-space listener: check and keep every head another node published."""
-        for entry in entries:
-            if entry.key == ANCHOR_KEY and entry.owner != self.name:
-                self.offer(entry.owner, entry.value)
 
     def absorb(self) -> None:
         """Offer every head already held in the key spaces (those merged while this node was down)."""

@@ -11,7 +11,6 @@ outranks its owner, and deleting a user deletes their tokens.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import re
@@ -22,7 +21,14 @@ from collections.abc import Callable
 import msgspec
 
 from appliance.api.problems import ApiError
-from appliance.auth.passwords import DUMMY_HASH, generate_password, hash_password, needs_rehash, verify_password
+from appliance.auth.passwords import (
+    DUMMY_HASH,
+    generate_password,
+    hash_password,
+    hash_password_async,
+    needs_rehash,
+    verify_password_async,
+)
 from appliance.auth.permissions import Role, role_within
 from appliance.auth.types import MAX_PASSWORD, MIN_PASSWORD, USER_NAME, TokenRecord, UserRecord
 from appliance.store.config import ConfigStore
@@ -127,11 +133,13 @@ class AccountService:
         """The user if `password` is theirs and they are enabled; hashing runs off the event loop."""
         self.refresh_if_changed()
         record = self._users.get(name)
-        ok = await asyncio.to_thread(verify_password, record.password_hash if record else DUMMY_HASH, password)
+        ok = await verify_password_async(record.password_hash if record else DUMMY_HASH, password)
         if record is None or not ok or not record.enabled:
             return None
         if needs_rehash(record.password_hash):
-            record = self._save_user(msgspec.structs.replace(record, password_hash=hash_password(password)))
+            rehashed = await hash_password_async(password)
+            if self._users.get(name) is record:  # unless it changed meanwhile (then next login)
+                record = self._save_user(msgspec.structs.replace(record, password_hash=rehashed))
         return record
 
     # -- users -------------------------------------------------------------------------

@@ -10,7 +10,7 @@ demotion revokes the tokens it no longer covers, and the check at use also holds
 that has received the demoted user record but not yet those revocations.
 
 A request another member forwarded carries that member's signed assertion instead of a
-credential (appliance/cluster/forward.py checks the signature). Its caller's role is derived
+credential (appliance/api/forward.py checks the signature). Its caller's role is derived
 here from the replicated records, never taken from the assertion: for an API token, the
 token record (it must exist, be unexpired and belong to the user) capped by its owner's
 current role; for a session (sessions live on the node that issued them), the user's current
@@ -23,8 +23,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from http.cookies import CookieError, SimpleCookie
-from typing import Literal
+from typing import Literal, Protocol
 
+from litestar.enums import ScopeType
 from litestar.types import Scope
 
 from appliance.api.problems import ApiError
@@ -99,13 +100,40 @@ def _lower(derived: Role, claimed: Role) -> Role:
     return claimed if role_within(claimed, derived) else derived
 
 
+class ForwardedClaim(Protocol):
+    """Who a member vouches for in a forwarded request (appliance/api/forward.py `ForwardedIdentity`)."""
+
+    @property
+    def node(self) -> str: ...
+    @property
+    def user(self) -> str: ...
+    @property
+    def role(self) -> Role: ...
+    @property
+    def via(self) -> CredentialKind: ...
+    @property
+    def credential_id(self) -> str: ...
+    @property
+    def source(self) -> str: ...
+
+
+# (headers, method, path) -> the verified claim; raises ApiError 401 unless every check passes.
+VerifyForwarded = Callable[[dict[str, str], str, str], ForwardedClaim]
+
+
 class Authenticator:
-    """Finds the principal of a request from its token or session cookie."""
+    """Finds the principal of a request from its token or session cookie, or, with
+    `verify_forwarded`, from a member's forwarding assertion."""
 
     def __init__(
-        self, accounts: AccountService, sessions: SessionStore, token_use: TokenUse, clock: Callable[[], float]
+        self,
+        accounts: AccountService,
+        sessions: SessionStore,
+        token_use: TokenUse,
+        clock: Callable[[], float],
+        verify_forwarded: VerifyForwarded | None = None,
     ) -> None:
-        self.forwarded: Callable[[Scope], Principal] | None = None  # set when the cluster is assembled
+        self._verify_forwarded = verify_forwarded
         self._accounts = accounts
         self._sessions = sessions
         self._token_use = token_use
@@ -114,8 +142,8 @@ class Authenticator:
     def authenticate(self, scope: Scope) -> Principal | None:
         """The caller, None if no credential was sent; 401 if one was sent and is not valid."""
         self._accounts.refresh_if_changed()
-        if self.forwarded is not None and _header(scope, b"x-debvisor-forwarded") is not None:
-            return self.forwarded(scope)
+        if self._verify_forwarded is not None and _header(scope, b"x-debvisor-forwarded") is not None:
+            return self._forwarded(scope, self._verify_forwarded)
         client = scope.get("client")  # as appliance/auth/access.py `source_of`, which imports this module
         source = str(client[0]) if client else "unknown"
         authorization = _header(scope, b"authorization")
@@ -128,6 +156,19 @@ class Authenticator:
         if secret is not None:
             return self._from_session(secret, source)
         return None
+
+    def _forwarded(self, scope: Scope, verify: VerifyForwarded) -> Principal:
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        method = str(scope["method"]) if scope["type"] == ScopeType.HTTP else ""
+        claim = verify(headers, method, scope["path"])
+        return self.vouched(
+            user=claim.user,
+            kind=claim.via,
+            credential_id=claim.credential_id,
+            claimed_role=claim.role,
+            node=claim.node,
+            source=claim.source,
+        )
 
     def vouched(
         self, *, user: str, kind: CredentialKind, credential_id: str, claimed_role: Role, node: str, source: str

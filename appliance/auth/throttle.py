@@ -41,45 +41,38 @@ out for longer than that.
 from __future__ import annotations
 
 import ipaddress
-import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
+# The token bucket is in the PXE library (its boot routes limit reports with it), re-exported.
+from pxe.ratelimit import RateLimiter, retry_after_header
+
+__all__ = [  # the names below, and the shared ones imported from the PXE library above
+    "FORGET_AFTER",
+    "MAX_KEYS",
+    "MAX_NAME",
+    "PAIR",
+    "SOURCE",
+    "USER",
+    "BackoffStore",
+    "Entry",
+    "LoginThrottle",
+    "MemoryStore",
+    "RateLimiter",
+    "Schedule",
+    "pair_key",
+    "retry_after_header",
+    "source_group",
+    "source_key",
+    "user_key",
+]
+
 MAX_KEYS = 10_000
 FORGET_AFTER = 24 * 3600.0  # a key with no failure for this long starts from zero again
 MAX_NAME = 64  # longer user names (logins accept up to 64 characters) are cut for the key
-
-
-class RateLimiter:
-    """Token buckets keyed by principal."""
-
-    def __init__(self, rate: float, burst: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self.rate = rate
-        self.burst = burst
-        self._clock = clock
-        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
-
-    def take(self, key: str) -> float:
-        """Spend one token for `key`: 0.0 if allowed, else the seconds until one is available."""
-        if self.rate <= 0:
-            return 0.0
-        now = self._clock()
-        tokens, stamp = self._buckets.get(key, (self.burst, now))
-        tokens = min(self.burst, tokens + (now - stamp) * self.rate)
-        if tokens >= 1.0:
-            self._remember(key, (tokens - 1.0, now))
-            return 0.0
-        self._remember(key, (tokens, now))
-        return (1.0 - tokens) / self.rate
-
-    def _remember(self, key: str, value: tuple[float, float]) -> None:
-        self._buckets[key] = value
-        self._buckets.move_to_end(key)
-        if len(self._buckets) > MAX_KEYS:
-            self._buckets.popitem(last=False)
 
 
 @dataclass(frozen=True)
@@ -355,8 +348,3 @@ class LoginThrottle:
             dropped[evicted] = None
         if dropped:
             self._store.save(dropped)
-
-
-def retry_after_header(seconds: float) -> dict[str, str]:
-    """`Retry-After` in whole seconds, at least 1."""
-    return {"Retry-After": str(max(1, math.ceil(seconds)))}

@@ -27,22 +27,24 @@ from litestar import Request, Response, Router, delete, get, post
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, FromQuery, JSONBody
 
+from appliance.api.forward import Forwarder
 from appliance.api.openapi import problems, reads_body
+from appliance.api.pernode import ACTS_HERE, node_router
 from appliance.api.problems import ApiError
+from appliance.api.upstream import UpstreamError
 from appliance.audit.context import note
 from appliance.audit.log import AuditLog
 from appliance.auth.access import source_of
 from appliance.auth.permissions import PUBLIC, Permission, public, requires
 from appliance.auth.principal import Principal
 from appliance.auth.throttle import LoginThrottle, retry_after_header
-from appliance.cluster.forward import Forwarder
 from appliance.cluster.join import CaInfo, JoinRequest, JoinResponse, JoinService, JoinTokenCreated
 from appliance.cluster.keeper import CaKeyAnswer, PkiKeeper, RenewAnswer, RenewRequest, parse_addresses
 from appliance.cluster.machine_tokens import MachineTokenRequest, machine_created_by
 from appliance.cluster.nodeauth import NodeVerifier
 from appliance.cluster.service import ClusterService, NodeMember
-from appliance.cluster.upstream import UpstreamError
 from appliance.identity import pki
+from appliance.node.facts import published_facts
 from appliance.node.service import NodeService
 from appliance.node.types import Node, NodeFacts
 
@@ -104,24 +106,7 @@ class CertificateView(msgspec.Struct, frozen=True, kw_only=True):
     revoked: bool
 
 
-FACTS_KEY = "facts"
-_FACTS = msgspec.json.Decoder(NodeFacts)
-
-
-def published_facts(cluster: ClusterService, names: set[str]) -> dict[str, NodeFacts]:
-    """The facts each of `names` published, as replicated to this node (unreadable ones skipped)."""
-    facts: dict[str, NodeFacts] = {}
-    for owner, space in cluster.published().items():
-        raw = space.get(FACTS_KEY)
-        if owner in names and raw is not None:
-            try:
-                facts[owner] = _FACTS.decode(raw)
-            except msgspec.DecodeError:
-                continue  # written by a newer version this one cannot read
-    return facts
-
-
-def cluster_routes(cluster: ClusterService, *, forwarder: Forwarder, node_service: NodeService) -> Router:
+def cluster_routes(cluster: ClusterService, *, forwarder: Forwarder, node_service: NodeService) -> list[Router]:
     """Membership, the cluster summary, and per-node status through any node."""
 
     @get("/nodes", opt=requires(Permission.NODE_READ), summary="Cluster members and their state")
@@ -179,20 +164,9 @@ def cluster_routes(cluster: ClusterService, *, forwarder: Forwarder, node_servic
 
         return list(await asyncio.gather(*(ask(n) for n in names)))
 
-    @get(
-        "/nodes/{name:str}",
-        opt=requires(Permission.NODE_READ) | problems(forwards=True),
-        summary="One node's status, answered by that node (through any node)",
-        responses={200: ResponseSpec(Node)},
-    )
-    async def get_node(request: Request[Principal, Any, Any], name: FromPath[str]) -> Response[Any]:
-        if name != cluster.settings.name:
-            return await forwarder.forward(request, name)
-        return Response(await node_service.get())
-
     @delete(
-        "/nodes/{name:str}",
-        opt=requires(Permission.CLUSTER_MANAGE, action="cluster.node.remove") | problems(404, 409),
+        "/{name:str}",
+        opt=requires(Permission.CLUSTER_MANAGE, action="cluster.node.remove") | problems(404, 409) | ACTS_HERE,
         summary="Remove a node: revoke its certificate everywhere",
         status_code=204,
     )
@@ -215,11 +189,19 @@ def cluster_routes(cluster: ClusterService, *, forwarder: Forwarder, node_servic
             raise ApiError(409, f"{name!r} has not announced its certificate; it cannot be revoked yet") from exc
         note(request, detail=f"revoked its name and {len(revoked)} certificate(s)")
 
-    return Router(
-        "/api/v1",
-        route_handlers=[summary, list_nodes, get_node, remove_node],
-        tags=["cluster"],
+    @get(
+        "/{name:str}",
+        opt=requires(Permission.NODE_READ),
+        summary="One node's status, answered by that node (through any node)",
+        responses={200: ResponseSpec(Node)},
     )
+    async def get_node() -> Response[Any]:
+        return Response(await node_service.get())
+
+    return [
+        Router("/api/v1", route_handlers=[summary, list_nodes], tags=["cluster"]),
+        node_router("/api/v1/nodes", [get_node, remove_node], forwarder=forwarder, tags=["cluster"]),
+    ]
 
 
 def join_routes(
@@ -298,12 +280,6 @@ def join_routes(
         return response
 
     return Router("/api/v1", route_handlers=[create_join_token, cluster_ca, join], tags=["cluster"])
-
-
-def _live(cluster: ClusterService, name: str) -> bool:
-    """A member that is alive or suspect and not removed."""
-    found = cluster.member_api(name)
-    return found is not None and found[0] in ("alive", "suspect") and cluster.name_in_use(name)
 
 
 async def _signed_caller(

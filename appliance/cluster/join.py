@@ -23,7 +23,6 @@ ADMIT_RETRY_WINDOW, under the same name with the same key, and gets a certificat
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import hashlib
 import hmac
@@ -46,6 +45,7 @@ from appliance.identity.store import NodeIdentity
 from appliance.settings import SettingsError, validate_node_name
 from appliance.store.config import ConfigStore
 from appliance.store.database import Database
+from pxe import token_codec
 
 JOIN_TOKEN_KIND = "join-token"  # noqa: S105 - a record kind
 TOKEN_PREFIX = "dvj_"  # noqa: S105 - the public prefix of join tokens
@@ -114,21 +114,13 @@ class CaInfo(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def encode_token(token: JoinToken) -> str:
-    raw = msgspec.json.encode(token)
-    return TOKEN_PREFIX + base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    """dvj_ + unpadded base64url JSON (pxe/token_codec.py, shared with the enrolment credential)."""
+    return token_codec.encode(TOKEN_PREFIX, token)
 
 
 def decode_token(text: str) -> JoinToken:
     """Parse a join token; ValueError with a one-line reason if it is not one."""
-    text = text.strip()
-    if not text.startswith(TOKEN_PREFIX):
-        raise ValueError("not a DebVisor join token (it should start with dvj_)")
-    body = text[len(TOKEN_PREFIX) :]
-    try:
-        raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
-        token = msgspec.json.decode(raw, type=JoinToken)
-    except (ValueError, msgspec.DecodeError) as exc:
-        raise ValueError("the join token is damaged (was it copied whole?)") from exc
+    token = token_codec.decode(text, TOKEN_PREFIX, JoinToken, name="join token", damaged="was it copied whole?")
     if not token.seeds or len(token.ca_fingerprint) != 64:
         raise ValueError("the join token is damaged (no seed or CA fingerprint)")
     return token

@@ -22,8 +22,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from appliance.api.upstream import split_addr
 from appliance.cluster.join import CaInfo, JoinRequest, JoinResponse, JoinToken
-from appliance.cluster.transport import split_addr
 from appliance.identity import pki
 
 log = logging.getLogger(__name__)

@@ -23,10 +23,10 @@ from typing import TypeVar
 import msgspec
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from appliance.api.upstream import UpstreamError
 from appliance.audit.log import AuditLog
 from appliance.cluster.authority import Authorities, KeyStep, plan
 from appliance.cluster.nodeauth import NodeCaller
-from appliance.cluster.upstream import UpstreamError
 from appliance.identity import pki
 from appliance.identity.registry import CertRegistry
 from appliance.identity.store import (
@@ -153,7 +153,7 @@ class PkiKeeper:
             if renewed:
                 for context in contexts:
                     context.load_cert_chain(str(self.identity.node_cert_path), str(self.identity.node_key_path))
-                log.info("gossip uses the renewed node certificate; HTTPS picks it up at the next restart")
+                log.info("gossip uses the renewed node certificate; HTTPS follows within seconds (appliance/server.py)")
 
     async def renew_if_due(self, now: dt.datetime) -> bool:
         """Renew the node certificate if it nears expiry or misses an address; True if renewed."""

@@ -27,10 +27,10 @@ from collections.abc import Callable
 import msgspec
 
 from appliance.api.problems import ApiError
+from appliance.api.upstream import UpstreamError
 from appliance.auth.types import USER_NAME
 from appliance.cluster.join import JoinService, JoinTokenCreated
 from appliance.cluster.nodeauth import NodeCaller
-from appliance.cluster.upstream import UpstreamError
 
 MACHINE_TOKEN_PATH = "/api/v1/cluster/internal/join-token"  # noqa: S105 - a route
 # The machine's own poll times out after 10 s; the authorities are asked within this budget so

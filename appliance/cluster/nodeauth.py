@@ -28,8 +28,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from appliance.api.problems import ApiError
-from appliance.cluster.transport import split_addr
-from appliance.cluster.upstream import UpstreamPool
+from appliance.api.upstream import UpstreamPool, split_addr
 from appliance.identity import pki
 from appliance.identity.registry import key_id
 from appliance.identity.store import NodeIdentity

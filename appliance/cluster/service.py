@@ -45,7 +45,7 @@ from appliance.cluster.messages import (
 )
 from appliance.cluster.nodestate import NodeStateReplicator, NodeStateStore
 from appliance.cluster.replication import ConfigReplicator
-from appliance.cluster.swim import Config, Event, EventKind, Member, Swim
+from appliance.cluster.swim import Event, EventKind, GossipTuning, Member, Swim
 from appliance.cluster.transport import GossipTransport, PeerCert
 from appliance.identity.registry import REVOCATION_KIND, UNKNOWN, CertRegistry
 from appliance.store.config import ConfigStore
@@ -84,7 +84,7 @@ class ClusterSettings:
     advertise: str  # host:port peers dial for gossip
     meta: dict[str, str]
     seeds: list[str]
-    config: Config
+    gossip: GossipTuning  # SWIM timings and fan-outs
 
 
 STALL_SECONDS = 0.1  # a wake-up this late means the process was not running
@@ -122,7 +122,7 @@ class ClusterService(Collector):
         self.swim = Swim(
             settings.name,
             settings.advertise,
-            config=settings.config,
+            config=settings.gossip,
             rng=random.SystemRandom(),
             now=self._loop_time(),
             incarnation=incarnation,
@@ -142,7 +142,7 @@ class ClusterService(Collector):
             on_lost=self._on_lost,
             is_revoked=self.is_revoked,
             admit=self._admit_peer,
-            write_deadline=min(0.2, settings.config.probe_timeout * 0.8),
+            write_deadline=min(0.2, settings.gossip.probe_timeout * 0.8),
         )
         self.replicator = ConfigReplicator(
             config_store,

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import cast
 
 from appliance.cluster.messages import Frame, Status, encode_frame
-from appliance.cluster.swim import Config, Event, EventKind, Member, Swim
+from appliance.cluster.swim import Event, EventKind, GossipTuning, Member, Swim
 
 
 @dataclass
@@ -53,13 +53,13 @@ class Simulator:
         self,
         size: int,
         *,
-        config: Config | None = None,
+        config: GossipTuning | None = None,
         network: NetworkModel | None = None,
         seed: int = 1,
         measure_bytes: bool = False,
         on_event: Callable[[str, Event], None] | None = None,
     ) -> None:
-        self.config = config or Config()
+        self.config = config or GossipTuning()
         self.network = network or NetworkModel()
         self.rng = random.Random(seed)  # noqa: S311 - a seeded simulation, not security
         self.now = 0.0

@@ -91,8 +91,8 @@ CLOCK_SAMPLE_ROUNDS = 4
 
 
 @dataclass(frozen=True)
-class Config:
-    """Timings and fan-outs. `Config()` is DebVisor's edge profile; `Config.lan()` is memberlist's.
+class GossipTuning:
+    """Timings and fan-outs. `GossipTuning()` is DebVisor's edge profile; `GossipTuning.lan()` is memberlist's.
 
     The edge profile checks each member once every 0.7 s (memberlist's LAN profile: 1 s, at
     random); in each 0.7 s round every member is paired with one other, and the pair's one
@@ -137,7 +137,7 @@ class Config:
     max_gossip_bytes: int = 16 * 1024
 
     @classmethod
-    def lan(cls) -> Config:
+    def lan(cls) -> GossipTuning:
         """memberlist's DefaultLANConfig timings (probe 1 s / 500 ms, gossip 200 ms to 3, mult 4);
         probes still run in paired rounds, where memberlist picks its targets at random."""
         return cls(
@@ -249,7 +249,7 @@ class Swim:
         name: str,
         addr: str,
         *,
-        config: Config,
+        config: GossipTuning,
         rng: random.Random,
         now: float,
         incarnation: int = 0,

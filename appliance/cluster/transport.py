@@ -47,6 +47,7 @@ from typing import Any
 import msgspec
 from cryptography import x509
 
+from appliance.api.upstream import split_addr
 from appliance.cluster.messages import Frame, decode_frame
 from appliance.identity import pki
 from appliance.identity.registry import key_id
@@ -222,11 +223,6 @@ class _Outgoing:
     queue: asyncio.Queue[bytes] = field(default_factory=lambda: asyncio.Queue(QUEUE_LIMIT))
     task: asyncio.Task[None] | None = None
     conn: _Conn | None = None
-
-
-def split_addr(addr: str) -> tuple[str, int]:
-    host, _, port = addr.rpartition(":")
-    return host.strip("[]"), int(port)
 
 
 class GossipTransport:

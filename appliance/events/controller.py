@@ -5,8 +5,9 @@
   `type` and `node` (comma-separated, or repeated) narrow it; `since=n0:123,n2:456` resumes
   after those ids where they are still held (a `gap` message names each node whose events
   after the given id are no longer held).
-- `GET /api/v1/nodes/{name}/events` (WebSocket): only that node's events, forwarded to it
-  over mTLS when it is another node (appliance/cluster/forward_ws.py).
+- `GET /api/v1/nodes/{name}/events` (WebSocket): only that node's events; in a per-node
+  router (appliance/api/pernode.py), so when `name` is another node the router relays the
+  socket to it over mTLS (appliance/api/forward_ws.py) and the handler runs only there.
 - `GET /api/v1/cluster/internal/events` (WebSocket, members only): this node's own events,
   all types, for the gathering node (appliance/events/gather.py) to filter per client.
 
@@ -32,10 +33,10 @@ from litestar import Router, WebSocket, websocket
 from litestar.exceptions import WebSocketDisconnect
 from litestar.params import FromPath
 
+from appliance.api.forward import Forwarder
+from appliance.api.pernode import node_router
 from appliance.auth.permissions import EVENT_PERMISSIONS, PUBLIC, Permission, requires
 from appliance.auth.principal import Principal
-from appliance.cluster.forward import Forwarder
-from appliance.cluster.forward_ws import forward_websocket
 from appliance.cluster.nodeauth import NodeVerifier
 from appliance.events.bus import EventBus, Subscription
 from appliance.events.gather import ClusterFeed
@@ -184,7 +185,7 @@ def events_routes(  # noqa: PLR0915 - the three sockets share their helpers
     forwarder: Forwarder,
     verifier: NodeVerifier,
     heartbeat: float = HEARTBEAT_SECONDS,
-) -> Router:
+) -> list[Router]:
     """The three event sockets (see the module docstring)."""
     here = bus.node
     encoded = EncodedCache()
@@ -242,10 +243,8 @@ def events_routes(  # noqa: PLR0915 - the three sockets share their helpers
 
     @websocket("/nodes/{name:str}/events", opt=requires(Permission.NODE_READ))
     async def node_events(socket: WebSocket[Principal, Any, Any], name: FromPath[str]) -> None:
-        """One node's events that the caller's role may read; forwarded to that node."""
-        if name != here:
-            await forward_websocket(forwarder, socket, name)
-            return
+        """One node's events that the caller's role may read (only ever run on that node)."""
+        del name  # the router forwarded the socket unless it names this node
         try:
             types, _, since = filters(socket)
         except BadQuery as exc:
@@ -281,4 +280,7 @@ def events_routes(  # noqa: PLR0915 - the three sockets share their helpers
         finally:
             bus.unsubscribe(subscription)
 
-    return Router("/api/v1", route_handlers=[cluster_events, node_events, member_stream], tags=["events"])
+    return [
+        Router("/api/v1", route_handlers=[cluster_events, member_stream], tags=["events"]),
+        node_router("/api/v1", [node_events], forwarder=forwarder, tags=["events"]),
+    ]

@@ -23,9 +23,9 @@ from collections.abc import Awaitable, Callable
 
 import msgspec
 
+from appliance.api.wsclient import WsClient
 from appliance.events.bus import RING_SIZE, EventBus, Subscription
 from appliance.events.types import Event, decoder
-from appliance.events.wsclient import WsClient
 
 LINGER_SECONDS = 30.0  # links stay this long after the last client left
 CHECK_SECONDS = 1.0  # how often the set of live members is compared with the links

@@ -3,7 +3,11 @@
 Each function turns one existing hook into bus events, so the stores and services need no
 knowledge of the bus. The hooks themselves run synchronously inside the store's write, so
 these only build a small Struct and `publish` it (which never blocks and never raises):
-whatever a subscriber does, it does later on its own task.
+whatever a subscriber does, it does later on its own task. Each subsystem builder hooks the
+ones for the event types it publishes (`Subsystem.events`): the events subsystem the
+configuration store's (the store is the core's), the cluster subsystem the membership's and
+the node-state store's, the audit subsystem the audit log's, the network and PXE subsystems
+theirs (read off audit entries, below).
 
 Network changes and PXE enlistments are read off the audit entries those actions already
 write: one place records what happened, and the network and PXE events carry only the
@@ -13,6 +17,7 @@ outcome, never who asked (that is in the audit event, for roles that may read th
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Literal
 
 from appliance.audit.chain import AuditEntry
 from appliance.cluster.messages import StateEntry
@@ -28,7 +33,11 @@ from appliance.events.types import (
     PxeEnlisted,
 )
 
-_NETWORK_ACTIONS = {"network.apply": "apply", "network.confirm": "confirm", "network.rollback": "rollback"}
+_NETWORK_ACTIONS: dict[str, Literal["apply", "confirm", "rollback"]] = {
+    "network.apply": "apply",
+    "network.confirm": "confirm",
+    "network.rollback": "rollback",
+}
 
 
 def config_listener(bus: EventBus, deleted: Callable[[str, str], bool]) -> Callable[[str, str, bool], None]:
@@ -62,39 +71,42 @@ def membership_listener(bus: EventBus) -> Callable[[SwimEvent], None]:
     return changed
 
 
-def audit_events(entry: AuditEntry) -> list[Event]:
-    """The events one audit entry makes: always an audit event, and for a network change or a
-    PXE enlistment also the event of that kind."""
-    events: list[Event] = [
-        AuditAppended(
-            seq=entry.seq,
-            user=entry.user,
-            source=entry.source,
-            action=entry.action,
-            target=entry.target,
-            outcome=entry.outcome,
-            detail=entry.detail,
-            credential=entry.credential,
-            forwarded_by=entry.forwarded_by,
-        )
-    ]
-    network = _NETWORK_ACTIONS.get(entry.action)
-    if network == "apply":
-        events.append(NetworkChanged(action="apply", outcome=entry.outcome, target=entry.target))
-    elif network == "confirm":
-        events.append(NetworkChanged(action="confirm", outcome=entry.outcome, target=entry.target))
-    elif network == "rollback":
-        events.append(NetworkChanged(action="rollback", outcome=entry.outcome, target=entry.target))
-    elif entry.action == "pxe.enlist":
-        events.append(PxeEnlisted(mac=entry.user.removeprefix("machine:"), source=entry.source, summary=entry.detail))
-    return events
+def audit_appended(entry: AuditEntry) -> AuditAppended:
+    """The audit event of one entry (the audit subsystem publishes it for every entry)."""
+    return AuditAppended(
+        seq=entry.seq,
+        user=entry.user,
+        source=entry.source,
+        action=entry.action,
+        target=entry.target,
+        outcome=entry.outcome,
+        detail=entry.detail,
+        credential=entry.credential,
+        forwarded_by=entry.forwarded_by,
+    )
 
 
-def audit_listener(bus: EventBus) -> Callable[[AuditEntry], None]:
-    """For `AuditLog.on_append`."""
+def network_changed(entry: AuditEntry) -> NetworkChanged | None:
+    """The network event of an apply, confirm or rollback entry (the network subsystem's)."""
+    action = _NETWORK_ACTIONS.get(entry.action)
+    if action is None:
+        return None
+    return NetworkChanged(action=action, outcome=entry.outcome, target=entry.target)
+
+
+def pxe_enlisted(entry: AuditEntry) -> PxeEnlisted | None:
+    """The enlistment event of a `pxe.enlist` entry (the PXE subsystem's)."""
+    if entry.action != "pxe.enlist":
+        return None
+    return PxeEnlisted(mac=entry.user.removeprefix("machine:"), source=entry.source, summary=entry.detail)
+
+
+def audit_listener(bus: EventBus, read: Callable[[AuditEntry], Event | None]) -> Callable[[AuditEntry], None]:
+    """For `AuditLog.on_append`: publish the event `read` makes of an entry, if it makes one."""
 
     def appended(entry: AuditEntry) -> None:
-        for event in audit_events(entry):
+        event = read(entry)
+        if event is not None:
             bus.publish(event)
 
     return appended

@@ -2,7 +2,8 @@
 
 Each subsystem (database, identity, api, and later gossip, network, ...) registers itself as
 not ready at assembly time and flips to ready when it can serve; the node is ready only when
-all are. Load balancers and the PXE/boot tests poll this.
+all its critical checks are (a check registered with `critical=False` reports a degraded part
+without holding the node back). Load balancers and the PXE/boot tests poll this.
 """
 
 from __future__ import annotations
@@ -25,9 +26,12 @@ class Readiness:
 
     def __init__(self) -> None:
         self._checks: dict[str, Check] = {}
+        self._degraded: set[str] = set()  # reported, but never hold readiness back
 
-    def register(self, name: str, detail: str = "starting") -> None:
+    def register(self, name: str, detail: str = "starting", *, critical: bool = True) -> None:
         self._checks[name] = Check(False, detail)
+        if not critical:
+            self._degraded.add(name)
 
     def set(self, name: str, ready: bool, detail: str = "") -> None:
         if name not in self._checks:
@@ -36,4 +40,6 @@ class Readiness:
 
     def report(self) -> ReadinessReport:
         checks = dict(self._checks)
-        return ReadinessReport(ready=bool(checks) and all(c.ready for c in checks.values()), checks=checks)
+        return ReadinessReport(
+            ready=bool(checks) and all(c.ready for n, c in checks.items() if n not in self._degraded), checks=checks
+        )

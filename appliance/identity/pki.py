@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-import uuid
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -181,10 +180,6 @@ def public_keys_match(key: ec.EllipticCurvePrivateKey, cert: x509.Certificate) -
     """True when `cert` certifies the public half of `key`."""
     fmt = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     return key.public_key().public_bytes(*fmt) == cert.public_key().public_bytes(*fmt)
-
-
-def new_cluster_id() -> str:
-    return str(uuid.uuid4())
 
 
 def _address_sort_key(addr: IPAddress) -> tuple[int, int]:

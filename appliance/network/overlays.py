@@ -6,7 +6,8 @@ takes the write: a name, VNI, bridge name or VXLAN device name used once in the 
 otherwise), and an underlay that is a network. Two partitions can still each create a clashing
 definition; the reconciler then skips the later one by name and says so in node status.
 
-`on_change(listener)` tells the reconciler about every change, local or replicated.
+Every change, local or replicated, reaches the reconciler as a `config` event of kind
+"network" on the node's event bus (appliance/network/subsystem.py subscribes it).
 """
 
 from __future__ import annotations
@@ -31,10 +32,6 @@ class OverlayStore:
     def __init__(self, store: ConfigStore, clock: Callable[[], float] = time.time) -> None:
         self._store = store
         self._clock = clock
-
-    def on_change(self, listener: Callable[[], None]) -> None:
-        """Call `listener()` after any overlay definition changed here or arrived from a peer."""
-        self._store.on_change(lambda kind, _key, _local: listener() if kind == NETWORK_KIND else None)
 
     def all(self) -> list[OverlayRecord]:
         records = []

@@ -89,7 +89,6 @@ class NetworkService:
         data_dir: Path,
         settings: NetworkSettings,
         reserved: Callable[[], dict[str, str]],
-        overlays: Callable[[], list[OverlayState]],
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.name = name
@@ -100,7 +99,6 @@ class NetworkService:
         self.manager = ConfirmManager(self.core)
         self.reader = settings.make_reader()
         self._reserved = reserved  # link name -> overlay network owning it
-        self._overlays = overlays
         self.startup = "not started"
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -210,7 +208,8 @@ class NetworkService:
             actions = await self.manager.rollback()
         return NetworkOutcome(node=self.name, result="rolled-back", actions=_render(actions))
 
-    async def status(self) -> NetworkStatus:
+    async def status(self, overlays: list[OverlayState]) -> NetworkStatus:
+        """The node's networking now, with the `overlays`' states as their reconciler reports them."""
         with _errors():
             current = await self.manager.status()
             links, routes = await self.manager.run(self.reader.read)
@@ -225,7 +224,7 @@ class NetworkService:
             startup=self.startup,
             links=links,
             routes=routes,
-            overlays=self._overlays(),
+            overlays=overlays,
         )
 
     # -- helpers ------------------------------------------------------------------------------

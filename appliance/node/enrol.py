@@ -98,6 +98,9 @@ def enrol(
 
     `resume` keeps the poll secret (0600) while the machine waits, so a restarted service
     resumes waiting instead of presenting its spent credential again; it goes once the wait ends.
+    On a data disk it outlives a reboot too: the machine, booted again with a new credential,
+    first polls with the kept secret, and presents the new credential only if that wait is over
+    (the server forgot, refused or expired it).
     """
     try:
         credential = decode(text)
@@ -105,24 +108,14 @@ def enrol(
         raise EnrolError(f"debvisor.enrol: {exc}") from exc
     mac = mac or credential.mac
     server = credential.servers[0]
-    context = _reach(credential, server, patience, sleep, clock)
-    poll_secret = _resumed(resume, credential.id, mac)
-    if poll_secret is None:
-        request = {"id": credential.id, "secret": credential.secret, "mac": mac, "serial": serial}
-        status, payload = _retrying(
-            lambda: _post(server, "/api/v1/pxe/enrol", request, context), patience, sleep, clock
-        )
-        if status != 200:
-            raise EnrolError(f"boot server {server} refused to enrol machine {mac}: {problem_detail(payload)}")
-        answer = msgspec.json.decode(payload, type=_Answer)
-        if answer.poll_secret is None:
-            raise EnrolError(f"boot server {server} answered without a poll secret")
-        poll_secret = answer.poll_secret
-        if resume is not None:
-            _forget(resume)  # a wait of an earlier boot
-            write_new_file(resume, msgspec.json.encode(_Resume(credential.id, mac, poll_secret)), mode=0o600)
+    link = _Link(server, _reach(credential, server, patience, sleep, clock), patience, sleep, clock)
+    saved = _resumed(resume, mac)
+    earlier_boot = saved is not None and saved.credential_id != credential.id
+    if saved is None:
+        poll_secret = _present(link, credential, mac, serial, resume)
     else:
-        log.info("enrolment: machine %s resumes waiting for approval", mac)
+        poll_secret = saved.poll_secret
+        log.info("enrolment: machine %s resumes waiting for approval%s", mac, " (of its earlier boot)" * earlier_boot)
     log.warning(
         "enrolment: machine %s waits for approval on its boot server %s "
         "(approve it with `debvisor pxe approve NODE %s`, or its PXE settings' approval policy)",
@@ -130,15 +123,18 @@ def enrol(
         server,
         mac,
     )
-    poll = {"mac": mac, "poll_secret": poll_secret}
     reminded = clock()
     waiting: str | None = None
     while True:
         # Under systemd (Type=notify) the start would time out while an operator decides.
         notify(f"EXTEND_TIMEOUT_USEC={int((patience + 120) * 1e6)}\nSTATUS=waiting for approval of {mac} on {server}")
-        status, payload = _retrying(
-            lambda: _post(server, "/api/v1/pxe/enrol/poll", poll, context), patience, sleep, clock
-        )
+        status, payload = link.post("/api/v1/pxe/enrol/poll", {"mac": mac, "poll_secret": poll_secret})
+        if status != 200 and earlier_boot:
+            log.info("enrolment: the wait of machine %s's earlier boot is over (%s)", mac, problem_detail(payload))
+            earlier_boot = False
+            poll_secret = _present(link, credential, mac, serial, resume)
+            continue
+        earlier_boot = False
         if status != 200:
             _forget(resume)
             raise EnrolError(f"enrolment of machine {mac} ended: {problem_detail(payload)}")
@@ -159,6 +155,35 @@ def enrol(
         sleep(max(0.5, min(answer.poll_seconds, 60.0)))
 
 
+@dataclass(frozen=True)
+class _Link:
+    """The boot server as the machine reaches it: its address, the pinned TLS context, retries."""
+
+    server: str
+    context: ssl.SSLContext
+    patience: float
+    sleep: Callable[[float], None]
+    clock: Callable[[], float]
+
+    def post(self, path: str, body: object) -> tuple[int, bytes]:
+        return _retrying(lambda: _post(self.server, path, body, self.context), self.patience, self.sleep, self.clock)
+
+
+def _present(link: _Link, credential: EnrolCredential, mac: str, serial: str | None, resume: Path | None) -> str:
+    """Enrol with the credential; the poll secret, kept in `resume` while the machine waits."""
+    request = {"id": credential.id, "secret": credential.secret, "mac": mac, "serial": serial}
+    status, payload = link.post("/api/v1/pxe/enrol", request)
+    if status != 200:
+        raise EnrolError(f"boot server {link.server} refused to enrol machine {mac}: {problem_detail(payload)}")
+    answer = msgspec.json.decode(payload, type=_Answer)
+    if answer.poll_secret is None:
+        raise EnrolError(f"boot server {link.server} answered without a poll secret")
+    if resume is not None:
+        _forget(resume)  # a wait of an earlier boot
+        write_new_file(resume, msgspec.json.encode(_Resume(credential.id, mac, answer.poll_secret)), mode=0o600)
+    return answer.poll_secret
+
+
 def _seeds(join_token: str) -> str:
     """Where the token says to join (its seeds: not secret), for the journal."""
     try:
@@ -173,15 +198,15 @@ class _Resume(msgspec.Struct, frozen=True):
     poll_secret: str
 
 
-def _resumed(path: Path | None, credential_id: str, mac: str) -> str | None:
-    """The poll secret of a wait this credential started before a restart, if any."""
+def _resumed(path: Path | None, mac: str) -> _Resume | None:
+    """The wait this machine started before a restart or a reboot (a data disk keeps it), if any."""
     if path is None:
         return None
     try:
         saved = msgspec.json.decode(path.read_bytes(), type=_Resume)
     except (OSError, msgspec.DecodeError):
         return None
-    return saved.poll_secret if (saved.credential_id, saved.mac) == (credential_id, mac) else None
+    return saved if saved.mac == mac else None
 
 
 def _forget(path: Path | None) -> None:

@@ -1,4 +1,8 @@
-"""When this node republishes its facts to the cluster: the rule that keeps idle gossip flat.
+"""A node's facts in the cluster: where they are kept, how they are read, and when this node
+republishes its own (the rule that keeps idle gossip flat).
+
+Each node publishes its `NodeFacts` under `FACTS_KEY` in its replicated key space
+(`publish_facts`); any node reads every member's with `published_facts`.
 
 A node checks its facts every 30 s (`appliance.app`) and publishes them into its replicated
 key space (`appliance.cluster.nodestate`); every publish is rumoured to a few members, who
@@ -24,9 +28,16 @@ measured from the value last published, which is what the other nodes hold.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
 import msgspec
 
-from appliance.node.types import NodeFacts
+from appliance.node.types import Node, NodeFacts
+
+FACTS_KEY = "facts"  # the key in each node's replicated key space
+_FACTS = msgspec.json.Decoder(NodeFacts)
 
 GAUGE_STEP = 0.05  # of the gauge's total
 GAUGE_LOW_STEP = 0.25  # of the gauge's value, when that is the smaller step
@@ -61,3 +72,39 @@ def _moved(value: int, published: int, total: int) -> bool:
     """Whether a gauge moved by a step worth publishing."""
     step = min(GAUGE_STEP * total, GAUGE_LOW_STEP * min(value, published))
     return abs(value - published) > step
+
+
+class KeySpaces(Protocol):
+    """The replicated per-node key spaces, as the facts need them (the cluster service)."""
+
+    def published(self) -> dict[str, dict[str, bytes]]: ...
+
+    def publish(self, values: dict[str, bytes]) -> None: ...
+
+
+def published_facts(spaces: KeySpaces, names: set[str]) -> dict[str, NodeFacts]:
+    """The facts each of `names` published, as replicated to this node (unreadable ones skipped)."""
+    facts: dict[str, NodeFacts] = {}
+    for owner, space in spaces.published().items():
+        raw = space.get(FACTS_KEY)
+        if owner in names and raw is not None:
+            try:
+                facts[owner] = _FACTS.decode(raw)
+            except msgspec.DecodeError:
+                continue  # written by a newer version this one cannot read
+    return facts
+
+
+async def publish_facts(
+    spaces: KeySpaces, name: str, node: Callable[[], Awaitable[Node]], clock: Callable[[], float]
+) -> None:
+    """Publish this node's facts into its key space when `should_publish` says so (a change
+    other than the memory and disk gauges, a gauge step, a refresh, or a restart)."""
+    facts = NodeFacts.of(await node(), clock())
+    current = spaces.published().get(name, {}).get(FACTS_KEY)
+    published = None
+    if current is not None:
+        with contextlib.suppress(msgspec.DecodeError):
+            published = _FACTS.decode(current)
+    if should_publish(published, facts):
+        spaces.publish({FACTS_KEY: msgspec.json.encode(facts)})

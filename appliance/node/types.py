@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Literal
 
 import msgspec
@@ -68,10 +67,6 @@ class Node(msgspec.Struct, frozen=True, kw_only=True):
     addresses: list[InterfaceAddress]
     description: str
     labels: dict[str, str]
-
-
-def is_label_key(key: str) -> bool:
-    return re.match(LABEL_KEY, key) is not None
 
 
 class NodeFacts(msgspec.Struct, frozen=True, kw_only=True):

@@ -22,8 +22,8 @@ import logging
 import time
 from collections.abc import Callable
 
-from appliance.cluster.hlc import HybridClock, Timestamp
 from appliance.store.database import Database
+from appliance.store.hlc import HybridClock, Timestamp
 
 TOMBSTONE_GRACE = 7 * 24 * 3600.0
 

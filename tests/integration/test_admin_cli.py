@@ -5,12 +5,12 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import subprocess
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.kit.wait import wait_until
 from tests.nodeproc import DEBVISOR, NodeProcess, run_debvisor
 
 pytestmark = pytest.mark.integration
@@ -27,15 +27,6 @@ def _login(node: NodeProcess, user: str, password: str) -> int:
         return client.post("/api/v1/auth/login", json={"username": user, "password": password}).status_code
 
 
-def _wait_for(predicate: object, timeout: float = 5.0) -> float:
-    start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        if predicate():  # type: ignore[operator]
-            return time.monotonic() - start
-        time.sleep(0.1)
-    raise AssertionError("condition not met in time")
-
-
 def test_console_user_commands_act_on_the_running_node(tmp_path: Path) -> None:
     data = tmp_path / "node"
     with NodeProcess(data) as node:
@@ -46,7 +37,7 @@ def test_console_user_commands_act_on_the_running_node(tmp_path: Path) -> None:
         )
         assert added.returncode == 0, added.stderr
         # The running node picks up a change made by another process within about a second.
-        seen_after = _wait_for(lambda: _login(node, "rescue", PASSWORD) == 200)
+        seen_after = wait_until(lambda: _login(node, "rescue", PASSWORD) == 200, 5.0, 0.1)
         assert seen_after < 3
 
         listed = run_debvisor("user", "list", *dd)
@@ -63,12 +54,12 @@ def test_console_user_commands_act_on_the_running_node(tmp_path: Path) -> None:
 
         changed = debvisor_stdin("user", "passwd", "rescue", "--password-stdin", *dd, stdin="a brand new secret\n")
         assert changed.returncode == 0, changed.stderr
-        _wait_for(lambda: _login(node, "rescue", "a brand new secret") == 200)
+        wait_until(lambda: _login(node, "rescue", "a brand new secret") == 200, 5.0, 0.1)
         assert _login(node, "rescue", PASSWORD) == 401
 
         deleted = run_debvisor("user", "del", "rescue", *dd)
         assert deleted.returncode == 0, deleted.stderr
-        _wait_for(lambda: _login(node, "rescue", "a brand new secret") == 401)
+        wait_until(lambda: _login(node, "rescue", "a brand new secret") == 401, 5.0, 0.1)
 
         last_admin = run_debvisor("user", "del", "admin", *dd)
         assert last_admin.returncode == 1
@@ -163,4 +154,4 @@ def test_api_refuses_requests_after_credentials_change_on_the_console(tmp_path: 
             debvisor_stdin("user", "add", "other", "--role", "admin", "--password-stdin", "--data-dir", str(data),
                            stdin=PASSWORD)  # fmt: skip
             assert run_debvisor("user", "del", "admin", "--data-dir", str(data)).returncode == 0
-            _wait_for(lambda: client.get("/api/v1/node").status_code == 401)
+            wait_until(lambda: client.get("/api/v1/node").status_code == 401, 5.0, 0.1)

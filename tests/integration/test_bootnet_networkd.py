@@ -19,9 +19,7 @@ Deliberately left out: the no-BOOTIF path (veths have no `device` in sysfs, so t
 from __future__ import annotations
 
 import json
-import os
 import secrets
-import shutil
 import signal
 import subprocess
 import sys
@@ -32,7 +30,8 @@ from pathlib import Path
 import pytest
 
 from appliance.bootnet import UNIT_NAME
-from tests.conftest import require
+from tests.kit.need import require, require_root, require_tool
+from tests.kit.procs import signal_process
 
 pytestmark = [pytest.mark.integration, pytest.mark.privileged]
 
@@ -73,10 +72,9 @@ ip -j route show
 @pytest.fixture
 def netns() -> Iterator[str]:
     """A fresh network namespace with a veth pair eth0 (BOOT_MAC) / eth1; an unreachable route meanwhile."""
-    require(os.geteuid() == 0, "network and mount namespaces need root")
+    require_root()
     require(NETWORKD.exists(), f"{NETWORKD} is missing (apt-get install systemd)")
-    for tool in ("ip", "unshare"):
-        require(shutil.which(tool) is not None, f"`{tool}` is missing")
+    require_tool("ip", "unshare")
     require(
         subprocess.run(["getent", "passwd", "systemd-network"], capture_output=True, check=False).returncode == 0,
         "no systemd-network user (networkd drops to it)",
@@ -125,7 +123,7 @@ def boot(netns: str, tmp_path: Path, cmdline: str, expect_gateway: str = "") -> 
     try:
         out, err = proc.communicate(timeout=60)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
+        signal_process(proc, signal.SIGKILL)
         proc.communicate()
         pytest.fail("networkd did not configure both links within the time allowed", pytrace=False)
     assert proc.returncode == 0, f"{err}\nnetworkd log:\n{(tmp_path / 'networkd.log').read_text()[-3000:]}"

@@ -13,25 +13,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.clusterlab import ClusterLab, join_token, wait_until
-from tests.conftest import require
-from tests.netns import Lab, available
+from tests.clusterlab import ClusterLab, join_token, running_cluster
+from tests.kit.wait import check_for, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.privileged]
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterLab]:
-    reason = available()
-    require(reason is None, reason or "")
-    with Lab(6) as lab:
-        cluster = ClusterLab(lab, tmp_path_factory.mktemp("cluster"), 5)
-        try:
-            took = cluster.start()
-            print(f"\n5 nodes joined and seen alive everywhere in {took:.2f} s")
-            yield cluster
-        finally:
-            cluster.stop()
+    with running_cluster(tmp_path_factory, 5, hosts=6) as cluster:
+        print(f"\n5 nodes joined and seen alive everywhere in {cluster.join_seconds:.2f} s")
+        yield cluster
 
 
 def test_five_nodes_see_each_other_alive(cluster: ClusterLab) -> None:
@@ -101,7 +93,7 @@ def test_forged_forwarding_is_refused(cluster: ClusterLab) -> None:
 
     import msgspec
 
-    from appliance.cluster.forward import ForwardedIdentity
+    from appliance.api.forward import ForwardedIdentity
     from appliance.identity import pki
 
     n2 = cluster.nodes[2]
@@ -229,11 +221,12 @@ def test_no_false_deaths_under_ten_percent_loss(cluster: ClusterLab) -> None:
     for node in cluster.nodes:
         node.host.set_loss(10)
     try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
+
+        def nobody_dead() -> None:
             for name, states in cluster.views(cluster.nodes[:1]).items():
                 assert "dead" not in states.values(), (name, states)
-            time.sleep(0.5)
+
+        check_for(nobody_dead, 20, 0.5)
     finally:
         for node in cluster.nodes:
             node.host.set_loss(0)

@@ -17,6 +17,7 @@ import pytest
 from appliance.cluster.messages import Ack, Frame, MemberState, PushPull, Status, encode_frame
 from appliance.cluster.transport import TLS_READ_BUFFER, GossipTransport, PeerCert, _connect, tls_contexts
 from appliance.identity import pki
+from tests.kit.wait import wait_until_async
 
 pytestmark = pytest.mark.integration
 
@@ -77,14 +78,6 @@ def endpoint(name: str, ca: Path, cert: Path, key: Path, max_frame: int = 4096) 
     return holder["e"]
 
 
-async def wait_for(predicate: object, seconds: float = 3.0) -> bool:
-    for _ in range(int(seconds / 0.02)):
-        if predicate():  # type: ignore[operator]
-            return True
-        await asyncio.sleep(0.02)
-    return False
-
-
 async def started(e: Endpoint) -> str:
     await e.transport.start("127.0.0.1", 0)
     return f"127.0.0.1:{e.transport.port}"
@@ -99,7 +92,7 @@ async def test_frames_flow_between_cluster_members(cluster_pki: Pki) -> None:
     try:
         for seq in range(3):
             b.transport.send("a", addr, encode_frame(Frame("b", [Ack(seq)])))
-        assert await wait_for(lambda: len(a.frames) == 3)
+        await wait_until_async(lambda: len(a.frames) == 3, 3.0, 0.02)
         assert [f.messages for _, f in a.frames] == [[Ack(0)], [Ack(1)], [Ack(2)]]
         assert {s for s, _ in a.frames} == {"b"}
         assert a.transport.stats.frames_in == 3
@@ -125,7 +118,7 @@ async def test_connections_read_through_a_small_buffer_and_big_frames_still_arri
         assert len(encode_frame(big)) > 8 * TLS_READ_BUFFER
         b.transport.send("a", addr, encode_frame(big))
         b.transport.send("a", addr, encode_frame(Frame("b", [Ack(1)])))
-        assert await wait_for(lambda: len(a.frames) == 2)
+        await wait_until_async(lambda: len(a.frames) == 2, 3.0, 0.02)
         assert a.frames[0][1] == big
         assert a.frames[1][1].messages == [Ack(1)]
         conns = [c for conns in a.transport._conns.values() for c in conns]
@@ -217,9 +210,9 @@ async def test_peer_death_is_reported_as_lost(cluster_pki: Pki) -> None:
     try:
         b.transport.send("a", addr_a, encode_frame(Frame("b", [Ack(1)])))
         a.transport.send("b", addr_b, encode_frame(Frame("a", [Ack(2)])))
-        assert await wait_for(lambda: a.frames and b.frames)
+        await wait_until_async(lambda: a.frames and b.frames, 3.0, 0.02)
         await b.transport.stop()
-        assert await wait_for(lambda: "b" in a.lost)
+        await wait_until_async(lambda: "b" in a.lost, 3.0, 0.02)
     finally:
         await a.transport.stop()
 
@@ -232,17 +225,17 @@ async def test_a_connection_closed_before_any_frame_is_not_reported_as_lost(clus
     addr = await started(a)
     try:
         _, writer = await _raw_client(ca, cert, key, addr)
-        assert await wait_for(lambda: a.transport.connected("b"))
+        await wait_until_async(lambda: a.transport.connected("b"), 3.0, 0.02)
         writer.close()
-        assert await wait_for(lambda: not a.transport.connected("b"))
+        await wait_until_async(lambda: not a.transport.connected("b"), 3.0, 0.02)
         assert a.lost == []
         # Once a frame has used a connection, its break is reported.
         _, writer = await _raw_client(ca, cert, key, addr)
         writer.write(framed(encode_frame(Frame("b", [Ack(1)]))))
         await writer.drain()
-        assert await wait_for(lambda: len(a.frames) == 1)
+        await wait_until_async(lambda: len(a.frames) == 1, 3.0, 0.02)
         writer.transport.abort()
-        assert await wait_for(lambda: a.lost == ["b"])
+        await wait_until_async(lambda: a.lost == ["b"], 3.0, 0.02)
     finally:
         await a.transport.stop()
 
@@ -268,9 +261,12 @@ async def test_untrusted_certificates_are_refused(cluster_pki: Pki, kind: str) -
         b.transport.send("a", addr, encode_frame(Frame(b.transport.name, [Ack(1)])))
         # TLS 1.3 clients finish their side before the server checks their certificate, so the
         # refusal shows as a refused handshake at a, or a failed dial or lost connection at b.
-        assert await wait_for(
-            lambda: a.transport.stats.refused_handshakes + b.transport.stats.dial_failures + len(b.lost) > refused
-        ), (a.transport.stats, b.transport.stats)
+        await wait_until_async(
+            lambda: a.transport.stats.refused_handshakes + b.transport.stats.dial_failures + len(b.lost) > refused,
+            3.0,
+            0.02,
+            what="the refused handshake to show at a or b",
+        )
         await asyncio.sleep(0.3)
         assert a.frames == []
     finally:
@@ -286,7 +282,7 @@ async def test_revoking_cuts_an_open_connection(cluster_pki: Pki) -> None:
     addr = await started(a)
     try:
         b.transport.send("a", addr, encode_frame(Frame("b", [Ack(1)])))
-        assert await wait_for(lambda: len(a.frames) == 1)
+        await wait_until_async(lambda: len(a.frames) == 1, 3.0, 0.02)
         fingerprint = pki.fingerprint(pki.cert_from_pem(cert.read_bytes()))
         a.revoked.add(fingerprint)
         a.transport.cut(fingerprint)
@@ -341,7 +337,7 @@ async def test_bad_frames_close_the_connection_and_are_counted(cluster_pki: Pki,
         b = endpoint("b", ca, cert, key)
         await started(b)
         b.transport.send("a", addr, encode_frame(Frame("b", [Ack(9)])))
-        assert await wait_for(lambda: len(a.frames) == 1)
+        await wait_until_async(lambda: len(a.frames) == 1, 3.0, 0.02)
         await b.transport.stop()
     finally:
         await a.transport.stop()
@@ -384,9 +380,9 @@ async def test_answers_go_back_on_the_connection_the_request_came_in_on(cluster_
     addr = await started(a)
     try:
         b.transport.send("a", addr, encode_frame(Frame("b", [Ack(1)])))
-        assert await wait_for(lambda: len(a.frames) == 1)
+        await wait_until_async(lambda: len(a.frames) == 1, 3.0, 0.02)
         a.transport.send("b", "", encode_frame(Frame("a", [Ack(2)])))  # no address: the open connection
-        assert await wait_for(lambda: len(b.frames) == 1)
+        await wait_until_async(lambda: len(b.frames) == 1, 3.0, 0.02)
         assert b.frames == [("a", Frame("a", [Ack(2)]))]
         assert a.transport.stats.dial_failures == 0
         # One connection served both directions, counted once on each side.
@@ -405,7 +401,7 @@ async def test_both_sides_dialling_at_once_send_on_one_connection(cluster_pki: P
     try:
         a.transport.send("b", addr_b, encode_frame(Frame("a", [Ack(1)])))
         b.transport.send("a", addr_a, encode_frame(Frame("b", [Ack(1)])))
-        assert await wait_for(lambda: a.frames and b.frames)
+        await wait_until_async(lambda: a.frames and b.frames, 3.0, 0.02)
         shared_a, shared_b = a.transport._open_conn("b"), b.transport._open_conn("a")
         assert shared_a is not None
         assert shared_b is not None
@@ -414,7 +410,7 @@ async def test_both_sides_dialling_at_once_send_on_one_connection(cluster_pki: P
         for seq in range(2, 5):
             a.transport.send("b", addr_b, encode_frame(Frame("a", [Ack(seq)])))
             b.transport.send("a", addr_a, encode_frame(Frame("b", [Ack(seq)])))
-        assert await wait_for(lambda: len(a.frames) == len(b.frames) == 4)
+        await wait_until_async(lambda: len(a.frames) == len(b.frames) == 4, 3.0, 0.02)
         assert [f.messages for _, f in a.frames] == [[Ack(seq)] for seq in range(1, 5)]
         assert a.lost == b.lost == []
     finally:
@@ -438,7 +434,7 @@ async def test_frames_on_a_dialled_connection_are_checked_too(cluster_pki: Pki) 
     port = fake_b.sockets[0].getsockname()[1]
     try:
         a.transport.send("b", f"127.0.0.1:{port}", encode_frame(Frame("a", [Ack(1)])))
-        assert await wait_for(lambda: a.transport.stats.bad_frames == 1)
+        await wait_until_async(lambda: a.transport.stats.bad_frames == 1, 3.0, 0.02)
         assert a.frames == []
         assert a.lost == []
     finally:
@@ -462,7 +458,7 @@ async def test_a_frame_queued_while_a_dial_fails_gets_a_dial_of_its_own(cluster_
         a.transport.send(None, addr, encode_frame(Frame("a", [Ack(2)])))
         silent.close()  # resets the hanging dial at once...
         await b.transport.start("127.0.0.1", port)  # ...and b listens on the address before a sees it
-        assert await wait_for(lambda: b.frames, seconds=3.0)
+        await wait_until_async(lambda: b.frames, 3.0, 0.02)
         assert [f.messages for _, f in b.frames] == [[Ack(2)]]  # the frame from before the dial is dropped
         assert a.transport.stats.dial_failures == 1
     finally:
@@ -494,7 +490,7 @@ async def test_the_admit_check_decides_after_the_handshake_and_frames_wait_for_i
         for seq in range(3):
             b.transport.send("a", addr, encode_frame(Frame("b", [Ack(seq)])))
         c.transport.send("a", addr, encode_frame(Frame("c", [Ack(9)])))
-        assert await wait_for(lambda: len(a.frames) == 3)
+        await wait_until_async(lambda: len(a.frames) == 3, 3.0, 0.02)
         assert [f.messages for _, f in a.frames] == [[Ack(0)], [Ack(1)], [Ack(2)]]
         a.transport.send("c", c_addr, encode_frame(Frame("a", [Ack(7)])))  # a dials c: refused too
         await asyncio.sleep(0.5)

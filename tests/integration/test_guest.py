@@ -14,16 +14,15 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import require
 from tests.guest import GuestError, call_in_guest, guest_available, kernel, run_in_guest
+from tests.kit.need import require_available
 
 pytestmark = [pytest.mark.integration, pytest.mark.privileged, pytest.mark.qemu]
 
 
 @pytest.fixture(autouse=True)
 def _needs_guest() -> None:
-    reason = guest_available()
-    require(reason is None, reason or "")
+    require_available(guest_available())
 
 
 def test_guest_boots_debian_kernel_and_runs_the_checkouts_python() -> None:

@@ -36,7 +36,8 @@ from cryptography import x509
 from appliance.auth.passwords import verify_password
 from appliance.auth.types import UserRecord
 from appliance.datadir import DB_NAME
-from tests.conftest import require
+from tests.kit.need import require
+from tests.kit.procs import stop_process
 from tests.nodeproc import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.qemu, pytest.mark.privileged]
@@ -113,11 +114,7 @@ class Guest:
 
     def stop(self) -> None:
         """SIGKILL QEMU by PID (and its session) and reap it."""
-        if self.proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(timeout=10.0)
+        stop_process(self.proc, signal.SIGKILL, timeout=10.0)
 
 
 @contextlib.contextmanager

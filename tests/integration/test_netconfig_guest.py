@@ -37,8 +37,8 @@ from netconfig.observe import blank_unmanaged, observe_managed
 from netconfig.plan import plan, render
 from netconfig.state import StateDir
 from netconfig.validate import ConfigError
-from tests.conftest import require
 from tests.guest import call_in_guest, guest_available
+from tests.kit.need import require_available
 
 pytestmark = [pytest.mark.integration, pytest.mark.privileged, pytest.mark.qemu]
 
@@ -47,8 +47,7 @@ MODULES = ("bonding", "8021q", "bridge", "dummy", "veth")
 
 @pytest.fixture(autouse=True)
 def _needs_guest() -> None:
-    reason = guest_available()
-    require(reason is None, reason or "")
+    require_available(guest_available())
 
 
 # -- helpers that run in the guest ------------------------------------------------------------

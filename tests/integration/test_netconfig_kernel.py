@@ -32,7 +32,7 @@ from netconfig.model import NetworkConfig
 from netconfig.observe import blank_unmanaged, observe_managed
 from netconfig.plan import plan
 from netconfig.state import StateDir
-from tests.conftest import require
+from tests.kit.need import require_available
 from tests.netns import _quiet, _run, available
 
 pytestmark = [pytest.mark.privileged, pytest.mark.integration]
@@ -74,8 +74,7 @@ class Namespaces:
 
 @pytest.fixture
 def lab() -> Iterator[Namespaces]:
-    reason = available()
-    require(reason is None, reason or "")
+    require_available(available())
     namespaces = Namespaces()
     for subnet in (UNDERLAY, OVERLAY, LAN):
         namespaces.guard(subnet)

@@ -13,7 +13,9 @@ import time
 
 import pytest
 
-from tests.conftest import require
+from tests.kit.need import require_available
+from tests.kit.procs import stop_process
+from tests.kit.wait import wait_until
 from tests.netns import Lab, available
 
 pytestmark = [pytest.mark.integration, pytest.mark.privileged]
@@ -21,8 +23,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.privileged]
 
 @pytest.fixture(autouse=True)
 def _needs_netns() -> None:
-    reason = available()
-    require(reason is None, reason or "")
+    require_available(available())
 
 
 def _root(*argv: str) -> str:
@@ -102,10 +103,7 @@ def test_a_closed_port_times_out_dials_while_the_host_still_answers() -> None:
             def dial() -> str:
                 return a.run([sys.executable, "-c", _CONNECT, b.address, "7946"], check=True).stdout.strip()
 
-            deadline = time.monotonic() + 10
-            while dial() != "connected":  # until the listener is up
-                assert time.monotonic() < deadline, "the listener never came up"
-                time.sleep(0.1)
+            wait_until(lambda: dial() == "connected", 10, 0.1, what="the listener to come up")
             b.close_port(7946)
             assert dial() in ("TimeoutError", "timeout")
             assert a.ping(b.address, count=2, interval=0.05) == 2
@@ -113,8 +111,7 @@ def test_a_closed_port_times_out_dials_while_the_host_still_answers() -> None:
             assert dial() == "connected"
             assert lab.fault_rules().strip() == ""
         finally:
-            server.send_signal(signal.SIGTERM)
-            server.wait(timeout=5)
+            stop_process(server, timeout=5)
 
 
 _SEND_UDP = """

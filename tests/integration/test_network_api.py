@@ -17,8 +17,9 @@ from typing import Any
 
 import pytest
 
-from tests.clusterlab import ClusterLab, ClusterNode, wait_until
-from tests.conftest import require
+from tests.clusterlab import ClusterLab, ClusterNode, running_cluster
+from tests.kit.need import require_available
+from tests.kit.wait import wait_until
 from tests.netns import _quiet, _run, available
 
 pytestmark = [pytest.mark.integration, pytest.mark.privileged]
@@ -28,20 +29,12 @@ OVERLAY_SUBNET = "10.92.0.0/24"  # addresses on the overlay bridges, inside the 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterLab]:
-    from tests.netns import Lab
-
-    reason = available()
-    require(reason is None, reason or "")
+    require_available(available())  # before the root route below
     metric = str(1000 + secrets.randbelow(60000))
     _run(["ip", "route", "add", "unreachable", OVERLAY_SUBNET, "metric", metric])
     try:
-        with Lab(3) as lab:
-            cluster = ClusterLab(lab, tmp_path_factory.mktemp("netapi"), 3)
-            try:
-                cluster.start()
-                yield cluster
-            finally:
-                cluster.stop()
+        with running_cluster(tmp_path_factory, 3, label="netapi") as cluster:
+            yield cluster
     finally:
         _quiet(["ip", "route", "del", "unreachable", OVERLAY_SUBNET, "metric", metric])
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,8 @@ from appliance.app import Appliance, create_app
 from appliance.bootstrap import OpenedNode, open_node
 from appliance.network.service import NetworkSettings
 from appliance.settings import AuthSettings
-from tests.conftest import require
+from tests.kit.need import require_available
+from tests.kit.wait import wait_until
 from tests.netns import _quiet, _run, available
 from tests.unit.appliance.conftest import BASE, HOST_ADDRESSES, FakeHost, admin_token, settings_for
 
@@ -34,8 +34,7 @@ NET = "/api/v1/nodes/n1/network"
 
 @pytest.fixture
 def netns() -> Iterator[str]:
-    reason = available()
-    require(reason is None, reason or "")
+    require_available(available())
     name = f"dv{secrets.token_hex(3)}-net"
     metric = str(1000 + secrets.randbelow(60000))
     _run(["ip", "route", "add", "unreachable", SUBNET, "metric", metric])
@@ -183,10 +182,7 @@ def test_console_change_is_adopted_by_the_service(api: TestClient[Any], netns: s
     assert blocked.status_code == 409
     assert "already waiting" in blocked.json()["detail"]
     assert api.get(f"{NET}/status").json()["pending"]["bridges"][0]["name"] == "dvbr0"
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and link(netns, "dvbr0") is not None:
-        time.sleep(0.2)
-    assert link(netns, "dvbr0") is None
+    wait_until(lambda: link(netns, "dvbr0") is None, 10, 0.2, what="the unconfirmed bridge to be rolled back")
     assert api.get(f"{NET}/status").json()["last_outcome"]["reason"] == "not confirmed in time"
 
 

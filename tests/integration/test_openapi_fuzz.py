@@ -19,10 +19,9 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import httpx
 import pytest
 
-from tests.conftest import require
+from tests.kit.need import require, require_available
 from tests.netns import Lab, available
 from tests.nodeproc import NodeProcess, first_admin_token
 from tests.nsclient import NamespaceClient
@@ -50,23 +49,12 @@ LOCKOUT_OPERATIONS = ("ApiV1TokensTokenIdRevokeToken", "ApiV1UsersNameUpdateUser
 
 
 def _wait_ready(client: NamespaceClient, node: NodeProcess, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert node.proc is not None
-        if node.proc.poll() is not None:
-            raise RuntimeError(f"the node exited: {node.stderr()[-2000:]}")
-        try:
-            if client.get("/readyz").status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise TimeoutError(f"the node was not ready in {timeout} s: {node.stderr()[-2000:]}")
+    assert node.daemon is not None
+    node.daemon.wait_ready(lambda: client.get("/readyz").status_code == 200, timeout, 0.1, what="/readyz")
 
 
 def test_fuzzing_a_node_finds_no_server_error_and_nothing_undocumented(tmp_path: Path) -> None:
-    reason = available()
-    require(reason is None, reason or "")
+    require_available(available())
     require(SCHEMATHESIS is not None, "schemathesis is not installed (pip install -e .[dev])")
     assert SCHEMATHESIS is not None
     report = tmp_path / "report"
@@ -77,9 +65,8 @@ def test_fuzzing_a_node_finds_no_server_error_and_nothing_undocumented(tmp_path:
         node.start()
         try:
             ca = node.data_dir / "pki" / "ca.crt"
-            deadline = time.monotonic() + 30
-            while not ca.exists() and time.monotonic() < deadline:
-                time.sleep(0.05)
+            assert node.daemon is not None
+            node.daemon.wait_ready(ca.exists, 30, what="the node's CA")
             with NamespaceClient(host.netns, node.url, ca) as client:
                 _wait_ready(client, node)
                 initial = (node.data_dir / "initial-admin-password").read_text().strip()

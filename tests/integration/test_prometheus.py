@@ -27,8 +27,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.clusterlab import ClusterNode, bootstrap_admin_token, join_token, wait_until
-from tests.conftest import require
+from tests.clusterlab import ClusterNode, bootstrap_admin_token, join_token
+from tests.kit.need import require_available, require_tool
+from tests.kit.wait import wait_until
 from tests.netns import Host, Lab, available
 from tests.nsclient import NamespaceClient, enter_netns
 
@@ -110,9 +111,8 @@ def dashboard_metrics() -> set[str]:
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Lab, list[ClusterNode], Path]]:
-    reason = available()
-    require(reason is None, reason or "")
-    require(shutil.which("prometheus") is not None, "Debian package prometheus is not installed")
+    require_available(available())
+    require_tool("prometheus")
     work = tmp_path_factory.mktemp("prometheus")
     with Lab(3) as lab:
         nodes = [ClusterNode(work, lab.host(i), f"n{i}") for i in range(2)]

@@ -20,7 +20,6 @@ polled each second) and power-on-to-ready are printed and recorded as test prope
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 import time
@@ -30,11 +29,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.clusterlab import ClusterNode, bootstrap_admin_token, wait_until
-from tests.conftest import LONG_LIVED, require
+from tests.clusterlab import ClusterNode, bootstrap_admin_token
 from tests.integration.test_image import BOOT_BUDGET, TCG_CPU, booted, image, tail
+from tests.kit.need import require, require_tool
+from tests.kit.procs import LONG_LIVED, assert_not_root, children_named
+from tests.kit.wait import wait_until
 from tests.netns import Host, Lab, _run
-from tests.procinfo import assert_not_root, children_named
 
 pytestmark = [pytest.mark.integration, pytest.mark.qemu, pytest.mark.privileged]
 __all__ = ["image"]  # the module-scoped build fixture, shared
@@ -67,8 +67,7 @@ class Booted:
 
 
 def _requirements() -> None:
-    for tool in ("dnsmasq", "qemu-system-x86_64", "curl"):
-        require(shutil.which(tool) is not None, f"{tool} is missing (see .ci/packages)")
+    require_tool("dnsmasq", "qemu-system-x86_64", "curl")
     require(Path("/usr/lib/ipxe/undionly.kpxe").exists(), "Debian's ipxe package is missing")
     require(Path("/usr/lib/ipxe/qemu/efi-virtio.rom").exists(), "Debian's ipxe-qemu package is missing")
 
@@ -96,12 +95,17 @@ def _boot(
     then: Callable[[], None] | None = None,
     milestones: dict[str, str] = MILESTONES,
     mac: str = GUEST_MAC,
-    ip: str = GUEST_IP,
+    ip: str | Callable[[], str | None] = GUEST_IP,
+    disk: Path | None = None,
+    power_off: bool = False,
 ) -> Booted:
     """Power on a PXE-booting guest, wait for its /readyz, run `then` while it still runs.
 
     Milestones are looked for in what the server logged after this guest's power-on, so a
-    second guest's are its own.
+    second guest's are its own. `ip` is the guest's address, or a function called once a
+    second that answers it once known (and may act meanwhile: approve a waiting machine).
+    `disk` is attached as a virtio disk (a DEBVISOR-DATA partition); with `power_off`, the
+    guest is shut down by its ACPI power button after `then` (its disk written out), not killed.
     """
     server = lab.host(0)
     logged_before = len(server_log.read_bytes())
@@ -118,6 +122,8 @@ def _boot(
         "-device", f"virtio-net-pci,netdev=n0,mac={mac}",
         "-boot", "n",
     ]  # fmt: skip
+    if disk is not None:
+        argv += ["-drive", f"file={disk},format=raw,if=virtio"]
     seen: dict[str, float] = {}
     with booted(argv, tmp_path) as guest:
         deadline = guest.started + BOOT_BUDGET
@@ -128,10 +134,13 @@ def _boot(
             for label, marker in milestones.items():
                 if label not in seen and marker in text:
                     seen[label] = round(time.monotonic() - guest.started, 1)
-            if "filesystem.squashfs" in seen and _ready(server, ip):
+            address = ip() if callable(ip) else ip
+            if "filesystem.squashfs" in seen and address is not None and _ready(server, address):
                 ready = time.monotonic() - guest.started
                 if then is not None:
                     then()
+                if power_off:
+                    guest.power_off(timeout=120.0)
                 return Booted(ready, seen, guest.console_text())
             time.sleep(1.0)
         pytest.fail(

@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
+from tests.kit.wait import wait_until
 from tests.nodeproc import DEBVISOR, NodeProcess, free_port
 
 pytestmark = pytest.mark.integration
@@ -70,15 +69,6 @@ def _enable(node: NodeProcess, port: int) -> None:
     with node.admin_client() as api:
         answer = api.put(_api(node), json=config)
     assert answer.status_code == 200, answer.text
-
-
-def _wait_for(predicate: Any, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    pytest.fail(f"condition not met within {timeout} s", pytrace=False)
 
 
 REPORT = {
@@ -178,7 +168,7 @@ def test_a_node_booted_with_enlist_on_its_command_line_reports_its_real_inventor
     with reporter, server.admin_client() as api:
         reporter.wait_ready()
         url = f"{_api(server)}/machines/{REPORTER_MAC}"
-        _wait_for(lambda: api.get(url).json()["state"] == "enlisted", 20.0)
+        wait_until(lambda: api.get(url).json()["state"] == "enlisted", 20.0, 0.2, what="the machine enlisted")
         inventory = api.get(url).json()["inventory"]
         with reporter.admin_client() as own:
             facts = own.get("/api/v1/node").json()

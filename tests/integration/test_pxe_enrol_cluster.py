@@ -19,9 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import json
-import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -35,8 +33,9 @@ import pytest
 from appliance.cluster.machine_tokens import MACHINE_TOKEN_PATH
 from appliance.cluster.nodeauth import sign_headers
 from appliance.identity import pki
-from tests.clusterlab import API_PORT, GOSSIP_PORT, ClusterNode, bootstrap_admin_token, wait_until
-from tests.conftest import LONG_LIVED, require
+from tests.clusterlab import API_PORT, ClusterNode, bootstrap_admin_token
+from tests.kit.need import require_available, require_tool
+from tests.kit.wait import wait_until
 from tests.netns import Host, Lab, available
 from tests.nodeproc import DEBVISOR
 from tests.nsclient import NamespaceClient, enter_netns
@@ -57,17 +56,11 @@ class BootedMachine(ClusterNode):
         super().__init__(lab_dir, host, "machine")
         self.cmdline = cmdline
 
-    def start(self, *, join: str | None = None, extra: list[str] | None = None) -> None:
-        argv = [
-            sys.executable, "-m", "appliance", "serve", "--data-dir", str(self.data_dir),
-            "--api", f"{self.host.address}:{API_PORT}", "--gossip", f"{self.host.address}:{GOSSIP_PORT}",
-            "--log-format", "json", "--rate-limit", "0", "--boot-params", str(self.cmdline),
-        ]  # fmt: skip
-        with self.log_path.open("ab") as log:
-            self.proc = self.host.popen(
-                argv, stdout=log, stderr=subprocess.STDOUT, cwd=str(Path(__file__).parent.parent.parent)
-            )
-        LONG_LIVED.add(self.proc.pid)
+    def command(self, *, join: str | None = None, extra: list[str] | None = None) -> list[str]:
+        argv = super().command(join=join, extra=[*(extra or []), "--boot-params", str(self.cmdline)])
+        at = argv.index("--name")
+        del argv[at : at + 2]
+        return argv
 
 
 class Cluster(SimpleNamespace):
@@ -102,9 +95,8 @@ def _machine(node: ClusterNode) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    reason = available()
-    require(reason is None, reason or "")
-    require(shutil.which("dnsmasq") is not None, "dnsmasq is missing (see .ci/packages)")
+    require_available(available())
+    require_tool("dnsmasq")
     lab_dir = tmp_path_factory.mktemp("pxecluster")
     files = lab_dir / "files"
     files.mkdir()

@@ -15,9 +15,7 @@ sent from the root namespace, which holds the Lab's `unreachable` route.
 
 from __future__ import annotations
 
-import shutil
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,8 +23,7 @@ from pathlib import Path
 import pytest
 
 from pxe.dnsmasq import BIOS_LOADER, EFI_LOADER, Mode, render_argv
-from pxe.service import IPXE_DIR, PxeConfig, dnsmasq_settings
-from tests.conftest import require
+from pxe.service import IPXE_DIR, PxeSettings, dnsmasq_settings
 from tests.dhcpclient import (
     ACK,
     ARCH_BIOS,
@@ -46,8 +43,10 @@ from tests.dhcpclient import (
     build,
     new_xid,
 )
+from tests.kit.daemon import Daemon
+from tests.kit.need import require, require_available, require_tool
+from tests.kit.procs import assert_not_root
 from tests.netns import Host, Lab, available
-from tests.procinfo import assert_not_root
 
 pytestmark = [pytest.mark.integration, pytest.mark.privileged]
 
@@ -80,30 +79,24 @@ KINDS = [
 
 @pytest.fixture(autouse=True)
 def _requirements() -> None:
-    reason = available()
-    require(reason is None, reason or "")
-    require(shutil.which("dnsmasq") is not None, "dnsmasq is missing (see .ci/packages)")
-    require(shutil.which("curl") is not None, "curl is missing (see .ci/packages)")
+    require_available(available())
+    require_tool("dnsmasq", "curl")
     for loader in (BIOS_LOADER, EFI_LOADER):
         require((IPXE_DIR / loader).exists(), f"Debian's ipxe package is missing ({IPXE_DIR / loader})")
 
 
 def _start_dnsmasq(host: Host, argv: list[str], log: Path) -> subprocess.Popen[bytes]:
     """Start dnsmasq in `host`; return once it serves TFTP (its last start-up line)."""
-    with log.open("wb") as out:
-        proc: subprocess.Popen[bytes] = host.popen(argv, stdout=out, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + START_SECONDS
-    while "TFTP root is" not in log.read_text(errors="replace"):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            pytest.fail(f"dnsmasq did not start ({proc.poll()}):\n{log.read_text(errors='replace')}", pytrace=False)
-        time.sleep(0.05)
-    return proc
+    daemon = Daemon(argv, log, name="dnsmasq", spawn=host.popen).start()
+    daemon.wait_for_log("TFTP root is", START_SECONDS)
+    assert daemon.proc is not None
+    return daemon.proc
 
 
 def _boot_server_argv(server: Host, mode: Mode, tmp_path: Path) -> list[str]:
     """The argv a node renders for these settings (the same path PUT /api/v1/nodes/N/pxe takes)."""
     if mode is Mode.FULL:
-        config = PxeConfig(
+        config = PxeSettings(
             enabled=True,
             interface=server.ifname,
             mode=mode,
@@ -112,7 +105,7 @@ def _boot_server_argv(server: Host, mode: Mode, tmp_path: Path) -> list[str]:
             http_url=HTTP_URL,
         )
     else:
-        config = PxeConfig(enabled=True, interface=server.ifname, mode=mode, network=SUBNET, http_url=HTTP_URL)
+        config = PxeSettings(enabled=True, interface=server.ifname, mode=mode, network=SUBNET, http_url=HTTP_URL)
     return render_argv(dnsmasq_settings(config, tmp_path / "pxe.leases"))
 
 

@@ -16,11 +16,8 @@ TFTP, byte for byte Debian's.
 
 from __future__ import annotations
 
-import shutil
 import socket
 import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -28,12 +25,13 @@ import pytest
 
 from pxe.dnsmasq import BIOS_LOADER
 from pxe.service import IPXE_DIR
-from tests.conftest import require
 from tests.dhcpclient import ARCH_BIOS, DISCOVER, OFFER, DhcpClient, Firmware, build, new_xid
+from tests.kit.need import require, require_available, require_tool
+from tests.kit.procs import assert_not_root, children_named
+from tests.kit.wait import wait_until
 from tests.netns import Host, Lab, available
 from tests.nodeproc import NodeProcess, first_admin_token
 from tests.nsclient import NamespaceClient, enter_netns
-from tests.procinfo import assert_not_root, children_named
 
 pytestmark = [pytest.mark.integration, pytest.mark.privileged]
 
@@ -57,17 +55,11 @@ def _port_open(netns: str, port: int) -> bool:
     return result == [True]
 
 
-def _wait(condition: Callable[[], bool], what: str, seconds: float = 10.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {seconds} s waiting for {what}", pytrace=False)
-        time.sleep(0.1)
-
-
 def _dnsmasq_serves_without_root(node: NodeProcess, server: Host, client: Host, tmp_path: Path) -> None:
     """The node's dnsmasq runs as a user other than root, and DHCP and TFTP still work."""
-    _wait(lambda: "TFTP root is" in node.stderr(), "dnsmasq's start-up (it drops root before this line)")
+    wait_until(
+        lambda: "TFTP root is" in node.stderr(), 10.0, 0.1, what="dnsmasq's start-up (it drops root before this line)"
+    )
     assert node.proc is not None
     pids = children_named(node.proc.pid, "dnsmasq")
     assert len(pids) == 1, pids
@@ -86,10 +78,8 @@ def _dnsmasq_serves_without_root(node: NodeProcess, server: Host, client: Host, 
 
 
 def test_the_boot_file_port_follows_the_pxe_setting(tmp_path: Path) -> None:
-    reason = available()
-    require(reason is None, reason or "")
-    require(shutil.which("dnsmasq") is not None, "dnsmasq is missing (see .ci/packages)")
-    require(shutil.which("curl") is not None, "curl is missing (see .ci/packages)")
+    require_available(available())
+    require_tool("dnsmasq", "curl")
     require((IPXE_DIR / BIOS_LOADER).exists(), f"Debian's ipxe package is missing ({IPXE_DIR / BIOS_LOADER})")
     cmdline = tmp_path / "cmdline"
     cmdline.write_text(f"boot=live debvisor.pxe-http=127.0.0.1:{PXE_PORT}\n")
@@ -104,7 +94,7 @@ def test_the_boot_file_port_follows_the_pxe_setting(tmp_path: Path) -> None:
         node.start()
         try:
             ca = node.data_dir / "pki" / "ca.crt"
-            _wait(ca.exists, "the node's CA", 30.0)
+            wait_until(ca.exists, 30.0, 0.1, what="the node's CA")
             with NamespaceClient(host.netns, node.url, ca) as api:
 
                 def ready() -> bool:
@@ -115,7 +105,7 @@ def test_the_boot_file_port_follows_the_pxe_setting(tmp_path: Path) -> None:
                     except httpx.TransportError:
                         return False
 
-                _wait(ready, "/readyz", 30.0)
+                wait_until(ready, 30.0, 0.1, what="/readyz")
                 initial = (node.data_dir / "initial-admin-password").read_text().strip()
                 token = api.call(lambda c: first_admin_token(c, initial))
                 auth = {"Authorization": f"Bearer {token}"}
@@ -131,7 +121,7 @@ def test_the_boot_file_port_follows_the_pxe_setting(tmp_path: Path) -> None:
                     assert script.status_code == 200, script.text
                     assert script.text.startswith("#!ipxe")
                     assert boot.get("/api/v1/nodes").status_code == 404  # never the API
-                _wait(lambda: "started dnsmasq" in node.stderr(), "dnsmasq")
+                wait_until(lambda: "started dnsmasq" in node.stderr(), 10.0, 0.1, what="dnsmasq")
                 assert f"machines are sent to http://127.0.0.1:{PXE_PORT}" in node.stderr()  # the default URL
                 _dnsmasq_serves_without_root(node, host, lab.host(1), tmp_path)
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.kit.wait import wait_until
 from tests.nodeproc import NodeProcess, free_port, run_debvisor
 
 pytestmark = pytest.mark.integration
@@ -181,9 +182,8 @@ def test_initial_password_is_shown_once_on_a_terminal(tmp_path: Path) -> None:
     def run_on_pty(data: Path) -> str:
         node = NodeProcess(data)
         leader, follower = pty.openpty()
-        proc = subprocess.Popen(node.command(), stdin=subprocess.DEVNULL, stdout=follower, stderr=subprocess.DEVNULL)
+        node.start(stdout=follower, stderr=subprocess.DEVNULL)
         os.close(follower)
-        node.proc = proc
         output = b""
         try:
             node.wait_ready()
@@ -224,13 +224,13 @@ def test_a_cluster_stopped_all_at_once_exits_promptly(tmp_path: Path) -> None:
             nodes.append(node)
             node.wait_ready()
         with founder.admin_client() as client:
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline:
-                states = {m["name"]: m["state"] for m in client.get("/api/v1/nodes").json()}
-                if states == {"a": "alive", "b": "alive", "c": "alive"}:
-                    break
-                time.sleep(0.1)
-            assert states == {"a": "alive", "b": "alive", "c": "alive"}
+            everyone = {"a": "alive", "b": "alive", "c": "alive"}
+            wait_until(
+                lambda: {m["name"]: m["state"] for m in client.get("/api/v1/nodes").json()} == everyone,
+                10,
+                0.1,
+                what="a, b and c alive in a's view",
+            )
         started = time.monotonic()
         for node in nodes:
             assert node.proc is not None

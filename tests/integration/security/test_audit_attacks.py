@@ -25,9 +25,8 @@ import pytest
 from appliance.audit.anchor import ChainHead, SignedHead
 from appliance.audit.chain import GENESIS, entry_hash
 from appliance.identity import pki
-from tests.clusterlab import ClusterLab, ClusterNode, wait_until
-from tests.conftest import require
-from tests.netns import Lab, available
+from tests.clusterlab import ClusterLab, ClusterNode, running_cluster
+from tests.kit.wait import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.privileged]
 
@@ -36,15 +35,8 @@ ANCHOR_WAIT = 20.0  # a moved chain is anchored within about a second, at most e
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterLab]:
-    reason = available()
-    require(reason is None, reason or "")
-    with Lab(3) as lab:
-        cluster = ClusterLab(lab, tmp_path_factory.mktemp("audit"), 3)
-        try:
-            cluster.start()
-            yield cluster
-        finally:
-            cluster.stop()
+    with running_cluster(tmp_path_factory, 3, label="audit") as cluster:
+        yield cluster
 
 
 def verify_cli(node: ClusterNode, *args: str, token: str | None = "default") -> Any:

@@ -28,23 +28,22 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from appliance.auth.accounts import USER_KIND
-from appliance.auth.permissions import Role
-from appliance.auth.types import UserRecord
-from appliance.bootstrap import open_local_state
-from appliance.cluster.forward import (
+from appliance.api.forward import (
     ASSERTION_HEADER,
     CERT_HEADER,
     MAX_SKEW_SECONDS,
     SIGNATURE_HEADER,
     ForwardedIdentity,
 )
-from appliance.cluster.hlc import HybridClock
+from appliance.auth.accounts import USER_KIND
+from appliance.auth.permissions import Role
+from appliance.auth.types import UserRecord
+from appliance.bootstrap import open_local_state
 from appliance.identity import pki
 from appliance.store.config import ConfigStore
-from tests.clusterlab import ClusterLab, ClusterNode, wait_until
-from tests.conftest import require
-from tests.netns import Lab, available
+from appliance.store.hlc import HybridClock
+from tests.clusterlab import ClusterLab, ClusterNode, running_cluster
+from tests.kit.wait import wait_until
 from tests.nsclient import NamespaceClient
 
 pytestmark = [pytest.mark.integration, pytest.mark.privileged]
@@ -55,15 +54,8 @@ ATTACKER_SOURCE = "203.0.113.66"
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterLab]:
-    reason = available()
-    require(reason is None, reason or "")
-    with Lab(2) as lab:
-        cluster = ClusterLab(lab, tmp_path_factory.mktemp("forwarding"), 2)
-        try:
-            cluster.start()
-            yield cluster
-        finally:
-            cluster.stop()
+    with running_cluster(tmp_path_factory, 2, label="forwarding") as cluster:
+        yield cluster
 
 
 def _b64(data: bytes) -> str:

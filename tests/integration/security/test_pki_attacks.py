@@ -45,14 +45,13 @@ import msgspec
 import pytest
 from cryptography.hazmat.primitives import serialization
 
+from appliance.api.forward import Forwarder
 from appliance.audit.log import AuditLog
 from appliance.auth.accounts import AccountService, parse_token
 from appliance.auth.permissions import Role
 from appliance.auth.principal import Principal
 from appliance.auth.throttle import PAIR
 from appliance.cluster.authority import AUTHORITY_KIND, HANDOVER_WINDOW, Authorities, Designation, sign
-from appliance.cluster.forward import Forwarder
-from appliance.cluster.hlc import HybridClock
 from appliance.cluster.keeper import PkiKeeper
 from appliance.cluster.nodeauth import sign_headers
 from appliance.datadir import DataDir
@@ -61,8 +60,10 @@ from appliance.identity.registry import CertRegistry
 from appliance.identity.store import NodeIdentity, load_identity
 from appliance.store.config import ConfigStore
 from appliance.store.database import Database
-from tests.clusterlab import ClusterNode, bootstrap_admin_token, wait_until
-from tests.conftest import require
+from appliance.store.hlc import HybridClock
+from tests.clusterlab import ClusterNode, bootstrap_admin_token
+from tests.kit.need import require_available
+from tests.kit.wait import check_for, wait_until
 from tests.netns import Lab, available
 from tests.nodeproc import DEBVISOR
 from tests.nsclient import NamespaceClient, enter_netns
@@ -85,8 +86,7 @@ def api_join_token(node: ClusterNode) -> str:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    reason = available()
-    require(reason is None, reason or "")
+    require_available(available())
     lab_dir = tmp_path_factory.mktemp("pki")
     with Lab(5) as lab:
         nodes = [ClusterNode(lab_dir, lab.host(i), f"n{i}") for i in range(4)]
@@ -314,13 +314,14 @@ def test_a_removed_node_with_a_ca_key_cannot_come_back(cluster: Cluster) -> None
     n3.wait_ready()
     cluster.spare.start()
     cluster.spare.wait_ready()
-    deadline = time.monotonic() + 8
-    while time.monotonic() < deadline:
+
+    def not_readmitted() -> None:
         for node in others:
             view = node.members()
             assert view.get("n3") == "dead", view
             assert "ghost" not in view, view
-        time.sleep(0.5)
+
+    check_for(not_readmitted, 8, 0.5)
     metrics = n0.client().get("/metrics").text
     refused = next(
         x for x in metrics.splitlines() if x.startswith('debvisor_gossip_total{counter="refused_handshakes"}')

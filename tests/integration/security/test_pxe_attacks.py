@@ -16,7 +16,7 @@ from __future__ import annotations
 import base64
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ import httpx
 import pytest
 
 from pxe.credential import EnrolCredential, decode, encode
+from tests.kit.wait import wait_until
 from tests.nodeproc import NodeProcess, free_port
 
 pytestmark = pytest.mark.integration
@@ -110,15 +111,6 @@ def _audit(node: NodeProcess, action: str | None) -> list[dict[str, Any]]:
     assert answer.status_code == 200, answer.text
     entries: list[dict[str, Any]] = answer.json()["entries"]
     return entries
-
-
-def _wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.3)
-    pytest.fail(f"timed out after {timeout} s waiting for {what}", pytrace=False)
 
 
 def _state(node: NodeProcess, mac: str) -> str | None:
@@ -221,7 +213,7 @@ def test_a_pxe_booted_node_waits_pending_until_approved_then_joins(
     cmdline.write_text(_kernel_line(_script(pxe_port, MAC)) + "\n")
     first = BootedNode(tmp_path / "machine", extra_args=["--boot-params", str(cmdline)])
     with first:
-        _wait_for(lambda: _state(server, MAC) == "pending", 30.0, "the machine to enrol")
+        wait_until(lambda: _state(server, MAC) == "pending", 30.0, 0.3, what="the machine to enrol")
         assert first.proc is not None
         assert first.proc.poll() is None  # waiting, not joined
         assert not (first.data_dir / "pki").exists()
@@ -229,16 +221,17 @@ def test_a_pxe_booted_node_waits_pending_until_approved_then_joins(
     # credential is not presented again.
     machine = BootedNode(tmp_path / "machine", extra_args=["--boot-params", str(cmdline)])
     with machine:
-        _wait_for(lambda: "resumes waiting for approval" in machine.stderr(), 30.0, "the machine to resume")
+        wait_until(lambda: "resumes waiting for approval" in machine.stderr(), 30.0, 0.3, what="the machine to resume")
         with server.admin_client() as admin:
             approved = admin.post(f"/api/v1/nodes/boot/pxe/machines/{MAC}/approve", json={"name": "rack1-n3"})
         assert approved.status_code == 200, approved.text
         machine.wait_ready(60.0)
         with server.admin_client() as api:
-            _wait_for(
+            wait_until(
                 lambda: {n["name"]: n["state"] for n in api.get("/api/v1/nodes").json()}.get("rack1-n3") == "alive",
                 30.0,
-                "the machine to be a member",
+                0.3,
+                what="the machine to be a member",
             )
         assert _state(server, MAC) == "joined"
         assert "waits for approval" in machine.stderr()
@@ -257,7 +250,7 @@ def test_an_allow_listed_machine_joins_without_an_operator(tmp_path: Path, serve
         with machine.client() as own:  # the cluster's admin token works there: it joined
             own.headers["Authorization"] = f"Bearer {server.admin_token()}"
             assert own.get("/api/v1/node").json()["name"] == "rack1-n4"
-        _wait_for(lambda: _state(server, OTHER) == "joined", 30.0, "the machine to be a member")
+        wait_until(lambda: _state(server, OTHER) == "joined", 30.0, 0.3, what="the machine to be a member")
     [entry] = [e for e in _audit(server, "pxe.enrol") if e["outcome"] == "success"]
     assert "approved by the policy as rack1-n4" in entry["detail"]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -14,7 +15,7 @@ from litestar.testing import TestClient
 
 from appliance.app import MAX_BODY_BYTES, Appliance
 from appliance.auth.permissions import declared_permission, is_public
-from appliance.node.types import Memory
+from appliance.node.types import InterfaceAddress, Memory, Node
 from tests.unit.appliance.conftest import FakeHost, admin_token
 
 PROBLEM = "application/problem+json"
@@ -235,3 +236,23 @@ def test_cluster_summary_of_a_single_node(client: TestClient[Any]) -> None:
     assert summary["fresh"] is None
     fresh = client.get("/api/v1/cluster", params={"fresh": "true"}).json()["fresh"]
     assert [(a["name"], a["answered"]) for a in fresh] == [("n1", True)]
+
+
+def test_a_burst_of_polls_refreshes_the_host_facts_once(appliance: Appliance) -> None:
+    # Requests arriving while the (slow, netlink) refresh runs wait for it rather than start their own.
+    host = appliance.node_service._host
+    assert isinstance(host, FakeHost)
+    real = host.addresses
+
+    async def slow_addresses() -> list[InterfaceAddress]:
+        await asyncio.sleep(0.05)
+        return await real()
+
+    host.addresses = slow_addresses  # type: ignore[method-assign]
+
+    async def burst() -> list[Node]:
+        return await asyncio.gather(*(appliance.node_service.get() for _ in range(20)))
+
+    nodes = asyncio.run(burst())
+    assert host.address_calls == 1
+    assert all(n.addresses == nodes[0].addresses for n in nodes)

@@ -34,7 +34,6 @@ from appliance.audit.anchor import (
 )
 from appliance.audit.anchoring import AnchorBook, Anchorer
 from appliance.audit.log import AuditLog, AuditQuery
-from appliance.cluster.messages import StateEntry
 from appliance.identity import pki
 from appliance.store.database import Database
 
@@ -283,8 +282,8 @@ def test_a_truncated_chain_is_caught_by_the_heads_a_peer_keeps(tmp_path: Path, c
         b_log = AuditLog(b_db, "b", clock=lambda: T0)
         _append(b_log, 6)
         b_anchorer.anchor()
-        a_anchorer.receive([StateEntry("b", ANCHOR_KEY, space[ANCHOR_KEY], 1)])
-        a_anchorer.receive([StateEntry("b", "other", b"ignored", 2), StateEntry("b", ANCHOR_KEY, b"junk", 3)])
+        a_anchorer.offer("b", space[ANCHOR_KEY])
+        assert a_anchorer.offer("b", b"junk") is None  # refused, the good head is kept
         held = [crosscheck.held_by(a_anchorer.book, "a", "b")]
 
         def check() -> crosscheck.ChainCheck:

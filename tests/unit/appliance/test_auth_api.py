@@ -15,7 +15,8 @@ from litestar.testing import TestClient
 from appliance.app import Appliance
 from appliance.auth.permissions import ROLE_PERMISSIONS, Role, declared_permission
 from appliance.bootstrap import OpenedNode
-from tests.unit.appliance.conftest import BASE, FakeClock, another_browser
+from tests.kit.clock import FakeClock
+from tests.unit.appliance.conftest import BASE, another_browser
 
 PASSWORD = "correct horse battery"
 

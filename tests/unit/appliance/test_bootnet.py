@@ -13,6 +13,7 @@ import pytest
 
 from appliance.bootnet import UNIT_NAME, BootNet, Port, SysfsLinks, main
 from appliance.bootparams import parse_cmdline
+from tests.kit.clock import FakeClock
 
 DEBIAN = "BOOT_IMAGE=/live/vmlinuz boot=live live-media-path=/live quiet console=ttyS0,115200n8"
 MAC1 = "52:54:00:00:00:01"
@@ -39,21 +40,10 @@ class FakeLinks:
         self.up.append(name)
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
-
-
 def boot(tmp_path: Path, cmdline: str, links: FakeLinks | None = None) -> tuple[str, str | None]:
     """Run the set-up on `cmdline`; its log line and the unit it left (None: no unit)."""
     (tmp_path / "cmdline").write_text(cmdline + "\n")
-    clock = FakeClock()
+    clock = FakeClock(0.0)
     netdir = tmp_path / "run" / "systemd" / "network"
     bootnet = BootNet(netdir, links or FakeLinks(), carrier_wait=5.0, clock=clock, sleep=clock.sleep)
     line = bootnet.run(tmp_path / "cmdline")
@@ -142,7 +132,7 @@ def test_no_static_address_leaves_dhcp_and_removes_a_stale_unit(tmp_path: Path, 
 
 
 def test_an_unreadable_command_line_leaves_dhcp(tmp_path: Path) -> None:
-    clock = FakeClock()
+    clock = FakeClock(0.0)
     line = BootNet(tmp_path, FakeLinks(), clock=clock, sleep=clock.sleep).run(tmp_path / "absent")
     assert line.startswith("cannot read the kernel command line from ")
     assert line.endswith("DHCP on every Ethernet port instead")

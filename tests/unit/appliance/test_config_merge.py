@@ -8,9 +8,9 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from appliance.cluster.hlc import HybridClock, Timestamp
 from appliance.store.config import ConfigStore
 from appliance.store.database import Database
+from appliance.store.hlc import HybridClock, Timestamp
 
 Entry = tuple[str, bytes, str, bool]  # key, value, version, deleted
 

@@ -34,14 +34,15 @@ def test_a_damaged_credential_is_a_clear_error_before_any_connection() -> None:
         enrol("dve_bm90LWpzb24", mac=None, serial=None)
 
 
-def test_a_wait_is_resumed_only_for_the_same_credential_and_mac(tmp_path: Path) -> None:
+def test_a_kept_wait_is_resumed_only_for_the_same_mac(tmp_path: Path) -> None:
     path = tmp_path / "node.enrolment"
-    assert _resumed(path, "c1", "52:54:00:aa:bb:01") is None  # nothing kept
-    path.write_bytes(msgspec.json.encode(_Resume("c1", "52:54:00:aa:bb:01", "poll")))
-    assert _resumed(path, "c1", "52:54:00:aa:bb:01") == "poll"
-    assert _resumed(path, "c2", "52:54:00:aa:bb:01") is None  # a new boot, a new credential
+    assert _resumed(path, "52:54:00:aa:bb:01") is None  # nothing kept
+    kept = _Resume("c1", "52:54:00:aa:bb:01", "poll")
+    path.write_bytes(msgspec.json.encode(kept))
+    assert _resumed(path, "52:54:00:aa:bb:01") == kept  # a restart, or a reboot with a data disk
+    assert _resumed(path, "52:54:00:aa:bb:02") is None  # the disk moved to another machine
     path.write_text("{broken")
-    assert _resumed(path, "c1", "52:54:00:aa:bb:01") is None
+    assert _resumed(path, "52:54:00:aa:bb:01") is None
 
 
 def test_the_dmi_serial_is_read_when_meaningful(tmp_path: Path) -> None:

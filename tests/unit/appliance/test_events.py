@@ -15,7 +15,6 @@ from appliance.audit.chain import AuditEntry
 from appliance.auth import access
 from appliance.auth.permissions import EVENT_PERMISSIONS, Role
 from appliance.bootstrap import OpenedNode
-from appliance.cluster.hlc import HybridClock
 from appliance.cluster.messages import StateEntry
 from appliance.cluster.nodestate import NodeStateStore
 from appliance.events import sources
@@ -31,6 +30,7 @@ from appliance.events.types import (
     PxeEnlisted,
 )
 from appliance.store.config import ConfigStore
+from appliance.store.hlc import HybridClock
 from tests.unit.appliance.conftest import BASE, admin_token
 
 
@@ -221,14 +221,18 @@ def test_network_changes_and_enlistments_are_read_off_their_audit_entries() -> N
             outcome="success", detail="4 CPUs", prev_hash="", hash="",
         )  # fmt: skip
 
-    applied = sources.audit_events(entry("network.apply"))
-    assert [type(e) for e in applied] == [AuditAppended, NetworkChanged]
-    assert isinstance(applied[1], NetworkChanged)
-    assert applied[1].action == "apply"
-    enlisted = sources.audit_events(entry("pxe.enlist", user="machine:52:54:00:12:34:56"))
-    assert isinstance(enlisted[1], PxeEnlisted)
-    assert enlisted[1].mac == "52:54:00:12:34:56"
-    assert [type(e) for e in sources.audit_events(entry("user.create"))] == [AuditAppended]
+    applied = entry("network.apply")
+    assert isinstance(sources.audit_appended(applied), AuditAppended)
+    network = sources.network_changed(applied)
+    assert isinstance(network, NetworkChanged)
+    assert network.action == "apply"
+    assert sources.pxe_enlisted(applied) is None
+    enlisted = sources.pxe_enlisted(entry("pxe.enlist", user="machine:52:54:00:12:34:56"))
+    assert isinstance(enlisted, PxeEnlisted)
+    assert enlisted.mac == "52:54:00:12:34:56"
+    other = entry("user.create")
+    assert sources.network_changed(other) is None
+    assert sources.pxe_enlisted(other) is None
 
 
 def test_a_raising_node_state_listener_never_breaks_a_merge(node: OpenedNode) -> None:

@@ -14,15 +14,15 @@ import msgspec
 import pytest
 from litestar.testing import TestClient
 
+from appliance.api.forward import Forwarder
 from appliance.app import Appliance
 from appliance.audit.log import AuditQuery
 from appliance.auth.permissions import Role
 from appliance.auth.principal import CredentialKind, Principal
 from appliance.bootstrap import OpenedNode
-from appliance.cluster.forward import Forwarder
 from appliance.identity import pki
 from appliance.identity.store import NodeIdentity
-from tests.unit.appliance.conftest import FakeClock
+from tests.kit.clock import FakeClock
 
 PASSWORD = "correct horse battery"
 SOURCE = "198.51.100.7"

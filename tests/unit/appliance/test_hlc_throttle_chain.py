@@ -9,19 +9,12 @@ from hypothesis import strategies as st
 from appliance.audit.chain import GENESIS, AuditEntry, entry_hash, verify
 from appliance.auth.permissions import ROLE_PERMISSIONS, Permission, Role, role_within
 from appliance.auth.throttle import LoginThrottle, RateLimiter, Schedule, retry_after_header
-from appliance.cluster.hlc import HybridClock, Timestamp
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from appliance.store.hlc import HybridClock, Timestamp
+from tests.kit.clock import FakeClock
 
 
 def test_hlc_never_goes_backwards_even_when_the_wall_clock_does() -> None:
-    clock = Clock()
+    clock = FakeClock(1000.0)
     hlc = HybridClock("a", clock)
     first = hlc.now()
     clock.now -= 5
@@ -32,7 +25,7 @@ def test_hlc_never_goes_backwards_even_when_the_wall_clock_does() -> None:
 
 
 def test_hlc_moves_past_observed_remote_timestamps() -> None:
-    clock = Clock()
+    clock = FakeClock(1000.0)
     hlc = HybridClock("a", clock)
     remote = Timestamp(int(clock.now * 1000) + 60_000, 7, "b")
     hlc.observe(remote)
@@ -47,7 +40,7 @@ def test_hlc_encoding_sorts_like_timestamps(raw: list[tuple[int, int, str]]) -> 
 
 
 def test_rate_limiter_allows_burst_then_rate() -> None:
-    clock = Clock()
+    clock = FakeClock(1000.0)
     limiter = RateLimiter(rate=10, burst=20, clock=clock)
     assert all(limiter.take("u") == 0 for _ in range(20))
     wait = limiter.take("u")
@@ -63,7 +56,7 @@ def test_rate_limiter_off_at_zero() -> None:
 
 
 def test_login_back_off_doubles_after_free_failures_and_resets_on_success() -> None:
-    clock = Clock()
+    clock = FakeClock(1000.0)
     throttle = LoginThrottle(pair=Schedule(free_failures=3, base_delay=1, max_delay=8), clock=clock)
     delays = [throttle.failed(["join:a"]) for _ in range(7)]
     assert delays == [0, 0, 1, 2, 4, 8, 8]

@@ -18,7 +18,6 @@ from appliance.app import Appliance
 from appliance.auth.permissions import Role
 from appliance.bootstrap import OpenedNode
 from appliance.cluster.authority import FOUNDER_SLOTS_KEY, Authorities
-from appliance.cluster.hlc import HybridClock
 from appliance.cluster.join import (
     ADMIT_RETRY_WINDOW,
     JOIN_TOKEN_KIND,
@@ -30,7 +29,9 @@ from appliance.cluster.join import (
 from appliance.identity import pki
 from appliance.identity.registry import CertRegistry
 from appliance.store.config import ConfigStore
-from tests.unit.appliance.conftest import BASE, FakeClock
+from appliance.store.hlc import HybridClock
+from tests.kit.clock import FakeClock
+from tests.unit.appliance.conftest import BASE
 
 JOIN_TOKENS = "/api/v1/cluster/join-tokens"
 

@@ -25,14 +25,7 @@ from appliance.auth.throttle import (
 )
 from appliance.auth.throttle_store import SqliteBackoffStore
 from appliance.store.database import Database
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.kit.clock import FakeClock
 
 
 class CountingStore(MemoryStore):
@@ -59,7 +52,7 @@ def test_the_schedules_are_the_documented_ones() -> None:
 
 
 def test_a_guesser_is_held_after_five_failures_with_a_doubling_delay() -> None:
-    clock = Clock()
+    clock = FakeClock()
     throttle = LoginThrottle(clock=clock)
     assert fail(throttle, "admin", "10.0.0.1", 7) == [0, 0, 0, 0, 1, 2, 4]
     assert throttle.login_wait("admin", "10.0.0.1") == 4
@@ -68,7 +61,7 @@ def test_a_guesser_is_held_after_five_failures_with_a_doubling_delay() -> None:
 
 
 def test_hammering_a_name_from_one_source_never_holds_another_source() -> None:
-    clock = Clock()
+    clock = FakeClock()
     throttle = LoginThrottle(clock=clock)
     for _ in range(40):  # the guesser retries the moment its wait is over
         clock.now += throttle.login_wait("admin", "10.0.0.1")
@@ -81,7 +74,7 @@ def test_hammering_a_name_from_one_source_never_holds_another_source() -> None:
 
 
 def test_the_ceiling_holds_a_distributed_guesser_but_not_a_clean_source() -> None:
-    clock = Clock()
+    clock = FakeClock()
     throttle = LoginThrottle(clock=clock)
     sources = [f"10.1.0.{i}" for i in range(1, 31)]
     for source in sources:  # one guess each: no source is held by its own counts
@@ -99,7 +92,7 @@ def test_the_ceiling_holds_a_distributed_guesser_but_not_a_clean_source() -> Non
 
 
 def test_a_source_trying_many_names_is_held_after_ten() -> None:
-    throttle = LoginThrottle(clock=Clock())
+    throttle = LoginThrottle(clock=FakeClock())
     for i in range(10):
         throttle.login_failed(f"user{i}", "10.0.0.9")
     assert throttle.login_wait("someone-else", "10.0.0.9") == 1
@@ -107,7 +100,7 @@ def test_a_source_trying_many_names_is_held_after_ten() -> None:
 
 
 def test_success_clears_the_pair_and_source_but_not_the_ceiling() -> None:
-    throttle = LoginThrottle(clock=Clock())
+    throttle = LoginThrottle(clock=FakeClock())
     fail(throttle, "admin", "10.0.0.1", 3)
     throttle.login_succeeded("admin", "10.0.0.1")
     assert throttle.counts("admin", "10.0.0.1") == (0, 0, 3)
@@ -117,7 +110,7 @@ def test_ipv6_sources_count_per_64_and_mapped_ipv4_as_ipv4() -> None:
     assert source_group("2001:db8:1:2:aaaa::1") == source_group("2001:db8:1:2:bbbb::2") == "2001:db8:1:2::/64"
     assert source_group("::ffff:192.0.2.7") == "192.0.2.7"
     assert source_group("testclient") == "testclient"
-    throttle = LoginThrottle(clock=Clock())
+    throttle = LoginThrottle(clock=FakeClock())
     fail(throttle, "admin", "2001:db8::1", 5)
     assert throttle.login_wait("admin", "2001:db8::ffff") == 1  # another address of the same /64
     assert throttle.login_wait("admin", "2001:db8:0:1::1") == 0
@@ -129,7 +122,7 @@ def test_keys_do_not_collide_and_long_names_are_cut() -> None:
 
 
 def test_state_survives_a_restart_through_the_store() -> None:
-    clock, store = Clock(), MemoryStore()
+    clock, store = FakeClock(), MemoryStore()
     first = LoginThrottle(clock=clock, store=store)
     fail(first, "admin", "10.0.0.1", 6)
     wait = first.login_wait("admin", "10.0.0.1")
@@ -142,7 +135,7 @@ def test_state_survives_a_restart_through_the_store() -> None:
 
 def test_a_successful_login_without_failures_writes_nothing() -> None:
     store = CountingStore()
-    throttle = LoginThrottle(clock=Clock(), store=store)
+    throttle = LoginThrottle(clock=FakeClock(), store=store)
     for _ in range(100):
         assert throttle.login_wait("admin", "10.0.0.1") == 0
         throttle.login_succeeded("admin", "10.0.0.1")
@@ -154,7 +147,7 @@ def test_a_successful_login_without_failures_writes_nothing() -> None:
 
 
 def test_keys_are_forgotten_a_day_after_their_last_failure() -> None:
-    clock, store = Clock(), MemoryStore()
+    clock, store = FakeClock(), MemoryStore()
     throttle = LoginThrottle(clock=clock, store=store)
     fail(throttle, "admin", "10.0.0.1", 5)
     clock.now += 24 * 3600 - 1
@@ -167,7 +160,7 @@ def test_keys_are_forgotten_a_day_after_their_last_failure() -> None:
 
 
 def test_forgotten_entries_are_dropped_on_load() -> None:
-    clock, store = Clock(), MemoryStore()
+    clock, store = FakeClock(), MemoryStore()
     fail(LoginThrottle(clock=clock, store=store), "admin", "10.0.0.1", 1)
     clock.now += 2 * 24 * 3600
     LoginThrottle(clock=clock, store=store)
@@ -176,19 +169,19 @@ def test_forgotten_entries_are_dropped_on_load() -> None:
 
 def test_the_number_of_keys_is_bounded_in_memory_and_in_the_store() -> None:
     store = MemoryStore()
-    throttle = LoginThrottle(clock=Clock(), store=store, max_keys=50)
+    throttle = LoginThrottle(clock=FakeClock(), store=store, max_keys=50)
     for i in range(100):
         throttle.login_failed(f"name{i}", "10.0.0.1")
     assert len(store.entries) == 50
     assert user_key("name99") in store.entries
     assert user_key("name0") not in store.entries
-    smaller = LoginThrottle(clock=Clock(), store=store, max_keys=10)  # a lower bound on load
+    smaller = LoginThrottle(clock=FakeClock(), store=store, max_keys=10)  # a lower bound on load
     assert len(store.entries) == 10
     assert smaller.failures(user_key("name99")) == 1
 
 
 def test_a_wall_clock_stepped_back_cannot_hold_past_the_ceiling() -> None:
-    clock = Clock()
+    clock = FakeClock()
     throttle = LoginThrottle(clock=clock)
     fail(throttle, "admin", "10.0.0.1", 30)
     clock.now -= 10 * 24 * 3600
@@ -197,7 +190,7 @@ def test_a_wall_clock_stepped_back_cannot_hold_past_the_ceiling() -> None:
 
 def test_reset_forgets_everything() -> None:
     store = MemoryStore()
-    throttle = LoginThrottle(clock=Clock(), store=store)
+    throttle = LoginThrottle(clock=FakeClock(), store=store)
     fail(throttle, "admin", "10.0.0.1", 6)
     throttle.reset()
     assert throttle.login_wait("admin", "10.0.0.1") == 0
@@ -213,7 +206,7 @@ class Broken:
 
 
 def test_a_store_that_cannot_write_fails_the_attempt_loudly() -> None:
-    throttle = LoginThrottle(clock=Clock(), store=Broken())
+    throttle = LoginThrottle(clock=FakeClock(), store=Broken())
     with pytest.raises(OSError, match="disk full"):
         throttle.login_failed("admin", "10.0.0.1")
 
@@ -221,7 +214,7 @@ def test_a_store_that_cannot_write_fails_the_attempt_loudly() -> None:
 def test_the_sqlite_store_round_trips_and_deletes(tmp_path: Path) -> None:
     db = Database.create(tmp_path / "node.db")
     try:
-        clock = Clock()
+        clock = FakeClock()
         throttle = LoginThrottle(clock=clock, store=SqliteBackoffStore(db))
         fail(throttle, "admin", "10.0.0.1", 6)
         fail(throttle, "ops", "10.0.0.2", 1)
@@ -240,7 +233,7 @@ def test_the_sqlite_store_round_trips_and_deletes(tmp_path: Path) -> None:
 
 
 def test_checks_in_flight_count_as_failures_so_a_burst_gets_no_more_than_the_free_tries() -> None:
-    clock = Clock()
+    clock = FakeClock()
     throttle = LoginThrottle(clock=clock)
     started = [throttle.login_begin("admin", "10.0.0.1") for _ in range(8)]
     assert started == [0, 0, 0, 0, 0, 1, 1, 1]  # five run at once; the rest are told to wait
@@ -256,7 +249,7 @@ def test_checks_in_flight_count_as_failures_so_a_burst_gets_no_more_than_the_fre
 
 
 def test_a_clean_source_gets_one_check_at_a_time_while_the_ceiling_holds() -> None:
-    throttle = LoginThrottle(clock=Clock())
+    throttle = LoginThrottle(clock=FakeClock())
     for i in range(25):
         throttle.login_failed("admin", f"10.1.0.{i}")
     assert throttle.login_begin("admin", "10.2.0.1") == 0
@@ -267,7 +260,7 @@ def test_a_clean_source_gets_one_check_at_a_time_while_the_ceiling_holds() -> No
 
 
 def test_key_level_reservations_hold_a_burst_of_joins_to_the_free_failures() -> None:
-    clock = Clock()
+    clock = FakeClock()
     throttle = LoginThrottle(clock=clock)
     keys = ["join:10.0.0.9"]
     started = [throttle.begin(keys) for _ in range(8)]

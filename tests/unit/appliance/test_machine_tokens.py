@@ -17,7 +17,6 @@ from appliance.app import Appliance, create_app
 from appliance.audit.log import AuditQuery
 from appliance.bootstrap import OpenedNode
 from appliance.cli_client import machine_state
-from appliance.cluster.hlc import HybridClock
 from appliance.cluster.join import JoinService, decode_token
 from appliance.cluster.machine_tokens import (
     MACHINE_TOKEN_PATH,
@@ -30,6 +29,7 @@ from appliance.cluster.nodeauth import NodeCaller, sign_headers
 from appliance.identity import pki
 from appliance.settings import AuthSettings
 from appliance.store.config import ConfigStore
+from appliance.store.hlc import HybridClock
 from tests.unit.appliance.conftest import BASE, FakeHost
 
 MAC = "52:54:00:aa:bb:01"

@@ -14,7 +14,8 @@ from appliance.bootstrap import OpenedNode
 from appliance.cluster.service import NodeMember
 from appliance.metrics.controller import TargetGroup, target_groups
 from appliance.settings import AuthSettings
-from tests.unit.appliance.conftest import BASE, FakeClock, FakeHost, another_browser
+from tests.kit.clock import FakeClock
+from tests.unit.appliance.conftest import BASE, FakeHost, another_browser
 
 
 def _member(name: str, state: str, api: str = "") -> NodeMember:

@@ -23,7 +23,9 @@ from appliance.network.service import NetworkSettings
 from appliance.network.types import LinkCounters, LinkState, RouteState
 from appliance.settings import AuthSettings
 from netconfig.model import Nic
-from tests.unit.appliance.conftest import BASE, FakeClock, FakeHost, admin_token
+from tests.kit.clock import FakeClock
+from tests.kit.wait import wait_until
+from tests.unit.appliance.conftest import BASE, FakeHost, admin_token
 from tests.unit.netconfig.fakekernel import FakeKernel
 
 BRIDGE = {"bridges": [{"name": "br0", "addresses": ["10.1.0.1/24"], "ports": [{"name": "eth1"}]}]}
@@ -176,9 +178,7 @@ def test_unconfirmed_change_rolls_back_at_the_deadline(
     assert api.post(f"{NET}/apply", json={"config": CONFIG, "confirm_within": 10}).status_code == 200
     assert "br0" in kernel.specs
     clock.advance(11)
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and api.get(f"{NET}/status").json()["pending"] is not None:
-        time.sleep(0.1)
+    wait_until(lambda: api.get(f"{NET}/status").json()["pending"] is None, 5, 0.1, what="the rollback")
     status = api.get(f"{NET}/status").json()
     assert status["pending"] is None
     assert status["last_outcome"]["reason"] == "not confirmed in time"
@@ -279,9 +279,7 @@ def test_overlay_crud_and_conflicts(api: TestClient[Any], net_app: Appliance) ->
 def test_overlay_is_built_on_this_node(api: TestClient[Any], net_app: Appliance, kernel: FakeKernel) -> None:
     # a single-node cluster: the bridge and VXLAN device exist, with nobody to flood to
     assert api.post("/api/v1/networks", json={"name": "blue", "vni": 100, "bridge": "ovl0"}).status_code == 201
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and "vx100" not in kernel.specs:
-        time.sleep(0.05)
+    wait_until(lambda: "vx100" in kernel.specs, 5, what="the VXLAN device")
     vxlan = kernel.specs["vx100"]
     assert kernel.master["vx100"] == "ovl0"
     assert vxlan.mtu == 1450
@@ -291,10 +289,7 @@ def test_overlay_is_built_on_this_node(api: TestClient[Any], net_app: Appliance,
         {"name": "blue", "vni": 100, "bridge": "ovl0", "vxlan": "vx100", "local": "127.0.0.1", "peers": [], "error": ""}
     ]
     assert api.delete("/api/v1/networks/blue").status_code == 204
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and "vx100" in kernel.specs:
-        time.sleep(0.05)
-    assert "vx100" not in kernel.specs
+    wait_until(lambda: "vx100" not in kernel.specs, 5, what="the VXLAN device to go")
     assert "ovl0" not in kernel.specs
 
 

@@ -16,10 +16,11 @@ from appliance.app import Appliance, create_app
 from appliance.audit.log import AuditQuery
 from appliance.auth.permissions import Role
 from appliance.bootstrap import OpenedNode
-from appliance.listen import ListenerError
 from appliance.settings import AuthSettings, HostPort
-from pxe.service import PxeConfig, PxeSettings, save_config
-from tests.unit.appliance.conftest import BASE, FakeClock, FakeHost, admin_token
+from pxe.listen import ListenerError
+from pxe.service import BootServerOptions, PxeSettings, save_settings
+from tests.kit.clock import FakeClock
+from tests.unit.appliance.conftest import BASE, FakeHost, admin_token
 
 PXE = "/api/v1/nodes/n1/pxe"
 CONFIG = {
@@ -39,7 +40,7 @@ def app(node: OpenedNode, clock: FakeClock, tmp_path: Path) -> Appliance:
     files = tmp_path / "files"
     files.mkdir()
     (files / "vmlinuz").write_bytes(b"kernel")
-    pxe = PxeSettings(boot_files=files, run_dnsmasq=False, http_listener="10.9.0.1:8080")
+    pxe = BootServerOptions(boot_files=files, run_dnsmasq=False, http_listener="10.9.0.1:8080")
     return create_app(node, host=FakeHost(), auth=AuthSettings(rate_limit=0), pxe=pxe, clock=clock, monotonic=clock)
 
 
@@ -125,7 +126,7 @@ def test_boot_files_only_on_the_plain_http_app_and_only_when_enabled(api: TestCl
 
 
 def test_pxe_cannot_be_enabled_without_a_plain_http_listener(node: OpenedNode, clock: FakeClock) -> None:
-    app = create_app(node, host=FakeHost(), pxe=PxeSettings(run_dnsmasq=False), clock=clock, monotonic=clock)
+    app = create_app(node, host=FakeHost(), pxe=BootServerOptions(run_dnsmasq=False), clock=clock, monotonic=clock)
     with TestClient(app.asgi, base_url=BASE) as api:
         api.headers["Authorization"] = f"Bearer {admin_token(app)}"
         answer = api.put(PXE, json=CONFIG)
@@ -163,7 +164,7 @@ class FakeListener:
 def _app_with_listener(
     node: OpenedNode, clock: FakeClock, listener: FakeListener, http_listener: str | None = None
 ) -> Appliance:
-    pxe = PxeSettings(run_dnsmasq=False, listener=lambda _app: listener, http_listener=http_listener)
+    pxe = BootServerOptions(run_dnsmasq=False, listener=lambda _app: listener, http_listener=http_listener)
     return create_app(node, host=FakeHost(), pxe=pxe, clock=clock, monotonic=clock)
 
 
@@ -227,7 +228,7 @@ def test_enabling_fails_with_a_problem_when_the_listener_cannot_open(node: Opene
 
 
 def test_a_stored_enabled_config_opens_the_listener_when_the_node_starts(node: OpenedNode, clock: FakeClock) -> None:
-    save_config(node.datadir.root / "pxe" / "config.json", msgspec.convert(ON_ETH0, PxeConfig))
+    save_settings(node.datadir.root / "pxe" / "config.json", msgspec.convert(ON_ETH0, PxeSettings))
     listener = FakeListener()
     app = _app_with_listener(node, clock, listener)
     with TestClient(app.asgi, base_url=BASE):

@@ -28,10 +28,10 @@ from appliance.cluster.authority import (
     sign,
     verify,
 )
-from appliance.cluster.hlc import HybridClock
 from appliance.identity import pki
 from appliance.store.config import ConfigStore
 from appliance.store.database import Database
+from appliance.store.hlc import HybridClock
 
 NOW = 1_800_000_000.0
 CLUSTER = "cluster-1"

@@ -16,26 +16,19 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from appliance.api.forward import ASSERTION_HEADER, MAX_SKEW_SECONDS, SIGNATURE_HEADER, Forwarder
 from appliance.api.problems import ApiError
+from appliance.api.upstream import PeerRefused
 from appliance.auth.permissions import Role
 from appliance.auth.principal import Principal
-from appliance.cluster.forward import ASSERTION_HEADER, MAX_SKEW_SECONDS, SIGNATURE_HEADER, Forwarder
 from appliance.cluster.nonces import PRUNE_INTERVAL, NonceLedger
-from appliance.cluster.upstream import PeerRefused
 from appliance.identity import pki
 from appliance.identity.store import NodeIdentity
 from appliance.store.database import Database
+from tests.kit.clock import FakeClock
 
 NOW = float(int(time.time()))  # real time: the TLS handshake checks validity on the real clock
 CALLER = Principal("ops", Role.VIEWER, "token", "0123456789abcdef", False, source="198.51.100.7")
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = NOW
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def _identity(tmp: Path, name: str, ca_key: ec.EllipticCurvePrivateKey, ca_cert: x509.Certificate) -> NodeIdentity:
@@ -53,7 +46,7 @@ class Cluster:
     """Receiver n1 and forwarder n2 of one cluster CA; `ledger` is n1's nonce ledger."""
 
     def __init__(self, tmp: Path) -> None:
-        self.clock = Clock()
+        self.clock = FakeClock(NOW)
         self.tmp = tmp
         self.ca_key, self.ca_cert = pki.new_ca("test", dt.datetime.fromtimestamp(NOW, dt.UTC))
         self.n1 = _identity(tmp, "n1", self.ca_key, self.ca_cert)
@@ -151,7 +144,7 @@ def test_the_answering_node_must_be_the_target_and_unrevoked(cluster: Cluster) -
 
 
 def test_the_nonce_ledger_prunes_what_the_freshness_check_refuses_anyway(tmp_path: Path) -> None:
-    clock = Clock()
+    clock = FakeClock(NOW)
     db = Database.create(tmp_path / "db")
     ledger = NonceLedger(db, margin=MAX_SKEW_SECONDS, clock=clock)
     assert ledger.accept("a", NOW + MAX_SKEW_SECONDS)

@@ -14,12 +14,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from appliance.api.problems import ApiError
 from appliance.cluster.authority import Authorities, Designation, KeyStep, plan
-from appliance.cluster.hlc import HybridClock
 from appliance.cluster.nodeauth import NodeVerifier, sign_headers
 from appliance.identity import pki
 from appliance.identity.registry import UNKNOWN, CertRecord, CertRegistry, NameRevocation, judge, key_id
 from appliance.store.config import ConfigStore
 from appliance.store.database import Database
+from appliance.store.hlc import HybridClock
 
 NOW = 1_800_000_000.0
 

@@ -12,12 +12,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from appliance.cluster.config_sim import ConfigSimulator
-from appliance.cluster.hlc import HybridClock, Timestamp
 from appliance.cluster.messages import ConfigDigest, ConfigPush, ConfigSummary, Message, message_size
 from appliance.cluster.replication import ConfigReplicator, Peer, rumour_fanout
 from appliance.cluster.sim import NetworkModel
 from appliance.store.config import ConfigStore
 from appliance.store.database import Database
+from appliance.store.hlc import HybridClock, Timestamp
 
 START = 1_800_000_000.0
 

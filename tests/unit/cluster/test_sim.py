@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 from appliance.cluster.sim import NetworkModel, Simulator
-from appliance.cluster.swim import Config
+from appliance.cluster.swim import GossipTuning
 
 # A lossy run that prints its whole event trace: under loss, refutations answer several
 # members, which is where a set's iteration order once reached the seeded RNG. (15% loss:
@@ -167,4 +167,4 @@ def test_idle_probes_per_node_halve_because_each_exchange_checks_both_sides() ->
     sim.run_for(60)
     frames = sum(stats.frames_sent - before[name] for name, stats in sim.stats.items()) / 16 / 60
     # A ping or an ack is a frame: round-robin probing sends 2 per probe interval per node.
-    assert frames < 1.2 / Config().probe_interval, frames
+    assert frames < 1.2 / GossipTuning().probe_interval, frames

@@ -31,17 +31,17 @@ from appliance.cluster.swim import (
     JOIN_RELAY_FANOUT,
     JOIN_RELAY_GAP,
     URGENT_GOSSIP_GAP,
-    Config,
     EventKind,
+    GossipTuning,
     Outgoing,
     Swim,
 )
 
-CFG = Config()
+CFG = GossipTuning()
 
 
 def node(
-    name: str = "a", members: tuple[str, ...] = ("b", "c", "d", "e"), incarnation: int = 0, config: Config = CFG
+    name: str = "a", members: tuple[str, ...] = ("b", "c", "d", "e"), incarnation: int = 0, config: GossipTuning = CFG
 ) -> Swim:
     swim = Swim(name, f"{name}:7946", config=config, rng=random.Random(7), now=0.0, incarnation=incarnation)
     for other in members:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from appliance.cluster.upstream import PeerRefused, UpstreamError, UpstreamPool
+from appliance.api.upstream import PeerRefused, UpstreamError, UpstreamPool
 from appliance.identity import pki
 
 NOW = dt.datetime.now(dt.UTC)

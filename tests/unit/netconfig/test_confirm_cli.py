@@ -18,6 +18,8 @@ from netconfig.load import loads
 from netconfig.model import Nic
 from netconfig.state import StateDir
 from netconfig.validate import ConfigError
+from tests.kit.clock import FakeClock
+from tests.kit.wait import wait_until
 from tests.unit.netconfig.fakekernel import FakeKernel
 
 BASE = loads('nics: [{name: eth0, mac: "02:00:00:00:00:01", addresses: [10.0.0.1/24]}]')
@@ -26,17 +28,9 @@ CHANGE = loads(
 )
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def setup(tmp_path: Path, check: bool = True) -> tuple[FakeKernel, NetConfig, Clock]:
+def setup(tmp_path: Path, check: bool = True) -> tuple[FakeKernel, NetConfig, FakeClock]:
     kernel = FakeKernel([Nic(name="eth0", mac="02:00:00:00:00:01", mtu=1500)])
-    clock = Clock()
+    clock = FakeClock(1000.0)
     core = NetConfig(kernel, StateDir(tmp_path), clock=clock, check=lambda _address: check)
     core.apply_now(BASE)
     return kernel, core, clock
@@ -130,10 +124,7 @@ def test_cli_plan_show_apply_confirm(tmp_path: Path) -> None:
         target=lambda: results.append(run_cli(kernel, "net", "apply", str(config), "--confirm-within", "30", *data))
     )
     waiter.start()
-    deadline = time.monotonic() + 10
-    while StateDir(tmp_path / "netconfig").pending() is None:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    wait_until(lambda: StateDir(tmp_path / "netconfig").pending() is not None, 10, what="the pending change")
     assert run_cli(kernel, "net", "confirm", *data)[:2] == (0, "confirmed\n")
     waiter.join(timeout=10)
     code, out, err = results[0]
@@ -181,7 +172,7 @@ def test_the_check_address_is_canonical(tmp_path: Path) -> None:
         return True
 
     kernel = FakeKernel([Nic(name="eth0", mac="02:00:00:00:00:01", mtu=1500)])
-    core = NetConfig(kernel, StateDir(tmp_path), clock=Clock(), check=check)
+    core = NetConfig(kernel, StateDir(tmp_path), clock=FakeClock(1000.0), check=check)
     pending, _ = core.begin(BASE, confirm_within=120, check="2001:DB8:0::1")
     assert asked == ["2001:db8::1"]
     assert pending.check == "2001:db8::1"

@@ -13,7 +13,7 @@ from appliance.api.problems import EXCEPTION_HANDLERS
 from appliance.auth.throttle import RateLimiter
 from pxe.dnsmasq import Mode
 from pxe.http import decode_report, pxe_routes
-from pxe.service import PxeConfig, PxeMachine, PxeService
+from pxe.service import PxeMachine, PxeService, PxeSettings
 
 MAC = "52:54:00:aa:bb:01"
 
@@ -29,7 +29,7 @@ def files(tmp_path: Path) -> Path:
 def client(
     files: Path, enabled: bool = True, limiter: RateLimiter | None = None, recorder: RateLimiter | None = None
 ) -> tuple[TestClient[Litestar], PxeService]:
-    config = PxeConfig(
+    config = PxeSettings(
         enabled=enabled,
         interface="eth0",
         mode=Mode.FULL,

@@ -6,8 +6,8 @@ import socket
 
 import pytest
 
-from appliance.listen import ListenerError, check_can_bind
 from appliance.settings import parse_host_port
+from pxe.listen import ListenerError, check_can_bind
 from pxe.listener import default_http_url, listen_address
 
 

@@ -44,10 +44,9 @@ from litestar import Request, Response
 from litestar.response import Stream
 
 from appliance.api.problems import ApiError
+from appliance.api.upstream import PeerRefused, UpstreamError, UpstreamPool, UpstreamResponse, split_addr
 from appliance.auth.permissions import Role
 from appliance.auth.principal import Principal
-from appliance.cluster.transport import split_addr
-from appliance.cluster.upstream import PeerRefused, UpstreamError, UpstreamPool, UpstreamResponse
 from appliance.identity import pki
 from appliance.identity.store import NodeIdentity
 

@@ -11,7 +11,7 @@ import contextlib
 import socket
 import ssl
 
-from appliance.settings import HostPort
+from pxe.addresses import HostPort
 
 
 class ListenerError(OSError):

@@ -256,3 +256,9 @@ def _parse_head(head: bytes, conn: _Connection) -> tuple[int, dict[str, str]]:
 
 def _host_header(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def split_addr(addr: str) -> tuple[str, int]:
+    """`HOST:PORT` or `[V6]:PORT` as (host, port)."""
+    host, _, port = addr.rpartition(":")
+    return host.strip("[]"), int(port)

@@ -1,6 +1,7 @@
 """`/api/v1/nodes/{name}/pxe`: a node's PXE boot server settings, and the machines it booted.
 
-Per node (the interface and DHCP range are that node's), so each handler forwards first.
+Per node (the interface and DHCP range are that node's): the router forwards a request for
+another node there (appliance/api/pernode.py).
 Reading the settings needs `pxe:manage` like writing them, and is audited (`pxe.config.read`):
 they are the site's security settings (the approval policy). No route returns a join token:
 the settings name the token a machine was handed by id and expiry only. The machine list and a
@@ -13,7 +14,7 @@ user (docs/security.md), so it is an admin's act (`cluster:manage`, like making 
 so is changing the approval policy (`approve_macs`, `approve_serials`, `approve_all`) in
 `PUT .../pxe`. Refusing (`.../refuse`) is `pxe:manage`. Everything here is audited by the
 access gate under the route's action. The boot files and the machines' reports are served
-without credentials by `pxe.http` on the plain-HTTP listener; enrolment by `pxe.enrol_routes`.
+without credentials by `pxe.http` on the plain-HTTP listener; enrolment by `appliance.pxe.enrol_routes`.
 """
 
 from __future__ import annotations
@@ -26,51 +27,48 @@ from litestar.handlers import HTTPRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, JSONBody
 
+from appliance.api.forward import Forwarder
 from appliance.api.openapi import problems, reads_body
+from appliance.api.pernode import node_router
 from appliance.api.problems import ApiError
 from appliance.audit.context import note
 from appliance.auth.permissions import Permission, requires
 from appliance.auth.principal import Principal
-from appliance.cluster.forward import Forwarder
 from appliance.settings import SettingsError, validate_node_name
 from pxe.dnsmasq import normalize_mac
 from pxe.enlistment import EnlistedMachine, EnlistedMachineDetail
 from pxe.enrol_service import EnrolmentService
 from pxe.enrolment import EnrolmentError, EnrolmentView
-from pxe.service import MachinePatch, MachinePut, MachineSettings, PxeConfig, PxeConfigView, PxeError, PxeService
+from pxe.service import MachinePatch, MachinePut, MachineSettings, PxeError, PxeService, PxeSettings, PxeSettingsView
 
 AnyRequest = Request[Principal, Any, Any]
 
 
-def pxe_config_routes(service: PxeService, *, local: str, forwarder: Forwarder) -> Router:
+def pxe_config_routes(service: PxeService, *, forwarder: Forwarder) -> Router:
     """A node's PXE settings and booted machines, through any node."""
 
     @get(
         "/{name:str}/pxe",
-        opt=requires(Permission.PXE_MANAGE, action="pxe.config.read") | problems(forwards=True),
+        opt=requires(Permission.PXE_MANAGE, action="pxe.config.read"),
         summary="A node's PXE boot server settings, with each machine's enrolment (never a token)",
-        responses={200: ResponseSpec(PxeConfigView)},
+        responses={200: ResponseSpec(PxeSettingsView)},
     )
     async def get_config(request: AnyRequest, name: FromPath[str]) -> Response[Any]:
-        if name != local:
-            return await forwarder.forward(request, name)
         note(request, target=f"node {name}")
-        return Response(service.config_view(), headers={"cache-control": "no-store"})
+        return Response(service.settings_view(), headers={"cache-control": "no-store"})
 
     @put(
         "/{name:str}/pxe",
-        opt=requires(Permission.PXE_MANAGE, action="pxe.config.put") | problems(forwards=True),
+        opt=requires(Permission.PXE_MANAGE, action="pxe.config.put"),
         summary="Store and apply a node's PXE boot server settings (restarts dnsmasq if they changed)",
-        responses={200: ResponseSpec(PxeConfigView)},
+        responses={200: ResponseSpec(PxeSettingsView)},
     )
-    async def put_config(request: AnyRequest, name: FromPath[str], data: JSONBody[PxeConfigView]) -> Response[Any]:
-        if name != local:
-            return await forwarder.forward(request, name)
+    async def put_config(request: AnyRequest, name: FromPath[str], data: JSONBody[PxeSettingsView]) -> Response[Any]:
         # What GET answers may be sent back as is: its read-only `enrolments` are ignored.
         fields = msgspec.structs.asdict(data)
         del fields["enrolments"]
-        wanted = PxeConfig(**fields)
-        if _policy_of(wanted) != _policy_of(service.config()) and not request.user.can(Permission.CLUSTER_MANAGE):
+        wanted = PxeSettings(**fields)
+        if _policy_of(wanted) != _policy_of(service.settings()) and not request.user.can(Permission.CLUSTER_MANAGE):
             raise ApiError(
                 403,
                 "changing the approval policy (approve_macs, approve_serials, approve_all) admits members "
@@ -87,28 +85,24 @@ def pxe_config_routes(service: PxeService, *, local: str, forwarder: Forwarder) 
             else f"{len(stored.approve_macs) + len(stored.approve_serials)} approved"
         )
         note(request, target=f"node {name}", detail=f"{state}, {len(stored.machines)} machines, {policy}")
-        return Response(service.config_view())
+        return Response(service.settings_view())
 
     @get(
         "/{name:str}/pxe/machines",
-        opt=requires(Permission.NODE_READ) | problems(forwards=True),
+        opt=requires(Permission.NODE_READ),
         summary="Machines that fetched a boot script from a node, most recent first",
         responses={200: ResponseSpec(list[EnlistedMachine])},
     )
     async def machines(request: AnyRequest, name: FromPath[str]) -> Response[Any]:
-        if name != local:
-            return await forwarder.forward(request, name)
         return Response(service.seen())
 
     @get(
         "/{name:str}/pxe/machines/{mac:str}",
-        opt=requires(Permission.NODE_READ) | problems(404, 422, forwards=True),
+        opt=requires(Permission.NODE_READ) | problems(404, 422),
         summary="One machine that booted from a node, with the inventory it reported",
         responses={200: ResponseSpec(EnlistedMachineDetail)},
     )
     async def machine(request: AnyRequest, name: FromPath[str], mac: FromPath[str]) -> Response[Any]:
-        if name != local:
-            return await forwarder.forward(request, name)
         found = service.machine(_mac(mac))
         if found is None:
             raise ApiError(404, f"machine {mac} has not fetched a boot script from node {name}")
@@ -116,15 +110,13 @@ def pxe_config_routes(service: PxeService, *, local: str, forwarder: Forwarder) 
 
     @put(
         "/{name:str}/pxe/machines/{mac:str}",
-        opt=requires(Permission.PXE_MANAGE, action="pxe.machine.put") | problems(forwards=True),
+        opt=requires(Permission.PXE_MANAGE, action="pxe.machine.put"),
         summary="Name a machine: store its boot settings (name, extra arguments, fixed IP)",
         responses={200: ResponseSpec(MachineSettings)},
     )
     async def put_machine(
         request: AnyRequest, name: FromPath[str], mac: FromPath[str], data: JSONBody[MachinePut]
     ) -> Response[Any]:
-        if name != local:
-            return await forwarder.forward(request, name)
         try:
             stored = await service.put_machine(_mac(mac), data)
         except PxeError as exc:
@@ -134,15 +126,13 @@ def pxe_config_routes(service: PxeService, *, local: str, forwarder: Forwarder) 
 
     @patch(
         "/{name:str}/pxe/machines/{mac:str}",
-        opt=requires(Permission.PXE_MANAGE, action="pxe.machine.patch") | problems(forwards=True),
+        opt=requires(Permission.PXE_MANAGE, action="pxe.machine.patch"),
         summary="Change some of a machine's boot settings: absent fields are kept, null clears one",
         responses={200: ResponseSpec(MachineSettings)},
     )
     async def patch_machine(
         request: AnyRequest, name: FromPath[str], mac: FromPath[str], data: JSONBody[MachinePatch]
     ) -> Response[Any]:
-        if name != local:
-            return await forwarder.forward(request, name)
         try:
             stored = await service.patch_machine(_mac(mac), data)
         except PxeError as exc:
@@ -154,13 +144,11 @@ def pxe_config_routes(service: PxeService, *, local: str, forwarder: Forwarder) 
 
     @delete(
         "/{name:str}/pxe/machines/{mac:str}",
-        opt=requires(Permission.PXE_MANAGE, action="pxe.machine.delete") | problems(404, 422, forwards=True),
+        opt=requires(Permission.PXE_MANAGE, action="pxe.machine.delete") | problems(404, 422),
         summary="Forget a machine: its record, its inventory and its boot settings",
         status_code=204,
     )
     async def forget_machine(request: AnyRequest, name: FromPath[str], mac: FromPath[str]) -> Response[None]:
-        if name != local:
-            return await forwarder.forward(request, name)
         normalized = _mac(mac)
         try:
             forgotten = await service.forget(normalized)
@@ -171,9 +159,9 @@ def pxe_config_routes(service: PxeService, *, local: str, forwarder: Forwarder) 
         note(request, target=f"node {name} machine {normalized}")
         return Response(None, status_code=204)
 
-    return Router(
+    return node_router(
         "/api/v1/nodes",
-        route_handlers=[
+        [
             get_config,
             put_config,
             machines,
@@ -181,27 +169,26 @@ def pxe_config_routes(service: PxeService, *, local: str, forwarder: Forwarder) 
             put_machine,
             patch_machine,
             forget_machine,
-            *_enrolment_handlers(service, local=local, forwarder=forwarder),
+            *_enrolment_handlers(service),
         ],
+        forwarder=forwarder,
         tags=["pxe"],
     )
 
 
-def _enrolment_handlers(service: PxeService, *, local: str, forwarder: Forwarder) -> list[HTTPRouteHandler]:
+def _enrolment_handlers(service: PxeService) -> list[HTTPRouteHandler]:
     """Approve or refuse a machine that enrolled with its boot script's credential."""
 
     @post(
         "/{name:str}/pxe/machines/{mac:str}/approve",
         opt=requires(Permission.CLUSTER_MANAGE, action="pxe.machine.approve")
-        | problems(400, 404, 409, 413, 422, forwards=True)
+        | problems(400, 404, 409, 413, 422)
         | reads_body(Approval, required=False),
         summary="Approve a machine waiting to enrol (optionally naming it): its next poll gets a join token",
         responses={200: ResponseSpec(EnrolmentView)},
         status_code=200,
     )
     async def approve(request: AnyRequest, name: FromPath[str], mac: FromPath[str]) -> Response[Any]:
-        if name != local:
-            return await forwarder.forward(request, name)
         enrolments, key = _enrolments(service), _mac(mac)
         given = _approval(await request.body()).name
         if given is not None:
@@ -224,14 +211,12 @@ def _enrolment_handlers(service: PxeService, *, local: str, forwarder: Forwarder
 
     @post(
         "/{name:str}/pxe/machines/{mac:str}/refuse",
-        opt=requires(Permission.PXE_MANAGE, action="pxe.machine.refuse") | problems(404, 422, forwards=True),
+        opt=requires(Permission.PXE_MANAGE, action="pxe.machine.refuse") | problems(404, 422),
         summary="Refuse a machine's enrolment: it stays refused until it is forgotten",
         responses={200: ResponseSpec(EnrolmentView)},
         status_code=200,
     )
     async def refuse(request: AnyRequest, name: FromPath[str], mac: FromPath[str]) -> Response[Any]:
-        if name != local:
-            return await forwarder.forward(request, name)
         key = _mac(mac)
         decided = _enrolments(service).refuse(key, request.user.name)
         note(request, target=f"node {name} machine {key}", detail="refused")
@@ -273,7 +258,7 @@ def _mac(text: str) -> str:
         raise ApiError(422, str(exc)) from exc
 
 
-def _policy_of(config: PxeConfig) -> tuple[frozenset[str], frozenset[str], bool]:
+def _policy_of(config: PxeSettings) -> tuple[frozenset[str], frozenset[str], bool]:
     """The approval policy as stored (MACs normalised), to tell whether a PUT changes it."""
     macs = set()
     for mac in config.approve_macs:

@@ -1,6 +1,6 @@
 """WebSockets through any node: carry a client's upgrade to the member it is about.
 
-The HTTP forwarder (appliance/cluster/forward.py) replays one request; a WebSocket is a
+The HTTP forwarder (appliance/api/forward.py) replays one request; a WebSocket is a
 conversation, so this relays it. The access gate has already admitted the caller on this
 node (permission, Origin, credentials). Before accepting the client, this node opens a
 WebSocket to the target over TLS verified against the cluster CA, checks that the
@@ -28,11 +28,10 @@ from typing import Any
 from litestar import WebSocket
 from litestar.exceptions import WebSocketDisconnect
 
+from appliance.api.forward import DEADLINE_SECONDS, Forwarder
+from appliance.api.upstream import PeerRefused, split_addr
+from appliance.api.wsclient import HandshakeRefused, WsClient
 from appliance.auth.principal import Principal
-from appliance.cluster.forward import DEADLINE_SECONDS, Forwarder
-from appliance.cluster.transport import split_addr
-from appliance.cluster.upstream import PeerRefused
-from appliance.events.wsclient import HandshakeRefused, WsClient
 
 FORWARDED_STATE = "debvisor_forwarded"
 _PASSED_ON = ("origin", "user-agent")
