@@ -17,7 +17,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection
 
 from tests.clusterlab import ClusterLab, ClusterNode, join_token
-from tests.conftest import require
+from tests.kit.need import require
 from tests.netns import Lab, available
 from tests.nsclient import NamespaceClient
 from tests.nswebsocket import open_websocket, receive
