@@ -43,7 +43,6 @@ if TYPE_CHECKING:
     from appliance.bootstrap import OpenedNode
     from appliance.cluster.nodestate import NodeStateStore
     from appliance.cluster.service import NodeMember
-    from appliance.cluster.swim import Event
     from appliance.events.bus import EventBus
     from appliance.identity.store import NodeIdentity
     from appliance.settings import AuthSettings
@@ -86,7 +85,8 @@ class Subsystem:
 
 
 class Membership(Protocol):
-    """The narrow view of the cluster most subsystems need: who is there, and how to reach them."""
+    """The narrow view of the cluster most subsystems need: who is there, and how to reach them.
+    Its changes reach subsystems as `MembershipChanged` events on the bus (`Core.events`)."""
 
     def members(self) -> list[NodeMember]: ...
 
@@ -97,8 +97,6 @@ class Membership(Protocol):
     def name_in_use(self, name: str) -> bool: ...
 
     def cert_refused(self, fingerprint: str) -> bool: ...
-
-    def on_event(self, listener: Callable[[Event], None]) -> None: ...
 
     def publish(self, values: dict[str, bytes]) -> None: ...
 
