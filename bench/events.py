@@ -4,7 +4,8 @@ This is a benchmark, not a test: it prints figures and asserts nothing. It needs
 (network namespaces); `.venv/bin/python -m bench.events` takes about 2 minutes.
 
     .venv/bin/python -m bench.events [--nodes 3] [--samples 200] [--idle 1000]
-                                     [--fanout-clients 100] [--rate 1000] [--seconds 10]
+                                     [--fanout-clients 100] [--rate 1200] [--seconds 10]
+                                     [--only latency|idle|fanout]
 
 1. Latency: a client on n0 subscribed to n2's audit events; `PUT /api/v1/node` is sent to
    n2 `--samples` times, spaced out; latency is the client's receive time minus the event's
@@ -17,12 +18,16 @@ This is a benchmark, not a test: it prints figures and asserts nothing. It needs
    n1's certificate in n1's namespace: granian's own cost per idle WebSocket, so what the
    appliance adds is the difference.
 3. Fan-out: `--fanout-clients` clients on n1 subscribed to the cluster's audit and
-   configuration events while the other nodes make and revoke API tokens (4 events per
+   configuration events while every node (n1 too) makes and revokes API tokens (4 events per
    request cluster-wide) aiming at `--rate` events per second in total (open loop) for
-   `--seconds`; every client must receive every event (counted by node and id), with no
-   `lagged`. Prints the rate reached (on this shared machine the API writes that make the
-   events are the limit), the events each client got, how many were lost, and the CPU time
-   n1 spent per 1000 events delivered to all clients.
+   `--seconds`. The writes come from one process per node, over keep-alive HTTP/1.1
+   connections written by hand (httpx cost more CPU per request than the node answering it),
+   and the clients decode only the fields they count: on this 2-core machine the load
+   generators, not the fan-out, were the limit. Every client must receive every event
+   (counted by node and id), with no `lagged`. Prints the rate reached, the events each
+   client got, how many were lost, the CPU time n1 spent per 1000 events delivered to all
+   clients, and the CPU time of the other nodes, the clients and the generators.
+   `--only fanout` (repeatable, also `latency`, `idle`) runs one part.
 
 All nodes share this machine's two cores with the load generators and the clients, so the
 figures are an upper bound on what separate machines would show.
@@ -33,7 +38,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing
 import os
+import resource
 import signal
 import ssl
 import statistics
@@ -43,10 +50,12 @@ import tempfile
 import threading
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
+import msgspec
 from websockets.asyncio.client import ClientConnection, connect
 
 from tests.clusterlab import ClusterLab, ClusterNode
@@ -95,6 +104,19 @@ async def open_client(node: ClusterNode, query: str, token: str, port: int = 844
         open_timeout=60,
         max_size=None,
     )
+
+
+class Seen(msgspec.Struct):
+    """The fields of an event the fan-out clients look at (decoding only these is cheaper)."""
+
+    type: str
+    node: str = ""
+    id: int = 0
+    action: str = ""
+    kind: str = ""
+
+
+SEEN = msgspec.json.Decoder(Seen)
 
 
 def messages(frame: str | bytes) -> list[dict[str, Any]]:
@@ -221,15 +243,81 @@ def cpu_seconds(node: ClusterNode) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def generate(netns: str, url: str, *, cafile: str, password: str, share: float, seconds: float) -> int:
+    """Make and revoke API tokens on the node at `url` at `share` requests per second for
+    `seconds`, from a process of its own inside `netns` (the clients' process has no spare
+    CPU for it: with the generators beside the 100 clients it was the limit, below 1000
+    events/s). Returns the requests that succeeded."""
+    enter_netns(netns)
+    return asyncio.run(_load(url, cafile, password, share, seconds))
+
+
+async def _load(url: str, cafile: str, password: str, share: float, seconds: float) -> int:
+    verify = ssl.create_default_context(cafile=cafile)
+    verify.check_hostname = False
+    # API tokens are made with a session (a token cannot make tokens): log in once with httpx,
+    # then send the writes over plain keep-alive HTTP/1.1 connections (httpx cost about 2.5 ms
+    # of CPU per request here, more than the node spent answering it).
+    async with httpx.AsyncClient(base_url=url, verify=verify, timeout=30) as http:
+        login = await http.post("/api/v1/auth/login", json={"username": "admin", "password": password})
+        login.raise_for_status()
+        headers = (
+            f"Host: {httpx.URL(url).host}\r\nCookie: {'; '.join(f'{k}={v}' for k, v in http.cookies.items())}\r\n"
+            f"X-CSRF-Token: {login.json()['csrf_token']}\r\n"
+        )
+    ok = 0
+    interval = 1.0 / share
+    scheduled = iter(range(int(share * seconds)))
+    made: list[str] = []
+    start = time.monotonic()
+
+    async def worker() -> None:
+        nonlocal ok
+        parsed = httpx.URL(url)
+        reader, writer = await asyncio.open_connection(parsed.host, parsed.port, ssl=verify)
+        try:
+            for i in scheduled:
+                await asyncio.sleep(max(0.0, start + i * interval - time.monotonic()))
+                if i % 2 == 0 or not made:
+                    body = json.dumps({"name": f"fan-out {i}"}).encode()
+                    head = f"POST /api/v1/tokens HTTP/1.1\r\n{headers}Content-Type: application/json\r\n"
+                else:
+                    body = b""
+                    head = f"DELETE /api/v1/tokens/{made.pop()} HTTP/1.1\r\n{headers}"
+                writer.write(f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body)
+                status, answer = await _response(reader)
+                if status == 201:
+                    made.append(json.loads(answer)["token"]["id"])
+                ok += status in (201, 204)
+        finally:
+            writer.close()
+
+    await asyncio.gather(*(worker() for _ in range(GENERATOR_CONNECTIONS)))
+    return ok
+
+
+async def _response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    """Status and body of one HTTP/1.1 response: a 204, or a body with a Content-Length (what
+    the node sends)."""
+    head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+    status = int(head[0].split()[1])
+    fields = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in head[1:] if line)}
+    if status == 204:
+        return status, b""
+    if "content-length" not in fields:
+        raise RuntimeError(f"a response without Content-Length: {head[0]} {fields}")
+    return status, await reader.readexactly(int(fields["content-length"]))
+
+
 def fanout(cluster: ClusterLab, clients: int, rate: float, seconds: float, token: str) -> dict[str, Any]:
-    """Clients on n1 take the cluster's token events while the other nodes make and revoke API
+    """Clients on n1 take the cluster's token events while every node makes and revoke API
     tokens: each request is up to 4 events cluster-wide (its audit entry on the node it was
     sent to, the token record's change there and on each other member as replication merges
     it; a member that merges a made-and-revoked token at once sees only the tombstone). The
     audit events are exactly one per request: those check that nothing was lost on the way;
     `lost` counts what any client missed of what some client received."""
     n1 = cluster.nodes[1]
-    sources = [n for n in cluster.nodes if n is not n1]
+    sources = list(cluster.nodes)  # n1 too: its own writes are events its clients must get
     initial = (cluster.nodes[0].data_dir / "initial-admin-password").read_text().strip()
     password = initial + "-changed"  # as tests.nodeproc.first_admin_token left it
     sent: list[int] = []
@@ -238,10 +326,10 @@ def fanout(cluster: ClusterLab, clients: int, rate: float, seconds: float, token
     ready = threading.Event()
     load_done = threading.Event()
 
-    def wanted(m: dict[str, Any]) -> bool:
-        if m["type"] == "audit":
-            return bool(m["action"] in ("token.create", "token.revoke"))
-        return bool(m["type"] == "config" and m["kind"] == "token")
+    def wanted(m: Seen) -> bool:
+        if m.type == "audit":
+            return m.action in ("token.create", "token.revoke")
+        return m.type == "config" and m.kind == "token"
 
     async def receive_all() -> None:
         sockets = [await open_client(n1, "type=audit,config", token) for _ in range(clients)]
@@ -255,12 +343,12 @@ def fanout(cluster: ClusterLab, clients: int, rate: float, seconds: float, token
                     frame = await asyncio.wait_for(ws.recv(), 1.0)
                 except TimeoutError:
                     continue
-                for m in messages(frame):
-                    if m["type"] == "lagged":
+                for m in SEEN.decode_lines(frame):
+                    if m.type == "lagged":
                         lagged.append(index)
                         return
                     if wanted(m):
-                        got.add((m["node"], m["id"], m["type"]))
+                        got.add((m.node, m.id, m.type))
 
         readers = [asyncio.create_task(read(i, ws)) for i, ws in enumerate(sockets)]
         ready.set()
@@ -276,60 +364,40 @@ def fanout(cluster: ClusterLab, clients: int, rate: float, seconds: float, token
         await asyncio.gather(*readers)
         await asyncio.gather(*(s.close() for s in sockets))
 
-    async def load(node: ClusterNode, share: float) -> int:
-        ok = 0
-        interval = 1.0 / share
-        total = int(share * seconds)
-        made: list[str] = []
-        async with httpx.AsyncClient(
-            base_url=node.url,
-            verify=context(node),
-            limits=httpx.Limits(max_connections=GENERATOR_CONNECTIONS),
-            timeout=30,
-        ) as http:
-            # API tokens are made with a session (a token cannot make tokens).
-            login = await http.post("/api/v1/auth/login", json={"username": "admin", "password": password})
-            login.raise_for_status()
-            http.headers["X-CSRF-Token"] = login.json()["csrf_token"]
-            start = time.monotonic()
-            scheduled = iter(range(total))
-
-            async def worker() -> None:  # a few workers share the schedule: httpx slows with many waiters
-                nonlocal ok
-                for i in scheduled:
-                    await asyncio.sleep(max(0.0, start + i * interval - time.monotonic()))
-                    if i % 2 == 0 or not made:
-                        response = await http.post("/api/v1/tokens", json={"name": f"fan-out {i}"})
-                        if response.status_code == 201:
-                            made.append(response.json()["token"]["id"])
-                    else:
-                        response = await http.delete(f"/api/v1/tokens/{made.pop()}")
-                    ok += response.status_code in (201, 204)
-
-            await asyncio.gather(*(worker() for _ in range(GENERATOR_CONNECTIONS)))
-        return ok
-
     receiver = threading.Thread(target=in_netns, args=(n1.host.netns, receive_all), daemon=True)
     receiver.start()
     ready.wait(120)
-    cpu_before = cpu_seconds(n1)
-    started = time.monotonic()
-    generators = []
     requests_per_second = rate / 4  # up to 4 events each
-    for node in sources:
-
-        def generate(node: ClusterNode = node) -> None:
-            sent.append(in_netns(node.host.netns, lambda: load(node, requests_per_second / len(sources))))
-
-        thread = threading.Thread(target=generate, daemon=True)
-        thread.start()
-        generators.append(thread)
-    for thread in generators:
-        thread.join()
-    elapsed = time.monotonic() - started
-    load_done.set()
+    share = requests_per_second / len(sources)
+    children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    try:
+        with ProcessPoolExecutor(len(sources), mp_context=multiprocessing.get_context("spawn")) as pool:
+            list(pool.map(time.sleep, [1.0] * len(sources)))  # start the processes before the clock does
+            own_before = time.process_time()  # this process: the WebSocket clients
+            others_before = [cpu_seconds(n) for n in cluster.nodes if n is not n1]
+            cpu_before = cpu_seconds(n1)
+            started = time.monotonic()
+            runs = [
+                pool.submit(
+                    generate,
+                    n.host.netns,
+                    n.url,
+                    cafile=str(n.data_dir / "pki" / "ca.crt"),
+                    password=password,
+                    share=share,
+                    seconds=seconds,
+                )
+                for n in sources
+            ]
+            sent.extend(run.result() for run in runs)
+            elapsed = time.monotonic() - started
+    finally:
+        load_done.set()  # the clients stop even if a generator failed
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
     receiver.join()
     cpu = cpu_seconds(n1) - cpu_before
+    others = sum(cpu_seconds(n) for n in cluster.nodes if n is not n1) - sum(others_before)
+    own = time.process_time() - own_before
     union: set[tuple[str, int, str]] = set().union(*counts.values()) if counts else set()
     received = [len(v) for v in counts.values()]
     return {
@@ -343,6 +411,10 @@ def fanout(cluster: ClusterLab, clients: int, rate: float, seconds: float, token
         "lagged": len(lagged),
         "clients": len(received),
         "cpu": cpu,
+        "others": others,
+        "own": own,
+        "generators": children.ru_utime + children.ru_stime - children_before.ru_utime - children_before.ru_stime,
+        "elapsed": elapsed,
     }
 
 
@@ -352,9 +424,13 @@ def main() -> int:
     parser.add_argument("--samples", type=int, default=200)
     parser.add_argument("--idle", type=int, default=1000)
     parser.add_argument("--fanout-clients", type=int, default=100)
-    parser.add_argument("--rate", type=float, default=1000.0)
+    parser.add_argument("--rate", type=float, default=1200.0)
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument(
+        "--only", choices=["latency", "idle", "fanout"], action="append", help="run only these parts (repeatable)"
+    )
     args = parser.parse_args()
+    parts = set(args.only or ["latency", "idle", "fanout"])
     reason = available()
     if reason is not None:
         print(f"bench.events needs network namespaces: {reason}", file=sys.stderr)
@@ -367,7 +443,7 @@ def main() -> int:
             assert token is not None
             print(f"{args.nodes} nodes up in {took:.1f} s")
 
-            found = [s * 1000 for s in latency(cluster, args.samples, token)]
+            found = [s * 1000 for s in latency(cluster, args.samples, token)] if "latency" in parts else []
             if found:
                 print(
                     f"1. latency n2 -> client on n0 ({len(found)} events): p50 {pct(found, 0.5):.1f} ms, "
@@ -375,27 +451,39 @@ def main() -> int:
                     "(targets p50 < 20 ms, p99 < 100 ms)"
                 )
 
-            before, after, spent = idle_clients(cluster, args.idle, token)
-            bare_before, bare_after = bare_granian(cluster, args.idle, token)
-            extra, bare = after - before, bare_after - bare_before
-            print(
-                f"2. {args.idle} idle clients on n1 (opened in {spent:.1f} s): RSS {before / 2**20:.1f} -> "
-                f"{after / 2**20:.1f} MiB, +{extra / 2**20:.1f} MiB (target < 30 MiB); bare granian with "
-                f"the same TLS: +{bare / 2**20:.1f} MiB, so the appliance's own share is "
-                f"+{(extra - bare) / 2**20:.1f} MiB ({(extra - bare) / args.idle / 1024:.1f} KiB per client)"
-            )
-
-            result = fanout(cluster, args.fanout_clients, args.rate, args.seconds, token)
-            per_thousand = result["cpu"] / max(1, result["events"]) * 1000
-            print(
-                f"3. fan-out: {result['events']} events ({result['audit']} audit events for {result['requests']} "
-                f"requests) at {result['rate']:.0f}/s to {result['clients']} clients on n1: each got "
-                f"{result['min']}..{result['max']}, lost {result['lost']}, lagged {result['lagged']}; n1 spent "
-                f"{result['cpu']:.1f} CPU s ({per_thousand * 1000:.0f} ms per 1000 events to all clients)"
-            )
+            if "idle" in parts:
+                idle(cluster, args.idle, token)
+            if "fanout" in parts:
+                fanout_part(cluster, args, token)
         finally:
             cluster.stop()
     return 0
+
+
+def idle(cluster: ClusterLab, count: int, token: str) -> None:
+    before, after, spent = idle_clients(cluster, count, token)
+    bare_before, bare_after = bare_granian(cluster, count, token)
+    extra, bare = after - before, bare_after - bare_before
+    print(
+        f"2. {count} idle clients on n1 (opened in {spent:.1f} s): RSS {before / 2**20:.1f} -> "
+        f"{after / 2**20:.1f} MiB, +{extra / 2**20:.1f} MiB (target < 30 MiB); bare granian with "
+        f"the same TLS: +{bare / 2**20:.1f} MiB ({bare / count / 1024:.0f} KiB per socket), so the "
+        f"appliance's own share is +{(extra - bare) / 2**20:.1f} MiB "
+        f"({(extra - bare) / count / 1024:.1f} KiB per client)"
+    )
+
+
+def fanout_part(cluster: ClusterLab, args: argparse.Namespace, token: str) -> None:
+    result = fanout(cluster, args.fanout_clients, args.rate, args.seconds, token)
+    per_thousand = result["cpu"] / max(1, result["events"]) * 1000
+    print(
+        f"3. fan-out: {result['events']} events ({result['audit']} audit events for {result['requests']} "
+        f"requests) at {result['rate']:.0f}/s to {result['clients']} clients on n1: each got "
+        f"{result['min']}..{result['max']}, lost {result['lost']}, lagged {result['lagged']}; n1 spent "
+        f"{result['cpu']:.1f} CPU s ({per_thousand * 1000:.0f} ms per 1000 events to all clients); in "
+        f"{result['elapsed']:.1f} s the other nodes spent {result['others']:.1f} CPU s, the clients "
+        f"{result['own']:.1f}, the generators {result['generators']:.1f}"
+    )
 
 
 if __name__ == "__main__":
