@@ -135,7 +135,7 @@ def create_app(
         forwarder=Forwarder(
             identity=node.identity,
             member_api=cluster.member_api,
-            is_revoked=cluster.cert_refused,
+            refusal=cluster.cert_refusal,
             accept_nonce=NonceLedger(node.db, margin=MAX_SKEW_SECONDS, clock=clock).accept,
             clock=clock,
         ),

@@ -3,14 +3,16 @@
 The forwarding node has already authenticated and rate-limited the caller. It sends the
 request to the target's API over HTTPS verified against the cluster CA, on a kept-alive
 connection per target, without the caller's credentials. Before a byte of the request goes
-out it checks that the certificate that answered names the target node and is not revoked
-(`check_answering_node`), so an assertion is never handed to an impostor at the target's
-address. Instead of the credentials it attaches a *forwarding assertion*: who the caller is
-(user, the kind and id of the credential they showed, their address), the target node, the
-method and path, a time and a nonce, signed with the forwarding node's key, together with
-that node's certificate. The target accepts the assertion only if the certificate chains to
-the cluster CA, is not revoked, names the forwarding node, the signature verifies, it names
-this node, it is fresh, its nonce was never accepted before (remembered across restarts,
+out it checks that the certificate that answered names the target node and is accepted by
+the certificate registry (`check_answering_node`), so an assertion is never handed to an
+impostor at the target's address. Instead of the credentials it attaches a *forwarding
+assertion*: who the caller is (user, the kind and id of the credential they showed, their
+address), the target node, the method and path, a time and a nonce, signed with the
+forwarding node's key, together with that node's certificate. The target accepts the
+assertion only if the certificate chains to the cluster CA, is accepted by the certificate
+registry (registered, or a renewal of a registered certificate with the same name and key,
+and not revoked), names the forwarding node, the signature verifies, it names this node, it
+is fresh, its nonce was never accepted before (remembered across restarts,
 appliance/cluster/nonces.py), and it describes this very request. The caller's role is then
 derived from the replicated user and token records (appliance/auth/principal.py), never
 taken from the assertion. A forwarded request is never forwarded again.
@@ -48,6 +50,7 @@ from appliance.api.upstream import PeerRefused, UpstreamError, UpstreamPool, Ups
 from appliance.auth.permissions import Role
 from appliance.auth.principal import Principal
 from appliance.identity import pki
+from appliance.identity.registry import key_id
 from appliance.identity.store import NodeIdentity
 
 ASSERTION_HEADER = "x-debvisor-forwarded"
@@ -88,6 +91,7 @@ class _Cert:
     cert: x509.Certificate
     fingerprint: str
     name: str
+    key: str  # SHA-256 of its public key: what a renewed certificate keeps
 
 
 def _b64(data: bytes) -> str:
@@ -106,13 +110,15 @@ class Forwarder:
         *,
         identity: NodeIdentity,
         member_api: Callable[[str], tuple[str, str] | None],
-        is_revoked: Callable[[str], bool],
+        refusal: Callable[[str, str | None, str | None], str | None],
         accept_nonce: Callable[[str, float], bool],
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._identity = identity
         self._member_api = member_api  # name -> (state, "host:port") or None
-        self._is_revoked = is_revoked  # certificate fingerprint -> revoked?
+        # (fingerprint, name, key) -> why the certificate registry refuses it, or None; a renewed
+        # certificate whose entry is still on its way passes by its registered name and key.
+        self._refusal = refusal
         self._accept_nonce = accept_nonce  # (nonce, valid until) -> False if accepted before
         self._clock = clock
         self._cert_header = _b64(identity.node_cert.public_bytes(serialization.Encoding.DER))
@@ -260,8 +266,9 @@ class Forwarder:
             signer = self._certificate(cert_der)
         except ValueError as exc:
             raise ApiError(401, f"the forwarding node's certificate {exc}") from exc
-        if self._is_revoked(signer.fingerprint):
-            raise ApiError(401, "the forwarding node's certificate is revoked")
+        reason = self._refusal(signer.fingerprint, signer.name, signer.key)
+        if reason is not None:
+            raise ApiError(401, f"the forwarding node's certificate is refused: {reason}")
         if signer.name != claim.node:
             raise ApiError(401, "the forwarding assertion names another node than its certificate")
         key = signer.cert.public_key()
@@ -284,8 +291,8 @@ class Forwarder:
 
     def check_answering_node(self, der: bytes, target: str) -> None:
         """PeerRefused unless the certificate that answered at `target`'s address is `target`'s:
-        issued by the cluster CA, valid now, naming `target`, and not revoked (`is_revoked`,
-        the same check a forwarding node's certificate passes). Runs before any request is
+        issued by the cluster CA, valid now, naming `target`, and accepted by the certificate
+        registry (`refusal`, the same check a forwarding node's certificate passes). Runs before any request is
         written on a connection, new or reused."""
         try:
             peer = self._certificate(der)
@@ -294,9 +301,10 @@ class Forwarder:
         if peer.name != target:
             log.warning("refused to forward to %s: node %r answered at its address", target, peer.name)
             raise PeerRefused(f"node {peer.name!r} answered")
-        if self._is_revoked(peer.fingerprint):
-            log.warning("refused to forward to %s: its certificate %s is revoked", target, peer.fingerprint[:16])
-            raise PeerRefused("its certificate is revoked")
+        reason = self._refusal(peer.fingerprint, peer.name, peer.key)
+        if reason is not None:
+            log.warning("refused to forward to %s: its certificate %s is %s", target, peer.fingerprint[:16], reason)
+            raise PeerRefused(f"its certificate is refused: {reason}")
 
     def _certificate(self, der: bytes) -> _Cert:
         """A member's certificate, checked against the cluster CA and the clock; ValueError
@@ -311,7 +319,7 @@ class Forwarder:
                 name = pki.node_name_of(cert)
             except ValueError as exc:
                 raise ValueError("is not from this cluster") from exc
-            cached = _Cert(cert, pki.fingerprint(cert), name)
+            cached = _Cert(cert, pki.fingerprint(cert), name, key_id(cert))
             if len(self._peer_certs) > 1024:
                 self._peer_certs.clear()
             self._peer_certs[digest] = cached

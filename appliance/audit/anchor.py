@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from appliance.identity import pki
+from appliance.identity.registry import key_id
 
 ANCHOR_KEY = "audit.head"  # the key in each node's replicated key space
 _HASH = re.compile(r"[0-9a-f]{64}")
@@ -65,14 +66,16 @@ class SignedHead(msgspec.Struct, frozen=True, kw_only=True):
 Trust = Callable[[x509.Certificate], None]
 
 
-def cluster_trust(ca_cert: x509.Certificate, refused: Callable[[str], bool]) -> Trust:
-    """Trust a certificate issued by the cluster CA that `refused` (by fingerprint) does not
-    refuse: on a node, the certificate registry's check (registered, not revoked)."""
+def cluster_trust(ca_cert: x509.Certificate, refusal: Callable[[str, str | None, str | None], str | None]) -> Trust:
+    """Trust a certificate issued by the cluster CA that `refusal` (fingerprint, name, key)
+    does not refuse: on a node, the certificate registry's check (registered, or a renewal of a
+    registered certificate with the same name and key, and not revoked)."""
 
     def check(cert: x509.Certificate) -> None:
         pki.verify_issued_by(cert, ca_cert)
-        if refused(pki.fingerprint(cert)):
-            raise ValueError("the certificate is revoked or not in the certificate registry")
+        reason = refusal(pki.fingerprint(cert), pki.node_name_of(cert), key_id(cert))
+        if reason is not None:
+            raise ValueError(f"the certificate is refused: {reason}")
 
     return check
 

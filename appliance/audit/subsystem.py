@@ -26,7 +26,7 @@ def build(core: Core) -> Subsystem:
         cert_path=core.identity.node_cert_path,
         publish=core.membership.publish,
         published=core.membership.published,
-        trust=cluster_trust(core.identity.ca_cert, core.membership.cert_refused),
+        trust=cluster_trust(core.identity.ca_cert, core.membership.cert_refusal),
         clock=core.clock,
     )
     core.audit.on_append(sources.audit_listener(core.events, sources.audit_appended))

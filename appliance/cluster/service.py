@@ -258,10 +258,6 @@ class ClusterService(Collector):
             return "revoked"
         return self.registry.refusal(fingerprint, name, time.time(), key)
 
-    def cert_refused(self, fingerprint: str) -> bool:
-        """True unless the certificate is registered and neither it nor its node was revoked."""
-        return self.cert_refusal(fingerprint, None) is not None
-
     async def _admit_peer(self, peer: PeerCert) -> bool:
         """Accept a handshake's certificate? An unknown one waits for a pull of the configuration."""
         reason = self.cert_refusal(peer.fingerprint, peer.name, peer.key_id)

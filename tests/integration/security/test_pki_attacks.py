@@ -275,7 +275,7 @@ def _forwarding_headers(
         pki_dir / "ca.crt", pki_dir / "node.crt", pki_dir / "node.key",
     )  # fmt: skip
     forwarder = Forwarder(
-        identity=identity, member_api=lambda _: None, is_revoked=lambda _: False, accept_nonce=lambda _nonce, _at: True
+        identity=identity, member_api=lambda _: None, refusal=lambda *_: None, accept_nonce=lambda _nonce, _at: True
     )
     # A real credential (the admin's API token id), so that only the certificate decides.
     parsed = parse_token(cluster.nodes[0].token or "")

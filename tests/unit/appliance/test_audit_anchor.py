@@ -62,7 +62,7 @@ class Cluster:
         )
 
     def trust(self) -> Any:
-        return cluster_trust(self.ca, lambda fingerprint: fingerprint in self.revoked)
+        return cluster_trust(self.ca, lambda fp, _name, _key: "revoked" if fp in self.revoked else None)
 
 
 @pytest.fixture(scope="module")

@@ -43,7 +43,7 @@ def member(node: OpenedNode, appliance: Appliance, clock: FakeClock) -> Forwarde
     return Forwarder(
         identity=identity,
         member_api=lambda _n: None,
-        is_revoked=lambda _f: False,
+        refusal=lambda *_: None,
         accept_nonce=lambda *_: True,
         clock=clock,
     )

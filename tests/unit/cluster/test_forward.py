@@ -23,8 +23,11 @@ from appliance.auth.permissions import Role
 from appliance.auth.principal import Principal
 from appliance.cluster.nonces import PRUNE_INTERVAL, NonceLedger
 from appliance.identity import pki
+from appliance.identity.registry import CertRegistry
 from appliance.identity.store import NodeIdentity
+from appliance.store.config import ConfigStore
 from appliance.store.database import Database
+from appliance.store.hlc import HybridClock
 from tests.kit.clock import FakeClock
 
 NOW = float(int(time.time()))  # real time: the TLS handshake checks validity on the real clock
@@ -61,7 +64,7 @@ class Cluster:
         return Forwarder(
             identity=identity,
             member_api=lambda _name: ("alive", api),
-            is_revoked=self.revoked.__contains__,
+            refusal=lambda fp, _name, _key: "revoked" if fp in self.revoked else None,
             accept_nonce=ledger.accept,
             clock=self.clock,
         )
@@ -124,6 +127,43 @@ def test_stale_forged_and_mismatched_assertions_are_refused(cluster: Cluster) ->
 def test_a_revoked_forwarder_is_refused(cluster: Cluster) -> None:
     cluster.revoked.add(pki.fingerprint(cluster.n2.node_cert))
     _refused(cluster, cluster.headers(), "revoked")
+
+
+def test_a_renewed_forwarder_passes_by_its_registered_name_and_key_before_its_entry_arrives(
+    cluster: Cluster,
+) -> None:
+    """A member that re-issued its certificate (same key) is not refused for the seconds its
+    registry entry takes to replicate; a new key under the same name is."""
+    registry = CertRegistry(ConfigStore(Database.create(cluster.tmp / "config.db"), HybridClock("n1")))
+    registry.register(cluster.n2.node_cert, issued_by="n1", now=NOW)
+    cluster.receiver = Forwarder(
+        identity=cluster.n1,
+        member_api=lambda _name: None,
+        refusal=lambda fp, name, key: registry.refusal(fp, name, NOW, key),
+        accept_nonce=NonceLedger(cluster.db, margin=MAX_SKEW_SECONDS, clock=cluster.clock).accept,
+        clock=cluster.clock,
+    )
+    cluster.receiver.verify(cluster.headers(), "GET", "/api/v1/nodes/n1")
+    when = dt.datetime.fromtimestamp(NOW, dt.UTC)
+    renewed = pki.issue_node_cert(
+        cluster.ca_key, cluster.ca_cert, cluster.n2.node_key.public_key(), name="n2", addresses=[], now=when
+    )
+    cluster.sender = Forwarder(
+        identity=NodeIdentity(
+            "n2", cluster.ca_cert, None, renewed, cluster.n2.node_key,
+            cluster.n2.ca_cert_path, cluster.n2.node_cert_path, cluster.n2.node_key_path,
+        ),
+        member_api=lambda _name: None,
+        refusal=lambda *_: None,
+        accept_nonce=lambda _nonce, _at: True,
+        clock=cluster.clock,
+    )  # fmt: skip
+    assert registry.get(pki.fingerprint(renewed)) is None
+    cluster.receiver.verify(cluster.headers(), "GET", "/api/v1/nodes/n1")
+    (cluster.tmp / "rekeyed").mkdir()
+    rekeyed = _identity(cluster.tmp / "rekeyed", "n2", cluster.ca_key, cluster.ca_cert)
+    cluster.sender = cluster.forwarder_for(rekeyed)
+    _refused(cluster, cluster.headers(), "refused: not registered")
 
 
 def test_the_answering_node_must_be_the_target_and_unrevoked(cluster: Cluster) -> None:
