@@ -21,9 +21,10 @@ from granian.constants import Interfaces
 from granian.log import LogLevels
 from granian.server.embed import Server
 from litestar import Litestar
+from litestar.exceptions import HTTPException
 
 from pxe.dnsmasq import Mode
-from pxe.http import pxe_routes
+from pxe.http import pxe_routes, standalone_problem
 from pxe.service import IPXE_DIR, PxeMachine, PxeService, PxeSettings
 
 
@@ -86,6 +87,7 @@ async def run(args: argparse.Namespace) -> None:
 
     app = Litestar(
         route_handlers=[pxe_routes(service)],
+        exception_handlers={HTTPException: standalone_problem},
         lifespan=[lifespan],
         logging_config=None,
     )

@@ -24,6 +24,7 @@ import logging
 import re
 from collections.abc import AsyncIterator
 from dataclasses import replace
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -106,8 +107,8 @@ class FieldProblem(msgspec.Struct, frozen=True):
 
 
 class BootError(HTTPException):
-    """A refusal of a boot route. The app's exception handlers render it: a node answers it as
-    problem+json, listing `errors` (appliance/api/problems.py)."""
+    """A refusal of a boot route. The app's exception handlers render it as problem+json,
+    listing `errors`: a node's (appliance/api/problems.py), or `standalone_problem` below."""
 
     def __init__(
         self,
@@ -119,6 +120,26 @@ class BootError(HTTPException):
     ) -> None:
         super().__init__(detail=detail, status_code=status, headers=headers)
         self.errors = errors
+
+
+STANDALONE_PROBLEM_JSON = "application/problem+json"
+
+
+def standalone_problem(request: Request[Any, Any, State], exc: HTTPException) -> Response[dict[str, Any]]:
+    """An RFC 9457 problem document for a refusal when the boot routes run without a node
+    (`python -m pxe serve`): the same shape a node answers with its own handlers."""
+    status = exc.status_code
+    body: dict[str, Any] = {
+        "type": "about:blank",
+        "title": HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error",
+        "status": status,
+        "detail": exc.detail,
+        "instance": request.url.path,
+    }
+    errors = getattr(exc, "errors", None)
+    if errors:
+        body["errors"] = [{"path": e.path, "message": e.message} for e in errors]
+    return Response(body, status_code=status, media_type=STANDALONE_PROBLEM_JSON, headers=exc.headers)
 
 
 class _Unsatisfiable(Exception):

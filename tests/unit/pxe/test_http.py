@@ -7,12 +7,13 @@ from pathlib import Path
 
 import pytest
 from litestar import Litestar
+from litestar.exceptions import HTTPException
 from litestar.testing import TestClient
 
 from appliance.api.problems import EXCEPTION_HANDLERS
 from appliance.auth.throttle import RateLimiter
 from pxe.dnsmasq import Mode
-from pxe.http import decode_report, pxe_routes
+from pxe.http import decode_report, pxe_routes, standalone_problem
 from pxe.service import PxeMachine, PxeService, PxeSettings
 
 MAC = "52:54:00:aa:bb:01"
@@ -222,3 +223,21 @@ def test_a_host_making_up_macs_gets_only_a_few_boot_scripts_then_is_told_to_retr
     assert len(service.seen()) == 3
     assert ["kernel " in a.text for a in answers] == [True] * 3 + [False] * 3
     assert answers[5].text.endswith("sleep 30\nchain http://10.9.0.1:8080/pxe/boot.ipxe?mac=52:54:00:00:00:05\n")
+
+
+def test_the_standalone_boot_server_refuses_with_the_same_problem_documents(files: Path) -> None:
+    """`python -m pxe serve` has no node's handlers: its own renders the same problem+json."""
+    _, service = client(files)
+    app = Litestar(
+        route_handlers=[pxe_routes(service, limiter=RateLimiter(0, 0), recorder=RateLimiter(0, 0))],
+        exception_handlers={HTTPException: standalone_problem},
+    )
+    with TestClient(app, base_url="http://10.9.0.1:8080") as c:
+        c.get("/pxe/boot.ipxe", params={"mac": MAC})
+        answer = c.post("/pxe/enlist", json=REPORT | {"cpu_count": "many"})
+    assert answer.status_code == 422, answer.text
+    assert answer.headers["content-type"].startswith("application/problem+json")
+    problem = answer.json()
+    assert (problem["type"], problem["title"], problem["status"]) == ("about:blank", "Unprocessable Entity", 422)
+    assert [e["path"] for e in problem["errors"]] == ["$.cpu_count"]
+    assert problem["instance"] == "/pxe/enlist"
