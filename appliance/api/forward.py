@@ -26,7 +26,6 @@ within the deadline.
 from __future__ import annotations
 
 import asyncio
-import base64
 import hashlib
 import logging
 import secrets
@@ -45,6 +44,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from litestar import Request, Response
 from litestar.response import Stream
 
+from appliance.api import b64url
 from appliance.api.problems import ApiError
 from appliance.api.upstream import PeerRefused, UpstreamError, UpstreamPool, UpstreamResponse, split_addr
 from appliance.auth.permissions import Role
@@ -94,14 +94,6 @@ class _Cert:
     key: str  # SHA-256 of its public key: what a renewed certificate keeps
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).decode().rstrip("=")
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
 class Forwarder:
     """Forwards requests to other members and verifies requests forwarded to this node."""
 
@@ -121,7 +113,7 @@ class Forwarder:
         self._refusal = refusal
         self._accept_nonce = accept_nonce  # (nonce, valid until) -> False if accepted before
         self._clock = clock
-        self._cert_header = _b64(identity.node_cert.public_bytes(serialization.Encoding.DER))
+        self._cert_header = b64url.encode(identity.node_cert.public_bytes(serialization.Encoding.DER))
         context = ssl.create_default_context(cafile=str(identity.ca_cert_path))
         # Members are pinned by the cluster CA; the name is checked against the node the
         # request is for, from the certificate, by `check_answering_node`.
@@ -246,7 +238,11 @@ class Forwarder:
             )
         )
         signature = self._identity.node_key.sign(assertion, ec.ECDSA(hashes.SHA256()))
-        return {ASSERTION_HEADER: _b64(assertion), SIGNATURE_HEADER: _b64(signature), CERT_HEADER: self._cert_header}
+        return {
+            ASSERTION_HEADER: b64url.encode(assertion),
+            SIGNATURE_HEADER: b64url.encode(signature),
+            CERT_HEADER: self._cert_header,
+        }
 
     # -- accepting --------------------------------------------------------------------------
 
@@ -256,9 +252,9 @@ class Forwarder:
         The claim says who the caller is, not what they may do: the receiver derives their
         role from its own records (appliance/auth/principal.py `Authenticator.vouched`)."""
         try:
-            assertion = _unb64(headers[ASSERTION_HEADER])
-            signature = _unb64(headers[SIGNATURE_HEADER])
-            cert_der = _unb64(headers[CERT_HEADER])
+            assertion = b64url.decode(headers[ASSERTION_HEADER])
+            signature = b64url.decode(headers[SIGNATURE_HEADER])
+            cert_der = b64url.decode(headers[CERT_HEADER])
             claim = msgspec.json.decode(assertion, type=ForwardedIdentity)
         except (KeyError, ValueError, msgspec.DecodeError) as exc:
             raise ApiError(401, "malformed forwarding assertion") from exc

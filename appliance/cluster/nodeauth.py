@@ -13,7 +13,6 @@ cluster CA, so answers (a CA key) travel encrypted to the node that proved its i
 from __future__ import annotations
 
 import asyncio
-import base64
 import hashlib
 import secrets
 import ssl
@@ -27,6 +26,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from appliance.api import b64url
 from appliance.api.problems import ApiError
 from appliance.api.upstream import UpstreamPool, split_addr
 from appliance.identity import pki
@@ -49,14 +49,6 @@ class NodeClaim(msgspec.Struct, frozen=True, kw_only=True):
     nonce: str
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).decode().rstrip("=")
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
 def sign_headers(
     cert: x509.Certificate, key: ec.EllipticCurvePrivateKey, *, method: str, path: str, body: bytes, now: float
 ) -> dict[str, str]:
@@ -73,9 +65,9 @@ def sign_headers(
     )
     signature = key.sign(claim, ec.ECDSA(hashes.SHA256()))
     return {
-        CLAIM_HEADER: _b64(claim),
-        SIGNATURE_HEADER: _b64(signature),
-        CERT_HEADER: _b64(cert.public_bytes(serialization.Encoding.DER)),
+        CLAIM_HEADER: b64url.encode(claim),
+        SIGNATURE_HEADER: b64url.encode(signature),
+        CERT_HEADER: b64url.encode(cert.public_bytes(serialization.Encoding.DER)),
     }
 
 
@@ -96,9 +88,9 @@ class NodeVerifier:
     def verify(self, headers: dict[str, str], method: str, path: str, body: bytes) -> tuple[str, x509.Certificate]:
         """The calling node's name and certificate; ApiError 401 unless every check passes."""
         try:
-            raw_claim = _unb64(headers[CLAIM_HEADER])
-            signature = _unb64(headers[SIGNATURE_HEADER])
-            cert = x509.load_der_x509_certificate(_unb64(headers[CERT_HEADER]))
+            raw_claim = b64url.decode(headers[CLAIM_HEADER])
+            signature = b64url.decode(headers[SIGNATURE_HEADER])
+            cert = x509.load_der_x509_certificate(b64url.decode(headers[CERT_HEADER]))
             claim = msgspec.json.decode(raw_claim, type=NodeClaim)
         except (KeyError, ValueError, msgspec.DecodeError) as exc:
             raise ApiError(401, "this route answers only cluster nodes (no valid node signature)") from exc
