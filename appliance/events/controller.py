@@ -178,6 +178,9 @@ async def serve_events(
             await writer
 
 
+Query = tuple[set[str] | None, set[str] | None, dict[str, int]]  # types, nodes, since (None: all)
+
+
 def events_routes(  # noqa: PLR0915 - the three sockets share their helpers
     *,
     bus: EventBus,
@@ -190,24 +193,28 @@ def events_routes(  # noqa: PLR0915 - the three sockets share their helpers
     here = bus.node
     encoded = EncodedCache()
 
-    def filters(socket: WebSocket[Any, Any, Any]) -> tuple[set[str] | None, set[str] | None, dict[str, int]]:
+    def filters(socket: WebSocket[Any, Any, Any]) -> Query:
         types = set(_values(socket, "type")) or None
         if types is not None and not types <= TYPE_NAMES:
             raise BadQuery(f"unknown event types {sorted(types - TYPE_NAMES)}; known: {sorted(TYPE_NAMES)}")
         nodes = set(_values(socket, "node")) or None
         return types, nodes, parse_since(_values(socket, "since"))
 
-    async def refuse(socket: WebSocket[Any, Any, Any], exc: BadQuery) -> None:
-        await socket.accept()
-        await socket.close(4400, str(exc)[:120])
-
-    async def forbidden(socket: WebSocket[Principal, Any, Any], types: set[str] | None) -> bool:
-        """Refuse (4403) a request for event types the caller's role may not read."""
-        unreadable = sorted(t for t in types or () if not socket.user.can(EVENT_PERMISSIONS[t]))
+    async def asked(socket: WebSocket[Principal, Any, Any]) -> Query | None:
+        """The socket's filters, or None once it is closed: 4400 for a bad query, 4403 for
+        event types the caller's role may not read."""
+        try:
+            query = filters(socket)
+        except BadQuery as exc:
+            await socket.accept()
+            await socket.close(4400, str(exc)[:120])
+            return None
+        unreadable = sorted(t for t in query[0] or () if not socket.user.can(EVENT_PERMISSIONS[t]))
         if unreadable:
             await socket.accept()
             await socket.close(4403, f"role {socket.user.role} may not read {', '.join(unreadable)} events")
-        return bool(unreadable)
+            return None
+        return query
 
     def local_replay(since: dict[str, int]) -> tuple[list[Event], list[dict[str, Any]]]:
         if here not in since:
@@ -218,13 +225,10 @@ def events_routes(  # noqa: PLR0915 - the three sockets share their helpers
     @websocket("/events", opt=requires(Permission.NODE_READ))
     async def cluster_events(socket: WebSocket[Principal, Any, Any]) -> None:
         """The whole cluster's events that the caller's role may read."""
-        try:
-            types, nodes, since = filters(socket)
-        except BadQuery as exc:
-            await refuse(socket, exc)
+        query = await asked(socket)
+        if query is None:
             return
-        if await forbidden(socket, types):
-            return
+        types, nodes, since = query
         subscription = bus.stream(CLIENT_QUEUE, client_filter(socket.user, types, nodes))
         feed.add(subscription, since)
         replay, gaps = local_replay(since)
@@ -245,13 +249,10 @@ def events_routes(  # noqa: PLR0915 - the three sockets share their helpers
     async def node_events(socket: WebSocket[Principal, Any, Any], name: FromPath[str]) -> None:
         """One node's events that the caller's role may read (only ever run on that node)."""
         del name  # the router forwarded the socket unless it names this node
-        try:
-            types, _, since = filters(socket)
-        except BadQuery as exc:
-            await refuse(socket, exc)
+        query = await asked(socket)
+        if query is None:
             return
-        if await forbidden(socket, types):
-            return
+        types, _, since = query
         subscription = bus.stream(CLIENT_QUEUE, client_filter(socket.user, types, {here}))
         replay, gaps = local_replay(since)
         await socket.accept()
