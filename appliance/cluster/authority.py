@@ -236,9 +236,16 @@ class Authorities:
         entry = sign(ca_key, self._cluster_id, name, by=by, at=now, holds_key=holds_key, requested_by=requested_by)
         self._store.put(AUTHORITY_KIND, name, msgspec.json.encode(entry))
 
-    def announce_key(self, name: str, *, ca_key: ec.EllipticCurvePrivateKey) -> None:
-        """Mark `name`'s entry `holds_key`, re-signed with the key it now holds."""
+    def announce_key(self, name: str, *, ca_key: ec.EllipticCurvePrivateKey, seen: Designation | None = None) -> None:
+        """Mark `name`'s entry `holds_key`, re-signed with the key it now holds.
+
+        `seen` is the entry the sending authority judged; when it is newer than this node's
+        copy (the change that made the handover possible has not replicated here yet), the
+        announcement is based on it, so it never rolls a newer designation back."""
         current = self.designated().get(name)
+        newer = seen is not None and (current is None or seen.at > current.at)
+        if newer and seen is not None and verify(self._ca_cert, self._cluster_id, name, seen):
+            current = seen
         if current is not None and not current.holds_key:
             self.designate(
                 name, ca_key=ca_key, by=current.by, now=current.at, holds_key=True, requested_by=current.requested_by

@@ -359,7 +359,8 @@ def authority_routes(*, cluster: ClusterService, keeper: PkiKeeper, verifier: No
         if key is None:
             raise ApiError(409, "this node does not hold the CA key")
         record(request, action, name, "success", "sent the CA key")
-        return CaKeyAnswer(ca_key_pem=pki.key_to_pem(key).decode())
+        seen = cluster.authorities.designated().get(name)
+        return CaKeyAnswer(ca_key_pem=pki.key_to_pem(key).decode(), designation=seen)
 
     @post(
         "/cluster/internal/renew",

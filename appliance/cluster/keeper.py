@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from appliance.api.upstream import UpstreamError
 from appliance.audit.log import AuditLog
-from appliance.cluster.authority import Authorities, KeyStep, plan
+from appliance.cluster.authority import Authorities, Designation, KeyStep, plan
 from appliance.cluster.nodeauth import NodeCaller
 from appliance.identity import pki
 from appliance.identity.registry import CertRegistry
@@ -52,6 +52,7 @@ class CaKeyRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
 
 class CaKeyAnswer(msgspec.Struct, frozen=True, kw_only=True):
     ca_key_pem: str
+    designation: Designation | None = None  # the entry the sender judged the handover by
 
 
 class RenewRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -109,11 +110,15 @@ class PkiKeeper:
     async def sync_key(self) -> KeyStep:
         """One step towards "only designated nodes hold the key"; returns what it did."""
         step = plan(me=self.name, designated=self._authorities.designated(), have_key=self.ca_key is not None)
-        if step == KeyStep.FETCH and not await self._fetch_key():
-            return KeyStep.KEEP
+        seen: Designation | None = None
+        if step == KeyStep.FETCH:
+            answer = await self._fetch_key()
+            if answer is None:
+                return KeyStep.KEEP
+            seen = answer.designation
         if step in (KeyStep.FETCH, KeyStep.ANNOUNCE) and self.ca_key is not None:
             # Signed with the key just received: the announcement itself shows this node holds it.
-            self._authorities.announce_key(self.name, ca_key=self.ca_key)
+            self._authorities.announce_key(self.name, ca_key=self.ca_key, seen=seen)
         elif step == KeyStep.DISCARD:
             discard_ca_key(self.identity)
             self.ca_key = None
@@ -121,7 +126,7 @@ class PkiKeeper:
             self._record("cluster.authority.key.discard", "deleted this node's copy of the CA key")
         return step
 
-    async def _fetch_key(self) -> bool:
+    async def _fetch_key(self) -> CaKeyAnswer | None:
         for holder in self._authorities.holders():
             answer = await self._call(holder, CA_KEY_PATH, CaKeyRequest(), CaKeyAnswer)
             if answer is None:
@@ -133,8 +138,8 @@ class PkiKeeper:
                 continue
             log.info("now a certificate authority: received the CA key", extra={"from": holder})
             self._record("cluster.authority.key.receive", f"received the CA key from {holder}")
-            return True
-        return False
+            return answer
+        return None
 
     # -- the node certificate ---------------------------------------------------------------
 

@@ -127,6 +127,25 @@ def test_an_admin_change_signs_its_designations_and_replaces_forged_ones(
     assert authorities.designated()["n2"].requested_by == "admin"
 
 
+def test_an_announcement_from_a_stale_view_does_not_roll_back_the_newer_designation(
+    ca: tuple[ec.EllipticCurvePrivateKey, x509.Certificate], store: ConfigStore
+) -> None:
+    """The member's map still holds an old entry when an authority hands it the key for a new
+    one (the admin's change has not replicated to it yet): the announcement keeps the new one."""
+    key, cert = ca
+    authorities = Authorities(store, cert, CLUSTER)
+    authorities.designate("n2", ca_key=key, by="n0", now=NOW - 3600)  # the stale copy here
+    newer = sign(key, CLUSTER, "n2", by="n0", at=NOW, requested_by="root")  # what the sender judged
+    forged = msgspec.structs.replace(newer, at=NOW + 60, requested_by="mallory")  # signature no longer fits
+    authorities.announce_key("n2", ca_key=key, seen=forged)
+    stale = authorities.designated()["n2"]
+    assert (stale.at, stale.requested_by, stale.holds_key) == (NOW - 3600, "", True)  # a forgery is not a basis
+    authorities.designate("n2", ca_key=key, by="n0", now=NOW - 3600)
+    authorities.announce_key("n2", ca_key=key, seen=newer)
+    n2 = authorities.designated()["n2"]
+    assert (n2.at, n2.requested_by, n2.holds_key) == (NOW, "root", True)
+
+
 def test_the_key_is_handed_over_only_for_a_recent_designation_still_waiting_for_it(
     ca: tuple[ec.EllipticCurvePrivateKey, x509.Certificate], store: ConfigStore
 ) -> None:
