@@ -160,6 +160,21 @@ def _build_parser() -> argparse.ArgumentParser:
         "for labs and tests",
     )
     serve.add_argument(
+        "--system-bus",
+        default=None,
+        metavar="ADDRESS",
+        help="D-Bus address of the system bus where systemd answers (default: the machine's own, "
+        "unix:path=/run/dbus/system_bus_socket); for labs and tests that manage a container",
+    )
+    serve.add_argument(
+        "--host-root",
+        type=Path,
+        default=Path("/"),
+        metavar="DIR",
+        help="root directory of the managed machine's files: its journal and unit files (default: /); "
+        "set with --system-bus to manage a container from outside",
+    )
+    serve.add_argument(
         "--boot-params",
         type=Path,
         default=None,
@@ -235,6 +250,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         join=args.join or boot.join,
         advertise=parse_ip(args.advertise) if args.advertise else boot.advertise,
         netns=args.netns,
+        system_bus=args.system_bus,
+        host_root=args.host_root,
         pxe_http=parse_host_port(args.pxe_http, DEFAULT_PXE_HTTP_PORT) if args.pxe_http else boot.pxe_http,
         pxe_files=args.pxe_files,
         enlist_url=boot.enlist,

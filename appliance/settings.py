@@ -88,6 +88,11 @@ class ServeSettings:
     # A PXE boot script's single-use enrolment credential (debvisor.enrol=): a fresh data dir
     # enrols with the boot server and joins once approved (appliance.node.enrol).
     enrol: str | None = None
+    # The managed machine: the D-Bus address of its system bus (None: this machine's own) and
+    # the directory its files are under (journal, unit files). Both differ from the default
+    # only when a node manages a container from outside it (labs, tests).
+    system_bus: str | None = None
+    host_root: Path = Path("/")
 
     def advertised(self, listen: HostPort, host_addresses: list[str]) -> str:
         """HOST:PORT that peers should dial for `listen` (the api or gossip address)."""
