@@ -3,7 +3,8 @@
 On a node the stores write to the node's database (appliance/store/database.py), whose
 migrations create their tables; `python -m pxe serve` and tests use `memory(schema)` instead,
 which creates them from each store's `SCHEMA` (the same statements as those migrations: a
-change to a table is a new migration there and a new `SCHEMA` here).
+change to a table is a new migration there and a new `SCHEMA` here; a unit test of the node
+database fails when the two differ).
 """
 
 from __future__ import annotations

@@ -87,3 +87,38 @@ def test_meta_round_trip(tmp_path: Path) -> None:
     db.set_meta("k", "v2")
     assert db.get_meta("k") == "v2"
     db.close()
+
+
+def _tables(conn: sqlite3.Connection, prefix: str) -> dict[str, list[tuple[object, ...]]]:
+    """Each table's and index's columns as SQLite reports them (the text of CREATE varies)."""
+    names = [
+        row[0]
+        for row in conn.execute(
+            "SELECT name FROM sqlite_master WHERE name LIKE ? AND type IN ('table', 'index') ORDER BY name",
+            (prefix + "%",),
+        )
+    ]
+    shape: dict[str, list[tuple[object, ...]]] = {}
+    for name in names:
+        shape[name] = [tuple(r) for r in conn.execute(f"PRAGMA table_info({name})")] or [
+            tuple(r) for r in conn.execute(f"PRAGMA index_xinfo({name})")
+        ]
+    return shape
+
+
+def test_the_pxe_stores_standalone_schema_is_what_the_node_migrations_make(tmp_path: Path) -> None:
+    """`python -m pxe serve` creates the PXE tables from each store's SCHEMA; a node from its
+    migrations. A change to one without the other fails here, not on a booting machine."""
+    from pxe import enlistment, enrolment
+    from pxe.sqlite import MemoryDatabase
+
+    db = Database.create(tmp_path / "x.db")
+    try:
+        node = _tables(db.conn, "pxe_")
+    finally:
+        db.close()
+    standalone: dict[str, list[tuple[object, ...]]] = {}
+    for module in (enlistment, enrolment):
+        standalone |= _tables(MemoryDatabase(module.SCHEMA).conn, "pxe_")
+    assert node, "the node's migrations make no pxe_ tables"
+    assert standalone == node
