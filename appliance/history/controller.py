@@ -49,8 +49,10 @@ def history_routes(answer: Callable[[str, list[str]], History], *, forwarder: Fo
         metrics: Annotated[
             str, Parameter(description="comma-separated: cpu, memory, net, disk (default: all)")
         ] = "cpu,memory,net,disk",
-        span: Annotated[Range, Parameter(query="range", description="1h: 5 s buckets; 1d: 1 min; 1w: 10 min")] = "1h",
+        range: Annotated[  # noqa: A002 - the query parameter's name (Litestar reports errors by it)
+            Range, Parameter(description="1h: 5 s buckets; 1d: 1 min; 1w: 10 min")
+        ] = "1h",
     ) -> Response[Any]:
-        return Response(answer(span, parse_metrics(metrics)))
+        return Response(answer(range, parse_metrics(metrics)))
 
     return node_router("/api/v1/nodes", [get_history], forwarder=forwarder, tags=["history"])
