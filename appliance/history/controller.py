@@ -49,7 +49,7 @@ def history_routes(answer: Callable[[str, list[str]], History], *, forwarder: Fo
         metrics: Annotated[
             str, Parameter(description="comma-separated: cpu, memory, net, disk (default: all)")
         ] = "cpu,memory,net,disk",
-        range: Annotated[  # noqa: A002 - the query parameter's name (Litestar reports errors by it)
+        range: Annotated[  # the query parameter's name: Litestar reports errors by it
             Range, Parameter(description="1h: 5 s buckets; 1d: 1 min; 1w: 10 min")
         ] = "1h",
     ) -> Response[Any]:

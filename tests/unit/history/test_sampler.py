@@ -28,7 +28,7 @@ MemAvailable:    6000000 kB
 Buffers:          100000 kB
 """
 NET_DEV = """Inter-|   Receive                                                |  Transmit
- face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed
+ face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop ...  (two header lines)
     lo: 999999     10    0    0    0     0          0         0   999999      10    0    0    0     0       0          0
   eth0: 1000       10    0    0    0     0          0         0     2000      20    0    0    0     0       0          0
    br0: 500         5    0    0    0     0          0         0      700       7    0    0    0     0       0          0
