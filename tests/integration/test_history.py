@@ -1,0 +1,90 @@
+"""Resource history on real nodes: it fills, survives a restart with the downtime shown as a
+gap, and is served for one node through another (two `debvisor serve` in namespaces).
+
+The nodes sample the real /proc of their namespace every 5 s: CPU and memory are the host's,
+the network columns count the namespace's own link, which gossip between the two keeps busy.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.clusterlab import ClusterLab, running_cluster
+from tests.kit.wait import wait_until
+
+pytestmark = [pytest.mark.integration, pytest.mark.privileged]
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterLab]:
+    with running_cluster(tmp_path_factory, 2, label="history") as cluster:
+        yield cluster
+
+
+def history(cluster: ClusterLab, asked: int, about: str, **params: str) -> dict[str, Any]:
+    response = cluster.nodes[asked].client().get(f"/api/v1/nodes/{about}/history", params=params)
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def column(body: dict[str, Any], name: str) -> list[float | None]:
+    values: list[float | None] = next(s for s in body["series"] if s["name"] == name)["avg"]
+    return values
+
+
+def filled(body: dict[str, Any], name: str) -> int:
+    return sum(v is not None for v in column(body, name))
+
+
+def test_history_fills_and_is_served_through_another_node(cluster: ClusterLab) -> None:
+    def enough() -> bool:
+        body = history(cluster, 0, "n1", metrics="cpu,net")
+        return filled(body, "cpu") >= 2 and any(v for v in column(body, "net_rx") if v)
+
+    took = wait_until(enough, timeout=40, interval=1.0, what="n1's history to hold two samples with rates")
+    print(f"\ntwo samples with rates in n1's history after {took:.1f} s more")
+    body = history(cluster, 0, "n1", metrics="cpu,memory,net,disk")
+    assert body["node"] == "n1"
+    assert (body["step"], len(body["times"])) == (5, 720)
+    assert all(0.0 <= v <= 100.0 for v in column(body, "cpu") if v is not None)
+    used, available = column(body, "mem_used")[-3:], column(body, "mem_available")[-3:]
+    assert any(u is not None and a is not None and u > 0 and a > 0 for u, a in zip(used, available, strict=True))
+    day = history(cluster, 1, "n1", range="1d", metrics="cpu")
+    assert day["step"] == 60
+    assert filled(day, "cpu") >= 1
+    bad = cluster.nodes[0].client().get("/api/v1/nodes/n1/history", params={"metrics": "gpu"})
+    assert bad.status_code == 422  # answered by n1, passed back by n0
+    assert bad.headers["content-type"] == "application/problem+json"
+
+
+def test_history_survives_a_restart_and_shows_the_downtime_as_a_gap(cluster: ClusterLab) -> None:
+    node = cluster.nodes[1]
+    before = history(cluster, 1, "n1", metrics="cpu")
+    samples_before = filled(before, "cpu")
+    assert samples_before >= 2
+    node.stop()  # SIGTERM: the history is saved at stop
+    saved = node.data_dir / "history" / "history.bin"
+    assert saved.exists()
+    assert saved.stat().st_mode & 0o777 == 0o600
+    time.sleep(16)  # three 5 s buckets with nobody sampling
+    node.start()
+    node.wait_ready()
+    cluster.wait_all_see({"n0": "alive", "n1": "alive"}, timeout=20)
+
+    def resumed() -> bool:
+        return filled(history(cluster, 0, "n1", metrics="cpu"), "cpu") > samples_before
+
+    wait_until(resumed, timeout=30, interval=1.0, what="n1 to sample again after its restart")
+    cpu = column(history(cluster, 0, "n1", metrics="cpu"), "cpu")
+    first = next(i for i, v in enumerate(cpu) if v is not None)
+    last = max(i for i, v in enumerate(cpu) if v is not None)
+    inside = cpu[first : last + 1]
+    gaps = [len(run) for run in "".join("x" if v is None else "." for v in inside).split(".") if run]
+    assert gaps, inside
+    assert max(gaps) >= 3, inside  # the downtime, not interpolated
+    assert sum(v is not None for v in cpu[:last]) >= samples_before  # what was recorded before is back
