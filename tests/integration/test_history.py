@@ -7,14 +7,19 @@ the network columns count the namespace's own link, which gossip between the two
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.clusterlab import ClusterLab, running_cluster
 from tests.kit.wait import wait_until
+from tests.nodeproc import DEBVISOR, NodeProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.privileged]
 
@@ -88,3 +93,30 @@ def test_history_survives_a_restart_and_shows_the_downtime_as_a_gap(cluster: Clu
     assert gaps, inside
     assert max(gaps) >= 3, inside  # the downtime, not interpolated
     assert sum(v is not None for v in cpu[:last]) >= samples_before  # what was recorded before is back
+
+
+def test_the_command_line_prints_a_nodes_history(tmp_path: Path) -> None:
+    with NodeProcess(tmp_path / "node") as node:
+        node.wait_ready()
+        env = {**os.environ, "DEBVISOR_URL": node.url, "DEBVISOR_CA": str(node.data_dir / "pki" / "ca.crt")}
+        env["DEBVISOR_TOKEN"] = node.admin_token()
+
+        def cli(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run([*DEBVISOR, *args], capture_output=True, text=True, env=env, timeout=30, check=False)
+
+        def has_cpu() -> bool:
+            body = json.loads(cli("node", "history", "n1", "--metric", "cpu", "--json").stdout)
+            return filled(body, "cpu") >= 1
+
+        wait_until(has_cpu, timeout=30, interval=1.0, what="a CPU sample in n1's history")
+        table = cli("node", "history", "n1", "--metric", "cpu", "--metric", "memory")
+        assert table.returncode == 0, table.stderr
+        lines = table.stdout.splitlines()
+        assert lines[0] == "n1: last 1h in 5 s buckets"
+        assert lines[1].split() == ["COLUMN", "LAST", "AVG", "MAX"]
+        assert [line.split()[0] for line in lines[2:]] == ["cpu", "mem_used", "mem_available"]
+        assert lines[2].split()[2] == "%"  # "cpu  12.5 %  ..."
+        assert any(ch in lines[3] for ch in "▁▂▃▄▅▆▇█")  # the sparkline
+        unknown = cli("node", "history", "nobody")
+        assert unknown.returncode == 1
+        assert unknown.stderr.strip().startswith("debvisor: 404")
