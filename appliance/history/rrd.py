@@ -142,17 +142,28 @@ class Archive:
         Buckets after the newest one written, or too old to be in the arrays any more, are NaN."""
         step, rows = self.shape.step, self.shape.rows
         end = int(now // step) * step
-        times = [end - (rows - 1 - k) * step for k in range(rows)]
-        avg: list[list[float]] = [[] for _ in columns]
-        peak: list[list[float]] = [[] for _ in columns]
-        newest = self.newest
-        for bucket in times:
-            held = newest is not None and newest - rows * step < bucket <= newest
-            slot = self._slot(bucket)
-            for j, column in enumerate(columns):
-                avg[j].append(self._avg[slot + column] if held else NAN)
-                peak[j].append(self._max[slot + column] if held else NAN)
-        return Window(step=step, times=times, avg=avg, max=peak)
+        first = end - (rows - 1) * step
+        times = list(range(first, end + step, step))
+        if self.newest is None:
+            lo, hi = rows, rows  # nothing held
+        else:  # bucket k is held when newest - rows * step < first + k * step <= newest
+            top = (self.newest - first) // step
+            lo, hi = max(0, top - rows + 1), min(rows, top + 1)
+        shift = (first // step) % rows  # the row of the first bucket
+
+        def column_of(data: array[float], column: int) -> list[float]:
+            ring = data[column :: self.width].tolist()
+            ordered = ring[shift:] + ring[:shift]
+            if hi <= lo:
+                return [NAN] * rows
+            return [NAN] * lo + ordered[lo:hi] + [NAN] * (rows - hi)
+
+        return Window(
+            step=step,
+            times=times,
+            avg=[column_of(self._avg, c) for c in columns],
+            max=[column_of(self._max, c) for c in columns],
+        )
 
     def state(self) -> ArchiveState:
         return ArchiveState(

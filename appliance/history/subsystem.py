@@ -16,11 +16,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from math import isnan
 
 from appliance.history.controller import history_routes
 from appliance.history.rrd import Window
 from appliance.history.sampler import COLUMNS, METRICS, Counters, Sources, rates
-from appliance.history.store import FILE_NAME, SUBDIR, HistoryStore, finite
+from appliance.history.store import FILE_NAME, SUBDIR, HistoryStore
 from appliance.history.types import UNITS, History, Series
 from appliance.subsystem import Core, Subsystem, Task
 
@@ -77,13 +78,11 @@ def answer(store: HistoryStore, node: str, span: str, metrics: list[str], now: f
 
 
 def _rounded(column: str, values: list[float]) -> list[float | None]:
-    """Percent to 0.1, bytes to whole bytes: a chart needs no more and the answer halves."""
-    digits = 1 if column == "cpu" else 0
-    out: list[float | None] = []
-    for value in values:
-        kept = finite(value)
-        out.append(None if kept is None else (round(kept, 1) if digits else float(round(kept))))
-    return out
+    """Percent to 0.1, bytes to whole bytes: a chart needs no more and the answer halves.
+    NaN (nothing recorded) becomes null."""
+    if column == "cpu":
+        return [None if isnan(v) else round(v, 1) for v in values]
+    return [None if isnan(v) else float(round(v)) for v in values]
 
 
 def until_mid_bucket(now: float, step: float) -> float:
