@@ -91,8 +91,10 @@ def _row(series: dict[str, Any]) -> tuple[str, str, str, str, str]:
     last = next((v for v in reversed(avg) if v is not None), None)
     mean = sum(known) / len(known) if known else None
     top = max(known_peaks) if known_peaks else None
-    ceiling = 100.0 if unit == "percent" else top
-    return (str(series["name"]), human(last, unit), human(mean, unit), human(top, unit), sparkline(avg, ceiling))
+    # Percentages from 0 to 100; anything else from its lowest to its highest average of the range.
+    floor, ceiling = (0.0, 100.0) if unit == "percent" else (min(known, default=0.0), max(known, default=0.0))
+    line = sparkline(avg, floor, ceiling)
+    return (str(series["name"]), human(last, unit), human(mean, unit), human(top, unit), line)
 
 
 def human(value: float | None, unit: str) -> str:
@@ -109,17 +111,19 @@ def human(value: float | None, unit: str) -> str:
     raise AssertionError("unreachable")
 
 
-def sparkline(values: Sequence[float | None], ceiling: float | None, width: int = WIDTH) -> str:
-    """`width` characters over `values`: each the average of its share, blank where none was recorded."""
+def sparkline(values: Sequence[float | None], floor: float, ceiling: float, width: int = WIDTH) -> str:
+    """`width` characters over `values` scaled from `floor` to `ceiling`: each the average of its
+    share, blank where none was recorded (a flat line when floor and ceiling are the same)."""
     if not values:
         return ""
     count = min(width, len(values))
+    spread = ceiling - floor
     chars: list[str] = []
     for k in range(count):
         share = [v for v in values[k * len(values) // count : (k + 1) * len(values) // count] if v is not None]
         if not share:
             chars.append(" ")
             continue
-        level = sum(share) / len(share) / ceiling if ceiling and ceiling > 0 else 0.0
+        level = (sum(share) / len(share) - floor) / spread if spread > 0 else 0.5
         chars.append(BARS[min(len(BARS) - 1, max(0, math.floor(level * len(BARS))))])
     return "".join(chars)

@@ -22,11 +22,12 @@ def test_values_for_people(value: float | None, unit: str, text: str) -> None:
     assert human(value, unit) == text
 
 
-def test_a_sparkline_scales_to_its_ceiling_and_leaves_gaps_blank() -> None:
-    assert sparkline([0.0, 50.0, None, 100.0], 100.0) == "▁▅ █"
-    assert sparkline([10.0] * 120, 100.0, width=4) == "▁▁▁▁"  # each character averages its share
-    assert sparkline([None, None], None) == "  "
-    assert sparkline([], 1.0) == ""
+def test_a_sparkline_scales_to_its_range_and_leaves_gaps_blank() -> None:
+    assert sparkline([0.0, 50.0, None, 100.0], 0.0, 100.0) == "▁▅ █"
+    assert sparkline([10.0] * 120, 0.0, 100.0, width=4) == "▁▁▁▁"  # each character averages its share
+    assert sparkline([2.0, 3.0, 4.0], 2.0, 4.0) == "▁▅█"
+    assert sparkline([7.0, None], 7.0, 7.0) == "▅ "  # flat
+    assert sparkline([], 0.0, 1.0) == ""
 
 
 def test_the_table_has_one_line_per_column() -> None:
