@@ -1,5 +1,7 @@
 """The history subsystem: sample the machine every 5 s into round-robin archives, persist
-them now and then and at stop, and serve them at `/api/v1/nodes/{name}/history`.
+them now and then and at stop, and serve them at `/api/v1/nodes/{name}/history`. Each
+sample is also published on the event bus (`history` events), so a live chart appends it
+instead of asking again.
 
 Samples are taken in the middle of each 5 s bucket of the wall clock (2.5 s past it), so the
 jitter of a busy event loop never puts two samples in one bucket and none in the next. Reading
@@ -15,9 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from math import isnan
 
+from appliance.events.types import HistorySampled
 from appliance.history.controller import history_routes
 from appliance.history.rrd import Window
 from appliance.history.sampler import COLUMNS, METRICS, Counters, Sources, rates
@@ -35,12 +38,18 @@ class Recorder:
     """Takes a sample from `sources` and adds it to `store` (one step of the sampling loop)."""
 
     def __init__(
-        self, store: HistoryStore, sources: Sources, clock: Callable[[], float], monotonic: Callable[[], float]
+        self,
+        store: HistoryStore,
+        sources: Sources,
+        clock: Callable[[], float],
+        monotonic: Callable[[], float],
+        publish: Callable[[HistorySampled], None] = lambda _: None,
     ) -> None:
         self.store = store
         self.sources = sources
         self.clock = clock
         self.monotonic = monotonic
+        self.publish = publish
         self._previous: Counters | None = None
         self._failing = False
 
@@ -56,8 +65,29 @@ class Recorder:
         if self._failing:
             log.info("resource history: reading the machine's counters again")
             self._failing = False
-        self.store.add(self.clock(), rates(self._previous, counters))
+        now = self.clock()
+        sample = rates(self._previous, counters)
+        self.store.add(now, sample)
         self._previous = counters
+        self.publish(sampled(now, sample))
+
+
+def sampled(now: float, sample: Sequence[float]) -> HistorySampled:
+    """The `history` event of a sample taken at `now` (values rounded as the API rounds them)."""
+    cpu, mem_used, mem_available, net_rx, net_tx, disk_read, disk_write = (
+        _rounded(column, [value])[0] for column, value in zip(COLUMNS, sample, strict=True)
+    )
+    step = int(SAMPLE_SECONDS)
+    return HistorySampled(
+        time=int(now // step) * step,
+        cpu=cpu,
+        mem_used=mem_used,
+        mem_available=mem_available,
+        net_rx=net_rx,
+        net_tx=net_tx,
+        disk_read=disk_read,
+        disk_write=disk_write,
+    )
 
 
 def answer(store: HistoryStore, node: str, span: str, metrics: list[str], now: float) -> History:
@@ -93,7 +123,7 @@ def until_mid_bucket(now: float, step: float) -> float:
 
 def build(core: Core, *, sources: Sources | None = None) -> Subsystem:
     store = HistoryStore(core.data_dir / SUBDIR / FILE_NAME, COLUMNS)
-    recorder = Recorder(store, sources or Sources(), core.clock, core.monotonic)
+    recorder = Recorder(store, sources or Sources(), core.clock, core.monotonic, core.events.publish)
 
     async def start() -> None:
         store.load()
@@ -128,4 +158,5 @@ def build(core: Core, *, sources: Sources | None = None) -> Subsystem:
         start=start,
         tasks=[Task("history-sample", sample_loop), Task("history-persist", persist_loop)],
         stop=stop,
+        events=[HistorySampled],
     )

@@ -20,6 +20,7 @@ import pytest
 from tests.clusterlab import ClusterLab, running_cluster
 from tests.kit.wait import wait_until
 from tests.nodeproc import DEBVISOR, NodeProcess
+from tests.nswebsocket import open_websocket, receive
 
 pytestmark = [pytest.mark.integration, pytest.mark.privileged]
 
@@ -65,6 +66,27 @@ def test_history_fills_and_is_served_through_another_node(cluster: ClusterLab) -
     bad = cluster.nodes[0].client().get("/api/v1/nodes/n1/history", params={"metrics": "gpu"})
     assert bad.status_code == 422  # answered by n1, passed back by n0
     assert bad.headers["content-type"] == "application/problem+json"
+
+
+def test_each_sample_reaches_an_events_client_on_another_node(cluster: ClusterLab) -> None:
+    n0 = cluster.nodes[0]
+    url = f"wss://{n0.host.address}:8443/api/v1/events?type=history&node=n1"
+    with open_websocket(n0.host.netns, url, n0.data_dir / "pki" / "ca.crt", token=n0.token) as ws:
+        samples: list[dict[str, Any]] = []
+        deadline = time.monotonic() + 20
+        while len(samples) < 2 and time.monotonic() < deadline:
+            samples += [m for m in receive(ws, max(0.01, deadline - time.monotonic())) if m["type"] == "history"]
+    assert len(samples) >= 2, samples
+    first, second = samples[:2]
+    assert (first["node"], first["permission"]) == ("n1", "node:read")
+    assert second["time"] - first["time"] == 5  # one per 5 s bucket
+    assert second["mem_used"] > 0
+    assert second["cpu"] is not None
+    assert 0.0 <= second["cpu"] <= 100.0
+    # the same bucket, as the history route reports it
+    body = history(cluster, 0, "n1", metrics="cpu")
+    cpu = dict(zip(body["times"], column(body, "cpu"), strict=True))
+    assert cpu[second["time"]] == second["cpu"]
 
 
 def test_history_survives_a_restart_and_shows_the_downtime_as_a_gap(cluster: ClusterLab) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from appliance.events.types import HistorySampled
 from appliance.history.sampler import COLUMNS, Counters
 from appliance.history.store import HistoryStore
 from appliance.history.subsystem import Recorder, answer, until_mid_bucket
@@ -32,7 +33,8 @@ def test_samples_and_the_gap_of_a_failed_reading(tmp_path: Path, caplog: pytest.
     clock = FakeClock(6002.5)
     store = HistoryStore(tmp_path / "h.bin", COLUMNS)
     sources = ScriptedSources()
-    recorder = Recorder(store, sources, clock, clock)  # type: ignore[arg-type]
+    events: list[HistorySampled] = []
+    recorder = Recorder(store, sources, clock, clock, events.append)  # type: ignore[arg-type]
     for _ in range(3):
         recorder.sample()
         clock.advance(5)
@@ -53,6 +55,9 @@ def test_samples_and_the_gap_of_a_failed_reading(tmp_path: Path, caplog: pytest.
     assert rx == [None, 100.0, 100.0, None, None, None, 100.0]
     assert write == [None, 819.0, 819.0, None, None, None, 819.0]  # 4096 bytes / 5 s, rounded
     assert got.step == 5
+    assert [e.time for e in events] == [6000, 6005, 6010, 6025, 6030]  # none for the failed readings
+    assert (events[0].cpu, events[0].mem_used) == (None, 1000.0)  # no rate yet, memory at once
+    assert (events[1].cpu, events[1].net_rx, events[1].disk_write) == (30.0, 100.0, 819.0)
     assert got.times[-1] == 6030
     assert all(s.max is None for s in got.series)  # 5 s buckets: the max is the average
     day = answer(store, "n1", "1d", ["memory"], clock())
