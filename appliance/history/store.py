@@ -53,6 +53,7 @@ class HistoryStore:
     def __init__(self, path: Path, columns: Sequence[str], shapes: Sequence[Shape] = SHAPES) -> None:
         self.path = path
         self.rrd = RoundRobin(columns, shapes)
+        self.changed = False  # something was added since the last `encode`
 
     @property
     def nbytes(self) -> int:
@@ -60,6 +61,7 @@ class HistoryStore:
 
     def add(self, t: float, values: Sequence[float]) -> None:
         self.rrd.add(t, values)
+        self.changed = True
 
     def window(self, range_name: str, now: float, columns: Sequence[str]) -> Window:
         """The archive serving `range_name` over its whole span up to `now`, for `columns`."""
@@ -112,6 +114,8 @@ class HistoryStore:
         self.rrd.clear()
 
     def encode(self) -> bytes:
+        """The archives as the file holds them (and from now on they count as unchanged)."""
+        self.changed = False
         saved = Saved(
             format=FORMAT,
             byteorder=sys.byteorder,
@@ -121,8 +125,15 @@ class HistoryStore:
         return msgspec.msgpack.encode(saved)
 
     def save(self) -> None:
-        """Write the archives atomically (`write` of `encode`)."""
-        self.write(self.encode())
+        """Write the archives atomically (`write` of `encode`) if anything was added since the
+        last save; a failed write leaves them marked as changed."""
+        if not self.changed:
+            return
+        try:
+            self.write(self.encode())
+        except OSError:
+            self.changed = True
+            raise
 
     def write(self, data: bytes) -> None:
         """Write encoded archives atomically (temporary file, fsync, rename, fsync of the

@@ -137,9 +137,12 @@ def build(core: Core, *, sources: Sources | None = None) -> Subsystem:
     async def persist_loop() -> None:
         while True:
             await asyncio.sleep(PERSIST_SECONDS)
+            if not store.changed:
+                continue
             try:
-                await asyncio.to_thread(store.write, store.encode())
+                await asyncio.to_thread(store.write, store.encode())  # encoded here, written there
             except OSError as exc:
+                store.changed = True
                 log.warning("resource history: cannot save %s: %s", store.path, exc)
 
     async def stop() -> None:

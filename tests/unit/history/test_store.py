@@ -65,6 +65,16 @@ def test_a_missing_file_starts_empty(tmp_path: Path, caplog: pytest.LogCaptureFi
     assert set(avg(s, "1h", 6000.0)) == {None}
 
 
+def test_a_failed_save_is_tried_again(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    s = store(blocker / "history.bin")
+    s.add(6000.0, [1.0, 2.0])
+    with pytest.raises(FileExistsError):  # its directory cannot be made
+        s.save()
+    assert s.changed
+
+
 def test_a_corrupt_file_starts_empty_is_set_aside_and_logged(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     path = tmp_path / "history.bin"
     good = store(path)
@@ -110,12 +120,17 @@ def test_an_archive_whose_shape_changed_starts_empty_alone(tmp_path: Path, caplo
     assert set(avg(s, "1d", 6000.0)) == {None}
 
 
-def test_save_replaces_the_file_atomically(tmp_path: Path) -> None:
+def test_save_replaces_the_file_atomically_and_only_after_a_change(tmp_path: Path) -> None:
     path = tmp_path / "history.bin"
     s = store(path)
     s.save()
-    first = path.stat().st_ino
+    assert not path.exists()  # nothing recorded, nothing to write
     s.add(6000.0, [1.0, 2.0])
+    s.save()
+    first = path.stat().st_ino
+    s.save()
+    assert path.stat().st_ino == first  # unchanged: not written again
+    s.add(6005.0, [1.0, 2.0])
     s.save()
     assert path.stat().st_ino != first  # a new file renamed over the old, never rewritten in place
     assert sorted(p.name for p in tmp_path.iterdir()) == ["history.bin"]
