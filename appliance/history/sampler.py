@@ -26,6 +26,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 COLUMNS = ("cpu", "mem_used", "mem_available", "net_rx", "net_tx", "disk_read", "disk_write")
 # The metric names of the API, and the columns each one is.
@@ -124,6 +125,12 @@ def rates(before: Counters | None, after: Counters) -> tuple[float, ...]:
     busy = after.cpu_busy - before.cpu_busy
     cpu = min(100.0, max(0.0, 100.0 * busy / total)) if total > 0 else nan
     return (cpu, *memory, *_delta_sum(before.net, after.net, seconds), *_delta_sum(before.disk, after.disk, seconds))
+
+
+class CounterSource(Protocol):
+    """What the sampler reads its counters from (`Sources`; tests script their own)."""
+
+    def read(self, at: float) -> Counters: ...
 
 
 class Sources:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import os
 import sys
 from collections.abc import Sequence
@@ -67,14 +66,6 @@ class HistoryStore:
         """The archive serving `range_name` over its whole span up to `now`, for `columns`."""
         indexes = [self.rrd.columns.index(c) for c in columns]
         return self.rrd.archives[range_name].window(now, indexes)
-
-    def latest(self, now: float) -> tuple[int, list[float]] | None:
-        """The newest fine-grained bucket and its averages, if it is no older than two steps."""
-        archive = next(iter(self.rrd.archives.values()))
-        if archive.newest is None or now - archive.newest > 2 * archive.shape.step:
-            return None
-        window = archive.window(archive.newest, range(len(self.rrd.columns)))
-        return archive.newest, [column[-1] for column in window.avg]
 
     def load(self) -> None:
         """Read the file if there is one (see the module docstring for what an unreadable one does)."""
@@ -150,8 +141,3 @@ class HistoryStore:
             os.fsync(directory)
         finally:
             os.close(directory)
-
-
-def finite(value: float) -> float | None:
-    """A value for JSON: NaN (nothing recorded) becomes null."""
-    return None if math.isnan(value) else value

@@ -23,7 +23,7 @@ from math import isnan
 from appliance.events.types import HistorySampled
 from appliance.history.controller import history_routes
 from appliance.history.rrd import Window
-from appliance.history.sampler import COLUMNS, METRICS, Counters, Sources, rates
+from appliance.history.sampler import COLUMNS, METRICS, Counters, CounterSource, Sources, rates
 from appliance.history.store import FILE_NAME, SUBDIR, HistoryStore
 from appliance.history.types import UNITS, History, Series
 from appliance.subsystem import Core, Subsystem, Task
@@ -40,7 +40,7 @@ class Recorder:
     def __init__(
         self,
         store: HistoryStore,
-        sources: Sources,
+        sources: CounterSource,
         clock: Callable[[], float],
         monotonic: Callable[[], float],
         publish: Callable[[HistorySampled], None] = lambda _: None,
@@ -121,7 +121,7 @@ def until_mid_bucket(now: float, step: float) -> float:
     return target - now if target > now else target + step - now
 
 
-def build(core: Core, *, sources: Sources | None = None) -> Subsystem:
+def build(core: Core, *, sources: CounterSource | None = None) -> Subsystem:
     store = HistoryStore(core.data_dir / SUBDIR / FILE_NAME, COLUMNS)
     recorder = Recorder(store, sources or Sources(), core.clock, core.monotonic, core.events.publish)
 

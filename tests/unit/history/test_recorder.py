@@ -34,7 +34,7 @@ def test_samples_and_the_gap_of_a_failed_reading(tmp_path: Path, caplog: pytest.
     store = HistoryStore(tmp_path / "h.bin", COLUMNS)
     sources = ScriptedSources()
     events: list[HistorySampled] = []
-    recorder = Recorder(store, sources, clock, clock, events.append)  # type: ignore[arg-type]
+    recorder = Recorder(store, sources, clock, clock, events.append)
     for _ in range(3):
         recorder.sample()
         clock.advance(5)
