@@ -41,6 +41,7 @@ from appliance.events import subsystem as events_
 from appliance.events.bus import EventBus
 from appliance.health.controller import health_routes
 from appliance.health.readiness import Readiness
+from appliance.history import subsystem as history_
 from appliance.metrics.controller import metrics_routes
 from appliance.metrics.http import HttpMetrics, MetricsMiddleware, new_registry
 from appliance.network import subsystem as network_
@@ -177,6 +178,7 @@ def create_app(
         cluster_part.subsystem,
         audit_.build(core),
         pxe_part.subsystem,
+        history_.build(core),
         *(build(core) for build in extra),
         node_part.enlist,
     ]

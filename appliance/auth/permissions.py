@@ -82,6 +82,7 @@ EVENT_PERMISSIONS: dict[str, Permission] = {
     "audit": Permission.AUDIT_READ,
     "network": Permission.NETWORK_READ,
     "pxe": Permission.PXE_MANAGE,
+    "history": Permission.NODE_READ,  # a node's resource sample every 5 s, as its history route
 }
 
 

@@ -82,7 +82,24 @@ class PxeEnlisted(Event, frozen=True, kw_only=True, tag="pxe"):
     summary: str = ""
 
 
-AnyEvent = MembershipChanged | ConfigChanged | FactsChanged | AuditAppended | NetworkChanged | PxeEnlisted
+class HistorySampled(Event, frozen=True, kw_only=True, tag="history"):
+    """This node's resource sample of the 5 s bucket starting at `time` (appliance/history/):
+    a chart appends it without asking; null where there is no value (the first sample after a
+    start has no rates). Units as in `GET /api/v1/nodes/{name}/history`."""
+
+    time: int
+    cpu: float | None = None  # percent
+    mem_used: float | None = None  # bytes
+    mem_available: float | None = None
+    net_rx: float | None = None  # bytes/s
+    net_tx: float | None = None
+    disk_read: float | None = None
+    disk_write: float | None = None
+
+
+AnyEvent = (
+    MembershipChanged | ConfigChanged | FactsChanged | AuditAppended | NetworkChanged | PxeEnlisted | HistorySampled
+)
 EVENT_TYPES: tuple[type[Event], ...] = (
     MembershipChanged,
     ConfigChanged,
@@ -90,6 +107,7 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     AuditAppended,
     NetworkChanged,
     PxeEnlisted,
+    HistorySampled,
 )
 
 
