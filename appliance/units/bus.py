@@ -75,10 +75,18 @@ class SystemBus:
                 raise BusUnavailable(f"cannot connect to the system bus at {self.address}: {exc}") from exc
             self._bus = bus
             log.info("connected to the system bus", extra={"address": self.address})
-            for hook in self._on_connect:
-                result = hook(bus)
-                if asyncio.iscoroutine(result):
-                    await result
+            try:
+                for hook in self._on_connect:
+                    result = hook(bus)
+                    if asyncio.iscoroutine(result):
+                        await result
+            except Exception as exc:
+                # A connection without its subscriptions would wait for signals that never come.
+                self._bus = None
+                bus.disconnect()
+                if isinstance(exc, BusUnavailable):
+                    raise
+                raise BusUnavailable(f"setting up the system bus connection failed: {exc}") from exc
             return bus
 
     async def call(
