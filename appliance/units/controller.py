@@ -82,7 +82,7 @@ def unit_routes(service: UnitService, *, forwarder: Forwarder) -> Router:
 
     @get(
         "/{name:str}/units/{unit:str}",
-        opt=read | problems(404),
+        opt=read | problems(404, 422),
         summary="One unit in detail: states, since, main PID, memory, CPU, tasks, restarts, dependencies",
         responses={200: ResponseSpec(UnitDetails)},
     )
