@@ -53,6 +53,11 @@ class SystemBus:
         self._lock = asyncio.Lock()
         self._on_connect: list[Callable[[MessageBus], Any]] = []
 
+    @property
+    def connected(self) -> bool:
+        """Whether the connection is open now (it is opened on the next call otherwise)."""
+        return self._bus is not None and self._bus.connected
+
     def on_connect(self, hook: Callable[[MessageBus], Any]) -> None:
         """Run `hook(bus)` (sync or async) on every new connection: signal subscriptions."""
         self._on_connect.append(hook)

@@ -24,12 +24,13 @@ READINESS = "units"
 
 def build(core: Core, *, bus: SystemBus) -> Subsystem:
     jobs = JobTracker()
-    service = UnitService(Systemd(bus, jobs), clock=core.clock, monotonic=core.monotonic)
+    systemd = Systemd(bus, jobs)
+    service = UnitService(systemd, clock=core.clock, monotonic=core.monotonic)
 
     def state(ready: bool, detail: str) -> None:
         core.readiness.set(READINESS, ready, detail)
 
-    watch = UnitWatch(bus, jobs, core.events.publish, state=state)
+    watch = UnitWatch(bus, jobs, core.events.publish, state=state, changed=systemd.changed)
 
     async def stop() -> None:
         watch.close()

@@ -41,6 +41,15 @@ class Systemd:
         self.bus = bus
         self.jobs = jobs
         self.deadline = deadline
+        # The loaded units as ListUnits last answered, while no signal has said anything changed
+        # since: the watcher calls `changed` on every signal of systemd's and on reconnecting.
+        self._units: list[list[Any]] | None = None
+        self._generation = 0
+
+    def changed(self) -> None:
+        """Something in systemd changed (a signal): the next unit list asks systemd again."""
+        self._generation += 1
+        self._units = None
 
     async def _manager(self, member: str, signature: str = "", body: list[Any] | None = None) -> list[Any]:
         return await self.bus.call(
@@ -53,9 +62,19 @@ class Systemd:
         )
 
     async def list_units(self) -> list[list[Any]]:
-        """Every loaded unit: (name, description, load, active, sub, following, path, job id, job type, job path)."""
+        """Every loaded unit: (name, description, load, active, sub, following, path, job id, job type, job path).
+
+        Answered from the last list while systemd has signalled no change since (and the
+        connection that would have carried the signal is still open): a unit list is what the
+        UI and scripts poll, and the answer only changes when a signal says so."""
+        if self._units is not None and self.bus.connected:
+            return self._units
+        generation = self._generation
         (rows,) = await self._manager("ListUnits")
-        return list(rows)
+        listed = list(rows)
+        if generation == self._generation and self.bus.connected:
+            self._units = listed  # no signal arrived while it was asked: it is current
+        return listed
 
     async def list_unit_files(self) -> list[list[Any]]:
         """Every unit file: (path, state)."""

@@ -51,6 +51,7 @@ class UnitWatch:
         publish: Callable[[Event], None],
         *,
         state: Callable[[bool, str], None],
+        changed: Callable[[], None] = lambda: None,
         window: float = COALESCE_SECONDS,
     ) -> None:
         self.bus = bus
@@ -58,6 +59,7 @@ class UnitWatch:
         self.coalescer = Coalescer()
         self._publish = publish
         self._state = state
+        self._changed = changed  # told of every signal (and reconnection): cached lists are stale
         self._window = window
         self._flush_at: asyncio.TimerHandle | None = None
         self.version = ""
@@ -67,6 +69,7 @@ class UnitWatch:
     async def _connected(self, connection: MessageBus) -> None:
         """Before the connection is used: signals wanted and subscribed, the units' states known."""
         self.jobs.forget_all()
+        self._changed()
         connection.add_message_handler(self._on_message)
         for rule in MATCHES:
             await self._call(connection, "org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus",
@@ -105,6 +108,7 @@ class UnitWatch:
     def _on_message(self, message: Message) -> None:
         if message.message_type != MessageType.SIGNAL:
             return
+        self._changed()
         try:
             self.handle_signal(message.path or "", message.interface or "", message.member or "", message.body)
         except Exception:  # a signal we misread must not break the connection's reader

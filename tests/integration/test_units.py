@@ -313,3 +313,18 @@ def _client_as(node: ClusterNode, token: str) -> Any:
     from tests.nsclient import NamespaceClient
 
     return NamespaceClient(node.host.netns, node.url, node.data_dir / "pki" / "ca.crt", token)
+
+
+def test_the_unit_list_follows_changes_made_outside_the_api(units: Units) -> None:
+    """Lists are answered from the last one until a signal says something changed."""
+    client = units.n0.client()
+
+    def web_state() -> str:
+        found = client.get("/api/v1/nodes/n0/units", params={"pattern": "dvt-web.service"}).json()
+        return str(found[0]["active_state"]) if found else "unloaded"
+
+    before = web_state()
+    assert web_state() == before  # answered from memory: nothing changed
+    action, after = ("stop", ("inactive", "unloaded")) if before == "active" else ("start", ("active",))
+    units.box.run(["systemctl", action, "dvt-web.service"])
+    wait_until(lambda: web_state() in after, 2, interval=0.02, what=f"the list to show dvt-web {after}")
