@@ -14,12 +14,14 @@ import os
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.clusterlab import ClusterLab, ClusterNode, bootstrap_admin_token, join_token
 from tests.integration.test_events import collect, connect, user_token
+from tests.integration.test_openapi_fuzz import CHECKS, MAX_EXAMPLES, SCHEMATHESIS, SEED, UNITS_TAG
 from tests.kit.need import require
 from tests.kit.nspawn import Container, debian_root, require_nspawn
 from tests.kit.wait import wait_until
@@ -328,3 +330,27 @@ def test_the_unit_list_follows_changes_made_outside_the_api(units: Units) -> Non
     action, after = ("stop", ("inactive", "unloaded")) if before == "active" else ("start", ("active",))
     units.box.run(["systemctl", action, "dvt-web.service"])
     wait_until(lambda: web_state() in after, 2, interval=0.02, what=f"the list to show dvt-web {after}")
+
+
+def test_fuzzing_the_unit_routes_finds_no_server_error_and_nothing_undocumented(units: Units, tmp_path: Path) -> None:
+    """The schema-driven fuzzer of tests/integration/test_openapi_fuzz.py, on the unit routes of
+    the node that manages real systemd (last in this module: it may change the container)."""
+    require(SCHEMATHESIS is not None, "schemathesis is not installed (pip install -e .[dev])")
+    assert SCHEMATHESIS is not None
+    n0 = units.n0
+    # every generated request names n0 (a random node name is a 404 before any unit code runs)
+    (tmp_path / "schemathesis.toml").write_text('[parameters]\n"path.name" = "n0"\n')
+    run = n0.host.run(
+        [
+            *("env", "-C", str(tmp_path)), SCHEMATHESIS, "run", f"{n0.url}/api/v1/openapi.json",
+            "--tls-verify", str(n0.data_dir / "pki" / "ca.crt"), "--header", f"Authorization: Bearer {n0.token}",
+            "--checks", CHECKS, "--phases", "examples,coverage,fuzzing", "--max-examples", str(MAX_EXAMPLES),
+            "--seed", str(SEED), "--workers", "1", "--no-shrink", "--include-tag", UNITS_TAG,
+        ],
+        timeout=180,
+    )  # fmt: skip
+    output = run.stdout + run.stderr
+    assert run.returncode == 0, output[-8000:]
+    assert "Tested: 5" in output
+    assert "repeatedly returned 404" not in output
+    assert units.box.state() in ("running", "degraded")
