@@ -143,11 +143,16 @@ def test_start_restart_stop_wait_for_their_jobs(units: Units) -> None:
     assert killed.json()["job_result"] == ""
     wait_until(lambda: units.box.run(["systemctl", "is-active", "dvt-web.service"], check=False).stdout.strip()
                != "active", 10)  # fmt: skip
+    reload = units.act(units.n1, "dvt-web.service", "reload")  # no ExecReload=: systemd refuses
+    assert reload.status_code == 409
+    assert "reload" in reload.json()["detail"]
     stopped = units.act(units.n1, "dvt-web.service", "stop").json()
     assert stopped["job_result"] == "done"
     assert stopped["active_state"] in ("inactive", "failed")
     units.act(units.n1, "dvt-web.service", "reset-failed")
     assert units.box.run(["systemctl", "is-active", "dvt-web.service"], check=False).stdout.strip() == "inactive"
+    untouched = units.act(units.n1, "dvt-web.service", "try-restart").json()  # not running: nothing to restart
+    assert (untouched["job_result"], untouched["active_state"]) == ("done", "inactive")
 
 
 def test_enable_disable_mask_unmask_change_the_links_and_reload(units: Units) -> None:
@@ -159,6 +164,10 @@ def test_enable_disable_mask_unmask_change_the_links_and_reload(units: Units) ->
     disabled = units.act(units.n1, "dvt-web.service", "disable").json()
     assert disabled["unit_file_state"] == "disabled"
     assert not wants.exists()
+    preset = units.act(units.n1, "dvt-web.service", "preset").json()  # Debian's preset: enable everything
+    assert preset["unit_file_state"] == "enabled"
+    assert wants.is_symlink()
+    assert units.act(units.n1, "dvt-web.service", "disable").json()["unit_file_state"] == "disabled"
     masked = units.act(units.n1, "dvt-lib.service", "mask")
     assert masked.status_code == 200, masked.text
     assert masked.json()["unit_file_state"] == "masked"
