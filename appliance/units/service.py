@@ -22,6 +22,7 @@ import contextlib
 import signal as signals
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from appliance.api.problems import ApiError
 from appliance.units import protect
@@ -184,7 +185,7 @@ class UnitService:
             else:
                 changes = await self.systemd.unit_files(action, name, force=body.force)
                 await self.systemd.reload()
-            props = await self.systemd.properties(await self.systemd.unit_path(name))
+            props = await self._state_after(name)
         return UnitActionResult(
             unit=name,
             action=str(action),
@@ -198,6 +199,14 @@ class UnitService:
             result=str(props.get("Result", "")),
             seconds=round(self._monotonic() - started, 4),
         )
+
+    async def _state_after(self, name: str) -> dict[str, Any]:
+        """The unit's properties after an action; empty where systemd has no unit object for
+        the name (a template, enabled or masked as a whole): the action itself was done."""
+        try:
+            return await self.systemd.properties(await self.systemd.unit_path(name))
+        except BusError:
+            return {}
 
 
 def _job_result(value: str) -> JobResult:

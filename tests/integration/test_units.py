@@ -39,6 +39,9 @@ UNITS = {
     "etc/systemd/system/dvt-jobslow.service": (
         "[Unit]\nJobTimeoutSec=1\n[Service]\nType=oneshot\nTimeoutStartSec=30\nExecStart=/bin/sleep 30\n"
     ),
+    "etc/systemd/system/dvt-tpl@.service": (
+        "[Service]\nExecStart=/bin/sleep infinity\n[Install]\nWantedBy=multi-user.target\nDefaultInstance=one\n"
+    ),
     "etc/systemd/system/dvt-tick.timer": "[Timer]\nOnCalendar=*-*-* 04:00:00\nUnit=dvt-web.service\n",
     "usr/lib/systemd/system/dvt-lib.service": (
         "[Unit]\nDescription=masked by the test\n[Service]\nExecStart=/bin/sleep infinity\n"
@@ -177,6 +180,11 @@ def test_enable_disable_mask_unmask_change_the_links_and_reload(units: Units) ->
     assert "masked" in refused.json()["detail"]
     assert units.act(units.n1, "dvt-lib.service", "unmask").json()["unit_file_state"] in ("static", "disabled")
     assert units.act(units.n1, "dvt-lib.service", "start").json()["job_result"] == "done"
+    # a template is enabled as a whole (its default instance); it has no unit object of its own
+    template = units.act(units.n1, "dvt-tpl@.service", "enable")
+    assert template.status_code == 200, template.text
+    assert [c["file"].rsplit("/", 1)[-1] for c in template.json()["changes"]] == ["dvt-tpl@one.service"]
+    assert units.act(units.n1, "dvt-tpl@.service", "start").status_code == 422  # but cannot be started
     # a unit file in /etc: systemd will not overwrite it with a mask link
     assert units.act(units.n1, "dvt-web.service", "mask").status_code == 409
 
