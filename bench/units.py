@@ -11,6 +11,8 @@ through its bus socket (`serve --system-bus`), as in tests/integration/test_unit
 1. List units: `GET /api/v1/nodes/n0/units` on n0 `--samples` times, one after another,
    against `systemctl list-units --all --output=json` run inside the container
    (`nsenter` + systemctl, `--process-samples` times: systemctl is a process start).
+   `GET /api/v1/node` (the same client, no systemd involved) is printed as the HTTP stack's
+   own cost on this machine at that moment.
    Target: the API's p99 at most 0.1x systemctl's.
 2. Start to active: `POST .../units/dvt-bench.service/start` (answered once systemd's job is
    done, so the unit is active) against `systemctl start dvt-bench.service` inside the
@@ -70,10 +72,12 @@ def list_part(cluster: ClusterLab, box: Container, args: argparse.Namespace) -> 
     for _ in range(10):  # warm up the connection and the node
         client.get("/api/v1/nodes/n0/units")
     api = timed(lambda: client.get("/api/v1/nodes/n0/units").raise_for_status(), args.samples)
+    base = timed(lambda: client.get("/api/v1/node").raise_for_status(), args.samples)
     ctl = timed(lambda: box.run(["systemctl", "list-units", "--all", "--output=json", "--no-pager"]),
                 args.process_samples)  # fmt: skip
     print(f"list units ({count} units)")
     show("API GET /api/v1/nodes/n0/units", api)
+    show("  baseline: API GET /api/v1/node (no systemd)", base)
     show("systemctl list-units --all --output=json", ctl)
     print(f"  ratio p99 API / systemctl: {percentile(api, 0.99) / percentile(ctl, 0.99):.3f} (target <= 0.1)")
 
