@@ -56,6 +56,8 @@ from appliance.settings import AuthSettings
 from appliance.store.config import ConfigStore
 from appliance.store.hlc import HybridClock
 from appliance.subsystem import Core, Startup, Subsystem
+from appliance.units import subsystem as units_
+from appliance.units.bus import SystemBus
 from pxe.service import BootServerOptions, PxeService
 
 API_ROOT = "/api/v1"
@@ -93,6 +95,7 @@ def create_app(
     network: NetworkSettings | None = None,
     pxe: BootServerOptions | None = None,
     enlist: EnlistTarget | None = None,
+    system_bus: SystemBus | None = None,
     clock: Callable[[], float] = time.time,
     monotonic: Callable[[], float] = time.monotonic,
     extra: Sequence[Builder] = (),
@@ -103,7 +106,8 @@ def create_app(
     its own, as unit tests want). `network` says which kernel networking the node manages
     (default: its own namespace, through netlink). `clock` (wall time) and `monotonic` are injectable so tests
     can move time. `pxe` says where the boot files are and whether dnsmasq may run. `enlist`
-    says where this machine reports its inventory at start-up (None: it does not). `extra`
+    says where this machine reports its inventory at start-up (None: it does not). `system_bus`
+    is where systemd answers (default: this machine's system bus). `extra`
     builds further subsystems, started after the PXE one.
     """
     cluster_settings = cluster_settings or ClusterSettings(
@@ -179,6 +183,7 @@ def create_app(
         audit_.build(core),
         pxe_part.subsystem,
         history_.build(core),
+        units_.build(core, bus=system_bus or SystemBus()),
         *(build(core) for build in extra),
         node_part.enlist,
     ]

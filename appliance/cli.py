@@ -21,6 +21,7 @@ from appliance.cli_admin import CommandError, add_admin_commands
 from appliance.cli_client import ClientError, add_client_commands, add_client_options
 from appliance.cli_history import add_history_commands
 from appliance.cli_remote import add_remote_commands
+from appliance.cli_units import add_unit_commands
 from appliance.console import report_failure
 from appliance.datadir import default_data_dir
 from appliance.errors import StartupError
@@ -215,6 +216,7 @@ def _build_parser() -> argparse.ArgumentParser:
     add_client_commands(commands)
     add_remote_commands(commands)
     add_history_commands(commands)
+    add_unit_commands(commands)
     add_client_options(parser)
     return parser
 

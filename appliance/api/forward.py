@@ -146,7 +146,10 @@ class Forwarder:
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_HEADERS}
         headers |= self._assertion_headers(request.user, target, request.method, request.url.path)
         body = await request.body()
-        target_path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        # The path as the client sent it (still percent-encoded): a decoded one may hold a space or
+        # other bytes an HTTP request line cannot carry (a unit name like `not a unit` to refuse).
+        raw = request.scope.get("raw_path") or request.url.path.encode()
+        target_path = raw.decode("latin-1") + (f"?{request.url.query}" if request.url.query else "")
         try:
             upstream = await self._send(target, api, request.method, target_path, headers=headers, body=body)
         except PeerRefused as exc:

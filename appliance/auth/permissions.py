@@ -36,6 +36,9 @@ class Permission(StrEnum):
     NETWORK_READ = "network:read"  # nodes' network configuration and status, overlay networks
     NETWORK_MANAGE = "network:manage"  # apply/confirm/roll back host networking, define overlays
     PXE_MANAGE = "pxe:manage"  # a node's PXE boot server; its settings hold join tokens, so reading too
+    UNITS_READ = "units:read"  # nodes' systemd units, unit files and timers
+    UNITS_MANAGE = "units:manage"  # start, stop, enable, mask ... systemd units
+    UNITS_FORCE = "units:force"  # act on a protected unit (stop the appliance, D-Bus, the journal ...)
 
 
 class Role(StrEnum):
@@ -58,6 +61,8 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.NETWORK_READ,
             Permission.NETWORK_MANAGE,
             Permission.PXE_MANAGE,
+            Permission.UNITS_READ,
+            Permission.UNITS_MANAGE,
         }
     ),
     Role.VIEWER: frozenset(
@@ -67,6 +72,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.METRICS_READ,
             Permission.API_DOCS_READ,
             Permission.NETWORK_READ,
+            Permission.UNITS_READ,
         }
     ),
     Role.DEVELOPER: frozenset({Permission.SELF, Permission.NODE_READ, Permission.API_DOCS_READ}),
@@ -83,6 +89,7 @@ EVENT_PERMISSIONS: dict[str, Permission] = {
     "network": Permission.NETWORK_READ,
     "pxe": Permission.PXE_MANAGE,
     "history": Permission.NODE_READ,  # a node's resource sample every 5 s, as its history route
+    "unit": Permission.UNITS_READ,
 }
 
 

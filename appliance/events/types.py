@@ -97,8 +97,27 @@ class HistorySampled(Event, frozen=True, kw_only=True, tag="history"):
     disk_write: float | None = None
 
 
+class UnitChanged(Event, frozen=True, kw_only=True, tag="unit"):
+    """A systemd unit on this node changed state, or a job of it ended (from systemd's signals;
+    a burst of a few milliseconds is one event per unit, with the state it ended in)."""
+
+    unit: str
+    load_state: str = ""
+    active_state: str = ""
+    sub_state: str = ""
+    job_result: str = ""  # a job for it ended: done, failed, timeout, canceled, dependency, skipped
+    unloaded: bool = False  # systemd dropped it from memory (a unit file may still exist)
+
+
 AnyEvent = (
-    MembershipChanged | ConfigChanged | FactsChanged | AuditAppended | NetworkChanged | PxeEnlisted | HistorySampled
+    MembershipChanged
+    | ConfigChanged
+    | FactsChanged
+    | AuditAppended
+    | NetworkChanged
+    | PxeEnlisted
+    | HistorySampled
+    | UnitChanged
 )
 EVENT_TYPES: tuple[type[Event], ...] = (
     MembershipChanged,
@@ -108,6 +127,7 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     NetworkChanged,
     PxeEnlisted,
     HistorySampled,
+    UnitChanged,
 )
 
 

@@ -53,6 +53,11 @@ class SystemBus:
         self._lock = asyncio.Lock()
         self._on_connect: list[Callable[[MessageBus], Any]] = []
 
+    @property
+    def connected(self) -> bool:
+        """Whether the connection is open now (it is opened on the next call otherwise)."""
+        return self._bus is not None and self._bus.connected
+
     def on_connect(self, hook: Callable[[MessageBus], Any]) -> None:
         """Run `hook(bus)` (sync or async) on every new connection: signal subscriptions."""
         self._on_connect.append(hook)
@@ -75,10 +80,18 @@ class SystemBus:
                 raise BusUnavailable(f"cannot connect to the system bus at {self.address}: {exc}") from exc
             self._bus = bus
             log.info("connected to the system bus", extra={"address": self.address})
-            for hook in self._on_connect:
-                result = hook(bus)
-                if asyncio.iscoroutine(result):
-                    await result
+            try:
+                for hook in self._on_connect:
+                    result = hook(bus)
+                    if asyncio.iscoroutine(result):
+                        await result
+            except Exception as exc:
+                # A connection without its subscriptions would wait for signals that never come.
+                self._bus = None
+                bus.disconnect()
+                if isinstance(exc, BusUnavailable):
+                    raise
+                raise BusUnavailable(f"setting up the system bus connection failed: {exc}") from exc
             return bus
 
     async def call(

@@ -41,6 +41,7 @@ CHECKS = ",".join(
     )
 )
 MAX_EXAMPLES = 8  # per operation and phase; about 60 operations
+UNITS_TAG = "units"
 SEED = 19
 # The fuzzer learns identifiers from answers (its own token's id, the admin's name) and would
 # revoke the token it runs with or disable its owner, then see nothing but 401s. These three
@@ -95,6 +96,10 @@ def test_fuzzing_a_node_finds_no_server_error_and_nothing_undocumented(tmp_path:
                     "1",
                     "--no-shrink",
                     *(arg for op in LOCKOUT_OPERATIONS for arg in ("--exclude-operation-id", op)),
+                    # This node has no system bus: every unit route answers its documented 503,
+                    # which the server-error check counts as a failure. tests/integration/
+                    # test_units.py fuzzes them against a node that manages real systemd.
+                    *("--exclude-tag", UNITS_TAG),
                     "--report",
                     "ndjson",
                     "--report-dir",

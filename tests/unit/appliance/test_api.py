@@ -66,7 +66,7 @@ def test_health_and_readiness(client: TestClient[Any], appliance: Appliance) -> 
     assert client.get("/healthz").json() == {"status": "ok"}
     ready = client.get("/readyz")
     assert ready.status_code == 200
-    assert set(ready.json()["checks"]) == {"database", "identity", "api", "gossip", "network"}
+    assert set(ready.json()["checks"]) == {"database", "identity", "api", "gossip", "network", "units"}
     assert ready.json()["checks"]["network"]["detail"].startswith("no configuration applied yet")
     appliance.readiness.set("database", False, "disk gone")
     not_ready = client.get("/readyz")

@@ -284,6 +284,8 @@ def test_overlay_is_built_on_this_node(api: TestClient[Any], net_app: Appliance,
     assert kernel.master["vx100"] == "ovl0"
     assert vxlan.mtu == 1450
     assert getattr(vxlan, "local", None) == "127.0.0.1"
+    # the pass records its states on the loop after its worker thread made the links: wait for them
+    wait_until(lambda: api.get(f"{NET}/status").json()["overlays"], 5, what="the overlay's state")
     status = api.get(f"{NET}/status").json()
     assert status["overlays"] == [
         {"name": "blue", "vni": 100, "bridge": "ovl0", "vxlan": "vx100", "local": "127.0.0.1", "peers": [], "error": ""}
