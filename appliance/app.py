@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from litestar import Litestar, Router
 from litestar.middleware import DefineMiddleware
@@ -41,6 +42,7 @@ from appliance.events import subsystem as events_
 from appliance.events.bus import EventBus
 from appliance.health.controller import health_routes
 from appliance.health.readiness import Readiness
+from appliance.journal import subsystem as journal_
 from appliance.metrics.controller import metrics_routes
 from appliance.metrics.http import HttpMetrics, MetricsMiddleware, new_registry
 from appliance.network import subsystem as network_
@@ -92,6 +94,8 @@ def create_app(
     network: NetworkSettings | None = None,
     pxe: BootServerOptions | None = None,
     enlist: EnlistTarget | None = None,
+    system_bus: str | None = None,
+    host_root: Path = Path("/"),
     clock: Callable[[], float] = time.time,
     monotonic: Callable[[], float] = time.monotonic,
     extra: Sequence[Builder] = (),
@@ -102,7 +106,9 @@ def create_app(
     its own, as unit tests want). `network` says which kernel networking the node manages
     (default: its own namespace, through netlink). `clock` (wall time) and `monotonic` are injectable so tests
     can move time. `pxe` says where the boot files are and whether dnsmasq may run. `enlist`
-    says where this machine reports its inventory at start-up (None: it does not). `extra`
+    says where this machine reports its inventory at start-up (None: it does not).
+    `system_bus` and `host_root` say where the managed machine's systemd answers (None: this
+    machine's own system bus) and where its files are (journal, unit files). `extra`
     builds further subsystems, started after the PXE one.
     """
     cluster_settings = cluster_settings or ClusterSettings(
@@ -177,6 +183,7 @@ def create_app(
         cluster_part.subsystem,
         audit_.build(core),
         pxe_part.subsystem,
+        journal_.build(core, host_root=host_root),
         *(build(core) for build in extra),
         node_part.enlist,
     ]

@@ -36,6 +36,8 @@ class Permission(StrEnum):
     NETWORK_READ = "network:read"  # nodes' network configuration and status, overlay networks
     NETWORK_MANAGE = "network:manage"  # apply/confirm/roll back host networking, define overlays
     PXE_MANAGE = "pxe:manage"  # a node's PXE boot server; its settings hold join tokens, so reading too
+    JOURNAL_READ = "journal:read"  # a node's journal (services' logs can hold what viewers should not read)
+    NODE_POWER = "node:power"  # reboot or power off a node
 
 
 class Role(StrEnum):
@@ -58,6 +60,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.NETWORK_READ,
             Permission.NETWORK_MANAGE,
             Permission.PXE_MANAGE,
+            Permission.JOURNAL_READ,
         }
     ),
     Role.VIEWER: frozenset(
@@ -82,6 +85,7 @@ EVENT_PERMISSIONS: dict[str, Permission] = {
     "audit": Permission.AUDIT_READ,
     "network": Permission.NETWORK_READ,
     "pxe": Permission.PXE_MANAGE,
+    "power": Permission.NODE_READ,
 }
 
 
