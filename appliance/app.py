@@ -48,6 +48,7 @@ from appliance.metrics.http import HttpMetrics, MetricsMiddleware, new_registry
 from appliance.network import subsystem as network_
 from appliance.network.reconciler import OverlayReconciler
 from appliance.network.service import NetworkSettings
+from appliance.node import power as power_
 from appliance.node import subsystem as node_
 from appliance.node.enlist import EnlistTarget
 from appliance.node.host import HostProbe
@@ -57,6 +58,7 @@ from appliance.settings import AuthSettings
 from appliance.store.config import ConfigStore
 from appliance.store.hlc import HybridClock
 from appliance.subsystem import Core, Startup, Subsystem
+from appliance.units.bus import SystemBus
 from pxe.service import BootServerOptions, PxeService
 
 API_ROOT = "/api/v1"
@@ -184,6 +186,7 @@ def create_app(
         audit_.build(core),
         pxe_part.subsystem,
         journal_.build(core, host_root=host_root),
+        power_.build(core, bus=SystemBus(system_bus), leave=lambda: cluster.stop(leave=True)),
         *(build(core) for build in extra),
         node_part.enlist,
     ]

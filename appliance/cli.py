@@ -19,6 +19,7 @@ from appliance import __version__
 from appliance.bootparams import BootParams, read_boot_params
 from appliance.cli_admin import CommandError, add_admin_commands
 from appliance.cli_client import ClientError, add_client_commands, add_client_options
+from appliance.cli_journal import add_journal_commands
 from appliance.cli_remote import add_remote_commands
 from appliance.console import report_failure
 from appliance.datadir import default_data_dir
@@ -212,6 +213,7 @@ def _build_parser() -> argparse.ArgumentParser:
     # directory the service uses (see appliance/network/service.py for how the two coexist).
     add_net_parser(commands)
     add_client_commands(commands)
+    add_journal_commands(commands)
     add_remote_commands(commands)
     add_client_options(parser)
     return parser

@@ -82,7 +82,17 @@ class PxeEnlisted(Event, frozen=True, kw_only=True, tag="pxe"):
     summary: str = ""
 
 
-AnyEvent = MembershipChanged | ConfigChanged | FactsChanged | AuditAppended | NetworkChanged | PxeEnlisted
+class PowerRequested(Event, frozen=True, kw_only=True, tag="power"):
+    """This node is about to reboot or power off, asked by `by`; sent before it leaves the cluster."""
+
+    action: Literal["reboot", "poweroff"]
+    reason: str
+    by: str
+
+
+AnyEvent = (
+    MembershipChanged | ConfigChanged | FactsChanged | AuditAppended | NetworkChanged | PxeEnlisted | PowerRequested
+)
 EVENT_TYPES: tuple[type[Event], ...] = (
     MembershipChanged,
     ConfigChanged,
@@ -90,6 +100,7 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     AuditAppended,
     NetworkChanged,
     PxeEnlisted,
+    PowerRequested,
 )
 
 
