@@ -121,10 +121,15 @@ class _Process:
             raise JournalFailed(said[0])
 
     async def end(self) -> None:
-        """Stop it now (it may be blocked writing to a pipe nobody reads any more)."""
+        """Stop it now (it may be blocked writing to a pipe nobody reads any more). What is left
+        in the pipe is read and dropped: asyncio reports the exit only once the pipe is closed,
+        and a full buffer would have paused its reading."""
         if self.process.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 self.process.kill()
+        assert self.process.stdout is not None
+        while await self.process.stdout.read(READ_CHUNK):
+            pass
         await self.process.wait()
         self._drain.cancel()
         with contextlib.suppress(asyncio.CancelledError):
