@@ -16,9 +16,7 @@ import pytest
 from appliance.journal.query import JournalQuery
 from appliance.journal.reader import MAX_LINE, Journal, JournalFailed, JournalUnavailable
 
-ENTRY = (
-    """printf '{"__CURSOR":"s=1;i=%s","_BOOT_ID":"b","MESSAGE":"line %s"}\\n' $i $i"""
-)
+ENTRY = """printf '{"__CURSOR":"s=1;i=%s","_BOOT_ID":"b","MESSAGE":"line %s"}\\n' $i $i"""
 
 
 def script(tmp_path: Path, body: str) -> str:
