@@ -151,8 +151,13 @@ def power_routes(power: NodePower, *, forwarder: Forwarder) -> Router:
     async def power_node(
         request: Request[Principal, Any, Any], name: FromPath[str], data: JSONBody[PowerPost]
     ) -> Response[Any]:
-        note(request, target=f"node {name}", detail=f"{data.action}: {data.reason}")
-        accepted = await power.act(data, request.user.name)
+        asked = f"{data.action}: {data.reason}"
+        note(request, target=f"node {name}", detail=asked)
+        try:
+            accepted = await power.act(data, request.user.name)
+        except ApiError as exc:
+            note(request, detail=f"{asked}; not done: {exc.detail}"[:500])
+            raise
         return Response(accepted, status_code=202)
 
     return node_router("/api/v1/nodes", [power_node], forwarder=forwarder, tags=["node"])

@@ -8,7 +8,11 @@ inside the container by a transient unit (`systemd-run`) and by `systemd-cat`.
 
 from __future__ import annotations
 
+import json
+import os
+import re
 import ssl
+import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,11 +28,12 @@ from websockets.sync.client import ClientConnection, connect
 
 from tests.kit.nspawn import Container, debian_root
 from tests.kit.wait import wait_until
-from tests.nodeproc import NodeProcess, run_debvisor
+from tests.nodeproc import DEBVISOR, NodeProcess, run_debvisor
 
 pytestmark = [pytest.mark.integration, pytest.mark.privileged, pytest.mark.systemd]
 
 JOURNAL = "/api/v1/nodes/n1/journal"
+RATE = ["--rate-limit", "1000"]
 
 
 @dataclass
@@ -68,12 +73,13 @@ def role_tokens(founder: NodeProcess) -> dict[str, str]:
 
 def start_pair(tmp_path: Path, box: Container, n1_extra: list[str]) -> tuple[NodeProcess, NodeProcess]:
     """n1 managing `box` (or as `n1_extra` says), and n2 joined to it, both ready and alive."""
-    n1 = NodeProcess(tmp_path / "n1", name="n1", extra_args=n1_extra).start()
+    # A test sends more requests than a person would: the per-user rate limit is raised.
+    n1 = NodeProcess(tmp_path / "n1", name="n1", extra_args=[*n1_extra, *RATE]).start()
     n2: NodeProcess | None = None
     try:
         n1.wait_ready()
         token = run_debvisor("token", "create", "--data-dir", str(n1.data_dir)).stdout.strip()
-        n2 = NodeProcess(tmp_path / "n2", name="n2", extra_args=["--join", token]).start()
+        n2 = NodeProcess(tmp_path / "n2", name="n2", extra_args=["--join", token, *RATE]).start()
         n2.wait_ready()
         with n1.admin_client() as client:
             wait_until(
@@ -260,6 +266,59 @@ def test_role_matrix_of_the_journal_routes(lab: Lab) -> None:
             assert refused.value.response.status_code == 403
     with lab.n2.client() as anonymous:
         assert anonymous.get(JOURNAL).status_code == 401
+
+
+def cli(lab: Lab, role: str = "operator") -> list[str]:
+    """Connection options of the CLI for n2 (the request is forwarded to n1)."""
+    return ["--url", lab.n2.url, "--ca", str(lab.n2.data_dir / "pki" / "ca.crt"), "--token", lab.tokens[role]]
+
+
+def test_the_cli_prints_and_follows_a_units_journal(lab: Lab) -> None:
+    script = "echo first from cli; echo second from cli"
+    lab.box.run(["systemd-run", "--unit", "jcli", "--description", "cli test", "--wait", "sh", "-c", script])
+    with lab.client("operator") as client:
+        wait_until(lambda: len(entries(client, unit="jcli.service", match="from cli")["entries"]) == 2, 10, 0.1,
+                   what="the unit's lines")  # fmt: skip
+    printed = run_debvisor("unit", "logs", "jcli.service", "--node", "n1", "-g", "from cli", *cli(lab))
+    assert printed.returncode == 0, printed.stderr
+    lines = printed.stdout.splitlines()
+    assert len(lines) == 2
+    assert re.fullmatch(r"\w{3} \d\d \d\d:\d\d:\d\d debvisor-test sh\[\d+\]: first from cli", lines[0])
+    assert lines[1].endswith("]: second from cli")
+
+    bad = run_debvisor("unit", "logs", "bad@.service", "--node", "n1", *cli(lab))
+    assert bad.returncode == 1
+    assert bad.stderr.startswith("debvisor: 422: ")
+    assert len(bad.stderr.splitlines()) == 1
+    refused = run_debvisor("unit", "logs", "--node", "n1", *cli(lab, "viewer"))
+    assert refused.returncode == 1
+    assert "403" in refused.stderr
+
+    with subprocess.Popen(
+        [*DEBVISOR, "unit", "logs", "--node", "n1", "-t", "jclif", "-f", "--json", *cli(lab)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    ) as follow:  # fmt: skip
+        try:
+            assert follow.stdout is not None
+            os.set_blocking(follow.stdout.fileno(), False)
+            got: list[str] = []
+
+            def printed_line() -> bool:
+                chunk = follow.stdout.read() if follow.stdout is not None else None
+                got.extend((chunk or "").splitlines())
+                return any("followed by the cli" in line for line in got)
+
+            def written_and_printed() -> bool:
+                lab.box.run(["systemd-cat", "-t", "jclif", "echo", "followed by the cli"])
+                wait_until(printed_line, 5, 0.1, what="the CLI to print the line")
+                return True
+
+            # written again until printed: the CLI's socket may open after the first line was written
+            wait_until(written_and_printed, 20, 0.5, what="the followed line")
+            entry = json.loads(next(line for line in got if "followed by the cli" in line))
+            assert entry["identifier"] == "jclif"
+        finally:
+            follow.terminate()
 
 
 def test_journal_of_a_node_without_one_is_empty_not_an_error(lab: Lab) -> None:

@@ -23,7 +23,7 @@ from websockets.sync.client import connect
 from tests.integration.test_journal import managing, start_pair, states, user_token
 from tests.kit.nspawn import Container, debian_root
 from tests.kit.wait import wait_until
-from tests.nodeproc import NodeProcess
+from tests.nodeproc import NodeProcess, run_debvisor
 
 pytestmark = [pytest.mark.integration, pytest.mark.privileged, pytest.mark.systemd]
 
@@ -140,9 +140,15 @@ def test_reboot_leaves_the_cluster_and_the_machine_restarts(
     n1, n2 = pair
     admin = n1.admin_token()
     leader = box.leader
-    accepted = post(n2, admin, {"action": "reboot", "reason": "kernel update", "confirm": "n1"})
-    assert accepted.status_code == 202, accepted.text
-    assert accepted.json()["target"] == "reboot.target"
+    # through the CLI, talking to n2
+    ca = str(n2.data_dir / "pki" / "ca.crt")
+    connection = ["--url", n2.url, "--ca", ca, "--token", admin]
+    mistyped = run_debvisor("node", "reboot", "n1", "--reason", "kernel update", "--confirm", "n2", *connection)
+    assert mistyped.returncode == 1
+    assert mistyped.stderr == "debvisor: the name typed back is not 'n1'; nothing was done\n"
+    rebooted = run_debvisor("node", "reboot", "n1", "--reason", "kernel update", "--confirm", "n1", *connection)
+    assert rebooted.returncode == 0, rebooted.stderr
+    assert rebooted.stdout == "n1 left the cluster and is going to reboot (reboot.target)\n"
     with admin_of(n2, admin) as client:
         wait_until(lambda: states(client)["n1"] == "left", 15, 0.1, what="n2 to see n1 leave")
     # the container's old systemd is gone: it rebooted (nspawn ends or boots it again)
