@@ -16,7 +16,6 @@ import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -28,12 +27,12 @@ from websockets.sync.client import ClientConnection, connect
 
 from tests.kit.nspawn import Container, debian_root
 from tests.kit.wait import wait_until
+from tests.managedpair import managing, role_tokens, start_pair
 from tests.nodeproc import DEBVISOR, NodeProcess, run_debvisor
 
 pytestmark = [pytest.mark.integration, pytest.mark.privileged, pytest.mark.systemd]
 
 JOURNAL = "/api/v1/nodes/n1/journal"
-RATE = ["--rate-limit", "1000"]
 
 
 @dataclass
@@ -49,64 +48,11 @@ class Lab:
         return client
 
 
-def user_token(node: NodeProcess, role: str) -> str:
-    """A user of `role` and an API token of theirs, made through the API (a token needs a session)."""
-    password = f"{role} password 1"
-    with node.admin_client(timeout=15) as admin:
-        made = admin.post("/api/v1/users", json={"name": f"u-{role}", "role": role, "password": password})
-        assert made.is_success, made.text
-    with node.client(timeout=15) as client:
-        login = client.post("/api/v1/auth/login", json={"username": f"u-{role}", "password": password})
-        assert login.is_success, login.text
-        csrf = {"X-CSRF-Token": login.json()["csrf_token"]}
-        created = client.post("/api/v1/tokens", json={"name": "t"}, headers=csrf)
-        assert created.is_success, created.text
-        return str(created.json()["secret"])
-
-
-def role_tokens(founder: NodeProcess) -> dict[str, str]:
-    """A token of each role, made on the founder (a joined node has no initial password)."""
-    tokens = {role: user_token(founder, role) for role in ("operator", "viewer", "developer")}
-    tokens["admin"] = founder.admin_token()
-    return tokens
-
-
-def start_pair(tmp_path: Path, box: Container, n1_extra: list[str]) -> tuple[NodeProcess, NodeProcess]:
-    """n1 managing `box` (or as `n1_extra` says), and n2 joined to it, both ready and alive."""
-    # A test sends more requests than a person would: the per-user rate limit is raised.
-    n1 = NodeProcess(tmp_path / "n1", name="n1", extra_args=[*n1_extra, *RATE]).start()
-    n2: NodeProcess | None = None
-    try:
-        n1.wait_ready()
-        token = run_debvisor("token", "create", "--data-dir", str(n1.data_dir)).stdout.strip()
-        n2 = NodeProcess(tmp_path / "n2", name="n2", extra_args=["--join", token, *RATE]).start()
-        n2.wait_ready()
-        with n1.admin_client() as client:
-            wait_until(
-                lambda: states(client) == {"n1": "alive", "n2": "alive"},
-                15, 0.1, what="n1 and n2 alive in n1's view",
-            )  # fmt: skip
-    except BaseException:
-        if n2 is not None:
-            n2.stop()
-        n1.stop()
-        raise
-    return n1, n2
-
-
-def states(client: httpx.Client) -> dict[str, str]:
-    return {m["name"]: m["state"] for m in client.get("/api/v1/nodes").json()}
-
-
-def managing(box: Container) -> list[str]:
-    return ["--system-bus", box.bus_address(), "--host-root", str(box.path("/"))]
-
-
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     tmp = tmp_path_factory.mktemp("journal")
     with Container(debian_root(), tmp) as box:
-        n1, n2 = start_pair(tmp, box, managing(box))
+        n1, n2 = start_pair(tmp, managing(box))
         try:
             lab = Lab(box, n1, n2, role_tokens(n1))
             with lab.client("viewer") as client:  # the tokens have reached n2

@@ -20,9 +20,9 @@ import httpx
 import pytest
 from websockets.sync.client import connect
 
-from tests.integration.test_journal import managing, start_pair, states, user_token
 from tests.kit.nspawn import Container, debian_root
 from tests.kit.wait import wait_until
+from tests.managedpair import managing, start_pair, states, user_token
 from tests.nodeproc import NodeProcess, run_debvisor
 
 pytestmark = [pytest.mark.integration, pytest.mark.privileged, pytest.mark.systemd]
@@ -38,7 +38,7 @@ def box(tmp_path: Path) -> Iterator[Container]:
 
 @pytest.fixture
 def pair(tmp_path: Path, box: Container) -> Iterator[tuple[NodeProcess, NodeProcess]]:
-    n1, n2 = start_pair(tmp_path, box, managing(box))
+    n1, n2 = start_pair(tmp_path, managing(box))
     try:
         yield n1, n2
     finally:
