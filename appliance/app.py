@@ -96,7 +96,7 @@ def create_app(
     network: NetworkSettings | None = None,
     pxe: BootServerOptions | None = None,
     enlist: EnlistTarget | None = None,
-    system_bus: str | None = None,
+    system_bus: SystemBus | None = None,
     host_root: Path = Path("/"),
     clock: Callable[[], float] = time.time,
     monotonic: Callable[[], float] = time.monotonic,
@@ -109,8 +109,8 @@ def create_app(
     (default: its own namespace, through netlink). `clock` (wall time) and `monotonic` are injectable so tests
     can move time. `pxe` says where the boot files are and whether dnsmasq may run. `enlist`
     says where this machine reports its inventory at start-up (None: it does not).
-    `system_bus` and `host_root` say where the managed machine's systemd answers (None: this
-    machine's own system bus) and where its files are (journal, unit files). `extra`
+    `system_bus` is where the managed machine's systemd answers (default: this machine's
+    system bus) and `host_root` where its files are (journal, unit files). `extra`
     builds further subsystems, started after the PXE one.
     """
     cluster_settings = cluster_settings or ClusterSettings(
@@ -186,7 +186,7 @@ def create_app(
         audit_.build(core),
         pxe_part.subsystem,
         journal_.build(core, host_root=host_root),
-        power_.build(core, bus=SystemBus(system_bus), leave=lambda: cluster.stop(leave=True)),
+        power_.build(core, bus=system_bus or SystemBus(), leave=lambda: cluster.stop(leave=True)),
         *(build(core) for build in extra),
         node_part.enlist,
     ]

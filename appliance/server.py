@@ -42,6 +42,7 @@ from appliance.network.service import NetworkSettings
 from appliance.node.enlist import EnlistTarget
 from appliance.node.host import LinuxHost
 from appliance.settings import HostPort, ServeSettings
+from appliance.units.bus import SystemBus
 from pxe.listen import ListenerError, accepts, check_can_bind
 from pxe.listener import GranianListener, granian_server_factory
 from pxe.service import DEFAULT_BOOT_FILES, BootServerOptions
@@ -138,7 +139,7 @@ async def serve(settings: ServeSettings) -> None:
                 ),
             ),
             enlist=EnlistTarget(settings.enlist_url, settings.boot_mac) if settings.enlist_url is not None else None,
-            system_bus=settings.system_bus,
+            system_bus=SystemBus(settings.system_bus),
             host_root=settings.host_root,
         )
         # The app's lifespan is run here, around the server (ASGINL: granian runs none), so that

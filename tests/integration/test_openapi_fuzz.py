@@ -46,6 +46,10 @@ SEED = 19
 # revoke the token it runs with or disable its owner, then see nothing but 401s. These three
 # stay covered by the unit tests, whose every answer is checked against the document too.
 LOCKOUT_OPERATIONS = ("ApiV1TokensTokenIdRevokeToken", "ApiV1UsersNameUpdateUser", "ApiV1UsersNameDeleteUser")
+# Powering the node off is left out too: a generated request that typed the node's name back
+# would reach the machine's systemd if it has one (and answers 503 where it has none). The unit
+# tests and tests/integration/test_node_power.py cover it, against a container's systemd.
+UNFUZZED_OPERATIONS = ("ApiV1NodesNamePowerPowerNode",)
 
 
 def _wait_ready(client: NamespaceClient, node: NodeProcess, timeout: float = 30.0) -> None:
@@ -61,10 +65,7 @@ def test_fuzzing_a_node_finds_no_server_error_and_nothing_undocumented(tmp_path:
     with Lab(1) as lab:
         host = lab.host(0)
         # `ip netns exec` replaces itself with the node, so the node process is the one stopped.
-        # No system bus: on a machine whose PID 1 is systemd, a generated power request must not
-        # reach it (nor a generated unit action).
-        no_bus = ["--system-bus", f"unix:path={tmp_path}/no-bus"]
-        node = NodeProcess(tmp_path / "node", prefix=host.command([]), extra_args=["--rate-limit", "1000", *no_bus])
+        node = NodeProcess(tmp_path / "node", prefix=host.command([]), extra_args=["--rate-limit", "1000"])
         node.start()
         try:
             ca = node.data_dir / "pki" / "ca.crt"
@@ -98,6 +99,7 @@ def test_fuzzing_a_node_finds_no_server_error_and_nothing_undocumented(tmp_path:
                     "1",
                     "--no-shrink",
                     *(arg for op in LOCKOUT_OPERATIONS for arg in ("--exclude-operation-id", op)),
+                    *(arg for op in UNFUZZED_OPERATIONS for arg in ("--exclude-operation-id", op)),
                     "--report",
                     "ndjson",
                     "--report-dir",

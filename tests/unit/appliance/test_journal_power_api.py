@@ -19,6 +19,7 @@ from appliance.app import Appliance, create_app
 from appliance.auth.permissions import Role
 from appliance.bootstrap import OpenedNode
 from appliance.settings import AuthSettings
+from appliance.units.bus import SystemBus
 from tests.kit.clock import FakeClock
 from tests.unit.appliance.conftest import BASE, FakeHost, admin_token
 
@@ -32,7 +33,7 @@ def app(node: OpenedNode, clock: FakeClock, tmp_path: Path) -> Appliance:
     (tmp_path / "machine").mkdir()
     return create_app(
         node, host=FakeHost(), auth=AuthSettings(rate_limit=0), clock=clock, monotonic=clock,
-        system_bus=f"unix:path={tmp_path}/no-bus", host_root=tmp_path / "machine",
+        system_bus=SystemBus(f"unix:path={tmp_path}/no-bus"), host_root=tmp_path / "machine",
     )  # fmt: skip
 
 
