@@ -213,8 +213,8 @@ def _build_parser() -> argparse.ArgumentParser:
     # directory the service uses (see appliance/network/service.py for how the two coexist).
     add_net_parser(commands)
     add_client_commands(commands)
-    add_journal_commands(commands)
     add_remote_commands(commands)
+    add_journal_commands(commands)  # last: it adds `logs` to a `unit` command made before it
     add_client_options(parser)
     return parser
 
