@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from litestar import Litestar, Router
 from litestar.middleware import DefineMiddleware
@@ -42,11 +43,13 @@ from appliance.events.bus import EventBus
 from appliance.health.controller import health_routes
 from appliance.health.readiness import Readiness
 from appliance.history import subsystem as history_
+from appliance.journal import subsystem as journal_
 from appliance.metrics.controller import metrics_routes
 from appliance.metrics.http import HttpMetrics, MetricsMiddleware, new_registry
 from appliance.network import subsystem as network_
 from appliance.network.reconciler import OverlayReconciler
 from appliance.network.service import NetworkSettings
+from appliance.node import power as power_
 from appliance.node import subsystem as node_
 from appliance.node.enlist import EnlistTarget
 from appliance.node.host import HostProbe
@@ -96,6 +99,7 @@ def create_app(
     pxe: BootServerOptions | None = None,
     enlist: EnlistTarget | None = None,
     system_bus: SystemBus | None = None,
+    host_root: Path = Path("/"),
     clock: Callable[[], float] = time.time,
     monotonic: Callable[[], float] = time.monotonic,
     extra: Sequence[Builder] = (),
@@ -106,8 +110,9 @@ def create_app(
     its own, as unit tests want). `network` says which kernel networking the node manages
     (default: its own namespace, through netlink). `clock` (wall time) and `monotonic` are injectable so tests
     can move time. `pxe` says where the boot files are and whether dnsmasq may run. `enlist`
-    says where this machine reports its inventory at start-up (None: it does not). `system_bus`
-    is where systemd answers (default: this machine's system bus). `extra`
+    says where this machine reports its inventory at start-up (None: it does not).
+    `system_bus` is where the managed machine's systemd answers (default: this machine's
+    system bus) and `host_root` where its files are (journal, unit files). `extra`
     builds further subsystems, started after the PXE one.
     """
     cluster_settings = cluster_settings or ClusterSettings(
@@ -171,6 +176,7 @@ def create_app(
         joins=cluster_part.joins,
         keeper=cluster_part.keeper,
     )
+    bus = system_bus or SystemBus()  # one connection for units and power; the units subsystem closes it
     # Started in this order, stopped in reverse: the host's networking before gossip binds to
     # it; audit after the cluster, so that its final head is anchored while the cluster listens.
     subsystems = [
@@ -183,7 +189,9 @@ def create_app(
         audit_.build(core),
         pxe_part.subsystem,
         history_.build(core),
-        units_.build(core, bus=system_bus or SystemBus()),
+        units_.build(core, bus=bus),
+        journal_.build(core, host_root=host_root),
+        power_.build(core, bus=bus, leave=lambda: cluster.stop(leave=True)),
         *(build(core) for build in extra),
         node_part.enlist,
     ]

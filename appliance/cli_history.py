@@ -49,7 +49,7 @@ def add_node_history(node_actions: argparse._SubParsersAction[argparse.ArgumentP
 
 def add_history_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """The `node` command (one node's actions) with `history`."""
-    node = commands.add_parser("node", help="one node: resource history")
+    node = commands.add_parser("node", help="one node: resource history, reboot, poweroff")
     add_node_history(node.add_subparsers(dest="node_action", required=True, metavar="ACTION"))
 
 

@@ -140,6 +140,7 @@ async def serve(settings: ServeSettings) -> None:
             ),
             enlist=EnlistTarget(settings.enlist_url, settings.boot_mac) if settings.enlist_url is not None else None,
             system_bus=SystemBus(settings.system_bus),
+            host_root=settings.host_root,
         )
         # The app's lifespan is run here, around the server (ASGINL: granian runs none), so that
         # granian may replace its worker for a renewed certificate without restarting the app.

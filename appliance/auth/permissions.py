@@ -39,6 +39,8 @@ class Permission(StrEnum):
     UNITS_READ = "units:read"  # nodes' systemd units, unit files and timers
     UNITS_MANAGE = "units:manage"  # start, stop, enable, mask ... systemd units
     UNITS_FORCE = "units:force"  # act on a protected unit (stop the appliance, D-Bus, the journal ...)
+    JOURNAL_READ = "journal:read"  # a node's journal (services' logs can hold what viewers should not read)
+    NODE_POWER = "node:power"  # reboot or power off a node
 
 
 class Role(StrEnum):
@@ -63,6 +65,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.PXE_MANAGE,
             Permission.UNITS_READ,
             Permission.UNITS_MANAGE,
+            Permission.JOURNAL_READ,
         }
     ),
     Role.VIEWER: frozenset(
@@ -90,6 +93,7 @@ EVENT_PERMISSIONS: dict[str, Permission] = {
     "pxe": Permission.PXE_MANAGE,
     "history": Permission.NODE_READ,  # a node's resource sample every 5 s, as its history route
     "unit": Permission.UNITS_READ,
+    "power": Permission.NODE_READ,
 }
 
 

@@ -166,6 +166,7 @@ class ClusterService(Collector):
         self._riders_since = 0.0
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopped = False
         self._checks: set[asyncio.Task[None]] = set()
         self._event_counts: Counter[str] = Counter()
         self._sent_counts: Counter[str | int | None] = Counter()  # messages sent, by wire tag
@@ -195,6 +196,11 @@ class ClusterService(Collector):
         )
 
     async def stop(self, *, leave: bool = True) -> None:
+        """Leave (announced, unless alone) and stop; a second call does nothing (a node about to
+        reboot leaves early, appliance/node/power.py, and its service stops later as usual)."""
+        if self._stopped:
+            return
+        self._stopped = True
         self._save_seeds()
         if leave and self._task is not None and self.swim.live_count() > 1:
             self.swim.leave(self._loop_time())

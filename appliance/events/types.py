@@ -109,6 +109,14 @@ class UnitChanged(Event, frozen=True, kw_only=True, tag="unit"):
     unloaded: bool = False  # systemd dropped it from memory (a unit file may still exist)
 
 
+class PowerRequested(Event, frozen=True, kw_only=True, tag="power"):
+    """This node is about to reboot or power off, asked by `by`; sent before it leaves the cluster."""
+
+    action: Literal["reboot", "poweroff"]
+    reason: str
+    by: str
+
+
 AnyEvent = (
     MembershipChanged
     | ConfigChanged
@@ -118,6 +126,7 @@ AnyEvent = (
     | PxeEnlisted
     | HistorySampled
     | UnitChanged
+    | PowerRequested
 )
 EVENT_TYPES: tuple[type[Event], ...] = (
     MembershipChanged,
@@ -128,6 +137,7 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     PxeEnlisted,
     HistorySampled,
     UnitChanged,
+    PowerRequested,
 )
 
 

@@ -47,6 +47,10 @@ SEED = 19
 # revoke the token it runs with or disable its owner, then see nothing but 401s. These three
 # stay covered by the unit tests, whose every answer is checked against the document too.
 LOCKOUT_OPERATIONS = ("ApiV1TokensTokenIdRevokeToken", "ApiV1UsersNameUpdateUser", "ApiV1UsersNameDeleteUser")
+# Powering the node off is left out too: a generated request that typed the node's name back
+# would reach the machine's systemd if it has one (and answers 503 where it has none). The unit
+# tests and tests/integration/test_node_power.py cover it, against a container's systemd.
+UNFUZZED_OPERATIONS = ("ApiV1NodesNamePowerPowerNode",)
 
 
 def _wait_ready(client: NamespaceClient, node: NodeProcess, timeout: float = 30.0) -> None:
@@ -100,6 +104,7 @@ def test_fuzzing_a_node_finds_no_server_error_and_nothing_undocumented(tmp_path:
                     # which the server-error check counts as a failure. tests/integration/
                     # test_units.py fuzzes them against a node that manages real systemd.
                     *("--exclude-tag", UNITS_TAG),
+                    *(arg for op in UNFUZZED_OPERATIONS for arg in ("--exclude-operation-id", op)),
                     "--report",
                     "ndjson",
                     "--report-dir",

@@ -78,7 +78,10 @@ def test_a_websocket_for_another_node_is_forwarded_by_its_router(appliance: Appl
 def test_every_websocket_route_about_one_node_is_in_a_node_router(appliance: Appliance) -> None:
     found = [route for route in appliance.litestar.routes if isinstance(route, WebSocketRoute)]
     per_node = [route for route in found if route.path.startswith("/api/v1/nodes/{name")]
-    assert [route.path for route in per_node] == ["/api/v1/nodes/{name:str}/events"]
+    assert sorted(route.path for route in per_node) == [
+        "/api/v1/nodes/{name:str}/events",
+        "/api/v1/nodes/{name:str}/journal/follow",
+    ]
     for route in per_node:
         middleware = [getattr(m, "middleware", m) for m in route.route_handler.resolve_middleware()]
         assert ForwardMiddleware in middleware, f"{route.path} is not in a node_router"
