@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from litestar import Litestar, Router
 from litestar.middleware import DefineMiddleware
@@ -55,6 +56,8 @@ from appliance.settings import AuthSettings
 from appliance.store.config import ConfigStore
 from appliance.store.hlc import HybridClock
 from appliance.subsystem import Core, Startup, Subsystem
+from appliance.units import editing as unit_editing_
+from appliance.units.bus import SystemBus
 from pxe.service import BootServerOptions, PxeService
 
 API_ROOT = "/api/v1"
@@ -95,6 +98,8 @@ def create_app(
     clock: Callable[[], float] = time.time,
     monotonic: Callable[[], float] = time.monotonic,
     extra: Sequence[Builder] = (),
+    system_bus: str | None = None,
+    host_root: Path = Path("/"),
 ) -> Appliance:
     """Build the appliance for an opened node, driving the host through `host`.
 
@@ -103,7 +108,8 @@ def create_app(
     (default: its own namespace, through netlink). `clock` (wall time) and `monotonic` are injectable so tests
     can move time. `pxe` says where the boot files are and whether dnsmasq may run. `enlist`
     says where this machine reports its inventory at start-up (None: it does not). `extra`
-    builds further subsystems, started after the PXE one.
+    builds further subsystems, started after the PXE one. `system_bus` and `host_root` are the
+    managed machine's D-Bus address (None: this machine's) and root directory.
     """
     cluster_settings = cluster_settings or ClusterSettings(
         name=node.name,
@@ -177,6 +183,7 @@ def create_app(
         cluster_part.subsystem,
         audit_.build(core),
         pxe_part.subsystem,
+        unit_editing_.build(core, bus=SystemBus(system_bus), host_root=host_root),
         *(build(core) for build in extra),
         node_part.enlist,
     ]

@@ -128,6 +128,8 @@ async def serve(settings: ServeSettings) -> None:
             cluster_settings=cluster,
             api_advertise=api_advertise,
             network=NetworkSettings(netns=settings.netns),
+            system_bus=settings.system_bus,
+            host_root=settings.host_root,
             pxe=BootServerOptions(
                 boot_files=settings.pxe_files or DEFAULT_BOOT_FILES,
                 http_listener=str(settings.pxe_http) if settings.pxe_http is not None else None,

@@ -36,6 +36,8 @@ class Permission(StrEnum):
     NETWORK_READ = "network:read"  # nodes' network configuration and status, overlay networks
     NETWORK_MANAGE = "network:manage"  # apply/confirm/roll back host networking, define overlays
     PXE_MANAGE = "pxe:manage"  # a node's PXE boot server; its settings hold join tokens, so reading too
+    UNIT_FILES_EDIT = "unitfiles:edit"  # read, create, edit and revert unit files (they may hold secrets)
+    UNITS_RUN = "units:run"  # run one-off commands as transient units (root on the node)
 
 
 class Role(StrEnum):

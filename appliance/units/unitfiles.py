@@ -1,0 +1,498 @@
+"""Create, edit and revert unit files: checked, verified, written atomically, reverted on failure.
+
+What Cockpit lacks (cockpit#9467, #18146): an admin writes a service or timer, or a drop-in
+override of any service or timer, through the API of any node. A change goes through these
+steps, and stops at the first that fails, leaving the machine as it was:
+
+1. the name (appliance/units/names.py; only `.service` and `.timer`) and where it would go:
+   a whole unit only under `/etc/systemd/system`, and never over a unit shipped in
+   `/usr/lib/systemd/system` or `/lib/systemd/system` (that is edited as a drop-in,
+   `NAME.d/50-debvisor.conf` or a named one, as `systemctl edit` does);
+2. the content: at most `MAX_BYTES` of UTF-8 without NUL, every line a comment, a
+   `[Section]` or a `Key=value` inside a section of that unit type (`check_content`);
+3. `systemd-analyze verify` on a staged copy (`Verifier`): the file is written into a private
+   directory under the managed root's `/run`, put first on the unit search path with
+   `SYSTEMD_UNIT_PATH`, and verified with `--root` = the managed root, so systemd's own
+   parser sees it with every other unit and drop-in exactly where systemd will, and
+   nothing in `/etc` changes before it passes (docs/unit-files.md says why this way);
+4. an atomic write (a temporary file in the same directory, fsync, rename, fsync of the
+   directory), then `Manager.Reload` over the bus and the unit's load state;
+5. if the reload fails or the unit then does not load, the previous content is put back (or
+   the new file removed) and systemd reloaded again, and the change is refused.
+
+Every change carries a unified diff of the file, with the values of `Environment=` and
+credential settings replaced by `<redacted>` (`redacted`): the diff goes into the audit
+entry, and unit files hold secrets often enough. Reading a unit file (admin only) returns it
+as it is. Left out: enabling (the units subsystem's enable action does it, after this has
+verified the file), user units, units under /run (they vanish at boot) and other unit types.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import difflib
+import logging
+import os
+import re
+import secrets
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import msgspec
+
+from appliance.units.bus import MANAGER, SYSTEMD_PATH, BusError, SystemBus
+from appliance.units.names import UnitNameError, check_unit_name, unit_type
+
+log = logging.getLogger(__name__)
+
+MAX_BYTES = 64 * 1024
+EDITABLE_TYPES = ("service", "timer")
+ADMIN_DIR = "etc/systemd/system"  # where our files go, relative to the managed root
+SEARCH_DIRS = (
+    ADMIN_DIR,
+    "run/systemd/system",
+    "usr/local/lib/systemd/system",
+    "usr/lib/systemd/system",
+    "lib/systemd/system",
+)
+VENDOR_DIRS = ("usr/lib/systemd/system", "lib/systemd/system")
+DEFAULT_DROPIN = "50-debvisor"
+STAGE_DIR = "run/debvisor/verify"  # staged copies for verify, relative to the managed root
+VERIFY_SECONDS = 30.0
+GOOD_LOAD_STATES = ("loaded", "masked")
+SECTIONS = {"service": ("Unit", "Service", "Install"), "timer": ("Unit", "Timer", "Install")}
+REDACTED_KEYS = ("Environment", "SetCredential", "SetCredentialEncrypted")
+REDACTED = "<redacted>"
+
+_DROPIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,99}")
+_SECTION = re.compile(r"\[([A-Za-z][A-Za-z0-9-]*)\]")
+_KEY = re.compile(r"([A-Za-z0-9_-]+)\s*=")
+_ENV_VALUE = re.compile(r"""([A-Za-z_][A-Za-z0-9_]*)=("[^"]*"|'[^']*'|\S*)""")
+
+
+class UnitFileError(Exception):
+    """A refused change; `status` is the API answer (404 unknown, 409 conflict, 422 invalid,
+    500 systemd refused the reload, 503 a tool or the bus is missing) and `errors` the content
+    problems as (JSON path, message) for a 422."""
+
+    def __init__(self, status: int, message: str, errors: Sequence[tuple[str, str]] = ()) -> None:
+        super().__init__(message)
+        self.status = status
+        self.errors = list(errors)
+
+
+class DropIn(msgspec.Struct, frozen=True):
+    """One drop-in of a unit: its name (`50-debvisor.conf`), path on the machine and content."""
+
+    name: str
+    path: str
+    content: str
+
+
+class UnitFileView(msgspec.Struct, frozen=True, kw_only=True):
+    """A unit's file as systemd finds it: the fragment (the first in the search path) and every
+    drop-in, with where an edit through the API would go."""
+
+    unit: str
+    path: str | None  # the fragment, as a path on the managed machine (None: only drop-ins)
+    shipped: bool  # a vendor unit exists (/usr/lib or /lib): a whole-file edit is refused
+    content: str | None
+    dropins: list[DropIn]
+
+
+class UnitFileChange(msgspec.Struct, frozen=True, kw_only=True):
+    """What a write or a revert did: the file, whether it was created or removed, the diff
+    (secrets redacted) and the unit's load state after the reload."""
+
+    unit: str
+    path: str
+    action: str  # created, replaced, unchanged, removed
+    diff: str
+    load_state: str | None = None
+
+
+# -- pure parts --------------------------------------------------------------------------
+
+
+def check_dropin_name(name: str) -> str:
+    """`name` as a drop-in file name ending in `.conf`; raises UnitFileError (422) otherwise."""
+    base = name.removesuffix(".conf")
+    if not _DROPIN.fullmatch(base) or base.startswith("."):
+        raise UnitFileError(
+            422,
+            f"drop-in name {name!r}: letters, digits and _.@- (at most 100), no path",
+            [("$.dropin", "not a drop-in file name")],
+        )
+    return f"{base}.conf"
+
+
+def check_content(text: str, kind: str) -> list[tuple[str, str]]:
+    """Problems of unit-file `text` for a unit of type `kind`, as ($.content, 'line N: ...')."""
+    problems: list[tuple[str, str]] = []
+    try:
+        size = len(text.encode("utf-8"))
+    except UnicodeEncodeError:
+        return [("$.content", "not valid UTF-8 (a lone surrogate)")]
+    if size > MAX_BYTES:
+        return [("$.content", f"{size} bytes: a unit file is at most {MAX_BYTES}")]
+    if "\x00" in text:
+        return [("$.content", "contains a NUL character")]
+    allowed = SECTIONS[kind]
+    section: str | None = None
+    continued = False
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if continued:  # a value continued from the line before (trailing backslash)
+            continued = line.endswith("\\")
+            continue
+        if not line or line[0] in "#;":
+            continue
+        header = _SECTION.fullmatch(line)
+        if header is not None:
+            section = header[1]
+            if section not in allowed and not section.startswith("X-"):
+                problems.append(
+                    ("$.content", f"line {number}: section [{section}] is not one of a {kind}'s: {', '.join(allowed)}")
+                )
+            continue
+        if line.startswith("["):
+            problems.append(("$.content", f"line {number}: a section header is [Name]"))
+            continue
+        if _KEY.match(line) is None:
+            problems.append(("$.content", f"line {number}: expected Key=value, a [Section] or a comment"))
+            continue
+        if section is None:
+            problems.append(("$.content", f"line {number}: a setting before any [Section]"))
+        continued = line.endswith("\\")
+        if len(problems) >= 20:
+            break
+    return problems
+
+
+def redacted(text: str) -> str:
+    """`text` with the values of Environment= and credential settings replaced by <redacted>
+    (variable names and credential ids kept, so a diff still says what changed)."""
+    lines: list[str] = []
+    hiding = False
+    for raw in text.splitlines():
+        if hiding:  # continuation of a redacted value
+            hiding = raw.rstrip().endswith("\\")
+            lines.append(REDACTED)
+            continue
+        match = _KEY.match(raw.strip())
+        key = match[1] if match else None
+        if key in REDACTED_KEYS:
+            head, _, value = raw.partition("=")
+            if key == "Environment":
+                value = _ENV_VALUE.sub(lambda m: f"{m[1]}={REDACTED}", value)
+            else:
+                ident, colon, _secret = value.partition(":")
+                value = f"{ident}{colon}{REDACTED}" if colon else REDACTED
+            hiding = raw.rstrip().endswith("\\")
+            lines.append(f"{head}={value}")
+        else:
+            lines.append(raw)
+    return "\n".join(lines) + ("\n" if text.endswith("\n") else "")
+
+
+def unified_diff(path: str, before: str | None, after: str | None) -> str:
+    """The unified diff of a file from `before` to `after` (None: absent), secrets redacted."""
+    old = redacted(before).splitlines(keepends=True) if before is not None else []
+    new = redacted(after).splitlines(keepends=True) if after is not None else []
+    lines = difflib.unified_diff(
+        old,
+        new,
+        fromfile="/dev/null" if before is None else f"a{path}",
+        tofile="/dev/null" if after is None else f"b{path}",
+        n=1,
+    )
+    return "".join(line if line.endswith("\n") else line + "\n" for line in lines)
+
+
+# -- verify ------------------------------------------------------------------------------
+
+
+class Verifier:
+    """`systemd-analyze verify` of a unit with staged files, inside the managed root."""
+
+    def __init__(self, tool: str = "systemd-analyze", timeout: float = VERIFY_SECONDS) -> None:
+        self.tool = tool
+        self.timeout = timeout
+
+    async def verify(self, root: Path, unit: str, staged: dict[str, str], shown: dict[str, str]) -> list[str]:
+        """Problems systemd finds with `unit` when the files `staged` (path relative to a unit
+        directory -> content) take precedence; [] when it passes. `shown` maps each staged
+        relative path to the path to name in messages."""
+        executable = shutil.which(self.tool)
+        if executable is None:
+            raise UnitFileError(503, f"{self.tool} is not installed on this node: unit files cannot be verified")
+        inside = f"/{STAGE_DIR}/{secrets.token_hex(6)}"
+        stage = root / inside.lstrip("/")
+        try:
+            for relative, content in staged.items():
+                target = stage / relative
+                target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+                target.write_text(content, encoding="utf-8")
+            env = {
+                "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
+                "LANG": "C.UTF-8",
+                "SYSTEMD_PAGER": "",
+                "SYSTEMD_LOG_COLOR": "0",
+                # The staged directory first; the trailing colon appends the default search path.
+                "SYSTEMD_UNIT_PATH": f"{inside}:",
+            }
+            process = await asyncio.create_subprocess_exec(
+                executable,
+                "verify",
+                f"--root={root}",
+                "--man=no",
+                "--no-pager",
+                unit,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+                env=env,
+            )
+            try:
+                output, _ = await asyncio.wait_for(process.communicate(), self.timeout)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+                raise UnitFileError(503, f"systemd-analyze verify took longer than {self.timeout:g} s") from None
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)
+        staged_prefix = str(stage)
+        lines = [line.strip() for line in output.decode("utf-8", "replace").splitlines() if line.strip()]
+        ours = [line for line in lines if line.startswith(staged_prefix)]
+        if process.returncode == 0:
+            problems = ours  # passed, but our file drew warnings (an unknown key): refused too
+        else:
+            problems = ours + [x for x in lines if x not in ours and unit in x] or lines
+        return [_rename(line, staged_prefix, shown) for line in problems[:20]]
+
+
+def _rename(line: str, staged_prefix: str, shown: dict[str, str]) -> str:
+    for relative, path in shown.items():
+        line = line.replace(f"{staged_prefix}/{relative}", path)
+    return line
+
+
+# -- the service -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Target:
+    unit: str
+    relative: str  # path relative to a unit directory: UNIT or UNIT.d/NAME.conf
+    path: Path  # the file on this machine (under the managed root)
+    shown: str  # the same file as a path on the managed machine
+
+
+class UnitFiles:
+    """Unit files of the machine under `root`, reloaded through `bus`."""
+
+    def __init__(self, root: Path, bus: SystemBus, verifier: Verifier | None = None) -> None:
+        self.root = root
+        self.bus = bus
+        self.verifier = verifier or Verifier()
+        self._lock = asyncio.Lock()  # one change (write, reload, check) at a time
+
+    def _unit(self, unit: str) -> str:
+        try:
+            return check_unit_name(unit, template=True, types=EDITABLE_TYPES)
+        except UnitNameError as exc:
+            raise UnitFileError(422, str(exc), [("$.unit", str(exc))]) from exc
+
+    def _shown(self, path: Path) -> str:
+        return "/" + str(path.relative_to(self.root))
+
+    def read(self, unit: str) -> UnitFileView:
+        """The unit's fragment and drop-ins; 404 when systemd would find neither."""
+        unit = self._unit(unit)
+        fragment = next((self.root / d / unit for d in SEARCH_DIRS if (self.root / d / unit).exists()), None)
+        dropins: dict[str, Path] = {}
+        for directory in SEARCH_DIRS:  # earlier directories win for the same file name
+            folder = self.root / directory / f"{unit}.d"
+            if folder.is_dir():
+                for file in sorted(folder.glob("*.conf")):
+                    dropins.setdefault(file.name, file)
+        if fragment is None and not dropins:
+            raise UnitFileError(404, f"no unit file {unit} on this node")
+        content = None
+        if fragment is not None:
+            content = "" if fragment.resolve() == Path("/dev/null") else _read(fragment)
+        return UnitFileView(
+            unit=unit,
+            path=self._shown(fragment) if fragment is not None else None,
+            shipped=self._shipped(unit),
+            content=content,
+            dropins=[
+                DropIn(name=name, path=self._shown(path), content=_read(path)) for name, path in sorted(dropins.items())
+            ],
+        )
+
+    def _shipped(self, unit: str) -> bool:
+        return any((self.root / d / unit).exists() for d in VENDOR_DIRS)
+
+    def _target(self, unit: str, dropin: str | None, *, writing: bool) -> _Target:
+        if dropin is None:
+            if writing and self._shipped(unit):
+                raise UnitFileError(
+                    409,
+                    f"{unit} is shipped by a package: it is not overwritten; edit it with a drop-in override "
+                    f"(dropin={DEFAULT_DROPIN!r}, as `systemctl edit` does)",
+                )
+            relative = unit
+        else:
+            if writing and not any((self.root / d / unit).exists() for d in SEARCH_DIRS):
+                raise UnitFileError(404, f"no unit file {unit} on this node to override: create the unit first")
+            relative = f"{unit}.d/{check_dropin_name(dropin)}"
+        path = self.root / ADMIN_DIR / relative
+        if path.is_symlink():
+            raise UnitFileError(
+                409, f"/{ADMIN_DIR}/{relative} is a symbolic link (a masked or aliased unit): unmask or remove it first"
+            )
+        return _Target(unit, relative, path, f"/{ADMIN_DIR}/{relative}")
+
+    async def write(self, unit: str, content: str, dropin: str | None = None) -> UnitFileChange:
+        """Create or replace the unit (`dropin` None) or one of its drop-ins; see the module docstring."""
+        unit = self._unit(unit)
+        problems = check_content(content, unit_type(unit))
+        if problems:
+            raise UnitFileError(422, f"the content of {unit} is not a valid unit file", problems)
+        async with self._lock:
+            target = self._target(unit, dropin, writing=True)
+            before = _read(target.path) if target.path.exists() else None
+            if before == content:
+                return UnitFileChange(unit=unit, path=target.shown, action="unchanged", diff="")
+            found = await self.verifier.verify(
+                self.root, unit, {target.relative: content}, {target.relative: target.shown}
+            )
+            if found:
+                raise UnitFileError(
+                    422,
+                    f"systemd-analyze verify refused {target.shown}: {found[0]}",
+                    [("$.content", line) for line in found],
+                )
+            await asyncio.to_thread(_atomic_write, target.path, content)
+            state = await self._reload_or_restore(target, before)
+            action = "created" if before is None else "replaced"
+            log.info("unit file %s", action, extra={"unit": unit, "path": target.shown})
+            return UnitFileChange(
+                unit=unit,
+                path=target.shown,
+                action=action,
+                diff=unified_diff(target.shown, before, content),
+                load_state=state,
+            )
+
+    async def revert(self, unit: str, dropin: str | None = None) -> UnitFileChange:
+        """Remove our file: the drop-in named `dropin`, or else the unit's file under /etc
+        (failing that, its default drop-in); 404 when there is none."""
+        unit = self._unit(unit)
+        async with self._lock:
+            target = self._target(unit, dropin, writing=False)
+            if dropin is None and not target.path.exists():
+                target = self._target(unit, DEFAULT_DROPIN, writing=False)
+            if not target.path.is_file():
+                raise UnitFileError(404, f"{unit} has no file of ours to revert ({target.shown})")
+            before = _read(target.path)
+            await asyncio.to_thread(_remove, target.path)
+            # A unit whose only file this was is gone after the reload: nothing left to load.
+            remaining = any((self.root / d / unit).exists() for d in SEARCH_DIRS)
+            state = await self._reload_or_restore(target, before, check_load=remaining)
+            log.info("unit file removed", extra={"unit": unit, "path": target.shown})
+            return UnitFileChange(
+                unit=unit,
+                path=target.shown,
+                action="removed",
+                diff=unified_diff(target.shown, before, None),
+                load_state=state,
+            )
+
+    async def _reload_or_restore(self, target: _Target, before: str | None, *, check_load: bool = True) -> str | None:
+        """Reload systemd and check the unit loads; otherwise put `before` back, reload, raise."""
+        try:
+            await self.reload()
+            state, error = await self.load_state(target.unit) if check_load else (None, None)
+        except BusError as exc:
+            state, error = None, f"daemon-reload failed: {exc.name}: {exc}"
+        except BaseException:
+            await self._restore(target, before)
+            raise
+        if error is None:
+            return state
+        await self._restore(target, before)
+        raise UnitFileError(500 if state is None else 422, f"{error}; the previous file was put back")
+
+    async def _restore(self, target: _Target, before: str | None) -> None:
+        if before is None:
+            await asyncio.to_thread(_remove, target.path)
+        else:
+            await asyncio.to_thread(_atomic_write, target.path, before)
+        try:
+            await self.reload()
+        except Exception:  # the file is back either way; the next reload picks it up
+            log.exception("daemon-reload after putting %s back failed", target.shown)
+
+    async def reload(self) -> None:
+        """`systemctl daemon-reload` over the bus (the reply comes once the reload is done)."""
+        await self.bus.call(path=SYSTEMD_PATH, interface=MANAGER, member="Reload", deadline=90.0)
+
+    async def load_state(self, unit: str) -> tuple[str | None, str | None]:
+        """The unit's load state and, when it is not a good one, why (LoadError)."""
+        if "@" in unit and unit.split("@", 1)[1].startswith("."):
+            return None, None  # a template has no load state of its own
+        (path,) = await self.bus.call(
+            path=SYSTEMD_PATH, interface=MANAGER, member="LoadUnit", signature="s", body=[unit]
+        )
+        props = await self.bus.get_all(path, "org.freedesktop.systemd1.Unit")
+        state = str(props.get("LoadState", ""))
+        if state in GOOD_LOAD_STATES:
+            return state, None
+        name, text = props.get("LoadError", ("", ""))
+        return state, f"systemd loaded {unit} as {state!r}" + (f": {text or name}" if text or name else "")
+
+
+def _read(path: Path) -> str:
+    return path.read_bytes().decode("utf-8", "replace")
+
+
+def _atomic_write(path: Path, content: str) -> None:
+    """Write `content` to `path` so a reader sees the old or the new file, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
+    temporary = path.with_name(f".#{path.name}.{secrets.token_hex(4)}")  # not *.conf, not a unit name
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(content.encode("utf-8"))
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(temporary, 0o644)  # whatever the umask
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            temporary.unlink()
+        raise
+    _fsync_dir(path.parent)
+
+
+def _remove(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+    _fsync_dir(path.parent)
+    if path.parent.name.endswith(".d"):
+        with contextlib.suppress(OSError):  # not empty: other drop-ins stay
+            path.parent.rmdir()
+
+
+def _fsync_dir(directory: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
