@@ -112,6 +112,9 @@ def timer_properties(run: TransientRun) -> list[tuple[str, Variant]]:
     props = [
         ("Description", Variant("s", f"debvisor run {run.name} (timer)")),
         ("RemainAfterElapse", Variant("b", False)),
+        # systemd's default accuracy is a minute (it coalesces wake-ups): "in 5 s" would mean
+        # up to a minute later. One second is what an operator expects of a one-off.
+        ("AccuracySec", Variant("t", 1_000_000)),
     ]
     if run.on_active_sec is not None:
         props.append(("OnActiveSec", Variant("t", int(run.on_active_sec * 1_000_000))))
