@@ -364,6 +364,7 @@ class UnitFiles:
         if problems:
             raise UnitFileError(422, f"the content of {unit} is not a valid unit file", problems)
         async with self._lock:
+            await self.bus.connection()  # no systemd to reload: 503 before anything is touched
             target = self._target(unit, dropin, writing=True)
             before = _read(target.path) if target.path.exists() else None
             if before == content:
@@ -394,6 +395,7 @@ class UnitFiles:
         (failing that, its default drop-in); 404 when there is none."""
         unit = self._unit(unit)
         async with self._lock:
+            await self.bus.connection()  # no systemd to reload: 503 before anything is touched
             target = self._target(unit, dropin, writing=False)
             if dropin is None and not target.path.exists():
                 target = self._target(unit, DEFAULT_DROPIN, writing=False)

@@ -1,0 +1,167 @@
+"""The pure parts of unit-file editing: content checks, redaction, diffs, drop-in names, and
+where a write goes (against a directory tree standing in for the managed root)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from appliance.units.bus import SystemBus
+from appliance.units.unitfiles import (
+    MAX_BYTES,
+    UnitFileError,
+    UnitFiles,
+    check_content,
+    check_dropin_name,
+    redacted,
+    unified_diff,
+)
+
+GOOD = """\
+# a comment
+; another
+[Unit]
+Description=ok
+After=network.target \\
+  local-fs.target
+
+[Service]
+ExecStart=/bin/true
+X-Custom=1
+
+[X-Vendor]
+Anything=goes
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+
+def test_a_well_formed_service_passes() -> None:
+    assert check_content(GOOD, "service") == []
+    assert check_content("[Timer]\nOnCalendar=daily\n[Install]\nWantedBy=timers.target\n", "timer") == []
+
+
+@pytest.mark.parametrize(
+    ("text", "kind", "message"),
+    [
+        ("ExecStart=/bin/true\n", "service", "line 1: a setting before any [Section]"),
+        ("[Service]\njust words\n", "service", "line 2: expected Key=value"),
+        ("[Service\nA=b\n", "service", "line 1: a section header is [Name]"),
+        ("[Timer]\nOnCalendar=daily\n", "service", "line 1: section [Timer] is not one of a service's"),
+        ("[Service]\nExecStart=/bin/true\n", "timer", "section [Service] is not one of a timer's"),
+        ("[Service]\nA=\x00\n", "service", "contains a NUL character"),
+        ("[Service]\nA=\ud800\n", "service", "not valid UTF-8"),
+        ("[Service]\n" + "A=" + "x" * MAX_BYTES + "\n", "service", f"a unit file is at most {MAX_BYTES}"),
+    ],
+)
+def test_malformed_content_is_refused_with_its_line(text: str, kind: str, message: str) -> None:
+    problems = check_content(text, kind)
+    assert problems
+    assert all(path == "$.content" for path, _ in problems)
+    assert any(message in text for _, text in problems), problems
+
+
+def test_secrets_are_redacted_but_names_and_other_lines_kept() -> None:
+    text = (
+        "[Service]\n"
+        'Environment=USER=ops PASSWORD=hunter2 QUOTED="a b c"\n'
+        "Environment=CONT=one \\\n"
+        "  MORE=secret-too\n"
+        "SetCredential=db:pa55word\n"
+        "SetCredentialEncrypted=key: Whxqht+dQJax1aZeCGLxmiAAAAABAAAAAAAAAAA\n"
+        "ExecStart=/bin/true\n"
+    )
+    shown = redacted(text)
+    for secret in ("hunter2", "a b c", "secret-too", "pa55word", "Whxqht", "ops"):
+        assert secret not in shown
+    assert "Environment=USER=<redacted> PASSWORD=<redacted> QUOTED=<redacted>\n" in shown
+    assert "SetCredential=db:<redacted>\n" in shown
+    assert "ExecStart=/bin/true\n" in shown
+    assert shown.count("\n") == text.count("\n")
+
+
+def test_the_diff_is_unified_and_redacted() -> None:
+    before = "[Service]\nEnvironment=TOKEN=old\nExecStart=/bin/true\n"
+    after = "[Service]\nEnvironment=TOKEN=new\nExecStart=/bin/false\n"
+    diff = unified_diff("/etc/systemd/system/x.service", before, after)
+    assert diff.startswith("--- a/etc/systemd/system/x.service\n+++ b/etc/systemd/system/x.service\n")
+    assert "-ExecStart=/bin/true\n+ExecStart=/bin/false\n" in diff
+    assert "old" not in diff
+    assert "new" not in diff
+    created = unified_diff("/etc/systemd/system/x.service", None, "[Unit]\n")
+    assert created.startswith("--- /dev/null\n+++ b/etc/systemd/system/x.service\n")
+    removed = unified_diff("/etc/systemd/system/x.service", "[Unit]\n", None)
+    assert "+++ /dev/null\n" in removed
+    assert removed.endswith("-[Unit]\n")
+
+
+@pytest.mark.parametrize("name", ["50-debvisor", "override.conf", "10-a_b@c.d"])
+def test_drop_in_names(name: str) -> None:
+    assert check_dropin_name(name).endswith(".conf")
+
+
+@pytest.mark.parametrize("name", ["", "../x", "a/b", ".hidden", "x" * 101, "sp ace"])
+def test_bad_drop_in_names(name: str) -> None:
+    with pytest.raises(UnitFileError) as refused:
+        check_dropin_name(name)
+    assert refused.value.status == 422
+    assert refused.value.errors[0][0] == "$.dropin"
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    vendor = tmp_path / "usr/lib/systemd/system"
+    vendor.mkdir(parents=True)
+    (vendor / "shipped.service").write_text("[Service]\nExecStart=/bin/true\n")
+    admin = tmp_path / "etc/systemd/system"
+    admin.mkdir(parents=True)
+    (admin / "masked.service").symlink_to("/dev/null")
+    (admin / "ours.service").write_text("[Service]\nExecStart=/bin/true\n")
+    (admin / "shipped.service.d").mkdir()
+    (admin / "shipped.service.d/50-debvisor.conf").write_text("[Unit]\nDescription=x\n")
+    return tmp_path
+
+
+def test_reading_finds_the_fragment_and_every_drop_in(root: Path) -> None:
+    files = UnitFiles(root, SystemBus("unix:path=/nonexistent"))
+    view = files.read("shipped.service")
+    assert (view.path, view.shipped, view.content) == (
+        "/usr/lib/systemd/system/shipped.service",
+        True,
+        "[Service]\nExecStart=/bin/true\n",
+    )
+    assert [(d.name, d.path) for d in view.dropins] == [
+        ("50-debvisor.conf", "/etc/systemd/system/shipped.service.d/50-debvisor.conf")
+    ]
+    assert files.read("ours.service").shipped is False
+    with pytest.raises(UnitFileError) as missing:
+        files.read("nothing.service")
+    assert missing.value.status == 404
+
+
+def test_where_writes_go(root: Path) -> None:
+    files = UnitFiles(root, SystemBus("unix:path=/nonexistent"))
+    with pytest.raises(UnitFileError) as shipped:
+        files._target("shipped.service", None, writing=True)
+    assert shipped.value.status == 409
+    dropin = files._target("shipped.service", "50-debvisor", writing=True)
+    assert dropin.shown == "/etc/systemd/system/shipped.service.d/50-debvisor.conf"
+    assert files._target("new.timer", None, writing=True).path == root / "etc/systemd/system/new.timer"
+    with pytest.raises(UnitFileError) as masked:
+        files._target("masked.service", None, writing=True)
+    assert masked.value.status == 409
+    with pytest.raises(UnitFileError) as nothing:
+        files._target("nothing.service", "50-debvisor", writing=True)
+    assert nothing.value.status == 404
+
+
+async def test_without_a_bus_nothing_is_touched(root: Path) -> None:
+    files = UnitFiles(root, SystemBus("unix:path=/nonexistent/bus"))
+    with pytest.raises(Exception, match="no system bus"):
+        await files.write("new.service", "[Service]\nExecStart=/bin/true\n")
+    with pytest.raises(Exception, match="no system bus"):
+        await files.revert("ours.service")
+    assert not (root / "etc/systemd/system/new.service").exists()
+    assert (root / "etc/systemd/system/ours.service").exists()
