@@ -20,6 +20,7 @@ from appliance.bootparams import BootParams, read_boot_params
 from appliance.cli_admin import CommandError, add_admin_commands
 from appliance.cli_client import ClientError, add_client_commands, add_client_options
 from appliance.cli_remote import add_remote_commands
+from appliance.cli_unitfiles import add_unit_parser
 from appliance.console import report_failure
 from appliance.datadir import default_data_dir
 from appliance.errors import StartupError
@@ -213,6 +214,7 @@ def _build_parser() -> argparse.ArgumentParser:
     add_net_parser(commands)
     add_client_commands(commands)
     add_remote_commands(commands)
+    add_unit_parser(commands)
     add_client_options(parser)
     return parser
 

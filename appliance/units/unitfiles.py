@@ -172,6 +172,51 @@ def check_content(text: str, kind: str) -> list[tuple[str, str]]:
     return problems
 
 
+def missing_programs(text: str, root: Path) -> list[tuple[str, str]]:
+    """Exec*= programs named by an absolute path that are not executable files under `root`.
+
+    `systemd-analyze verify` checks only the first command of each Exec*= list, so a drop-in
+    that adds an ExecStartPre= or a second ExecStart= to a oneshot would pass it unchecked."""
+    problems: list[tuple[str, str]] = []
+    for number, raw in enumerate(text.splitlines(), 1):
+        match = _KEY.match(raw.strip())
+        if match is None or not match[1].startswith("Exec"):
+            continue
+        command = raw.strip()[match.end() :].strip().lstrip("@-:+!")
+        program = command.split(maxsplit=1)[0] if command else ""
+        if not program.startswith("/") or "$" in program or "%" in program:
+            continue  # a reset, a name searched in PATH, or one systemd expands at run time
+        found = _inside(root, program)
+        if found is None or not found.is_file() or not os.access(found, os.X_OK):
+            problems.append(("$.content", f"line {number}: {match[1]}: {program} is not an executable file"))
+    return problems
+
+
+def _inside(root: Path, path: str) -> Path | None:
+    """`path` resolved as the managed machine sees it: absolute symbolic links lead back into
+    `root`, never to this machine's files (None after too many links)."""
+    current = root
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    hops = 0
+    while parts:
+        part = parts.pop(0)
+        if part == "..":
+            current = current.parent if current != root else root
+            continue
+        candidate = current / part
+        if candidate.is_symlink():
+            hops += 1
+            if hops > 40:
+                return None
+            target = os.readlink(candidate)
+            if target.startswith("/"):
+                current = root
+            parts = [p for p in target.split("/") if p not in ("", ".")] + parts
+            continue
+        current = candidate
+    return current
+
+
 def redacted(text: str) -> str:
     """`text` with the values of Environment= and credential settings replaced by <redacted>
     (variable names and credential ids kept, so a diff still says what changed)."""
@@ -222,15 +267,35 @@ class Verifier:
         self.tool = tool
         self.timeout = timeout
 
+    def _command(self, root: Path, unit: str, inside: str, stage: Path) -> tuple[list[str], str]:
+        """The verify command for `root`, and how it prints the staged directory.
+
+        `/`: plain. A directory: `--root`. A process's root (`/proc/PID/root`, a container
+        managed from outside): inside that process's mount and PID namespaces (nsenter), with
+        the machine's own systemd-analyze, because `--root` through that magic link finds the
+        unit but silently reads none of its drop-ins (systemd 252)."""
+        options = ["verify", "--man=no", "--no-pager", unit]
+        process = re.fullmatch(r"/proc/(\d+)/root/?", str(root))
+        if process is not None:
+            nsenter = shutil.which("nsenter")
+            if nsenter is None:
+                raise UnitFileError(503, "nsenter is not installed on this node: unit files cannot be verified")
+            target = ["--target", process[1], "--mount", "--pid", "--"]
+            return [nsenter, *target, self.tool, *options], inside
+        executable = shutil.which(self.tool)
+        if executable is None:
+            raise UnitFileError(503, f"{self.tool} is not installed on this node: unit files cannot be verified")
+        if root == Path("/"):
+            return [executable, *options], inside
+        return [executable, f"--root={root}", *options], str(stage)
+
     async def verify(self, root: Path, unit: str, staged: dict[str, str], shown: dict[str, str]) -> list[str]:
         """Problems systemd finds with `unit` when the files `staged` (path relative to a unit
         directory -> content) take precedence; [] when it passes. `shown` maps each staged
         relative path to the path to name in messages."""
-        executable = shutil.which(self.tool)
-        if executable is None:
-            raise UnitFileError(503, f"{self.tool} is not installed on this node: unit files cannot be verified")
         inside = f"/{STAGE_DIR}/{secrets.token_hex(6)}"
         stage = root / inside.lstrip("/")
+        argv, printed = self._command(root, unit, inside, stage)
         try:
             for relative, content in staged.items():
                 target = stage / relative
@@ -245,12 +310,7 @@ class Verifier:
                 "SYSTEMD_UNIT_PATH": f"{inside}:",
             }
             process = await asyncio.create_subprocess_exec(
-                executable,
-                "verify",
-                f"--root={root}",
-                "--man=no",
-                "--no-pager",
-                unit,
+                *argv,
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT,
@@ -264,7 +324,7 @@ class Verifier:
                 raise UnitFileError(503, f"systemd-analyze verify took longer than {self.timeout:g} s") from None
         finally:
             shutil.rmtree(stage, ignore_errors=True)
-        staged_prefix = str(stage)
+        staged_prefix = printed
         lines = [line.strip() for line in output.decode("utf-8", "replace").splitlines() if line.strip()]
         ours = [line for line in lines if line.startswith(staged_prefix)]
         if process.returncode == 0:
@@ -360,9 +420,9 @@ class UnitFiles:
     async def write(self, unit: str, content: str, dropin: str | None = None) -> UnitFileChange:
         """Create or replace the unit (`dropin` None) or one of its drop-ins; see the module docstring."""
         unit = self._unit(unit)
-        problems = check_content(content, unit_type(unit))
+        problems = check_content(content, unit_type(unit)) or missing_programs(content, self.root)
         if problems:
-            raise UnitFileError(422, f"the content of {unit} is not a valid unit file", problems)
+            raise UnitFileError(422, f"the content of {unit} is not a valid unit file: {problems[0][1]}", problems)
         async with self._lock:
             await self.bus.connection()  # no systemd to reload: 503 before anything is touched
             target = self._target(unit, dropin, writing=True)
@@ -391,14 +451,15 @@ class UnitFiles:
             )
 
     async def revert(self, unit: str, dropin: str | None = None) -> UnitFileChange:
-        """Remove our file: the drop-in named `dropin`, or else the unit's file under /etc
-        (failing that, its default drop-in); 404 when there is none."""
+        """Remove our file: the drop-in named `dropin`; without one, the default drop-in (what
+        an edit wrote) if there is one, else the unit's own file under /etc (what a create
+        wrote), so each revert undoes the latest kind of change; 404 when there is none."""
         unit = self._unit(unit)
         async with self._lock:
             await self.bus.connection()  # no systemd to reload: 503 before anything is touched
-            target = self._target(unit, dropin, writing=False)
+            target = self._target(unit, dropin or DEFAULT_DROPIN, writing=False)
             if dropin is None and not target.path.exists():
-                target = self._target(unit, DEFAULT_DROPIN, writing=False)
+                target = self._target(unit, None, writing=False)
             if not target.path.is_file():
                 raise UnitFileError(404, f"{unit} has no file of ours to revert ({target.shown})")
             before = _read(target.path)

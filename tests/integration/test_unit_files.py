@@ -9,6 +9,8 @@ checks each result from inside the container (`systemctl`, `journalctl`, the fil
 
 from __future__ import annotations
 
+import os
+import subprocess
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -20,7 +22,7 @@ from appliance.units.bus import SystemBus
 from appliance.units.unitfiles import UnitFileError, UnitFiles
 from tests.kit.nspawn import Container, debian_root
 from tests.kit.wait import wait_until
-from tests.nodeproc import NodeProcess
+from tests.nodeproc import DEBVISOR, NodeProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.privileged, pytest.mark.systemd]
 
@@ -120,7 +122,8 @@ def test_a_service_is_created_verified_read_and_reverted(box: Container, api: ht
 @pytest.mark.parametrize(
     ("content", "says"),
     [
-        ("[Unit]\nDescription=x\n[Service]\nExecStart=/nonexistent/program\n", "is not executable"),
+        ("[Unit]\nDescription=x\n[Service]\nExecStart=/nonexistent/program\n", "is not an executable file"),
+        ("[Unit]\nDescription=x\n[Service]\nExecStart=/usr/bin/nonexistent\n", "is not an executable file"),
         ("[Unit]\nDescription=x\n[Service]\nExecStart=/bin/true\nExecStrat=/bin/true\n", "Unknown key"),
         ("[Service]\nType=sometimes\nExecStart=/bin/true\n", "Failed to parse service type"),
         ("ExecStart=/bin/true\n", "line 1: a setting before any [Section]"),
@@ -313,3 +316,39 @@ def test_only_admins_edit_unit_files_or_run_commands(box: Container, node: NodeP
     denied = [e for e in _audit(api, "unit*") if e["user"] == "ops"]
     assert {e["outcome"] for e in denied} == {"denied"}
     assert len(denied) >= 3
+
+
+def test_the_cli_creates_edits_cats_reverts_and_runs(box: Container, node: NodeProcess) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DEBVISOR_")}
+    env |= {"DEBVISOR_URL": node.url, "DEBVISOR_CA": str(node.data_dir / "pki" / "ca.crt")}
+    env["DEBVISOR_TOKEN"] = node.admin_token()
+
+    def cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*DEBVISOR, "unit", *args], input=stdin, capture_output=True, text=True, env=env, timeout=60, check=False
+        )
+
+    unit = "dvt-cli.service"
+    created = cli("create", NODE, unit, "--file", "-", stdin="[Service]\nType=oneshot\nExecStart=/bin/true\n")
+    assert created.returncode == 0, created.stderr
+    assert created.stdout.startswith(f"created /etc/systemd/system/{unit} (load state loaded)\n--- /dev/null\n")
+    edited = cli("edit", NODE, unit, "--file", "-", stdin="[Unit]\nDescription=from the cli\n")
+    assert edited.returncode == 0, edited.stderr
+    assert _show(box, unit, "Description") == "from the cli"
+    cat = cli("cat", NODE, unit)
+    assert cat.stdout == (
+        f"# /etc/systemd/system/{unit}\n[Service]\nType=oneshot\nExecStart=/bin/true\n\n"
+        f"# /etc/systemd/system/{unit}.d/50-debvisor.conf\n[Unit]\nDescription=from the cli\n"
+    )
+    broken = cli("edit", NODE, unit, "--file", "-", stdin="[Service]\nType=sometimes\n")
+    assert broken.returncode == 1
+    assert broken.stderr.startswith("debvisor: 422: systemd-analyze verify refused"), broken.stderr
+    assert len(broken.stderr.strip().splitlines()) == 1
+    assert cli("revert", NODE, unit).stdout.startswith(f"removed /etc/systemd/system/{unit}.d/50-debvisor.conf")
+    assert cli("revert", NODE, unit).stdout.startswith(f"removed /etc/systemd/system/{unit}\n")
+
+    ok = cli("run", NODE, "cli-ok", "--", "/bin/sh", "-c", "echo from the cli run")
+    assert (ok.returncode, ok.stdout) == (0, "debvisor-run-cli-ok.service: done (success, exit status 0)\n")
+    failed = cli("run", NODE, "cli-fail", "--", "/bin/false")
+    assert failed.returncode == 1
+    assert failed.stdout == "debvisor-run-cli-fail.service: failed (exit-code, exit status 1)\n"

@@ -14,6 +14,7 @@ from appliance.units.unitfiles import (
     UnitFiles,
     check_content,
     check_dropin_name,
+    missing_programs,
     redacted,
     unified_diff,
 )
@@ -160,8 +161,35 @@ def test_where_writes_go(root: Path) -> None:
 async def test_without_a_bus_nothing_is_touched(root: Path) -> None:
     files = UnitFiles(root, SystemBus("unix:path=/nonexistent/bus"))
     with pytest.raises(Exception, match="no system bus"):
-        await files.write("new.service", "[Service]\nExecStart=/bin/true\n")
+        await files.write("new.service", "[Unit]\nDescription=new\n")
     with pytest.raises(Exception, match="no system bus"):
         await files.revert("ours.service")
     assert not (root / "etc/systemd/system/new.service").exists()
     assert (root / "etc/systemd/system/ours.service").exists()
+
+
+def test_programs_are_looked_up_inside_the_managed_root(tmp_path: Path) -> None:
+    (tmp_path / "usr/bin").mkdir(parents=True)
+    tool = tmp_path / "usr/bin/tool"
+    tool.write_text("#!/bin/sh\n")
+    tool.chmod(0o755)
+    (tmp_path / "usr/bin/data").write_text("not a program\n")
+    (tmp_path / "bin").symlink_to("usr/bin")  # merged /usr, as Debian has it
+    (tmp_path / "usr/bin/abs").symlink_to("/usr/bin/tool")  # absolute: resolved inside the root
+    (tmp_path / "usr/bin/escape").symlink_to("/etc/passwd")  # exists on this machine, not in the root
+    text = (
+        "[Service]\n"
+        "ExecStartPre=-/bin/tool --flag\n"
+        "ExecStart=/usr/bin/abs\n"
+        "ExecStart=\n"
+        "ExecStart=tool-in-path\n"
+        "ExecStart=/usr/bin/data\n"
+        "ExecStop=/usr/bin/escape\n"
+        "ExecStopPost=${TOOL} x\n"
+        "ExecReload=/nonexistent/program\n"
+    )
+    assert missing_programs(text, tmp_path) == [
+        ("$.content", "line 6: ExecStart: /usr/bin/data is not an executable file"),
+        ("$.content", "line 7: ExecStop: /usr/bin/escape is not an executable file"),
+        ("$.content", "line 9: ExecReload: /nonexistent/program is not an executable file"),
+    ]
