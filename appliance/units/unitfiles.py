@@ -372,30 +372,37 @@ class UnitFiles:
     def read(self, unit: str) -> UnitFileView:
         """The unit's fragment and drop-ins; 404 when systemd would find neither."""
         unit = self._unit(unit)
-        fragment = next((self.root / d / unit for d in SEARCH_DIRS if (self.root / d / unit).exists()), None)
+        fragment = next((self.root / d / unit for d in SEARCH_DIRS if _present(self.root / d / unit)), None)
         dropins: dict[str, Path] = {}
         for directory in SEARCH_DIRS:  # earlier directories win for the same file name
             folder = self.root / directory / f"{unit}.d"
-            if folder.is_dir():
+            if folder.is_dir() and not folder.is_symlink():
                 for file in sorted(folder.glob("*.conf")):
                     dropins.setdefault(file.name, file)
         if fragment is None and not dropins:
             raise UnitFileError(404, f"no unit file {unit} on this node")
         content = None
         if fragment is not None:
-            content = "" if fragment.resolve() == Path("/dev/null") else _read(fragment)
+            content = self._content(fragment)
         return UnitFileView(
             unit=unit,
             path=self._shown(fragment) if fragment is not None else None,
             shipped=self._shipped(unit),
             content=content,
             dropins=[
-                DropIn(name=name, path=self._shown(path), content=_read(path)) for name, path in sorted(dropins.items())
+                DropIn(name=name, path=self._shown(path), content=self._content(path))
+                for name, path in sorted(dropins.items())
             ],
         )
 
+    def _content(self, path: Path) -> str:
+        """A file's text, links followed inside the managed root (an alias links to /lib/...;
+        a mask to /dev/null, which reads as empty)."""
+        real = _inside(self.root, self._shown(path))
+        return _read(real) if real is not None and real.is_file() else ""
+
     def _shipped(self, unit: str) -> bool:
-        return any((self.root / d / unit).exists() for d in VENDOR_DIRS)
+        return any(_present(self.root / d / unit) for d in VENDOR_DIRS)
 
     def _target(self, unit: str, dropin: str | None, *, writing: bool) -> _Target:
         if dropin is None:
@@ -407,7 +414,7 @@ class UnitFiles:
                 )
             relative = unit
         else:
-            if writing and not any((self.root / d / unit).exists() for d in SEARCH_DIRS):
+            if writing and not any(_present(self.root / d / unit) for d in SEARCH_DIRS):
                 raise UnitFileError(404, f"no unit file {unit} on this node to override: create the unit first")
             relative = f"{unit}.d/{check_dropin_name(dropin)}"
         path = self.root / ADMIN_DIR / relative
@@ -465,7 +472,7 @@ class UnitFiles:
             before = _read(target.path)
             await asyncio.to_thread(_remove, target.path)
             # A unit whose only file this was is gone after the reload: nothing left to load.
-            remaining = any((self.root / d / unit).exists() for d in SEARCH_DIRS)
+            remaining = any(_present(self.root / d / unit) for d in SEARCH_DIRS)
             state = await self._reload_or_restore(target, before, check_load=remaining)
             log.info("unit file removed", extra={"unit": unit, "path": target.shown})
             return UnitFileChange(
@@ -518,6 +525,12 @@ class UnitFiles:
             return state, None
         name, text = props.get("LoadError", ("", ""))
         return state, f"systemd loaded {unit} as {state!r}" + (f": {text or name}" if text or name else "")
+
+
+def _present(path: Path) -> bool:
+    """The file or link is there (a link is not followed: its target is the managed
+    machine's path, not this one's)."""
+    return path.is_symlink() or path.exists()
 
 
 def _read(path: Path) -> str:

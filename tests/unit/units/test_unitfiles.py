@@ -193,3 +193,12 @@ def test_programs_are_looked_up_inside_the_managed_root(tmp_path: Path) -> None:
         ("$.content", "line 7: ExecStop: /usr/bin/escape is not an executable file"),
         ("$.content", "line 9: ExecReload: /nonexistent/program is not an executable file"),
     ]
+
+
+def test_links_are_read_inside_the_managed_root(root: Path) -> None:
+    (root / "lib/systemd/system").mkdir(parents=True)
+    (root / "lib/systemd/system/real.service").write_text("[Unit]\nDescription=real\n")
+    (root / "etc/systemd/system/alias.service").symlink_to("/lib/systemd/system/real.service")
+    files = UnitFiles(root, SystemBus("unix:path=/nonexistent"))
+    assert files.read("alias.service").content == "[Unit]\nDescription=real\n"
+    assert files.read("masked.service").content == ""  # -> /dev/null
