@@ -13,6 +13,7 @@ import os
 import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -352,3 +353,32 @@ def test_the_cli_creates_edits_cats_reverts_and_runs(box: Container, node: NodeP
     failed = cli("run", NODE, "cli-fail", "--", "/bin/false")
     assert failed.returncode == 1
     assert failed.stdout == "debvisor-run-cli-fail.service: failed (exit-code, exit status 1)\n"
+
+
+def test_through_another_node_the_change_is_made_at_the_target_and_audited_at_both(
+    box: Container, node: NodeProcess, api: httpx.Client, tmp_path: Path
+) -> None:
+    api.get("/api/v1/nodes")  # the admin token exists before the second node joins: it receives it
+    token = subprocess.run(
+        [*DEBVISOR, "token", "create", "--data-dir", str(node.data_dir)],
+        capture_output=True, text=True, check=True, timeout=30,
+    ).stdout.strip()  # fmt: skip
+    with NodeProcess(tmp_path / "n2", name="n2", extra_args=["--join", token]) as other:
+        other.wait_ready()
+        client = httpx.Client(base_url=other.url, verify=node.ssl_context(), timeout=60.0)
+        client.headers["Authorization"] = f"Bearer {node.admin_token()}"
+        with client:
+            wait_until(lambda: client.get(f"/api/v1/nodes/{NODE}").status_code == 200, timeout=30, what="n2 to see n1")
+            unit = "dvt-remote.service"
+            content = "[Unit]\nDescription=written through n2\n[Service]\nExecStart=/bin/true\n"
+            written = client.put(f"{UNITS}/{unit}/file", json={"content": content})
+            assert written.status_code == 200, written.text
+            assert box.run(["cat", f"/etc/systemd/system/{unit}"]).stdout == content
+            ran = client.post(f"{UNITS}/transient", json={"name": "remote", "command": ["/bin/true"]})
+            assert (ran.status_code, ran.json()["job"]) == (200, "done"), ran.text
+            assert client.delete(f"{UNITS}/{unit}/file").status_code == 200
+            here = client.get("/api/v1/audit", params={"action": "unitfile.write", "node": "n2"}).json()["entries"]
+        there = [e for e in _audit(api, "unitfile.write") if e["target"].endswith(unit)]
+        assert [e["outcome"] for e in here] == ["success"]  # the receiving node's own entry
+        assert [(e["outcome"], e["forwarded_by"]) for e in there] == [("success", "n2")]
+        assert "+Description=written through n2" in there[0]["detail"]  # the target has the diff
