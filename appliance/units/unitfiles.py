@@ -51,12 +51,19 @@ log = logging.getLogger(__name__)
 MAX_BYTES = 64 * 1024
 EDITABLE_TYPES = ("service", "timer")
 ADMIN_DIR = "etc/systemd/system"  # where our files go, relative to the managed root
+# systemd's system unit search path (systemd.unit(5)), in its order, so that `read` finds
+# the fragment systemd uses: transient and generated units included (a drop-in may override
+# a unit a generator made, such as an init script's).
 SEARCH_DIRS = (
+    "run/systemd/transient",
+    "run/systemd/generator.early",
     ADMIN_DIR,
     "run/systemd/system",
+    "run/systemd/generator",
     "usr/local/lib/systemd/system",
     "usr/lib/systemd/system",
     "lib/systemd/system",
+    "run/systemd/generator.late",
 )
 VENDOR_DIRS = ("usr/lib/systemd/system", "lib/systemd/system")
 DEFAULT_DROPIN = "50-debvisor"

@@ -202,3 +202,12 @@ def test_links_are_read_inside_the_managed_root(root: Path) -> None:
     files = UnitFiles(root, SystemBus("unix:path=/nonexistent"))
     assert files.read("alias.service").content == "[Unit]\nDescription=real\n"
     assert files.read("masked.service").content == ""  # -> /dev/null
+
+
+def test_a_generated_unit_takes_a_drop_in(root: Path) -> None:
+    (root / "run/systemd/generator.late").mkdir(parents=True)
+    (root / "run/systemd/generator.late/legacy.service").write_text("[Service]\nExecStart=/etc/init.d/legacy\n")
+    files = UnitFiles(root, SystemBus("unix:path=/nonexistent"))
+    assert files.read("legacy.service").path == "/run/systemd/generator.late/legacy.service"
+    target = files._target("legacy.service", "50-debvisor", writing=True)
+    assert target.shown == "/etc/systemd/system/legacy.service.d/50-debvisor.conf"
