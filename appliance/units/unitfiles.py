@@ -377,15 +377,20 @@ class UnitFiles:
         return "/" + str(path.relative_to(self.root))
 
     def read(self, unit: str) -> UnitFileView:
-        """The unit's fragment and drop-ins; 404 when systemd would find neither."""
+        """The unit's fragment and drop-ins; 404 when systemd would find neither. An instance
+        without a file of its own is read from its template (`foo@.service`), with the
+        template's drop-ins after its own, as systemd combines them. (Type-wide and prefix
+        drop-ins, `service.d/` and `foo-.service.d/`, are not listed.)"""
         unit = self._unit(unit)
-        fragment = next((self.root / d / unit for d in SEARCH_DIRS if _present(self.root / d / unit)), None)
+        names = _names(unit)
+        fragment = next((self.root / d / n for n in names for d in SEARCH_DIRS if _present(self.root / d / n)), None)
         dropins: dict[str, Path] = {}
         for directory in SEARCH_DIRS:  # earlier directories win for the same file name
-            folder = self.root / directory / f"{unit}.d"
-            if folder.is_dir() and not folder.is_symlink():
-                for file in sorted(folder.glob("*.conf")):
-                    dropins.setdefault(file.name, file)
+            for name in names:
+                folder = self.root / directory / f"{name}.d"
+                if folder.is_dir() and not folder.is_symlink():
+                    for file in sorted(folder.glob("*.conf")):
+                        dropins.setdefault(file.name, file)
         if fragment is None and not dropins:
             raise UnitFileError(404, f"no unit file {unit} on this node")
         content = None
@@ -421,7 +426,7 @@ class UnitFiles:
                 )
             relative = unit
         else:
-            if writing and not any(_present(self.root / d / unit) for d in SEARCH_DIRS):
+            if writing and not any(_present(self.root / d / n) for n in _names(unit) for d in SEARCH_DIRS):
                 raise UnitFileError(404, f"no unit file {unit} on this node to override: create the unit first")
             relative = f"{unit}.d/{check_dropin_name(dropin)}"
         path = self.root / ADMIN_DIR / relative
@@ -479,7 +484,7 @@ class UnitFiles:
             before = _read(target.path)
             await asyncio.to_thread(_remove, target.path)
             # A unit whose only file this was is gone after the reload: nothing left to load.
-            remaining = any(_present(self.root / d / unit) for d in SEARCH_DIRS)
+            remaining = any(_present(self.root / d / n) for n in _names(unit) for d in SEARCH_DIRS)
             state = await self._reload_or_restore(target, before, check_load=remaining)
             log.info("unit file removed", extra={"unit": unit, "path": target.shown})
             return UnitFileChange(
@@ -532,6 +537,13 @@ class UnitFiles:
             return state, None
         name, text = props.get("LoadError", ("", ""))
         return state, f"systemd loaded {unit} as {state!r}" + (f": {text or name}" if text or name else "")
+
+
+def _names(unit: str) -> list[str]:
+    """The names systemd reads a unit's files under: its own, then its template's."""
+    if "@" in unit and not unit.split("@", 1)[1].startswith("."):
+        return [unit, f"{unit.split('@', 1)[0]}@.{unit_type(unit)}"]
+    return [unit]
 
 
 def _present(path: Path) -> bool:

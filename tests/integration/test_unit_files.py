@@ -187,6 +187,22 @@ def test_a_shipped_unit_is_edited_with_a_drop_in_and_reverted(box: Container, ap
     assert box.run(["test", "-e", f"/etc/systemd/system/{unit}.d"], check=False).returncode == 1
 
 
+def test_a_template_and_an_instance_override(box: Container, api: httpx.Client) -> None:
+    template = "[Unit]\nDescription=worker %i\n[Service]\nType=oneshot\nExecStart=/bin/echo %i\n"
+    assert api.put(f"{UNITS}/dvt-worker@.service/file", json={"content": template}).status_code == 200
+    assert _show(box, "dvt-worker@one.service", "Description") == "worker one"
+    override = {"content": "[Unit]\nDescription=the first worker\n", "dropin": "50-debvisor"}
+    answer = api.put(f"{UNITS}/dvt-worker@one.service/file", json=override)
+    assert (answer.status_code, answer.json()["load_state"]) == (200, "loaded"), answer.text
+    assert _show(box, "dvt-worker@one.service", "Description") == "the first worker"
+    assert _show(box, "dvt-worker@two.service", "Description") == "worker two"
+    view = api.get(f"{UNITS}/dvt-worker@one.service/file").json()
+    assert view["path"] == "/etc/systemd/system/dvt-worker@.service"
+    assert api.delete(f"{UNITS}/dvt-worker@one.service/file").status_code == 200
+    assert api.delete(f"{UNITS}/dvt-worker@.service/file").status_code == 200
+    assert _show(box, "dvt-worker@one.service", "LoadState") == "not-found"
+
+
 def test_names_and_unknown_units_are_refused(api: httpx.Client) -> None:
     for name, status in (("bad name.service", 422), ("dvt.socket", 422), ("dvt@.timer", 404)):
         answer = api.get(f"{UNITS}/{name}/file")

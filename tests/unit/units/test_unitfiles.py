@@ -211,3 +211,17 @@ def test_a_generated_unit_takes_a_drop_in(root: Path) -> None:
     assert files.read("legacy.service").path == "/run/systemd/generator.late/legacy.service"
     target = files._target("legacy.service", "50-debvisor", writing=True)
     assert target.shown == "/etc/systemd/system/legacy.service.d/50-debvisor.conf"
+
+
+def test_an_instance_is_read_from_its_template(root: Path) -> None:
+    admin = root / "etc/systemd/system"
+    (admin / "worker@.service").write_text("[Service]\nExecStart=/bin/echo %i\n")
+    (admin / "worker@.service.d").mkdir()
+    (admin / "worker@.service.d/10-all.conf").write_text("[Unit]\nDescription=all\n")
+    (admin / "worker@a.service.d").mkdir()
+    (admin / "worker@a.service.d/20-a.conf").write_text("[Unit]\nDescription=a\n")
+    view = UnitFiles(root, SystemBus("unix:path=/nonexistent")).read("worker@a.service")
+    assert view.path == "/etc/systemd/system/worker@.service"
+    assert [d.name for d in view.dropins] == ["10-all.conf", "20-a.conf"]
+    target = UnitFiles(root, SystemBus("unix:path=/nonexistent"))._target("worker@b.service", "x", writing=True)
+    assert target.shown == "/etc/systemd/system/worker@b.service.d/x.conf"
