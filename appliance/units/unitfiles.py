@@ -457,8 +457,9 @@ class UnitFiles:
                     f"systemd-analyze verify refused {target.shown}: {found[0]}",
                     [("$.content", line) for line in found],
                 )
-            await asyncio.to_thread(_atomic_write, target.path, content)
-            state = await self._reload_or_restore(target, before)
+            # From the write on, a caller who goes away does not stop it half-way (written
+            # but not reloaded, or not put back): the change runs to its end either way.
+            state = await asyncio.shield(self._write_and_reload(target, content, before))
             action = "created" if before is None else "replaced"
             log.info("unit file %s", action, extra={"unit": unit, "path": target.shown})
             return UnitFileChange(
@@ -482,10 +483,7 @@ class UnitFiles:
             if not target.path.is_file():
                 raise UnitFileError(404, f"{unit} has no file of ours to revert ({target.shown})")
             before = _read(target.path)
-            await asyncio.to_thread(_remove, target.path)
-            # A unit whose only file this was is gone after the reload: nothing left to load.
-            remaining = any(_present(self.root / d / n) for n in _names(unit) for d in SEARCH_DIRS)
-            state = await self._reload_or_restore(target, before, check_load=remaining)
+            state = await asyncio.shield(self._write_and_reload(target, None, before))
             log.info("unit file removed", extra={"unit": unit, "path": target.shown})
             return UnitFileChange(
                 unit=unit,
@@ -494,6 +492,16 @@ class UnitFiles:
                 diff=unified_diff(target.shown, before, None),
                 load_state=state,
             )
+
+    async def _write_and_reload(self, target: _Target, content: str | None, before: str | None) -> str | None:
+        """Write `content` (None: remove the file), reload, check, put `before` back on failure."""
+        if content is None:
+            await asyncio.to_thread(_remove, target.path)
+        else:
+            await asyncio.to_thread(_atomic_write, target.path, content)
+        # A unit whose only file this was is gone after the reload: nothing left to load.
+        remaining = any(_present(self.root / d / n) for n in _names(target.unit) for d in SEARCH_DIRS)
+        return await self._reload_or_restore(target, before, check_load=remaining)
 
     async def _reload_or_restore(self, target: _Target, before: str | None, *, check_load: bool = True) -> str | None:
         """Reload systemd and check the unit loads; otherwise put `before` back, reload, raise."""
