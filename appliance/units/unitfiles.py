@@ -71,6 +71,7 @@ STAGE_DIR = "run/debvisor/verify"  # staged copies for verify, relative to the m
 VERIFY_SECONDS = 30.0
 GOOD_LOAD_STATES = ("loaded", "masked")
 SECTIONS = {"service": ("Unit", "Service", "Install"), "timer": ("Unit", "Timer", "Install")}
+EXEC_KEYS = ("ExecCondition", "ExecStartPre", "ExecStart", "ExecStartPost", "ExecReload", "ExecStop", "ExecStopPost")
 REDACTED_KEYS = ("Environment", "SetCredential", "SetCredentialEncrypted")
 REDACTED = "<redacted>"
 
@@ -187,7 +188,7 @@ def missing_programs(text: str, root: Path) -> list[tuple[str, str]]:
     problems: list[tuple[str, str]] = []
     for number, raw in enumerate(text.splitlines(), 1):
         match = _KEY.match(raw.strip())
-        if match is None or not match[1].startswith("Exec"):
+        if match is None or match[1] not in EXEC_KEYS:
             continue
         command = raw.strip()[match.end() :].strip().lstrip("@-:+!")
         program = command.split(maxsplit=1)[0] if command else ""

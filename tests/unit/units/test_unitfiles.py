@@ -187,6 +187,8 @@ def test_programs_are_looked_up_inside_the_managed_root(tmp_path: Path) -> None:
         "ExecStop=/usr/bin/escape\n"
         "ExecStopPost=${TOOL} x\n"
         "ExecReload=/nonexistent/program\n"
+        "ExecSearchPath=/usr/local/bin:/usr/bin\n"
+        "ExecPaths=/nonexistent\n"
     )
     assert missing_programs(text, tmp_path) == [
         ("$.content", "line 6: ExecStart: /usr/bin/data is not an executable file"),
