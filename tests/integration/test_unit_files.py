@@ -143,6 +143,13 @@ def test_content_systemd_refuses_is_never_written(box: Container, api: httpx.Cli
     assert box.run(["ls", "-A", "/run/debvisor/verify"], check=False).stdout == ""  # staging cleaned
 
 
+def test_systemds_advice_does_not_refuse_a_file(box: Container, api: httpx.Client) -> None:
+    content = "[Service]\nType=oneshot\nUser=nobody\nExecStart=/bin/true\n"  # "not safe", says verify
+    answer = api.put(f"{UNITS}/dvt-nobody.service/file", json={"content": content})
+    assert answer.status_code == 200, answer.text
+    assert api.delete(f"{UNITS}/dvt-nobody.service/file").status_code == 200
+
+
 def test_a_timer_is_verified_too(box: Container, api: httpx.Client) -> None:
     bad = api.put(f"{UNITS}/dvt-tick.timer/file", json={"content": "[Timer]\nOnCalendar=someday\n"})
     assert bad.status_code == 422
