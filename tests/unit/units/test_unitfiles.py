@@ -12,6 +12,7 @@ from appliance.units.unitfiles import (
     MAX_BYTES,
     UnitFileError,
     UnitFiles,
+    Verifier,
     check_content,
     check_dropin_name,
     missing_programs,
@@ -227,3 +228,17 @@ def test_an_instance_is_read_from_its_template(root: Path) -> None:
     assert [d.name for d in view.dropins] == ["10-all.conf", "20-a.conf"]
     target = UnitFiles(root, SystemBus("unix:path=/nonexistent"))._target("worker@b.service", "x", writing=True)
     assert target.shown == "/etc/systemd/system/worker@b.service.d/x.conf"
+
+
+def test_how_verify_is_run_for_each_kind_of_root(tmp_path: Path) -> None:
+    verifier = Verifier()
+    inside = "/run/debvisor/verify/abc"
+    own, printed = verifier._command(Path("/"), "x.service", inside, Path(inside))
+    assert own[1:] == ["verify", "--man=no", "--no-pager", "x.service"]
+    assert printed == inside
+    image, printed = verifier._command(tmp_path, "x.service", inside, tmp_path / inside.lstrip("/"))
+    assert image[1] == f"--root={tmp_path}"
+    assert printed == str(tmp_path / inside.lstrip("/"))  # systemd prints the path with the root
+    container, printed = verifier._command(Path("/proc/4242/root"), "x.service", inside, Path("/proc/4242/root/x"))
+    assert container[1:7] == ["--target", "4242", "--mount", "--pid", "--", "systemd-analyze"]
+    assert printed == inside
