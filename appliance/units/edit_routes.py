@@ -4,7 +4,7 @@ Admin only, every one: a unit file runs as root and may hold secrets (`unitfiles
 reading needs too, audited as `unitfile.read`), and a transient unit is a root command on the
 node (`units:run`). Writing (`PUT`) creates or replaces a service or timer, or one drop-in
 with `dropin`; `DELETE` reverts (removes our file, `?dropin=` names a drop-in). Each change's
-audit entry carries its unified diff with secrets redacted (appliance/units/unitfiles.py),
+audit entry carries its unified diff with secrets redacted (appliance/units/unitfile_content.py),
 clipped to the audit log's field size; the answer carries the whole diff. Refusals are
 problem+json: 422 with `errors` (`$.content`, `$.dropin`, `$.name` ...) for bad input or
 content systemd refuses, 409 for a shipped unit written whole or a run still going, 404 for

@@ -1,29 +1,26 @@
-"""Create, edit and revert unit files: checked, verified, written atomically, reverted on failure.
+"""Create, edit and revert unit files: checked, verified, written atomically, put back on failure.
 
 What Cockpit lacks (cockpit#9467, #18146): an admin writes a service or timer, or a drop-in
 override of any service or timer, through the API of any node. A change goes through these
 steps, and stops at the first that fails, leaving the machine as it was:
 
-1. the name (appliance/units/names.py; only `.service` and `.timer`) and where it would go:
+1. the system bus answers (no systemd to reload: nothing is touched);
+2. the name (appliance/units/names.py; only `.service` and `.timer`) and where it would go:
    a whole unit only under `/etc/systemd/system`, and never over a unit shipped in
    `/usr/lib/systemd/system` or `/lib/systemd/system` (that is edited as a drop-in,
    `NAME.d/50-debvisor.conf` or a named one, as `systemctl edit` does);
-2. the content: at most `MAX_BYTES` of UTF-8 without NUL, every line a comment, a
-   `[Section]` or a `Key=value` inside a section of that unit type (`check_content`);
-3. `systemd-analyze verify` on a staged copy (`Verifier`): the file is written into a private
-   directory under the managed root's `/run`, put first on the unit search path with
-   `SYSTEMD_UNIT_PATH`, and verified with `--root` = the managed root, so systemd's own
-   parser sees it with every other unit and drop-in exactly where systemd will, and
-   nothing in `/etc` changes before it passes (docs/unit-files.md says why this way);
-4. an atomic write (a temporary file in the same directory, fsync, rename, fsync of the
+3. the content (appliance/units/unitfile_content.py): syntax, and the programs it runs;
+4. `systemd-analyze verify` of the unit with the new file staged first on the search path
+   (appliance/units/unitfile_verify.py);
+5. an atomic write (a temporary file in the same directory, fsync, rename, fsync of the
    directory), then `Manager.Reload` over the bus and the unit's load state;
-5. if the reload fails or the unit then does not load, the previous content is put back (or
+6. if the reload fails or the unit then does not load, the previous content is put back (or
    the new file removed) and systemd reloaded again, and the change is refused.
 
-Every change carries a unified diff of the file, with the values of `Environment=` and
-credential settings replaced by `<redacted>` (`redacted`): the diff goes into the audit
-entry, and unit files hold secrets often enough. Reading a unit file (admin only) returns it
-as it is. Left out: enabling (the units subsystem's enable action does it, after this has
+Every change carries a unified diff of the file with secrets redacted, for the audit entry.
+Files are read inside the managed root (`root`: `/`, or a container's root when a node
+manages one from outside), symbolic links included. Reading a unit file (admin only) returns
+it as it is. Left out: enabling (the units subsystem's enable action does it, after this has
 verified the file), user units, units under /run (they vanish at boot) and other unit types.
 """
 
@@ -31,12 +28,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import difflib
 import logging
 import os
 import re
 import secrets
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,10 +40,11 @@ import msgspec
 
 from appliance.units.bus import MANAGER, SYSTEMD_PATH, BusError, SystemBus
 from appliance.units.names import UnitNameError, check_unit_name, unit_type
+from appliance.units.unitfile_content import check_content, inside_root, missing_programs, unified_diff
+from appliance.units.unitfile_verify import Verifier, VerifyUnavailable
 
 log = logging.getLogger(__name__)
 
-MAX_BYTES = 64 * 1024
 EDITABLE_TYPES = ("service", "timer")
 ADMIN_DIR = "etc/systemd/system"  # where our files go, relative to the managed root
 # systemd's system unit search path (systemd.unit(5)), in its order, so that `read` finds
@@ -67,18 +63,9 @@ SEARCH_DIRS = (
 )
 VENDOR_DIRS = ("usr/lib/systemd/system", "lib/systemd/system")
 DEFAULT_DROPIN = "50-debvisor"
-STAGE_DIR = "run/debvisor/verify"  # staged copies for verify, relative to the managed root
-VERIFY_SECONDS = 30.0
 GOOD_LOAD_STATES = ("loaded", "masked")
-SECTIONS = {"service": ("Unit", "Service", "Install"), "timer": ("Unit", "Timer", "Install")}
-EXEC_KEYS = ("ExecCondition", "ExecStartPre", "ExecStart", "ExecStartPost", "ExecReload", "ExecStop", "ExecStopPost")
-REDACTED_KEYS = ("Environment", "SetCredential", "SetCredentialEncrypted")
-REDACTED = "<redacted>"
 
 _DROPIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,99}")
-_SECTION = re.compile(r"\[([A-Za-z][A-Za-z0-9-]*)\]")
-_KEY = re.compile(r"([A-Za-z0-9_-]+)\s*=")
-_ENV_VALUE = re.compile(r"""([A-Za-z_][A-Za-z0-9_]*)=("[^"]*"|'[^']*'|\S*)""")
 
 
 class UnitFileError(Exception):
@@ -135,220 +122,6 @@ def check_dropin_name(name: str) -> str:
             [("$.dropin", "not a drop-in file name")],
         )
     return f"{base}.conf"
-
-
-def check_content(text: str, kind: str) -> list[tuple[str, str]]:
-    """Problems of unit-file `text` for a unit of type `kind`, as ($.content, 'line N: ...')."""
-    problems: list[tuple[str, str]] = []
-    try:
-        size = len(text.encode("utf-8"))
-    except UnicodeEncodeError:
-        return [("$.content", "not valid UTF-8 (a lone surrogate)")]
-    if size > MAX_BYTES:
-        return [("$.content", f"{size} bytes: a unit file is at most {MAX_BYTES}")]
-    if "\x00" in text:
-        return [("$.content", "contains a NUL character")]
-    allowed = SECTIONS[kind]
-    section: str | None = None
-    continued = False
-    for number, raw in enumerate(text.splitlines(), 1):
-        line = raw.strip()
-        if continued:  # a value continued from the line before (trailing backslash)
-            continued = line.endswith("\\")
-            continue
-        if not line or line[0] in "#;":
-            continue
-        header = _SECTION.fullmatch(line)
-        if header is not None:
-            section = header[1]
-            if section not in allowed and not section.startswith("X-"):
-                problems.append(
-                    ("$.content", f"line {number}: section [{section}] is not one of a {kind}'s: {', '.join(allowed)}")
-                )
-            continue
-        if line.startswith("["):
-            problems.append(("$.content", f"line {number}: a section header is [Name]"))
-            continue
-        if _KEY.match(line) is None:
-            problems.append(("$.content", f"line {number}: expected Key=value, a [Section] or a comment"))
-            continue
-        if section is None:
-            problems.append(("$.content", f"line {number}: a setting before any [Section]"))
-        continued = line.endswith("\\")
-        if len(problems) >= 20:
-            break
-    return problems
-
-
-def missing_programs(text: str, root: Path) -> list[tuple[str, str]]:
-    """Exec*= programs named by an absolute path that are not executable files under `root`.
-
-    `systemd-analyze verify` checks only the first command of each Exec*= list, so a drop-in
-    that adds an ExecStartPre= or a second ExecStart= to a oneshot would pass it unchecked."""
-    problems: list[tuple[str, str]] = []
-    for number, raw in enumerate(text.splitlines(), 1):
-        match = _KEY.match(raw.strip())
-        if match is None or match[1] not in EXEC_KEYS:
-            continue
-        command = raw.strip()[match.end() :].strip().lstrip("@-:+!")
-        program = command.split(maxsplit=1)[0] if command else ""
-        if not program.startswith("/") or "$" in program or "%" in program:
-            continue  # a reset, a name searched in PATH, or one systemd expands at run time
-        found = _inside(root, program)
-        if found is None or not found.is_file() or not os.access(found, os.X_OK):
-            problems.append(("$.content", f"line {number}: {match[1]}: {program} is not an executable file"))
-    return problems
-
-
-def _inside(root: Path, path: str) -> Path | None:
-    """`path` resolved as the managed machine sees it: absolute symbolic links lead back into
-    `root`, never to this machine's files (None after too many links)."""
-    current = root
-    parts = [p for p in path.split("/") if p not in ("", ".")]
-    hops = 0
-    while parts:
-        part = parts.pop(0)
-        if part == "..":
-            current = current.parent if current != root else root
-            continue
-        candidate = current / part
-        if candidate.is_symlink():
-            hops += 1
-            if hops > 40:
-                return None
-            target = os.readlink(candidate)
-            if target.startswith("/"):
-                current = root
-            parts = [p for p in target.split("/") if p not in ("", ".")] + parts
-            continue
-        current = candidate
-    return current
-
-
-def redacted(text: str) -> str:
-    """`text` with the values of Environment= and credential settings replaced by <redacted>
-    (variable names and credential ids kept, so a diff still says what changed)."""
-    lines: list[str] = []
-    hiding = False
-    for raw in text.splitlines():
-        if hiding:  # continuation of a redacted value
-            hiding = raw.rstrip().endswith("\\")
-            lines.append(REDACTED)
-            continue
-        match = _KEY.match(raw.strip())
-        key = match[1] if match else None
-        if key in REDACTED_KEYS:
-            head, _, value = raw.partition("=")
-            if key == "Environment":
-                value = _ENV_VALUE.sub(lambda m: f"{m[1]}={REDACTED}", value)
-            else:
-                ident, colon, _secret = value.partition(":")
-                value = f"{ident}{colon}{REDACTED}" if colon else REDACTED
-            hiding = raw.rstrip().endswith("\\")
-            lines.append(f"{head}={value}")
-        else:
-            lines.append(raw)
-    return "\n".join(lines) + ("\n" if text.endswith("\n") else "")
-
-
-def unified_diff(path: str, before: str | None, after: str | None) -> str:
-    """The unified diff of a file from `before` to `after` (None: absent), secrets redacted."""
-    old = redacted(before).splitlines(keepends=True) if before is not None else []
-    new = redacted(after).splitlines(keepends=True) if after is not None else []
-    lines = difflib.unified_diff(
-        old,
-        new,
-        fromfile="/dev/null" if before is None else f"a{path}",
-        tofile="/dev/null" if after is None else f"b{path}",
-        n=1,
-    )
-    return "".join(line if line.endswith("\n") else line + "\n" for line in lines)
-
-
-# -- verify ------------------------------------------------------------------------------
-
-
-class Verifier:
-    """`systemd-analyze verify` of a unit with staged files, inside the managed root."""
-
-    def __init__(self, tool: str = "systemd-analyze", timeout: float = VERIFY_SECONDS) -> None:
-        self.tool = tool
-        self.timeout = timeout
-
-    def _command(self, root: Path, unit: str, inside: str, stage: Path) -> tuple[list[str], str]:
-        """The verify command for `root`, and how it prints the staged directory.
-
-        `/`: plain. A directory: `--root`. A process's root (`/proc/PID/root`, a container
-        managed from outside): inside that process's mount and PID namespaces (nsenter), with
-        the machine's own systemd-analyze, because `--root` through that magic link finds the
-        unit but silently reads none of its drop-ins (systemd 252)."""
-        options = ["verify", "--man=no", "--no-pager", unit]
-        process = re.fullmatch(r"/proc/(\d+)/root/?", str(root))
-        if process is not None:
-            nsenter = shutil.which("nsenter")
-            if nsenter is None:
-                raise UnitFileError(503, "nsenter is not installed on this node: unit files cannot be verified")
-            target = ["--target", process[1], "--mount", "--pid", "--"]
-            return [nsenter, *target, self.tool, *options], inside
-        executable = shutil.which(self.tool)
-        if executable is None:
-            raise UnitFileError(503, f"{self.tool} is not installed on this node: unit files cannot be verified")
-        if root == Path("/"):
-            return [executable, *options], inside
-        return [executable, f"--root={root}", *options], str(stage)
-
-    async def verify(self, root: Path, unit: str, staged: dict[str, str], shown: dict[str, str]) -> list[str]:
-        """Problems systemd finds with `unit` when the files `staged` (path relative to a unit
-        directory -> content) take precedence; [] when it passes. `shown` maps each staged
-        relative path to the path to name in messages."""
-        inside = f"/{STAGE_DIR}/{secrets.token_hex(6)}"
-        stage = root / inside.lstrip("/")
-        argv, printed = self._command(root, unit, inside, stage)
-        try:
-            for relative, content in staged.items():
-                target = stage / relative
-                target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-                target.write_text(content, encoding="utf-8")
-            env = {
-                "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
-                "LANG": "C.UTF-8",
-                "SYSTEMD_PAGER": "",
-                "SYSTEMD_LOG_COLOR": "0",
-                # The staged directory first; the trailing colon appends the default search path.
-                "SYSTEMD_UNIT_PATH": f"{inside}:",
-            }
-            process = await asyncio.create_subprocess_exec(
-                *argv,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.STDOUT,
-                env=env,
-            )
-            try:
-                output, _ = await asyncio.wait_for(process.communicate(), self.timeout)
-            except TimeoutError:
-                process.kill()
-                await process.wait()
-                raise UnitFileError(503, f"systemd-analyze verify took longer than {self.timeout:g} s") from None
-        finally:
-            shutil.rmtree(stage, ignore_errors=True)
-        staged_prefix = printed
-        lines = [line.strip() for line in output.decode("utf-8", "replace").splitlines() if line.strip()]
-        ours = [line for line in lines if line.startswith(staged_prefix)]
-        if process.returncode == 0:
-            # Passed, but systemd would ignore part of our file (an unknown key, a value it
-            # cannot parse: its messages say "ignoring"): refused too. Advice such as
-            # "Special user nobody configured, this is not safe!" passes.
-            problems = [line for line in ours if "ignoring" in line.lower()]
-        else:
-            problems = ours + [x for x in lines if x not in ours and unit in x] or lines
-        return [_rename(line, staged_prefix, shown) for line in problems[:20]]
-
-
-def _rename(line: str, staged_prefix: str, shown: dict[str, str]) -> str:
-    for relative, path in shown.items():
-        line = line.replace(f"{staged_prefix}/{relative}", path)
-    return line
 
 
 # -- the service -------------------------------------------------------------------------
@@ -414,7 +187,7 @@ class UnitFiles:
     def _content(self, path: Path) -> str:
         """A file's text, links followed inside the managed root (an alias links to /lib/...;
         a mask to /dev/null, which reads as empty)."""
-        real = _inside(self.root, self._shown(path))
+        real = inside_root(self.root, self._shown(path))
         return _read(real) if real is not None and real.is_file() else ""
 
     def _shipped(self, unit: str) -> bool:
@@ -452,9 +225,12 @@ class UnitFiles:
             before = _read(target.path) if target.path.exists() else None
             if before == content:
                 return UnitFileChange(unit=unit, path=target.shown, action="unchanged", diff="")
-            found = await self.verifier.verify(
-                self.root, unit, {target.relative: content}, {target.relative: target.shown}
-            )
+            try:
+                found = await self.verifier.verify(
+                    self.root, unit, {target.relative: content}, {target.relative: target.shown}
+                )
+            except VerifyUnavailable as exc:
+                raise UnitFileError(503, str(exc)) from exc
             if found:
                 raise UnitFileError(
                     422,

@@ -1,5 +1,7 @@
-"""The pure parts of unit-file editing: content checks, redaction, diffs, drop-in names, and
-where a write goes (against a directory tree standing in for the managed root)."""
+"""Unit-file editing without systemd: content checks, redaction and diffs
+(appliance/units/unitfile_content.py), how verify is run (unitfile_verify.py), drop-in names,
+and what is read and where a write goes (unitfiles.py) in a directory tree standing in for
+the managed root."""
 
 from __future__ import annotations
 
@@ -8,17 +10,9 @@ from pathlib import Path
 import pytest
 
 from appliance.units.bus import SystemBus
-from appliance.units.unitfiles import (
-    MAX_BYTES,
-    UnitFileError,
-    UnitFiles,
-    Verifier,
-    check_content,
-    check_dropin_name,
-    missing_programs,
-    redacted,
-    unified_diff,
-)
+from appliance.units.unitfile_content import MAX_BYTES, check_content, missing_programs, redacted, unified_diff
+from appliance.units.unitfile_verify import Verifier
+from appliance.units.unitfiles import UnitFileError, UnitFiles, check_dropin_name
 
 GOOD = """\
 # a comment
