@@ -189,7 +189,7 @@ def create_app(
         audit_.build(core),
         pxe_part.subsystem,
         history_.build(core),
-        units_.build(core, bus=bus),
+        units_.build(core, bus=bus, host_root=host_root),
         journal_.build(core, host_root=host_root),
         power_.build(core, bus=bus, leave=lambda: cluster.stop(leave=True)),
         *(build(core) for build in extra),

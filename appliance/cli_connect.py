@@ -233,3 +233,10 @@ def call(client: httpx.Client, method: str, path: str, **kwargs: Any) -> Any:
             detail = response.text[:200]
         raise ClientError(f"{response.status_code}: {detail}")
     return response.json() if response.content else None
+
+
+def target_node(client: httpx.Client, args: argparse.Namespace) -> str:
+    """The node a per-node command acts on: `--node`, else the node the client talks to."""
+    if getattr(args, "node", None):
+        return str(args.node)
+    return str(call(client, "GET", "/api/v1/node")["name"])

@@ -17,15 +17,21 @@ import argparse
 import asyncio
 import contextlib
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import msgspec
 
-from appliance.cli_connect import ClientError, call, connection_parent, interactive, open_client, prompt, resolve
-
-if TYPE_CHECKING:
-    import httpx
+from appliance.cli_connect import (
+    ClientError,
+    call,
+    connection_parent,
+    interactive,
+    open_client,
+    prompt,
+    resolve,
+    target_node,
+)
 
 _LOGS_EPILOG = """\
 examples:
@@ -119,16 +125,10 @@ def render(entry: dict[str, Any]) -> str:
     return f"{when} {entry.get('hostname') or ''} {who}{pid}: {entry['message']}"
 
 
-def _node_name(client: httpx.Client, args: argparse.Namespace) -> str:
-    if args.node:
-        return str(args.node)
-    return str(call(client, "GET", "/api/v1/node")["name"])
-
-
 def unit_logs(args: argparse.Namespace) -> int:
     filters = _filters(args)
     with open_client(args) as client:
-        node = _node_name(client, args)
+        node = target_node(client, args)
         page = call(client, "GET", f"/api/v1/nodes/{node}/journal", params=filters)
         encoder = msgspec.json.Encoder()
         for entry in page["entries"]:

@@ -15,7 +15,8 @@ from typing import Any
 from urllib.parse import quote
 
 from appliance.cli_client import _show, _table
-from appliance.cli_connect import ClientError, call, connection_parent, open_client
+from appliance.cli_connect import ClientError, call, connection_parent, open_client, target_node
+from appliance.cli_unitfiles import add_unit_file_commands
 
 ACTIONS = ("start", "stop", "restart", "enable", "disable", "mask", "unmask")
 _OK_RESULTS = ("done", "skipped", "")
@@ -71,12 +72,7 @@ def add_unit_commands(commands: argparse._SubParsersAction[argparse.ArgumentPars
         command.add_argument("--node", default=None, help=node_help)
         command.add_argument("--force", action="store_true", help="act on a protected unit (admins only)")
         command.set_defaults(func=_act, action=action)
-
-
-def _node(client: Any, args: argparse.Namespace) -> str:
-    if args.node:
-        return str(args.node)
-    return str(call(client, "GET", "/api/v1/node")["name"])
+    add_unit_file_commands(actions)
 
 
 def _unit_path(node: str, unit: str) -> str:
@@ -87,7 +83,7 @@ def _list(args: argparse.Namespace) -> int:
     filters = {"type": args.kind, "active": args.active, "sub": args.sub, "load": args.load, "pattern": args.pattern}
     params = {k: v for k, v in filters.items() if v}
     with open_client(args) as client:
-        node = _node(client, args)
+        node = target_node(client, args)
         data = call(client, "GET", f"/api/v1/nodes/{quote(node, safe='')}/units", params=params)
     columns = [("name", "UNIT"), ("load_state", "LOAD"), ("active_state", "ACTIVE"), ("sub_state", "SUB"),
                ("description", "DESCRIPTION")]  # fmt: skip
@@ -96,7 +92,7 @@ def _list(args: argparse.Namespace) -> int:
 
 def _show_unit(args: argparse.Namespace) -> int:
     with open_client(args) as client:
-        node = _node(client, args)
+        node = target_node(client, args)
         data = call(client, "GET", _unit_path(node, args.unit))
     return _show(args, data, lambda d: render_details(d, node))
 
@@ -135,7 +131,7 @@ def _when(ts: float | None) -> str:
 def _act(args: argparse.Namespace) -> int:
     body = {"force": True} if args.force else None
     with open_client(args) as client:
-        node = _node(client, args)
+        node = target_node(client, args)
         result = call(client, "POST", f"{_unit_path(node, args.unit)}/{args.action}", json=body)
     if args.json:
         _show(args, result, str)

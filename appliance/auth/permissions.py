@@ -41,6 +41,8 @@ class Permission(StrEnum):
     UNITS_FORCE = "units:force"  # act on a protected unit (stop the appliance, D-Bus, the journal ...)
     JOURNAL_READ = "journal:read"  # a node's journal (services' logs can hold what viewers should not read)
     NODE_POWER = "node:power"  # reboot or power off a node
+    UNIT_FILES_EDIT = "unitfiles:edit"  # read, create, edit and revert unit files (they may hold secrets)
+    UNITS_RUN = "units:run"  # run one-off commands as transient units (root on the node)
 
 
 class Role(StrEnum):
