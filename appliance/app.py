@@ -55,6 +55,7 @@ from appliance.settings import AuthSettings
 from appliance.store.config import ConfigStore
 from appliance.store.hlc import HybridClock
 from appliance.subsystem import Core, Startup, Subsystem
+from appliance.webui import subsystem as webui_
 from pxe.service import BootServerOptions, PxeService
 
 API_ROOT = "/api/v1"
@@ -177,6 +178,7 @@ def create_app(
         cluster_part.subsystem,
         audit_.build(core),
         pxe_part.subsystem,
+        webui_.build(core),  # the web UI at / (public files; it talks to the API as any client)
         *(build(core) for build in extra),
         node_part.enlist,
     ]
