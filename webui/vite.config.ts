@@ -37,5 +37,7 @@ export default defineConfig({
     environment: "jsdom",
     include: ["src/**/*.test.{ts,tsx}"],
     css: false,
+    // PatternFly's modules import their CSS: let Vite (not Node) load them in tests.
+    server: { deps: { inline: [/@patternfly\//] } },
   },
 });

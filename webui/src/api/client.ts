@@ -64,7 +64,7 @@ export function url(path: string, query?: RequestOptions["query"]): string {
 }
 
 export function retryAfterMs(header: string | null): number {
-  const seconds = Number(header);
+  const seconds = header === null || header.trim() === "" ? NaN : Number(header);
   if (!Number.isFinite(seconds) || seconds < 0) return 1000;
   return Math.min(seconds, MAX_RETRY_AFTER_SECONDS) * 1000;
 }
