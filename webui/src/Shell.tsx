@@ -71,7 +71,7 @@ function UserMenu() {
       onSelect={() => setOpen(false)}
       popperProps={{ position: "right" }}
       toggle={(ref) => (
-        <MenuToggle ref={ref} variant="plainText" isExpanded={open} onClick={() => setOpen(!open)} aria-label="User menu">
+        <MenuToggle ref={ref} variant="plainText" isExpanded={open} onClick={() => setOpen(!open)}>
           {me.user} ({me.role})
         </MenuToggle>
       )}

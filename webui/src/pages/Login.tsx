@@ -11,8 +11,12 @@ import {
   FormHelperText,
   HelperText,
   HelperTextItem,
-  LoginPage,
+  Login as LoginLayout,
+  LoginHeader,
+  LoginMainBody,
+  LoginMainHeader,
   TextInput,
+  Title,
 } from "../pf";
 import { ApiProblem } from "../api/client";
 import { useSession } from "../session";
@@ -70,8 +74,8 @@ export function LoginForm({ expired }: { expired: boolean }) {
 
   return (
     <Form onSubmit={submit} aria-label="Log in">
-      {expired && !error && <Alert variant="info" isInline isPlain title="Your session ended. Log in to continue." />}
-      {error && <Alert variant="danger" isInline title={error} />}
+      {expired && !error && <Alert variant="info" component="h3" isInline isPlain title="Your session ended. Log in to continue." />}
+      {error && <Alert variant="danger" component="h3" isInline title={error} />}
       <FormGroup label="User name" isRequired fieldId="login-username">
         <TextInput
           id="login-username"
@@ -127,10 +131,10 @@ export function ChangePasswordForm({ user, current }: { user: string; current: s
 
   return (
     <Form onSubmit={submit} aria-label="Change password">
-      <Alert variant="warning" isInline title={`Choose a new password for ${user}`}>
+      <Alert variant="warning" component="h3" isInline title={`Choose a new password for ${user}`}>
         This password was set for you: it must be changed before anything else.
       </Alert>
-      {problem && !problem.fieldError("new_password") && <Alert variant="danger" isInline title={problem.detail} />}
+      {problem && !problem.fieldError("new_password") && <Alert variant="danger" component="h3" isInline title={problem.detail} />}
       <FormGroup label="New password" isRequired fieldId="new-password">
         <TextInput
           id="new-password"
@@ -173,15 +177,28 @@ export function Login() {
   const { state } = useSession();
   const changing = state.status === "must-change";
   return (
-    <LoginPage
-      loginTitle={changing ? "Change your password" : "Log in to DebVisor"}
-      loginSubtitle={changing ? undefined : "Any node of the cluster answers for all of it."}
+    <LoginLayout
+      header={
+        <LoginHeader
+          headerBrand={
+            <Title headingLevel="h1" size="2xl">
+              DebVisor
+            </Title>
+          }
+        />
+      }
     >
-      {state.status === "must-change" ? (
-        <ChangePasswordForm user={state.user} current={state.current} />
-      ) : (
-        <LoginForm expired={state.status === "anonymous" && state.expired} />
-      )}
-    </LoginPage>
+      <LoginMainHeader
+        title={changing ? "Change your password" : "Log in to DebVisor"}
+        subtitle={changing ? undefined : "Any node of the cluster answers for all of it."}
+      />
+      <LoginMainBody>
+        {state.status === "must-change" ? (
+          <ChangePasswordForm user={state.user} current={state.current} />
+        ) : (
+          <LoginForm expired={state.status === "anonymous" && state.expired} />
+        )}
+      </LoginMainBody>
+    </LoginLayout>
   );
 }
