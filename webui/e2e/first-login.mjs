@@ -7,6 +7,7 @@ import { apiSession, axe, env, launch, need, shot } from "./lib.mjs";
 
 const initial = need("DEBVISOR_INITIAL_PASSWORD");
 const newPassword = need("DEBVISOR_NEW_PASSWORD");
+const OPS_PASSWORD = "a password for ops";
 const TIMEOUT = 15000;
 
 const { browser, page, cspViolations, pageErrors } = await launch();
@@ -18,7 +19,7 @@ try {
   await page.goto(`${env.url}/`);
   await page.getByRole("heading", { name: "Log in to DebVisor" }).waitFor();
   figures.login_page_ms = Date.now() - started;
-  figures.axe.login = (await axe(page, "login")).map((v) => `${v.id}:${v.impact}`);
+  figures.axe.login = (await axe(page, "login")).map((v) => `${v.id}:${v.impact}:${v.nodes.length}`);
   figures.screenshots.push(await shot(page, "01-login"));
 
   // 2. The initial password: the node insists on a new one first.
@@ -28,7 +29,7 @@ try {
   await page.getByRole("heading", { name: "Change your password" }).waitFor();
   await page.locator("#new-password").fill("short");
   await page.getByText("At least 12 characters (5 so far)").waitFor();
-  figures.axe.change_password = (await axe(page, "change password")).map((v) => `${v.id}:${v.impact}`);
+  figures.axe.change_password = (await axe(page, "change password")).map((v) => `${v.id}:${v.impact}:${v.nodes.length}`);
   figures.screenshots.push(await shot(page, "02-change-password"));
   await page.locator("#new-password").fill(newPassword);
   await page.locator("#new-password-again").fill(newPassword);
@@ -40,8 +41,15 @@ try {
   await members.getByText("alive").first().waitFor();
   await page.getByText("Live", { exact: true }).waitFor();
   await page.locator('table[aria-label="Recent audit events"]').waitFor();
-  figures.axe.dashboard = (await axe(page, "dashboard")).map((v) => `${v.id}:${v.impact}`);
+  figures.axe.dashboard = (await axe(page, "dashboard")).map((v) => `${v.id}:${v.impact}:${v.nodes.length}`);
   figures.screenshots.push(await shot(page, "03-dashboard"));
+  await page.emulateMedia({ colorScheme: "dark" }); // the theme follows the system's
+  await page.waitForFunction(() => document.documentElement.classList.contains("pf-v6-theme-dark"));
+  // Colours change with a transition: let it finish before axe measures contrast.
+  await page.waitForFunction(() => document.getAnimations().every((a) => a.playState !== "running"));
+  figures.axe.dashboard_dark = (await axe(page, "dashboard (dark)")).map((v) => `${v.id}:${v.impact}:${v.nodes.length}`);
+  figures.screenshots.push(await shot(page, "04-dashboard-dark"));
+  await page.emulateMedia({ colorScheme: "light" });
 
   // 4. Live: a change made through the API elsewhere shows up without a reload.
   const call = await apiSession("admin", newPassword);
@@ -56,26 +64,79 @@ try {
   );
   figures.event_to_screen_ms = Date.now() - changed;
 
+  // 4b. The other pages, through the navigation.
+  const nav = page.getByRole("navigation", { name: "Cluster" });
+  await nav.getByRole("link", { name: "Nodes" }).click();
+  await page.locator('table[aria-label="Nodes"]').getByRole("link", { name: "n1" }).waitFor();
+  figures.axe.nodes = (await axe(page, "nodes")).map((v) => `${v.id}:${v.impact}:${v.nodes.length}`);
+  figures.screenshots.push(await shot(page, "05-nodes"));
+  await page.locator('table[aria-label="Nodes"]').getByRole("link", { name: "n1" }).click();
+  await page.getByRole("heading", { name: "Node n1", level: 1 }).waitFor();
+  await page.getByText("e2e=yes").waitFor();
+  figures.axe.node = (await axe(page, "node")).map((v) => `${v.id}:${v.impact}:${v.nodes.length}`);
+  figures.screenshots.push(await shot(page, "06-node"));
+
+  await nav.getByRole("link", { name: "Users" }).click();
+  await page.locator('table[aria-label="Users"] td[data-label="Name"]').getByText("admin", { exact: true }).waitFor();
+  await page.getByLabel("Name").fill("Bad Name");
+  await page.getByText(/^Lower-case letters/).waitFor(); // checked as it is typed
+  await page.getByLabel("Name").fill("ops");
+  await page.getByLabel("Initial password").fill(OPS_PASSWORD);
+  await page.getByRole("button", { name: "Create user" }).click();
+  await page.getByText("User ops created").waitFor();
+  await page.locator('table[aria-label="Users"] td[data-label="Name"]').getByText("ops", { exact: true }).waitFor();
+  figures.axe.users = (await axe(page, "users")).map((v) => `${v.id}:${v.impact}:${v.nodes.length}`);
+  figures.screenshots.push(await shot(page, "07-users"));
+
+  await nav.getByRole("link", { name: "Audit log" }).click();
+  await page.locator('table[aria-label="Audit entries"]').waitFor();
+  await page.getByLabel(/^Action/).fill("user.");
+  await page.getByRole("button", { name: "Filter" }).click();
+  await page.waitForURL(/action=user\./);
+  await page.waitForFunction(() => {
+    const cells = [...document.querySelectorAll('table[aria-label="Audit entries"] td[data-label="Action"]')];
+    return cells.length > 0 && cells.every((td) => td.textContent?.startsWith("user."));
+  });
+  const csv = await page.getByRole("link", { name: "Export CSV" }).getAttribute("href");
+  if (!csv?.includes("action=user.") || !csv.includes("format=csv")) throw new Error(`export link ${csv}`);
+  figures.axe.audit = (await axe(page, "audit")).map((v) => `${v.id}:${v.impact}:${v.nodes.length}`);
+  figures.screenshots.push(await shot(page, "08-audit"));
+
   // 5. The session ends (revoked from elsewhere) while the user is on a page: back to the
   // login page, then to that same page.
   await page.goto(`${env.url}/no/such/page`);
   await page.getByRole("heading", { name: "No such page" }).waitFor();
-  figures.axe.not_found = (await axe(page, "not found")).map((v) => `${v.id}:${v.impact}`);
+  figures.axe.not_found = (await axe(page, "not found")).map((v) => `${v.id}:${v.impact}:${v.nodes.length}`);
+  await page.goto(`${env.url}/nodes/n1`); // a reload: the session survives it
+  await page.getByRole("heading", { name: "Node n1", level: 1 }).waitFor();
   const sessions = await call("GET", "/auth/sessions");
   for (const session of sessions.filter((s) => !s.current)) await call("DELETE", `/auth/sessions/${session.id}`);
-  await call("PUT", "/node", { description: "again", labels: { e2e: "again" } }); // its event makes the page ask
+  await call("PUT", "/node", { description: "again", labels: { e2e: "again" } }); // its event makes the page ask again
   await page.getByText("Your session ended. Log in to continue.").waitFor();
-  figures.screenshots.push(await shot(page, "04-session-ended"));
+  figures.screenshots.push(await shot(page, "10-session-ended"));
   await page.getByLabel("User name").fill("admin");
   await page.getByLabel("Password").fill(newPassword);
   await page.getByRole("button", { name: "Log in" }).click();
-  await page.getByRole("heading", { name: "No such page" }).waitFor();
-  if (new URL(page.url()).pathname !== "/no/such/page") throw new Error(`back at ${page.url()}, not where we were`);
+  await page.getByRole("heading", { name: "Node n1", level: 1 }).waitFor();
+  await page.getByText("e2e=again").waitFor();
+  if (new URL(page.url()).pathname !== "/nodes/n1") throw new Error(`back at ${page.url()}, not where we were`);
 
   // 6. Log out from the user menu.
   await page.getByRole("button", { name: "admin (admin)" }).click();
   await page.getByRole("menuitem", { name: "Log out" }).click();
   await page.getByRole("heading", { name: "Log in to DebVisor" }).waitFor();
+
+  // 7. The new user logs in and, as a viewer, sees neither the users nor the audit log.
+  await page.getByLabel("User name").fill("ops");
+  await page.getByLabel("Password").fill(OPS_PASSWORD);
+  await page.getByRole("button", { name: "Log in" }).click();
+  await page.getByRole("heading", { name: "Cluster", level: 1 }).waitFor();
+  await page.getByRole("button", { name: "ops (viewer)" }).waitFor();
+  const links = await nav.getByRole("link").allTextContents();
+  if (links.includes("Users") || links.includes("Audit log")) throw new Error(`a viewer sees ${links}`);
+  if (await page.locator('table[aria-label="Recent audit events"]').count()) throw new Error("a viewer sees the audit log");
+  figures.axe.viewer_dashboard = (await axe(page, "viewer dashboard")).map((v) => `${v.id}:${v.impact}:${v.nodes.length}`);
+  figures.screenshots.push(await shot(page, "09-viewer-dashboard"));
 
   if (cspViolations.length) throw new Error(`CSP violations: ${cspViolations.join("; ")}`);
   if (pageErrors.length) throw new Error(`page errors: ${pageErrors.join("; ")}`);

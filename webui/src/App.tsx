@@ -1,6 +1,6 @@
 // The app: session first (login, forced password change), then the shell with its routes.
 // Pages other than the dashboard are loaded when first visited, which keeps the first load small.
-import { Suspense } from "react";
+import { lazy, Suspense } from "react";
 import { Route, Routes } from "react-router-dom";
 import { Bullseye, Spinner } from "./pf";
 import { LiveEvents } from "./live";
@@ -9,6 +9,12 @@ import { Dashboard } from "./pages/Dashboard";
 import { NotFound } from "./pages/NotFound";
 import { Shell } from "./Shell";
 import { useSession } from "./session";
+
+// Loaded when first visited: the first load carries only the login page and the dashboard.
+const Nodes = lazy(() => import("./pages/Nodes"));
+const NodePage = lazy(() => import("./pages/NodePage"));
+const Users = lazy(() => import("./pages/Users"));
+const Audit = lazy(() => import("./pages/Audit"));
 
 function Loading() {
   return (
@@ -28,6 +34,10 @@ export function App() {
         <Suspense fallback={<Loading />}>
           <Routes>
             <Route path="/" element={<Dashboard />} />
+            <Route path="/nodes" element={<Nodes />} />
+            <Route path="/nodes/:name" element={<NodePage />} />
+            <Route path="/users" element={<Users />} />
+            <Route path="/audit" element={<Audit />} />
             <Route path="*" element={<NotFound />} />
           </Routes>
         </Suspense>

@@ -63,6 +63,7 @@ function LiveLabel() {
 function UserMenu() {
   const me = useMe();
   const session = useSession();
+  const navigate = useNavigate();
   const [open, setOpen] = useState(false);
   return (
     <Dropdown
@@ -77,7 +78,7 @@ function UserMenu() {
       )}
     >
       <DropdownList>
-        <DropdownItem key="logout" onClick={() => void session.logout()}>
+        <DropdownItem key="logout" onClick={() => void session.logout().finally(() => navigate("/"))}>
           Log out
         </DropdownItem>
       </DropdownList>

@@ -112,10 +112,11 @@ describe("EventStream", () => {
     s.stop();
   });
 
-  it("reports an ended session and a gap", () => {
+  it("reports an ended session, a refused upgrade and a gap", () => {
     const onUnauthorized = vi.fn();
     const onGap = vi.fn();
-    const { s } = stream(vi.fn(), { onUnauthorized, onGap });
+    const onRefused = vi.fn();
+    const { s, timers } = stream(vi.fn(), { onUnauthorized, onGap, onRefused });
     s.start();
     const socket = FakeSocket.made[0]!;
     socket.open();
@@ -123,6 +124,10 @@ describe("EventStream", () => {
     expect(onGap).toHaveBeenCalledTimes(1);
     socket.drop(4401);
     expect(onUnauthorized).toHaveBeenCalledTimes(1);
+    expect(onRefused).not.toHaveBeenCalled();
+    timers[0]!();
+    FakeSocket.made[1]!.drop(1006); // refused before it opened
+    expect(onRefused).toHaveBeenCalledTimes(1);
     s.stop();
   });
 });

@@ -68,6 +68,9 @@ export interface StreamOptions {
   onUnauthorized?: () => void;
   /** Events were lost (a `gap`, or a reconnect after a long break): reload everything. */
   onGap?: () => void;
+  /** A connection closed before it opened (the upgrade was refused, or the node is down):
+   * the owner may check whether the session is still valid. */
+  onRefused?: () => void;
   socket?: (url: string) => WebSocket;
   schedule?: (fn: () => void, ms: number) => unknown;
   cancel?: (handle: unknown) => void;
@@ -118,8 +121,10 @@ export class EventStream {
     const make = this.options.socket ?? ((u: string) => new WebSocket(u));
     const socket = make(this.url());
     this.socket = socket;
+    let opened = false;
     socket.onopen = () => {
       if (this.socket !== socket) return;
+      opened = true;
       this.backoff = MIN_BACKOFF_MS;
       this.everOpened = true;
       this.options.onStatus?.("live");
@@ -136,6 +141,7 @@ export class EventStream {
         this.options.onUnauthorized?.();
       }
       if (close.code === 4400) this.last.clear(); // a `since` the node refused: start afresh
+      if (!opened) this.options.onRefused?.();
       this.retry();
     };
   }

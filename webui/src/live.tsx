@@ -3,6 +3,7 @@
 // the view is live.
 import { createContext, useContext, useEffect, useState, type ReactNode } from "react";
 import { useQueryClient } from "@tanstack/react-query";
+import { api } from "./api/client";
 import { EventStream, invalidate, type EventMessage, type StreamStatus } from "./events";
 import { useSession } from "./session";
 
@@ -37,6 +38,8 @@ export function LiveEvents({ children }: { children: ReactNode }) {
       onStatus: setStatus,
       onUnauthorized: expired,
       onGap: () => void queries.invalidateQueries(),
+      // A refused upgrade is how an ended session looks to a socket: ask (a 401 logs out).
+      onRefused: () => void api.get("/auth/whoami").catch(() => undefined),
     });
     stream.start();
     return () => {

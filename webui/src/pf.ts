@@ -10,6 +10,7 @@ export * from "@patternfly/react-core/dist/esm/components/DescriptionList/index.
 export * from "@patternfly/react-core/dist/esm/components/Dropdown/index.js";
 export * from "@patternfly/react-core/dist/esm/components/EmptyState/index.js";
 export * from "@patternfly/react-core/dist/esm/components/Form/index.js";
+export * from "@patternfly/react-core/dist/esm/components/FormSelect/index.js";
 export * from "@patternfly/react-core/dist/esm/components/HelperText/index.js";
 export * from "@patternfly/react-core/dist/esm/components/Label/index.js";
 export * from "@patternfly/react-core/dist/esm/components/LoginPage/index.js";

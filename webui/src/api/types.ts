@@ -16,3 +16,4 @@ export type User = S["User"];
 export type Role = S["Role"];
 export type Problem = S["ProblemDetails"];
 export type FieldError = S["FieldError"];
+export type UsersPost = S["UsersPost"];
