@@ -10,7 +10,7 @@ const newPassword = need("DEBVISOR_NEW_PASSWORD");
 const OPS_PASSWORD = "a password for ops";
 const TIMEOUT = 15000;
 
-const { browser, page, cspViolations, pageErrors } = await launch();
+const { browser, context, page, cspViolations, pageErrors } = await launch();
 page.setDefaultTimeout(TIMEOUT);
 const figures = { screenshots: [], axe: {} };
 try {
@@ -43,6 +43,24 @@ try {
   await page.locator('table[aria-label="Recent audit events"]').waitFor();
   figures.axe.dashboard = (await axe(page, "dashboard")).map((v) => `${v.id}:${v.impact}:${v.nodes.length}`);
   figures.screenshots.push(await shot(page, "03-dashboard"));
+  // Load times of the dashboard on loopback: warm (a reload, cached assets) and cold (a new
+  // browser profile with the same session cookie), to the members table showing; bytes as sent.
+  let t = Date.now();
+  await page.reload();
+  await members.getByText("alive").first().waitFor();
+  figures.dashboard_warm_ms = Date.now() - t;
+  const cold = await browser.newContext({ ignoreHTTPSErrors: true, storageState: await context.storageState() });
+  const coldPage = await cold.newPage();
+  const sizes = [];
+  coldPage.on("requestfinished", (r) => sizes.push(r.sizes().then((s) => s.responseBodySize + s.responseHeadersSize)));
+  t = Date.now();
+  await coldPage.goto(`${env.url}/`);
+  await coldPage.locator('table[aria-label="Cluster members"]').getByText("alive").first().waitFor();
+  figures.dashboard_cold_ms = Date.now() - t;
+  figures.dashboard_cold_bytes = (await Promise.all(sizes)).reduce((a, b) => a + b, 0);
+  await cold.close();
+  await page.getByText("Live", { exact: true }).waitFor();
+
   await page.emulateMedia({ colorScheme: "dark" }); // the theme follows the system's
   await page.waitForFunction(() => document.documentElement.classList.contains("pf-v6-theme-dark"));
   // Colours change with a transition: let it finish before axe measures contrast.
