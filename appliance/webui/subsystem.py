@@ -5,7 +5,8 @@ authenticated API): `GET /` and `GET /{path}` answer a file of the build (applia
 assets.py), and any other path that names no file with `index.html`, so that a client-side
 route such as `/nodes/n2` survives a reload. `/api/...`, `/healthz`, `/readyz` and `/metrics`
 are matched by their own routes first (Litestar's router never falls back from a static
-segment to this catch-all), so an unknown API path still gets the API's problem+json 404.
+segment to this catch-all), so an unknown API path still gets the API's problem+json 404;
+`/api/...` and `/pxe/...` are refused here too, whatever the router does.
 
 Every answer carries a strict Content-Security-Policy: scripts, styles, fonts and images
 only from this origin, no inline script, WebSocket connections only back to this host (the
@@ -30,6 +31,10 @@ from appliance.subsystem import Core, Subsystem
 from appliance.webui.assets import DIST, Asset, Dist, names_a_file
 
 _HOST = re.compile(r"^[A-Za-z0-9.\-]+(:[0-9]{1,5})?$|^\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?$")
+
+# Paths the page never answers: the API's, and the boot files (served only by the PXE
+# listener, never on the API's port: a 404 here, docs/pxe.md).
+RESERVED = frozenset({"api", "pxe"})
 
 NOT_BUILT = (
     "<!doctype html><html lang=en><head><meta charset=utf-8><title>DebVisor: web UI not built</title></head>"
@@ -118,8 +123,8 @@ def build(core: Core, *, root: Path = DIST) -> Subsystem:
 
     @get("/{path:path}", opt=PUBLIC, include_in_schema=False, name="webui-file")
     async def file(request: Request[Any, Any, Any], path: FromPath[str]) -> Response[bytes]:
-        if path.strip("/").split("/", 1)[0] == "api":  # never the app for an API path
-            raise ApiError(404, "no such API route")
+        if path.strip("/").split("/", 1)[0] in RESERVED:  # never the app there
+            raise ApiError(404, "no such route")
         return await ui.answer(request, path)
 
     return Subsystem(name="webui", routes=[page, file])

@@ -103,6 +103,7 @@ def test_client_side_routes_get_the_page_and_missing_files_a_404(served: TestCli
     assert missing.headers["content-type"].startswith("application/problem+json")
     assert served.get("/robots.txt").status_code == 404
     assert served.get("/api/v1/anything").status_code == 404  # even without the API's routes
+    assert served.get("/pxe/vmlinuz").status_code == 404  # boot files: only the PXE listener
 
 
 def test_a_node_without_a_built_ui_says_so(tmp_path: Path) -> None:
