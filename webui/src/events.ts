@@ -95,7 +95,8 @@ export class EventStream {
   }
 
   url(): string {
-    const base = this.options.base ?? `wss://${window.location.host}`;
+    const scheme = window.location.protocol === "https:" ? "wss" : "ws"; // ws: only for the dev server
+    const base = this.options.base ?? `${scheme}://${window.location.host}`;
     const since = this.since();
     return `${base}/api/v1/events${since ? `?since=${encodeURIComponent(since)}` : ""}`;
   }
