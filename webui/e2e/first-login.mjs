@@ -106,6 +106,29 @@ try {
   figures.axe.users = (await axe(page, "users")).map((v) => `${v.id}:${v.impact}:${v.nodes.length}`);
   figures.screenshots.push(await shot(page, "07-users"));
 
+  // API tokens: the secret is shown once, works, and stops working once revoked.
+  await nav.getByRole("link", { name: "API tokens" }).click();
+  await page.getByRole("heading", { name: "API tokens", level: 1 }).waitFor();
+  await page.getByLabel("Name").fill("e2e token");
+  await page.getByRole("button", { name: "Create token" }).click();
+  await page.getByText("Token e2e token created").waitFor();
+  const secret = await page.locator(".pf-v6-c-clipboard-copy input").inputValue();
+  const asToken = (s) => fetch(`${env.url}/api/v1/node`, { headers: { Authorization: `Bearer ${s}` } });
+  if ((await asToken(secret)).status !== 200) throw new Error("the new token does not work");
+  await page.locator('table[aria-label="API tokens"] td[data-label="Name"]').getByText("e2e token").waitFor();
+  figures.axe.tokens = (await axe(page, "tokens")).map((v) => `${v.id}:${v.impact}:${v.nodes.length}`);
+  figures.screenshots.push(await shot(page, "08a-tokens"));
+  await page.getByRole("button", { name: "Revoke e2e token" }).click();
+  const dialog = page.getByRole("dialog");
+  await dialog.getByLabel("Token name").fill("e2e toke");
+  if (await dialog.getByRole("button", { name: "Revoke" }).isEnabled()) throw new Error("revoked without the typed name");
+  await dialog.getByLabel("Token name").fill("e2e token");
+  figures.axe.revoke_dialog = (await axe(page, "revoke dialog")).map((v) => `${v.id}:${v.impact}:${v.nodes.length}`);
+  figures.screenshots.push(await shot(page, "08b-revoke-token"));
+  await dialog.getByRole("button", { name: "Revoke" }).click();
+  await page.getByText("No tokens yet.").waitFor();
+  if ((await asToken(secret)).status !== 401) throw new Error("the revoked token still works");
+
   await nav.getByRole("link", { name: "Audit log" }).click();
   await page.locator('table[aria-label="Audit entries"]').waitFor();
   await page.getByLabel(/^Action/).fill("user.");

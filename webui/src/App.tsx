@@ -15,6 +15,7 @@ const Nodes = lazy(() => import("./pages/Nodes"));
 const NodePage = lazy(() => import("./pages/NodePage"));
 const Users = lazy(() => import("./pages/Users"));
 const Audit = lazy(() => import("./pages/Audit"));
+const Tokens = lazy(() => import("./pages/Tokens"));
 
 function Loading() {
   return (
@@ -38,6 +39,7 @@ export function App() {
             <Route path="/nodes/:name" element={<NodePage />} />
             <Route path="/users" element={<Users />} />
             <Route path="/audit" element={<Audit />} />
+            <Route path="/tokens" element={<Tokens />} />
             <Route path="*" element={<NotFound />} />
           </Routes>
         </Suspense>

@@ -43,6 +43,7 @@ export const NAV: NavEntry[] = [
   { path: "/nodes", label: "Nodes", permission: "node:read" },
   { path: "/users", label: "Users", permission: "users:manage" },
   { path: "/audit", label: "Audit log", permission: "audit:read" },
+  { path: "/tokens", label: "API tokens", permission: "self:manage" },
 ];
 
 export function isCurrent(entry: string, pathname: string): boolean {

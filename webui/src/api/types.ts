@@ -17,3 +17,6 @@ export type Role = S["Role"];
 export type Problem = S["ProblemDetails"];
 export type FieldError = S["FieldError"];
 export type UsersPost = S["UsersPost"];
+export type Token = S["Token"];
+export type TokenCreated = S["TokenCreated"];
+export type TokensPost = S["TokensPost"];
