@@ -54,6 +54,9 @@ export async function launch() {
 
 /** Run axe-core on the page; fail on serious or critical violations, return the count of others. */
 export async function axe(page, name) {
+  // Colours and borders change with transitions (a field turning invalid, the theme): let
+  // them finish, or axe measures contrast half-way through one.
+  await page.waitForFunction(() => document.getAnimations().every((a) => a.playState !== "running"));
   // Evaluated through the DevTools protocol, not as an inline <script>: the page's CSP stays on.
   await page.evaluate(AXE_SOURCE);
   const result = await page.evaluate(async () => {
