@@ -138,6 +138,12 @@ try {
   });
   const csv = await page.getByRole("link", { name: "Export CSV" }).getAttribute("href");
   if (!csv?.includes("action=user.") || !csv.includes("format=csv")) throw new Error(`export link ${csv}`);
+  const exported = await page.request.get(`${env.url}${csv}`); // with the browser's session cookie
+  const rows = (await exported.text()).trim().split("\n");
+  if (!exported.ok() || !rows[0]?.startsWith("seq,") || !rows.slice(1).every((r) => r.includes(",user."))) {
+    throw new Error(`the CSV export: HTTP ${exported.status()}: ${rows.slice(0, 3).join(" | ")}`);
+  }
+  figures.audit_export_rows = rows.length - 1;
   figures.axe.audit = (await axe(page, "audit")).map((v) => `${v.id}:${v.impact}:${v.nodes.length}`);
   figures.screenshots.push(await shot(page, "08-audit"));
 
