@@ -61,6 +61,7 @@ from appliance.store.hlc import HybridClock
 from appliance.subsystem import Core, Startup, Subsystem
 from appliance.units import subsystem as units_
 from appliance.units.bus import SystemBus
+from appliance.webui import subsystem as webui_
 from pxe.service import BootServerOptions, PxeService
 
 API_ROOT = "/api/v1"
@@ -192,6 +193,7 @@ def create_app(
         units_.build(core, bus=bus, host_root=host_root),
         journal_.build(core, host_root=host_root),
         power_.build(core, bus=bus, leave=lambda: cluster.stop(leave=True)),
+        webui_.build(core),  # the web UI at / (public files; it talks to the API as any client)
         *(build(core) for build in extra),
         node_part.enlist,
     ]
