@@ -127,4 +127,7 @@ def test_fuzzing_a_node_finds_no_server_error_and_nothing_undocumented(tmp_path:
     # Not vacuous: the coverage and fuzzing phases each ran every selected operation (about 56).
     assert scenarios["success"] >= 2 * 50, scenarios
     assert set(scenarios) <= {"success", "skip"}, scenarios
-    assert seconds < 90, f"the fuzz run took {seconds:.0f} s"
+    # A budget for the suite, not a benchmark: ~40 s idle, 104 s measured on a loaded 2-core
+    # machine (the old 90 s bound failed there); the run's own timeout is 180 s.
+    print(f"\nthe fuzz run took {seconds:.0f} s")
+    assert seconds < 150, f"the fuzz run took {seconds:.0f} s"
