@@ -144,7 +144,10 @@ def test_a_client_on_one_node_receives_audit_and_membership_events_from_another(
     def put() -> None:
         assert n2.client().put("/api/v1/node", json={"description": "seen from n0"}).status_code == 200
 
-    seen = collect_while(ws, put, lambda ms: any(m["type"] == "audit" for m in ms))  # n0's link to n2 is up
+    def put_seen(ms: list[dict[str, Any]]) -> bool:  # n0's link to n2 is up, and the change came through
+        return any(m["type"] == "audit" and m.get("action") == "put /api/v1/node" for m in ms)
+
+    seen = collect_while(ws, put, put_seen)
     spare = ClusterNode(n0.data_dir.parent, cluster.lab.host(3), "n3")
     spare.token = n0.token
     spare.start(join=join_token(n0))
