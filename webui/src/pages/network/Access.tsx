@@ -56,11 +56,11 @@ function JoinToken() {
         <Alert variant="success" isInline component="h3" title={`Join token ${create.data.id} created, valid until ${timestamp(create.data.expires_at)}`}>
           <Stack hasGutter>
             <p>It is shown this once and lets one machine join. On the new machine run:</p>
-            <ClipboardCopy isReadOnly hoverTip="Copy" clickTip="Copied" aria-label="The join command">
+            <ClipboardCopy isReadOnly hoverTip="Copy" clickTip="Copied" aria-label="The join command" textAriaLabel="The join command">
               {made.command}
             </ClipboardCopy>
             <p>or boot the image with the kernel argument:</p>
-            <ClipboardCopy isReadOnly hoverTip="Copy" clickTip="Copied" aria-label="The kernel argument">
+            <ClipboardCopy isReadOnly hoverTip="Copy" clickTip="Copied" aria-label="The kernel argument" textAriaLabel="The kernel argument">
               {made.kernel}
             </ClipboardCopy>
           </Stack>
