@@ -26,7 +26,8 @@ const BAD = `{
 const { browser, page, cspViolations, pageErrors } = await launch();
 page.setDefaultTimeout(TIMEOUT);
 const figures = { screenshots: [], axe: {} };
-const check = async (name) => {
+const check = async (name, shown) => {
+  if (shown) await shown.scrollIntoViewIfNeeded(); // the page scrolls inside PatternFly's main
   figures.axe[name] = (await axe(page, name)).map((v) => `${v.id}:${v.impact}:${v.nodes.length}`);
   figures.screenshots.push(await shot(page, `net-${Object.keys(figures.axe).length.toString().padStart(2, "0")}-${name}`));
 };
@@ -54,7 +55,7 @@ try {
   const problem = page.locator("#net-doc-help").getByText(/Line 5, \$\.bridges\[0\]\.addresses/);
   await problem.waitFor();
   figures.problem_shown = await problem.textContent();
-  await check("network-problem");
+  await check("network-problem", problem);
   await editor.fill("{ not json");
   await page.locator("#net-doc-help").getByText(/^Line 1: /).waitFor(); // validated as typed
 
@@ -64,7 +65,7 @@ try {
   const diff = page.getByRole("region", { name: "Configuration diff" });
   await diff.getByText('+       "name": "dvwb0",').waitFor();
   await page.getByRole("region", { name: "Planned commands" }).getByText(/ip link add dvwb0 type bridge/).waitFor();
-  await check("network-plan");
+  await check("network-plan", diff);
 
   // Apply with a 60 s window: the countdown runs; Confirm before it ends.
   await page.locator("#net-within").fill("60");
@@ -79,12 +80,12 @@ try {
     (before) => Number(document.querySelector('[data-testid="countdown"]')?.textContent?.split(" ")[0]) < before,
     first,
   ); // it counts down
-  await check("network-pending");
+  await check("network-pending", countdown);
   await page.getByRole("button", { name: "Confirm" }).click();
   await page.getByText("Last change confirmed").waitFor();
   figures.confirmed_with_seconds_left = first;
   await countdown.waitFor({ state: "detached" });
-  await check("network-confirmed");
+  await check("network-confirmed", page.getByText("Last change confirmed"));
 
   // A second change left alone: rolled back when its window ends, and the page says so.
   await page.locator("#net-doc").fill(JSON.stringify(TWO, null, 2));
@@ -97,7 +98,7 @@ try {
   figures.rollback_shown_after_ms = Date.now() - t;
   await links.getByText("dvwb1", { exact: true }).waitFor({ state: "detached" });
   await links.getByText("dvwb0", { exact: true }).waitFor(); // the confirmed change stays
-  await check("network-rolled-back");
+  await check("network-rolled-back", page.getByText(/Last change rolled back/));
 
   // Overlay networks: create, then delete after typing the name.
   await page.goto(`${env.url}/networks`);
