@@ -139,6 +139,19 @@ try {
   await page.locator("#pxe-doc").waitFor();
   await check("pxe");
 
+  // Labels and description, checked as typed, saved on this node.
+  await page.goto(`${env.url}/nodes/${node}/labels`);
+  await page.getByRole("heading", { name: `Labels and description of ${node}`, level: 1 }).waitFor();
+  await page.locator("#node-labels").fill("Rack=r1");
+  await page.getByText(/Line 1: Rack: lowercase/).waitFor();
+  await page.locator("#node-labels").fill("rack=r1\nrole=edge");
+  await page.locator("#node-description").fill("managed by the network e2e");
+  await page.getByRole("button", { name: "Save" }).click();
+  await page.getByText("Saved").waitFor();
+  await check("labels");
+  const saved = await (await apiSession("admin", password))("GET", "/node");
+  if (saved.labels.rack !== "r1" || saved.description !== "managed by the network e2e") throw new Error("labels not saved");
+
   // A viewer: the same pages, and no button it may not press.
   const admin = await apiSession("admin", password);
   await admin("POST", "/users", { name: "netview", password: VIEWER_PASSWORD, role: "viewer", enabled: true });
@@ -170,6 +183,12 @@ try {
   if (await viewer.getByRole("link", { name: `PXE of ${node}` }).count()) throw new Error("a viewer sees PXE");
   figures.axe.viewer_networks = (await axe(viewer, "viewer networks")).map((v) => `${v.id}:${v.impact}:${v.nodes.length}`);
   figures.screenshots.push(await shot(viewer, "net-viewer-networks"));
+  await viewer.goto(`${env.url}/nodes/${node}/labels`);
+  await viewer.getByRole("heading", { name: `Labels and description of ${node}`, level: 1 }).waitFor();
+  await viewer.locator("#node-description").waitFor();
+  if (await viewer.getByRole("button", { name: "Save" }).count()) throw new Error("a viewer may save labels");
+  figures.axe.viewer_labels = (await axe(viewer, "viewer labels")).map((v) => `${v.id}:${v.impact}:${v.nodes.length}`);
+  figures.screenshots.push(await shot(viewer, "net-viewer-labels"));
   await viewerContext.close();
 
   if (cspViolations.length) throw new Error(`CSP violations: ${cspViolations.join("; ")}`);

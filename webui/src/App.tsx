@@ -20,6 +20,7 @@ const HostNetwork = lazy(() => import("./pages/network/HostNetwork"));
 const Overlays = lazy(() => import("./pages/network/Overlays"));
 const Pxe = lazy(() => import("./pages/network/Pxe"));
 const Access = lazy(() => import("./pages/network/Access"));
+const NodeLabels = lazy(() => import("./pages/network/NodeLabels"));
 
 function Loading() {
   return (
@@ -47,6 +48,7 @@ export function App() {
             <Route path="/networks" element={<Overlays />} />
             <Route path="/nodes/:name/network" element={<HostNetwork />} />
             <Route path="/nodes/:name/pxe" element={<Pxe />} />
+            <Route path="/nodes/:name/labels" element={<NodeLabels />} />
             <Route path="/access" element={<Access />} />
             <Route path="*" element={<NotFound />} />
           </Routes>

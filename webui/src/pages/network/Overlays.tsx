@@ -131,6 +131,8 @@ function NodeLinks() {
             <Td dataLabel="State">{m.state}</Td>
             <Td dataLabel="Pages">
               <Link to={`/nodes/${encodeURIComponent(m.name)}/network`}>Host network of {m.name}</Link>
+              {" · "}
+              <Link to={`/nodes/${encodeURIComponent(m.name)}/labels`}>Labels of {m.name}</Link>
               {can(me, "pxe:manage") && (
                 <>
                   {" · "}

@@ -43,6 +43,7 @@ import { lineOfPath, nodeNameError } from "./logic";
 import { TypedConfirm } from "./TypedConfirm";
 import "./network.css";
 
+
 function settingsDocument(view: PxeSettingsView): string {
   const { enrolments: _omit, ...settings } = view;
   return JSON.stringify(settings, null, 2);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { confirmWithinError, documentOf, nodeNameError, overlayErrors, joinInstructions, lineDiff, lineOfPath, parseDocument, pathLines, secondsLeft } from "./logic";
+import { confirmWithinError, documentOf, labelsText, nodeNameError, parseLabels, overlayErrors, joinInstructions, lineDiff, lineOfPath, parseDocument, pathLines, secondsLeft } from "./logic";
 
 const DOC = `{
   "bridges": [
@@ -94,5 +94,16 @@ describe("node names", () => {
     expect(nodeNameError("rack1-n2")).toBeUndefined();
     expect(nodeNameError("-x")).toBeDefined();
     expect(nodeNameError("Upper")).toBeDefined();
+  });
+});
+
+describe("labels", () => {
+  it("reads key=value lines and writes them back", () => {
+    const parsed = parseLabels("rack=r1\n\nzone = a=b\n");
+    expect(parsed).toEqual({ labels: { rack: "r1", zone: "a=b" }, errors: [] });
+    expect(labelsText(parsed.labels)).toBe("rack=r1\nzone=a=b");
+  });
+  it("names the line of each problem", () => {
+    expect(parseLabels("Rack=1\nnovalue\nrack=1\nrack=2").errors.map((e) => e.line)).toEqual([1, 2, 4]);
   });
 });

@@ -202,3 +202,37 @@ export function nodeNameError(name: string): string | undefined {
   if (!name || NODE_NAME.test(name)) return undefined;
   return "1 to 63 lowercase letters, digits and -, not starting or ending with -";
 }
+
+const LABEL_KEY = /^[a-z0-9]([a-z0-9._/-]{0,61}[a-z0-9])?$/; // LABEL_KEY in appliance/node/types.py
+export const MAX_LABELS = 64;
+
+export interface ParsedLabels {
+  labels: Record<string, string>;
+  errors: { line: number; message: string }[];
+}
+
+/** Labels written one `key=value` a line (blank lines skipped), as the node checks them. */
+export function parseLabels(text: string): ParsedLabels {
+  const labels: Record<string, string> = {};
+  const errors: { line: number; message: string }[] = [];
+  text.split("\n").forEach((raw, n) => {
+    const line = raw.trim();
+    if (!line) return;
+    const eq = line.indexOf("=");
+    const key = eq < 0 ? line : line.slice(0, eq).trim();
+    const value = eq < 0 ? "" : line.slice(eq + 1).trim();
+    if (eq < 0) errors.push({ line: n + 1, message: "write key=value" });
+    else if (!LABEL_KEY.test(key)) errors.push({ line: n + 1, message: `${key}: lowercase letters, digits and . _ / -, at most 63` });
+    else if (value.length > 256) errors.push({ line: n + 1, message: `${key}: the value is longer than 256 characters` });
+    else if (key in labels) errors.push({ line: n + 1, message: `${key} is given twice` });
+    else labels[key] = value;
+  });
+  if (Object.keys(labels).length > MAX_LABELS) errors.push({ line: 1, message: `at most ${MAX_LABELS} labels` });
+  return { labels, errors };
+}
+
+export function labelsText(labels: Record<string, string>): string {
+  return Object.entries(labels)
+    .map(([k, v]) => `${k}=${v}`)
+    .join("\n");
+}
