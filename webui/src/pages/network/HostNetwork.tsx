@@ -170,7 +170,7 @@ function Editor({ node, status, mayManage }: { node: string; status: NetworkStat
   const doc = text ?? stored;
   const [within, setWithin] = useState("120");
   const parsed = useMemo(() => parseDocument(doc), [doc]);
-  const applied = documentOf(status.applied);
+  const applied = status.applied ? documentOf(status.applied) : ""; // nothing applied: every line is new
   const diff = useMemo(() => lineDiff(applied, parsed.config ? documentOf(parsed.config) : doc), [applied, parsed, doc]);
   const refresh = () => void queries.invalidateQueries({ queryKey: ["network", node] });
   const plan = useMutation({
