@@ -23,6 +23,7 @@ export * from "@patternfly/react-core/dist/esm/components/Page/index.js";
 export * from "@patternfly/react-core/dist/esm/components/SkipToContent/index.js";
 export * from "@patternfly/react-core/dist/esm/components/Spinner/index.js";
 export * from "@patternfly/react-core/dist/esm/components/TextInput/index.js";
+export * from "@patternfly/react-core/dist/esm/components/TextArea/index.js";
 export * from "@patternfly/react-core/dist/esm/components/Title/index.js";
 export * from "@patternfly/react-core/dist/esm/components/Toolbar/index.js";
 export * from "@patternfly/react-core/dist/esm/layouts/Gallery/index.js";
