@@ -83,18 +83,18 @@ export default function NodePage() {
           aria-label="Node views"
           inset={{ default: "insetMd" }}
         >
-          <Tab eventKey="overview" title={<TabTitleText>Overview</TabTitleText>} />
-          {mayUnits && <Tab eventKey="units" title={<TabTitleText>Units</TabTitleText>} />}
+          <Tab eventKey="overview" title={<TabTitleText>Overview</TabTitleText>} tabContentId="node-tab" />
+          {mayUnits && <Tab eventKey="units" title={<TabTitleText>Units</TabTitleText>} tabContentId="node-tab" />}
         </Tabs>
       </PageSection>
       {tab === "units" ? (
-        <PageSection>
+        <PageSection id="node-tab" role="tabpanel" aria-label="Units">
           <Suspense fallback={<Spinner size="xl" aria-label="Loading" />}>
             <UnitsTab name={name} />
           </Suspense>
         </PageSection>
       ) : (
-      <PageSection>
+      <PageSection id="node-tab" role="tabpanel" aria-label="Overview">
         {node.isPending && <Spinner size="xl" aria-label="Loading the node" />}
         {node.isError && <Alert variant="danger" isInline title={node.error.message} />}
         {n && (

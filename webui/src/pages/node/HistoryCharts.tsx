@@ -50,7 +50,7 @@ export default function HistoryCharts({ name }: { name: string }) {
         {frame && (
           <Gallery hasGutter minWidths={{ default: "100%", xl: "calc(50% - 1rem)" }}>
             {CHARTS.map((spec) => (
-              <div key={spec.id} data-testid={`history-${spec.id}`}>
+              <div key={spec.id} data-testid={`history-${spec.id}`} data-last={frame.times[frame.times.length - 1] ?? ""}>
                 <h3 className="dv-chart-title">
                   {spec.title}
                   <span className="dv-chart-now">
