@@ -64,6 +64,7 @@ try {
   if (appended - first !== 5 && appended - first !== 10) throw new Error(`appended ${first} -> ${appended}`);
   if (historyRequests.length !== 1) throw new Error(`history asked ${historyRequests.length} times: ${historyRequests}`);
   await page.getByTestId("history-memory").getByText(/Used \d/).waitFor();
+  await page.getByTestId("history-disk").scrollIntoViewIfNeeded();
   figures.axe.charts = violations(await axe(page, "node page with charts"));
   figures.screenshots.push(await shot(page, "01-node-charts"));
 
@@ -122,7 +123,7 @@ try {
     figures.start_on_screen_ms = Date.now() - t0;
     // The page's own button.
     await page.getByTestId("unit-action-restart").click();
-    await page.getByText(/^restart: done/).waitFor();
+    await page.getByText(/restart: done/).waitFor();
     // Follow its journal: the restart's lines arrive without a reload.
     await page.getByText("Follow").click();
     await page.getByTestId("journal-status").getByText("following").waitFor();

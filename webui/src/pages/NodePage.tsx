@@ -130,6 +130,9 @@ export default function NodePage() {
                 </DescriptionList>
               </CardBody>
             </Card>
+            <Suspense fallback={<Spinner size="lg" aria-label="Loading the charts" />}>
+              <HistoryCharts name={name} />
+            </Suspense>
             <Card>
               <CardTitle component="h2">Addresses</CardTitle>
               <CardBody>
@@ -157,9 +160,6 @@ export default function NodePage() {
                 </Table>
               </CardBody>
             </Card>
-            <Suspense fallback={<Spinner size="lg" aria-label="Loading the charts" />}>
-              <HistoryCharts name={name} />
-            </Suspense>
           </Stack>
         )}
       </PageSection>

@@ -46,7 +46,7 @@ export function Journal({ name, unit }: { name: string; unit: string }) {
   }, [follow, name, unit]);
 
   return (
-    <div className="pf-v6-u-mt-lg" data-testid="journal">
+    <div className="dv-journal-block" data-testid="journal">
       <Flex alignItems={{ default: "alignItemsCenter" }}>
         <FlexItem>
           <Title headingLevel="h3">Journal</Title>

@@ -118,7 +118,7 @@ export function UnitDetailsCard({ name, unit, onClose }: { name: string; unit: s
         {d && (
           <>
             {buttons.length > 0 && (
-              <ActionList className="pf-v6-u-mb-md">
+              <ActionList className="dv-unit-actions">
                 {buttons.map((b) => (
                   <ActionListItem key={b.action}>
                     <Button
@@ -134,12 +134,13 @@ export function UnitDetailsCard({ name, unit, onClose }: { name: string; unit: s
                 ))}
               </ActionList>
             )}
-            {act.isError && !forcing && <Alert variant="danger" isInline title={act.error.message} />}
+            {act.isError && !forcing && <Alert variant="danger" isInline title={act.error.message} className="dv-unit-actions" />}
             {act.data && (
               <Alert
                 variant={act.data.job_result === "done" || act.data.job_result === "" ? "success" : "warning"}
                 isInline
                 isPlain
+                className="dv-unit-actions"
                 title={`${act.data.action}: ${act.data.job_result || "done"} (now ${act.data.active_state}/${act.data.sub_state})`}
               />
             )}
