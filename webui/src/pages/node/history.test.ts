@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { QueryClient } from "@tanstack/react-query";
-import { appendSample, chartData, fromHistory, latest, sampleOf, type Frame } from "./history";
+import { appendSample, chartData, fromHistory, latest, memoryPercent, sampleOf, type Frame } from "./history";
 import { applyLive } from "./live";
 import type { History } from "../../api/types";
 
@@ -95,5 +95,18 @@ describe("live history", () => {
     applyLive(client, [{ type: "history", node: "n1", id: 9, time: T0 + 15, cpu: 4 }]);
     expect(client.getQueryData<Frame>(["history", "n1", "1h", "all"])?.cols.cpu).toEqual([1, 2, 3, 4]);
     expect(client.getQueryData<Frame>(["history", "n2", "1h", "all"])?.cols.cpu).toEqual([7]);
+  });
+});
+
+describe("memoryPercent", () => {
+  it("is used over used + available, null where either is missing", () => {
+    const f: Frame = {
+      range: "1h",
+      step: 5,
+      times: [T0, T0 + 5, T0 + 10],
+      cols: { mem_used: [1, null, 3], mem_available: [3, 2, 1] },
+      lastCount: 1,
+    };
+    expect(memoryPercent(f)).toEqual([25, null, 75]);
   });
 });

@@ -115,3 +115,15 @@ export function latest(frame: Frame, column: Column): number | null {
   }
   return null;
 }
+
+/** Memory in use as a percentage of what the node has (used + available), per bucket. */
+export function memoryPercent(frame: Frame): (number | null)[] {
+  const used = frame.cols.mem_used ?? [];
+  const available = frame.cols.mem_available ?? [];
+  return frame.times.map((_, i) => {
+    const u = used[i];
+    const a = available[i];
+    if (u === null || u === undefined || a === null || a === undefined || u + a <= 0) return null;
+    return Math.round((u / (u + a)) * 1000) / 10;
+  });
+}
