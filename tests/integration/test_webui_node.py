@@ -33,7 +33,7 @@ def _check(figures: dict[str, object]) -> None:
     shots = [Path(str(p)) for p in figures["screenshots"]]  # type: ignore[attr-defined]
     assert len(shots) >= 5
     assert all(p.stat().st_size > 5000 for p in shots)
-    assert figures["history_requests"] == ["?range=1h", "?range=1d"]
+    assert figures["history_requests"] == ["?range=1h", "?range=1d", "?range=1h&metrics=cpu%2Cmemory"]
     print(f"webui node page figures: {json.dumps(figures)}")
 
 

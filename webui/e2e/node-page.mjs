@@ -136,10 +136,19 @@ try {
       { timeout: TIMEOUT },
     );
     figures.journal_line_ms = Date.now() - t0;
-    figures.screenshots.push(await shot(page, "05-unit-journal"));
+    figures.screenshots.push(await shot(page, "04b-unit-journal"));
   }
 
-  // 5. A viewer: no power button, no unit actions.
+  // 5. The dashboard's small chart of the node: its hour (cpu and memory) asked once.
+  await page.getByRole("navigation", { name: "Cluster" }).getByRole("link", { name: "Dashboard" }).click();
+  await page.getByTestId(`load-${node}`).locator("canvas").waitFor();
+  const loads = historyRequests.filter((q) => q.includes("metrics=cpu%2Cmemory"));
+  if (loads.length !== 1) throw new Error(`dashboard history asked ${loads.length} times: ${historyRequests}`);
+  await page.getByTestId(`load-${node}`).scrollIntoViewIfNeeded();
+  figures.axe.dashboard_load = violations(await axe(page, "dashboard with load charts"));
+  figures.screenshots.push(await shot(page, "05-dashboard-load"));
+
+  // 6. A viewer: no power button, no unit actions.
   const made = await apiSession("admin", password);
   await made("POST", "/users", { name: "watcher", password: "a viewer's password", role: "viewer" });
   const viewer = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1280, height: 800 } });
