@@ -11,6 +11,9 @@ export type Kind = "percent" | "bytes" | "rate";
 
 const COLOURS = ["#4394e5", "#f0ab00", "#5ba352", "#ca6c0f"];
 
+/** Tick steps of byte scales: 1, 2, 5 ... times powers of 1024, so ticks read 512 MiB, 1 GiB. */
+const BYTE_STEPS = Array.from({ length: 6 }, (_, k) => [1, 2, 5, 10, 20, 50, 100, 200, 500].map((m) => m * 1024 ** k)).flat();
+
 export function formatValue(kind: Kind, v: number | null | undefined): string {
   if (v === null || v === undefined || Number.isNaN(v)) return "–";
   if (kind === "percent") return `${v.toFixed(1)} %`;
@@ -58,6 +61,7 @@ export function Chart({ title, kind, labels, data, height = 160 }: ChartProps) {
           grid: { stroke: grid },
           ticks: { stroke: grid },
           size: 70,
+          ...(kind === "percent" ? {} : { incrs: BYTE_STEPS }),
           values: (_u, splits) => splits.map((v) => formatValue(kind, v)),
         },
       ],

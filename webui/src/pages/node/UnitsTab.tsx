@@ -148,7 +148,7 @@ export default function UnitsTab({ name }: { name: string }) {
           )}
         </CardBody>
       </Card>
-      {selected && <UnitDetailsCard name={name} unit={selected} onClose={() => set("unit", "")} />}
+      {selected && <UnitDetailsCard key={selected} name={name} unit={selected} onClose={() => set("unit", "")} />}
     </Stack>
   );
 }
