@@ -27,9 +27,11 @@ export interface ChartProps {
   labels: string[];
   data: (number | null)[][];
   height?: number;
+  /** uPlot's legend (the values under the cursor); small charts go without. */
+  legend?: boolean;
 }
 
-export function Chart({ title, kind, labels, data, height = 160 }: ChartProps) {
+export function Chart({ title, kind, labels, data, height = 160, legend = true }: ChartProps) {
   const box = useRef<HTMLDivElement>(null);
   const plot = useRef<uPlot | null>(null);
   const latest = useRef(data);
@@ -66,6 +68,7 @@ export function Chart({ title, kind, labels, data, height = 160 }: ChartProps) {
         },
       ],
       cursor: { drag: { x: false, y: false } },
+      legend: { show: legend },
     };
     const u = new uPlot(opts, latest.current as uPlot.AlignedData, el);
     plot.current = u;
@@ -78,7 +81,7 @@ export function Chart({ title, kind, labels, data, height = 160 }: ChartProps) {
       u.destroy();
       plot.current = null;
     };
-  }, [kind, labels, height]);
+  }, [kind, labels, height, legend]);
 
   useEffect(() => {
     plot.current?.setData(data as uPlot.AlignedData);

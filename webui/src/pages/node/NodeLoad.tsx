@@ -6,9 +6,10 @@
 import { useQuery } from "@tanstack/react-query";
 import { Link } from "react-router-dom";
 import { Card, CardBody, CardTitle, Gallery, Spinner } from "../../pf";
-import { Chart } from "./Chart";
+import { Chart, formatValue } from "./Chart";
 import { historyQuery } from "./HistoryCharts";
 import { memoryPercent, type Frame } from "./history";
+
 
 export const MAX_NODES = 12;
 const LABELS = ["CPU", "Memory"];
@@ -18,15 +19,31 @@ function NodeChart({ name }: { name: string }) {
   return (
     <div data-testid={`load-${name}`}>
       <Link to={`/nodes/${encodeURIComponent(name)}`}>{name}</Link>
+      {history.data && <span className="dv-chart-now">{caption(history.data)}</span>}
       {history.isPending && <Spinner size="md" aria-label={`Loading ${name}'s load`} />}
       {history.isError && <div>no history: {history.error.message}</div>}
-      {history.data && <Chart title={`${name} load`} kind="percent" labels={LABELS} data={loadData(history.data)} height={110} />}
+      {history.data && (
+        <Chart title={`${name} load`} kind="percent" labels={LABELS} data={loadData(history.data)} height={110} legend={false} />
+      )}
     </div>
   );
 }
 
 export function loadData(frame: Frame): (number | null)[][] {
   return [frame.times, frame.cols.cpu ?? frame.times.map(() => null), memoryPercent(frame)];
+}
+
+function lastOf(values: (number | null)[]): number | null {
+  for (let i = values.length - 1; i >= 0; i--) {
+    const v = values[i];
+    if (v !== null && v !== undefined) return v;
+  }
+  return null;
+}
+
+function caption(frame: Frame): string {
+  const [, cpu = [], memory = []] = loadData(frame);
+  return `CPU ${formatValue("percent", lastOf(cpu))} · memory ${formatValue("percent", lastOf(memory))}`;
 }
 
 export default function NodeLoad({ nodes }: { nodes: string[] }) {
