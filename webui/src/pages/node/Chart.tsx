@@ -2,7 +2,7 @@
 // container's width and the theme's text colour; new data is handed to the same plot
 // (setData), never a new one. uPlot and its CSS are imported here only, so they load with
 // the node page's charts and not with the first page.
-import { useEffect, useRef } from "react";
+import { useEffect, useRef, useState } from "react";
 import uPlot from "uplot";
 import "uplot/dist/uPlot.min.css";
 import { bytes } from "../../format";
@@ -31,7 +31,21 @@ export interface ChartProps {
   legend?: boolean;
 }
 
+/** The theme's class on <html> (src/theme.ts toggles it): the canvas takes its colours once,
+ * so a chart is drawn again when the theme changes. */
+function useThemeClass(): string {
+  const root = document.documentElement;
+  const [theme, setTheme] = useState(root.className);
+  useEffect(() => {
+    const watch = new MutationObserver(() => setTheme(root.className));
+    watch.observe(root, { attributes: true, attributeFilter: ["class"] });
+    return () => watch.disconnect();
+  }, [root]);
+  return theme;
+}
+
 export function Chart({ title, kind, labels, data, height = 160, legend = true }: ChartProps) {
+  const theme = useThemeClass();
   const box = useRef<HTMLDivElement>(null);
   const plot = useRef<uPlot | null>(null);
   const latest = useRef(data);
@@ -81,7 +95,7 @@ export function Chart({ title, kind, labels, data, height = 160, legend = true }
       u.destroy();
       plot.current = null;
     };
-  }, [kind, labels, height, legend]);
+  }, [kind, labels, height, legend, theme]);
 
   useEffect(() => {
     plot.current?.setData(data as uPlot.AlignedData);
