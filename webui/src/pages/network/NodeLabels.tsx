@@ -101,7 +101,9 @@ export default function NodeLabels() {
                 The API writes a node's labels only on that node: open this page at {name}&apos;s own address.
               </Alert>
             )}
-            {node.data && here.data && <Editor key={JSON.stringify([node.data.description, node.data.labels])} node={node.data} mayWrite={local && can(me, "node:write")} />}
+            {/* Keyed by the node only: a refetch after saving (or a change event) must not remount
+                the form, which would drop its "Saved" and anything being typed. */}
+            {node.data && here.data && <Editor key={node.data.name} node={node.data} mayWrite={local && can(me, "node:write")} />}
           </CardBody>
         </Card>
       </PageSection>
