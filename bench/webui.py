@@ -135,6 +135,8 @@ def report_loads(page: str, figures: dict[str, list[dict[str, Any]]], target: di
         print(f"  {'transferred':<34} p50 {statistics.median(kib):8.1f} KiB  ({reqs:g} requests, {cached:g} from cache)")
         doc = {k: statistics.median([s["document"][k] for s in samples]) for k in samples[0]["document"]}
         print("  document (p50): " + ", ".join(f"{k} {v:g}" for k, v in doc.items()))
+        cpu = {k: statistics.median([s["cpu_ms"][k] for s in samples]) for k in samples[0]["cpu_ms"]}
+        print("  main thread to fully loaded (p50, ms): " + ", ".join(f"{k.removesuffix('Duration')} {v:g}" for k, v in cpu.items()))
 
 
 def waterfall(sample: dict[str, Any]) -> None:
@@ -154,6 +156,7 @@ def main() -> int:
     if not Path(CHROMIUM).exists():
         print(f"bench.webui: {CHROMIUM} is missing (apt-get install chromium)", file=sys.stderr)
         return 2
+    print(f"load average at start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (the figures grow with it)")
     with tempfile.TemporaryDirectory(prefix="bench-webui-") as tmp, NodeProcess(Path(tmp) / "node") as node:
         node.wait_ready()
         token = prepare(node)

@@ -65,12 +65,26 @@ function readyProbe() {
   new MutationObserver(check).observe(document, { childList: true, subtree: true, characterData: true });
 }
 
+// The renderer's main-thread time by kind (Chromium's Performance domain, cumulative per page):
+// where a load's time went when it was not the network.
+const CPU_METRICS = ["ScriptDuration", "RecalcStyleDuration", "LayoutDuration", "TaskDuration"];
+
+async function cpu(page) {
+  if (!page.__cdp) {
+    page.__cdp = await page.context().newCDPSession(page);
+    await page.__cdp.send("Performance.enable");
+  }
+  const { metrics } = await page.__cdp.send("Performance.getMetrics");
+  return Object.fromEntries(metrics.filter((m) => CPU_METRICS.includes(m.name)).map((m) => [m.name, m.value * 1000]));
+}
+
 async function figures(page, what) {
   await page.waitForFunction((w) => window.__dvReady?.[w] !== undefined, what, { timeout: TIMEOUT, polling: 20 });
+  const used = await cpu(page);
   // Let late resources (fonts, background images) finish so that the bytes are complete.
   await page.waitForLoadState("load");
   await page.waitForTimeout(100);
-  return page.evaluate((w) => {
+  const result = await page.evaluate((w) => {
     const nav = performance.getEntriesByType("navigation")[0];
     const paint = performance.getEntriesByName("first-contentful-paint")[0];
     const resources = performance.getEntriesByType("resource");
@@ -98,6 +112,10 @@ async function figures(page, what) {
       })),
     };
   }, what);
+  // Main-thread time of this document up to "fully loaded" (the counters start with each
+  // navigation: the session is enabled before the first).
+  result.cpu_ms = Object.fromEntries(Object.entries(used).map(([k, v]) => [k, Math.round(v)]));
+  return result;
 }
 
 async function loginState(browser) {
@@ -120,6 +138,7 @@ async function measure(browser, what, storageState) {
     await context.addInitScript(readyProbe);
     const page = await context.newPage();
     page.setDefaultTimeout(TIMEOUT);
+    await cpu(page); // counting from the first navigation on
     return { context, page };
   };
   for (let i = 0; i < LOADS; i++) {
