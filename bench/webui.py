@@ -56,6 +56,7 @@ DIST = ROOT / "appliance" / "webui" / "dist"
 DRIVER = WEBUI / "bench" / "load.mjs"
 CHROMIUM = "/usr/bin/chromium"
 BENCH_PASSWORD = "a bench password, long enough"
+INITIAL_PASSWORD = "an initial one, long"
 
 TARGET_WARM_MS = 300.0
 TARGET_COLD_MS = 600.0
@@ -83,13 +84,14 @@ def prepare(node: NodeProcess) -> str:
     token = node.admin_token()
     with node.client() as client:
         client.headers["Authorization"] = f"Bearer {token}"
-        client.post("/api/v1/users", json={"name": "bench", "role": "admin", "password": "an initial one, long"}).raise_for_status()
+        made = client.post("/api/v1/users", json={"name": "bench", "role": "admin", "password": INITIAL_PASSWORD})
+        made.raise_for_status()
     with node.client() as client:
-        login = client.post("/api/v1/auth/login", json={"username": "bench", "password": "an initial one, long"})
+        login = client.post("/api/v1/auth/login", json={"username": "bench", "password": INITIAL_PASSWORD})
         login.raise_for_status()
         client.post(
             "/api/v1/users/bench/password",
-            json={"current_password": "an initial one, long", "new_password": BENCH_PASSWORD},
+            json={"current_password": INITIAL_PASSWORD, "new_password": BENCH_PASSWORD},
             headers={"X-CSRF-Token": login.json()["csrf_token"]},
         ).raise_for_status()
     return token
@@ -132,11 +134,13 @@ def report_loads(page: str, figures: dict[str, list[dict[str, Any]]], target: di
         kib = [s["bytes"] / 1024 for s in samples]
         reqs = statistics.median([s["requests"] for s in samples])
         cached = statistics.median([s["from_cache"] for s in samples])
-        print(f"  {'transferred':<34} p50 {statistics.median(kib):8.1f} KiB  ({reqs:g} requests, {cached:g} from cache)")
+        kib_p50 = statistics.median(kib)
+        print(f"  {'transferred':<34} p50 {kib_p50:8.1f} KiB  ({reqs:g} requests, {cached:g} from cache)")
         doc = {k: statistics.median([s["document"][k] for s in samples]) for k in samples[0]["document"]}
         print("  document (p50): " + ", ".join(f"{k} {v:g}" for k, v in doc.items()))
         cpu = {k: statistics.median([s["cpu_ms"][k] for s in samples]) for k in samples[0]["cpu_ms"]}
-        print("  main thread to fully loaded (p50, ms): " + ", ".join(f"{k.removesuffix('Duration')} {v:g}" for k, v in cpu.items()))
+        kinds = ", ".join(f"{k.removesuffix('Duration')} {v:g}" for k, v in cpu.items())
+        print(f"  main thread to fully loaded (p50, ms): {kinds}")
 
 
 def waterfall(sample: dict[str, Any]) -> None:
@@ -162,7 +166,8 @@ def main() -> int:
         token = prepare(node)
         result = drive(node, token, args.loads, args.events)
     size, files = initial_kib()
-    print(f"initial JS+CSS: {size:.1f} KiB gzip ({files} files)  {'ok' if size <= TARGET_INITIAL_KIB else 'OVER'} target {TARGET_INITIAL_KIB:g} KiB")
+    verdict = "ok" if size <= TARGET_INITIAL_KIB else "OVER"
+    print(f"initial JS+CSS: {size:.1f} KiB gzip ({files} files)  {verdict} target {TARGET_INITIAL_KIB:g} KiB")
     report_loads("login page", result["login"], {})
     report_loads("dashboard", result["dashboard"], {"cold": TARGET_COLD_MS, "warm": TARGET_WARM_MS})
     samples = result["events"]
@@ -173,7 +178,8 @@ def main() -> int:
         print(row("event at node -> on screen", screen, "ms", TARGET_EVENT_MS))
         print(row("event at node -> plain socket", floor, "ms"))
         print(row("API call sent -> on screen", [s["from_call_ms"] for s in samples], "ms"))
-        print(f"  on screen / plain socket (p50): {statistics.median(screen) / max(statistics.median(floor), 0.1):.1f}x")
+        ratio = statistics.median(screen) / max(statistics.median(floor), 0.1)
+        print(f"  on screen / plain socket (p50): {ratio:.1f}x")
     if args.waterfall:
         print("cold dashboard, first load:")
         waterfall(result["dashboard"]["cold"][0])
