@@ -97,7 +97,7 @@ def prepare(node: NodeProcess) -> str:
     return token
 
 
-def drive(node: NodeProcess, token: str, loads: int, events: int) -> dict[str, Any]:
+def drive(node: NodeProcess, token: str, loads: int, events: int, ab: bool) -> dict[str, Any]:
     env = {
         **os.environ,
         "DEBVISOR_URL": node.url,
@@ -106,6 +106,7 @@ def drive(node: NodeProcess, token: str, loads: int, events: int) -> dict[str, A
         "BENCH_CHANGE_TOKEN": token,
         "BENCH_LOADS": str(loads),
         "BENCH_EVENTS": str(events),
+        "BENCH_AB": "1" if ab else "0",
         "CHROMIUM": CHROMIUM,
         "NODE_EXTRA_CA_CERTS": str(node.data_dir / "pki" / "ca.crt"),
     }
@@ -152,6 +153,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--loads", type=int, default=10, help="cold and warm loads per page")
     parser.add_argument("--events", type=int, default=50, help="event-to-screen samples")
+    parser.add_argument("--ab", action="store_true", help="cold dashboard with and without the whoami preload")
     parser.add_argument("--waterfall", action="store_true", help="print the requests of a cold and a warm dashboard")
     args = parser.parse_args()
     if not (DIST / "index.html").is_file() or not (WEBUI / "node_modules" / "playwright-core").is_dir():
@@ -164,7 +166,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-webui-") as tmp, NodeProcess(Path(tmp) / "node") as node:
         node.wait_ready()
         token = prepare(node)
-        result = drive(node, token, args.loads, args.events)
+        result = drive(node, token, args.loads, args.events, args.ab)
     size, files = initial_kib()
     verdict = "ok" if size <= TARGET_INITIAL_KIB else "OVER"
     print(f"initial JS+CSS: {size:.1f} KiB gzip ({files} files)  {verdict} target {TARGET_INITIAL_KIB:g} KiB")
@@ -180,6 +182,12 @@ def main() -> int:
         print(row("API call sent -> on screen", [s["from_call_ms"] for s in samples], "ms"))
         ratio = statistics.median(screen) / max(statistics.median(floor), 0.1)
         print(f"  on screen / plain socket (p50): {ratio:.1f}x")
+    if result.get("preload"):
+        ab = result["preload"]
+        kept = statistics.median([s["ready_ms"] for s in ab["kept"]])
+        stripped = statistics.median([s["ready_ms"] for s in ab["stripped"]])
+        print(f"cold dashboard, fully loaded, alternated ({len(ab['kept'])} each), p50:")
+        print(f"  without the whoami preload {stripped:.1f} ms, as built {kept:.1f} ms: ratio {kept / stripped:.2f}")
     if args.waterfall:
         print("cold dashboard, first load:")
         waterfall(result["dashboard"]["cold"][0])

@@ -160,6 +160,34 @@ async function measure(browser, what, storageState) {
   return { cold, warm };
 }
 
+/** The same cold dashboard load with index.html as built and with its whoami preload taken
+ * out, alternated (so both see the same machine load); both documents pass through the same
+ * interception, so the only difference is the preload. */
+async function preloadAB(browser, storageState) {
+  const result = { kept: [], stripped: [] };
+  for (let i = 0; i < LOADS; i++) {
+    const order = i % 2 ? ["kept", "stripped"] : ["stripped", "kept"];
+    for (const variant of order) {
+      const context = await browser.newContext({ ignoreHTTPSErrors: true, storageState, viewport: { width: 1280, height: 800 } });
+      await context.addInitScript(readyProbe);
+      await context.route(`${URL_BASE}/`, async (route) => {
+        const response = await route.fetch();
+        let body = await response.text();
+        if (variant === "stripped") body = body.replace(/<link rel="preload"[^>]*>/g, "");
+        await route.fulfill({ response, body });
+      });
+      const page = await context.newPage();
+      page.setDefaultTimeout(TIMEOUT);
+      await cpu(page);
+      await page.goto(`${URL_BASE}/`);
+      result[variant].push(await figures(page, "dashboard"));
+      await context.close();
+      await new Promise((r) => setTimeout(r, PAUSE_MS));
+    }
+  }
+  return result;
+}
+
 async function change(i) {
   const answer = await fetch(`${URL_BASE}/api/v1/node`, {
     method: "PUT",
@@ -240,7 +268,8 @@ try {
   const state = await loginState(browser);
   const dashboard = await measure(browser, "dashboard", state);
   const live = await events(browser, state);
-  console.log(JSON.stringify({ ok: true, login, dashboard, events: live }));
+  const preload = process.env.BENCH_AB === "1" ? await preloadAB(browser, state) : null;
+  console.log(JSON.stringify({ ok: true, login, dashboard, events: live, preload }));
 } catch (error) {
   console.error(String(error?.stack ?? error));
   console.log(JSON.stringify({ ok: false, error: String(error) }));
