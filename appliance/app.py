@@ -23,6 +23,7 @@ from litestar.types import ASGIApp
 from appliance import __version__
 from appliance import subsystem as subsystems_
 from appliance.api.docs_page import docs_routes
+from appliance.api.drain import DrainBody
 from appliance.api.forward import MAX_SKEW_SECONDS, Forwarder
 from appliance.api.openapi import DocumentPlugin, prepare
 from appliance.api.problems import EXCEPTION_HANDLERS
@@ -227,7 +228,7 @@ def create_app(
     )
     prepare(litestar)
     return Appliance(
-        asgi=MetricsMiddleware(litestar, HttpMetrics(registry)),
+        asgi=DrainBody(MetricsMiddleware(litestar, HttpMetrics(registry)), MAX_BODY_BYTES),
         litestar=litestar,
         startup=startup,
         readiness=readiness,

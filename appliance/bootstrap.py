@@ -76,7 +76,7 @@ def certificate_addresses(listens: list[HostPort], host_addresses: list[Interfac
     Loopback is always included so that local tools verify the certificate on 127.0.0.1/::1.
     IPv6 link-local addresses are left out: they need a zone that certificates cannot carry.
     """
-    result: set[pki.IPAddress] = {ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1")}
+    result: set[pki.IPAddress] = set(pki.LOOPBACK_ADDRESSES)
     if any(listen.is_wildcard for listen in listens):
         for item in host_addresses:
             addr = ipaddress.ip_address(item.address)
@@ -115,8 +115,11 @@ def open_node(
     if datadir.is_fresh():
         settings = enroller(settings)  # a PXE-booted machine waits for approval here
         if settings.join:
-            return _initialise_joined(datadir, settings, routable_ips(host_addresses), now, joiner)
-        return _initialise(datadir, settings, addresses, now)
+            fresh = _initialise_joined(datadir, settings, routable_ips(host_addresses), now, joiner)
+        else:
+            fresh = _initialise(datadir, settings, addresses, now)
+        fresh.cert_addresses = addresses  # the keeper renews a certificate missing one, this run too
+        return fresh
     datadir.check_initialised()
     datadir.lock()
     try:
@@ -125,6 +128,7 @@ def open_node(
                 datadir, settings, routable_ips(host_addresses), now, joiner=joiner, enroller=enroller
             )
             if joined is not None:
+                joined.cert_addresses = addresses
                 return joined
         opened = _open_existing(datadir, settings, addresses, now)
         opened.cert_addresses = addresses

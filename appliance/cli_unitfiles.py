@@ -40,8 +40,8 @@ examples:
   debvisor unit edit ssh.service --node n1                  drop-in 50-debvisor.conf in $EDITOR
   debvisor unit edit backup.service --node n1 --full --file backup.service
   debvisor unit revert ssh.service --node n1
-  debvisor unit run fstrim --node n1 -- /sbin/fstrim -av
-  debvisor unit run nightly --node n1 --on-calendar '*-*-* 03:00' -- /usr/local/bin/backup
+  debvisor unit run --node n1 fstrim -- /sbin/fstrim -av          options come before NAME
+  debvisor unit run --node n1 --on-calendar '*-*-* 03:00' nightly -- /usr/local/bin/backup
 """
 
 
@@ -197,8 +197,10 @@ def _revert(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if command[:1] and command[0].startswith("-"):
+        raise ClientError(f"{command[0]}: options go before NAME: debvisor unit run [--node NODE] NAME -- COMMAND")
     if not command:
-        raise ClientError("give the command after --: debvisor unit run NAME [--node NODE] -- /path/to/program ARGS")
+        raise ClientError("give the command after --: debvisor unit run [--node NODE] NAME -- /path/to/program ARGS")
     body: dict[str, Any] = {"name": args.name, "command": command, "wait_seconds": args.wait}
     if args.description is not None:
         body["description"] = args.description

@@ -163,6 +163,7 @@ async def serve(settings: ServeSettings) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, _stop, servers, sig)
+        os.register_at_fork(after_in_child=_forget_signal_handlers)
         log.info(
             "serving",
             extra={
@@ -275,6 +276,16 @@ async def reload_on_renewal(server: Server, cert: Path, key: Path, interval: flo
             continue
         log.info("HTTPS now serves the renewed node certificate", extra={"fingerprint": fingerprint})
         server.reload()  # type: ignore[no-untyped-call]  # granian's embed module is untyped
+
+
+def _forget_signal_handlers() -> None:
+    """In a child forked from the node (pyroute2 forks one to open a socket in `--netns`):
+    asyncio's signal wake-up socket is shared with the parent, so a SIGTERM meant for the
+    child (its helper ending) would stop the node. The child gets default handlers instead."""
+    with contextlib.suppress(ValueError, OSError):
+        signal.set_wakeup_fd(-1)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, signal.SIG_DFL)
 
 
 def _stop(servers: list[Server], sig: signal.Signals) -> None:

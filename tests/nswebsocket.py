@@ -11,12 +11,15 @@ import json
 import socket
 import ssl
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FuturesTimeout
 from pathlib import Path
 from typing import Any
 
 from websockets.sync.client import ClientConnection, connect
 
 from tests.nsclient import enter_netns
+
+DIAL_SECONDS = 30.0  # TCP, TLS and the upgrade: open_timeout (10 s) plus room for a loaded machine
 
 
 def open_websocket(
@@ -60,8 +63,16 @@ def open_websocket(
             legacy=True,
         )
 
-    with ThreadPoolExecutor(max_workers=1, initializer=enter_netns, initargs=(netns,)) as pool:
-        return pool.submit(dial).result()
+    # websockets gives up on a handshake after open_timeout, but then joins its reader thread,
+    # which waits for the server to close the socket: bound the whole dial, so a server that
+    # never answers an upgrade fails the test in seconds instead of hanging it.
+    pool = ThreadPoolExecutor(max_workers=1, initializer=enter_netns, initargs=(netns,))
+    try:
+        return pool.submit(dial).result(timeout=DIAL_SECONDS)
+    except FuturesTimeout:
+        raise TimeoutError(f"{url}: no answer to the WebSocket upgrade within {DIAL_SECONDS:g} s") from None
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 def receive(ws: ClientConnection, timeout: float) -> list[dict[str, Any]]:

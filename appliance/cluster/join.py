@@ -237,7 +237,10 @@ class JoinService:
             )
         if not retry and not self._claim(record.id, request.name, key_id, now):
             raise ApiError(403, "this join token was already used (by a concurrent join)")
-        addresses = [_host_ip(request.gossip_address), _host_ip(request.api_address)]
+        # The addresses it advertises, and loopback as every node certificate names it
+        # (appliance.bootstrap.certificate_addresses): without loopback here, the new node found
+        # its certificate short of an address and had it re-issued at its first restart.
+        addresses = [_host_ip(request.gossip_address), _host_ip(request.api_address), *pki.LOOPBACK_ADDRESSES]
         cert = pki.issue_node_cert(
             ca_key,
             self._identity.ca_cert,

@@ -21,6 +21,8 @@ NODE_VALIDITY = dt.timedelta(days=365)
 CLOCK_SKEW = dt.timedelta(minutes=5)
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+# Every node certificate names these, so that local tools verify it on 127.0.0.1/::1.
+LOOPBACK_ADDRESSES: tuple[IPAddress, ...] = (ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1"))
 
 
 def new_key() -> ec.EllipticCurvePrivateKey:

@@ -28,6 +28,7 @@ from appliance.units.unitfiles import UnitFiles
 from appliance.units.watch import UnitWatch
 
 READINESS = "units"
+UNIT_FILES_TAG = "unit files"  # apart from "units": the API fuzz runs leave root-running content alone
 
 
 def build(core: Core, *, bus: SystemBus, host_root: Path = Path("/")) -> Subsystem:
@@ -50,7 +51,7 @@ def build(core: Core, *, bus: SystemBus, host_root: Path = Path("/")) -> Subsyst
         name="units",
         routes=[
             unit_routes(service, forwarder=core.forwarder),
-            node_router("/api/v1/nodes", files, forwarder=core.forwarder, tags=["units"]),
+            node_router("/api/v1/nodes", files, forwarder=core.forwarder, tags=[UNIT_FILES_TAG]),
         ],
         tasks=[Task("units-watch", watch.run)],
         stop=stop,

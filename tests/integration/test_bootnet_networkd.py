@@ -39,12 +39,16 @@ REPO = Path(__file__).resolve().parents[2]
 NETWORKD = Path("/lib/systemd/systemd-networkd")
 FALLBACK = REPO / "image" / "rootfs" / "etc" / "systemd" / "network" / "90-debvisor-dhcp.network"
 SUBNET = "198.51.100.0/24"
+APPLY_SECONDS = 60  # networkd applies both links in ~1 s idle; a loaded CI machine needs far more
 BOOT_MAC = "52:54:00:00:00:01"
 OTHER_MAC = "52:54:00:00:00:02"
 
 # Inside the namespaces: run the entry point as the image's unit does, then networkd until
 # both links have a .network file applied (and, for a static address, the address and the
-# default route are there), print what networkd did, stop it.
+# default route are there), print what networkd did, stop it. The wait has a wall-clock
+# deadline and fails loudly when it passes: a count of polls stretched with the machine's load
+# (each poll starts processes) and, once spent, printed a half-applied state for the
+# assertions to trip over.
 SCRIPT = r"""
 set -eu
 mount -o remount,bind,ro /sys
@@ -55,9 +59,15 @@ cp "$FALLBACK" /etc/systemd/network/
 "$NETWORKD" >"$LOG" 2>&1 &
 networkd=$!
 trap 'kill $networkd 2>/dev/null; wait $networkd 2>/dev/null || true' EXIT
-for _ in $(seq 200); do
+deadline=$(( $(date +%s) + APPLY_SECONDS ))
+until
   files=$(cat /run/systemd/netif/links/* 2>/dev/null | grep -c '^NETWORK_FILE=' || true)
-  if [ "$files" = 2 ] && { [ -z "$EXPECT" ] || ip route show default | grep -q "$EXPECT"; }; then break; fi
+  [ "$files" = 2 ] && { [ -z "$EXPECT" ] || ip route show default | grep -q "$EXPECT"; }
+do
+  if [ "$(date +%s)" -ge "$deadline" ]; then
+    echo "networkd did not apply both links within ${APPLY_SECONDS} s" >&2
+    exit 3
+  fi
   sleep 0.1
 done
 echo "== links"
@@ -115,13 +125,14 @@ def boot(netns: str, tmp_path: Path, cmdline: str, expect_gateway: str = "") -> 
         "CMDLINE": str(tmp_path / "cmdline"),
         "LOG": str(tmp_path / "networkd.log"),
         "EXPECT": expect_gateway,
+        "APPLY_SECONDS": str(APPLY_SECONDS),
     }
     argv = ["ip", "netns", "exec", netns, "unshare", "--mount", "--propagation", "private", "sh", "-c", SCRIPT]
     proc = subprocess.Popen(
         argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
     )
     try:
-        out, err = proc.communicate(timeout=60)
+        out, err = proc.communicate(timeout=APPLY_SECONDS + 30)
     except subprocess.TimeoutExpired:
         signal_process(proc, signal.SIGKILL)
         proc.communicate()

@@ -143,6 +143,15 @@ def test_audit_of_all_nodes_is_merged(cluster: ClusterLab) -> None:
 def test_sigkilled_node_is_declared_dead_by_all(cluster: ClusterLab) -> None:
     victim = cluster.nodes[4]
     observers = cluster.nodes[:4]
+
+    # Its last word must be out before it dies: a node publishes its facts once it has started
+    # and they spread by rumour and anti-entropy rounds (1 s) in the next seconds, while the
+    # tests before this one can take well under a second after the cluster formed. Killing it
+    # earlier tested nothing about the dead but a race (CI once killed n4 0.6 s after it joined).
+    def everyone_has_its_facts() -> bool:
+        return all("n4" in n.client().get("/api/v1/cluster").json()["facts"] for n in observers)
+
+    wait_until(everyone_has_its_facts, timeout=30, interval=0.1)
     victim.kill()
     killed = time.monotonic()
     took = cluster.wait_all_see({"n4": "dead"}, timeout=10, observers=observers)

@@ -22,6 +22,9 @@ from tests.kit.wait import wait_until_async
 pytestmark = pytest.mark.integration
 
 NOW = dt.datetime.now(dt.UTC)
+# Deadline for what takes milliseconds here (a loopback TLS handshake, a frame): generous, as a
+# wait returns as soon as its condition holds, and a loaded CI machine can stall this process.
+SETTLE = 10.0
 
 
 @dataclass
@@ -92,7 +95,7 @@ async def test_frames_flow_between_cluster_members(cluster_pki: Pki) -> None:
     try:
         for seq in range(3):
             b.transport.send("a", addr, encode_frame(Frame("b", [Ack(seq)])))
-        await wait_until_async(lambda: len(a.frames) == 3, 3.0, 0.02)
+        await wait_until_async(lambda: len(a.frames) == 3, SETTLE, 0.02)
         assert [f.messages for _, f in a.frames] == [[Ack(0)], [Ack(1)], [Ack(2)]]
         assert {s for s, _ in a.frames} == {"b"}
         assert a.transport.stats.frames_in == 3
@@ -118,7 +121,7 @@ async def test_connections_read_through_a_small_buffer_and_big_frames_still_arri
         assert len(encode_frame(big)) > 8 * TLS_READ_BUFFER
         b.transport.send("a", addr, encode_frame(big))
         b.transport.send("a", addr, encode_frame(Frame("b", [Ack(1)])))
-        await wait_until_async(lambda: len(a.frames) == 2, 3.0, 0.02)
+        await wait_until_async(lambda: len(a.frames) == 2, SETTLE, 0.02)
         assert a.frames[0][1] == big
         assert a.frames[1][1].messages == [Ack(1)]
         conns = [c for conns in a.transport._conns.values() for c in conns]
@@ -154,7 +157,9 @@ async def test_a_dial_whose_syns_are_dropped_gets_through_soon_after_the_port_op
         await asyncio.sleep(0.05)  # the attempts still pending close as they are cancelled
         assert open_fds() == fds + 2  # the connection and its accepted end, no leftover attempt
         sock.close()
-        assert opens_after <= took < opens_after + 0.25
+        # Through well before the kernel's own first resend of a dropped SYN (1 s); the margin
+        # over a fresh SYN's 50 ms stagger is for a loaded machine (it was 0.25 s, a flake there).
+        assert opens_after <= took < 0.95
     finally:
         for conn in held:
             conn.close()
@@ -210,9 +215,9 @@ async def test_peer_death_is_reported_as_lost(cluster_pki: Pki) -> None:
     try:
         b.transport.send("a", addr_a, encode_frame(Frame("b", [Ack(1)])))
         a.transport.send("b", addr_b, encode_frame(Frame("a", [Ack(2)])))
-        await wait_until_async(lambda: a.frames and b.frames, 3.0, 0.02)
+        await wait_until_async(lambda: a.frames and b.frames, SETTLE, 0.02)
         await b.transport.stop()
-        await wait_until_async(lambda: "b" in a.lost, 3.0, 0.02)
+        await wait_until_async(lambda: "b" in a.lost, SETTLE, 0.02)
     finally:
         await a.transport.stop()
 
@@ -225,17 +230,17 @@ async def test_a_connection_closed_before_any_frame_is_not_reported_as_lost(clus
     addr = await started(a)
     try:
         _, writer = await _raw_client(ca, cert, key, addr)
-        await wait_until_async(lambda: a.transport.connected("b"), 3.0, 0.02)
+        await wait_until_async(lambda: a.transport.connected("b"), SETTLE, 0.02)
         writer.close()
-        await wait_until_async(lambda: not a.transport.connected("b"), 3.0, 0.02)
+        await wait_until_async(lambda: not a.transport.connected("b"), SETTLE, 0.02)
         assert a.lost == []
         # Once a frame has used a connection, its break is reported.
         _, writer = await _raw_client(ca, cert, key, addr)
         writer.write(framed(encode_frame(Frame("b", [Ack(1)]))))
         await writer.drain()
-        await wait_until_async(lambda: len(a.frames) == 1, 3.0, 0.02)
+        await wait_until_async(lambda: len(a.frames) == 1, SETTLE, 0.02)
         writer.transport.abort()
-        await wait_until_async(lambda: a.lost == ["b"], 3.0, 0.02)
+        await wait_until_async(lambda: a.lost == ["b"], SETTLE, 0.02)
     finally:
         await a.transport.stop()
 
@@ -263,7 +268,7 @@ async def test_untrusted_certificates_are_refused(cluster_pki: Pki, kind: str) -
         # refusal shows as a refused handshake at a, or a failed dial or lost connection at b.
         await wait_until_async(
             lambda: a.transport.stats.refused_handshakes + b.transport.stats.dial_failures + len(b.lost) > refused,
-            3.0,
+            SETTLE,
             0.02,
             what="the refused handshake to show at a or b",
         )
@@ -282,7 +287,7 @@ async def test_revoking_cuts_an_open_connection(cluster_pki: Pki) -> None:
     addr = await started(a)
     try:
         b.transport.send("a", addr, encode_frame(Frame("b", [Ack(1)])))
-        await wait_until_async(lambda: len(a.frames) == 1, 3.0, 0.02)
+        await wait_until_async(lambda: len(a.frames) == 1, SETTLE, 0.02)
         fingerprint = pki.fingerprint(pki.cert_from_pem(cert.read_bytes()))
         a.revoked.add(fingerprint)
         a.transport.cut(fingerprint)
@@ -337,7 +342,7 @@ async def test_bad_frames_close_the_connection_and_are_counted(cluster_pki: Pki,
         b = endpoint("b", ca, cert, key)
         await started(b)
         b.transport.send("a", addr, encode_frame(Frame("b", [Ack(9)])))
-        await wait_until_async(lambda: len(a.frames) == 1, 3.0, 0.02)
+        await wait_until_async(lambda: len(a.frames) == 1, SETTLE, 0.02)
         await b.transport.stop()
     finally:
         await a.transport.stop()
@@ -380,9 +385,9 @@ async def test_answers_go_back_on_the_connection_the_request_came_in_on(cluster_
     addr = await started(a)
     try:
         b.transport.send("a", addr, encode_frame(Frame("b", [Ack(1)])))
-        await wait_until_async(lambda: len(a.frames) == 1, 3.0, 0.02)
+        await wait_until_async(lambda: len(a.frames) == 1, SETTLE, 0.02)
         a.transport.send("b", "", encode_frame(Frame("a", [Ack(2)])))  # no address: the open connection
-        await wait_until_async(lambda: len(b.frames) == 1, 3.0, 0.02)
+        await wait_until_async(lambda: len(b.frames) == 1, SETTLE, 0.02)
         assert b.frames == [("a", Frame("a", [Ack(2)]))]
         assert a.transport.stats.dial_failures == 0
         # One connection served both directions, counted once on each side.
@@ -401,7 +406,7 @@ async def test_both_sides_dialling_at_once_send_on_one_connection(cluster_pki: P
     try:
         a.transport.send("b", addr_b, encode_frame(Frame("a", [Ack(1)])))
         b.transport.send("a", addr_a, encode_frame(Frame("b", [Ack(1)])))
-        await wait_until_async(lambda: a.frames and b.frames, 3.0, 0.02)
+        await wait_until_async(lambda: a.frames and b.frames, SETTLE, 0.02)
         shared_a, shared_b = a.transport._open_conn("b"), b.transport._open_conn("a")
         assert shared_a is not None
         assert shared_b is not None
@@ -410,7 +415,7 @@ async def test_both_sides_dialling_at_once_send_on_one_connection(cluster_pki: P
         for seq in range(2, 5):
             a.transport.send("b", addr_b, encode_frame(Frame("a", [Ack(seq)])))
             b.transport.send("a", addr_a, encode_frame(Frame("b", [Ack(seq)])))
-        await wait_until_async(lambda: len(a.frames) == len(b.frames) == 4, 3.0, 0.02)
+        await wait_until_async(lambda: len(a.frames) == len(b.frames) == 4, SETTLE, 0.02)
         assert [f.messages for _, f in a.frames] == [[Ack(seq)] for seq in range(1, 5)]
         assert a.lost == b.lost == []
     finally:
@@ -434,7 +439,7 @@ async def test_frames_on_a_dialled_connection_are_checked_too(cluster_pki: Pki) 
     port = fake_b.sockets[0].getsockname()[1]
     try:
         a.transport.send("b", f"127.0.0.1:{port}", encode_frame(Frame("a", [Ack(1)])))
-        await wait_until_async(lambda: a.transport.stats.bad_frames == 1, 3.0, 0.02)
+        await wait_until_async(lambda: a.transport.stats.bad_frames == 1, SETTLE, 0.02)
         assert a.frames == []
         assert a.lost == []
     finally:
@@ -458,7 +463,7 @@ async def test_a_frame_queued_while_a_dial_fails_gets_a_dial_of_its_own(cluster_
         a.transport.send(None, addr, encode_frame(Frame("a", [Ack(2)])))
         silent.close()  # resets the hanging dial at once...
         await b.transport.start("127.0.0.1", port)  # ...and b listens on the address before a sees it
-        await wait_until_async(lambda: b.frames, 3.0, 0.02)
+        await wait_until_async(lambda: b.frames, SETTLE, 0.02)
         assert [f.messages for _, f in b.frames] == [[Ack(2)]]  # the frame from before the dial is dropped
         assert a.transport.stats.dial_failures == 1
     finally:
@@ -490,7 +495,7 @@ async def test_the_admit_check_decides_after_the_handshake_and_frames_wait_for_i
         for seq in range(3):
             b.transport.send("a", addr, encode_frame(Frame("b", [Ack(seq)])))
         c.transport.send("a", addr, encode_frame(Frame("c", [Ack(9)])))
-        await wait_until_async(lambda: len(a.frames) == 3, 3.0, 0.02)
+        await wait_until_async(lambda: len(a.frames) == 3, SETTLE, 0.02)
         assert [f.messages for _, f in a.frames] == [[Ack(0)], [Ack(1)], [Ack(2)]]
         a.transport.send("c", c_addr, encode_frame(Frame("a", [Ack(7)])))  # a dials c: refused too
         await asyncio.sleep(0.5)

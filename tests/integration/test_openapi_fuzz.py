@@ -42,6 +42,7 @@ CHECKS = ",".join(
 )
 MAX_EXAMPLES = 8  # per operation and phase; about 60 operations
 UNITS_TAG = "units"
+UNIT_FILES_TAG = "unit files"  # root-running content: fuzzed nowhere, tested in test_unit_files.py
 SEED = 19
 # The fuzzer learns identifiers from answers (its own token's id, the admin's name) and would
 # revoke the token it runs with or disable its owner, then see nothing but 401s. These three
@@ -104,6 +105,7 @@ def test_fuzzing_a_node_finds_no_server_error_and_nothing_undocumented(tmp_path:
                     # which the server-error check counts as a failure. tests/integration/
                     # test_units.py fuzzes them against a node that manages real systemd.
                     *("--exclude-tag", UNITS_TAG),
+                    *("--exclude-tag", UNIT_FILES_TAG),
                     *(arg for op in UNFUZZED_OPERATIONS for arg in ("--exclude-operation-id", op)),
                     "--report",
                     "ndjson",
@@ -125,4 +127,7 @@ def test_fuzzing_a_node_finds_no_server_error_and_nothing_undocumented(tmp_path:
     # Not vacuous: the coverage and fuzzing phases each ran every selected operation (about 56).
     assert scenarios["success"] >= 2 * 50, scenarios
     assert set(scenarios) <= {"success", "skip"}, scenarios
-    assert seconds < 90, f"the fuzz run took {seconds:.0f} s"
+    # A budget for the suite, not a benchmark: ~40 s idle, 104 s measured on a loaded 2-core
+    # machine (the old 90 s bound failed there); the run's own timeout is 180 s.
+    print(f"\nthe fuzz run took {seconds:.0f} s")
+    assert seconds < 150, f"the fuzz run took {seconds:.0f} s"

@@ -169,13 +169,15 @@ def test_a_node_booted_with_enlist_on_its_command_line_reports_its_real_inventor
         reporter.wait_ready()
         url = f"{_api(server)}/machines/{REPORTER_MAC}"
         wait_until(lambda: api.get(url).json()["state"] == "enlisted", 20.0, 0.2, what="the machine enlisted")
+        # The machine logs its report once the server's answer is back: the server lists it as
+        # enlisted before that, and reading the log then (or after stopping it) raced the line.
+        wait_until(lambda: "reported this machine's inventory" in reporter.stderr(), 20.0, 0.2, what="its log line")
         inventory = api.get(url).json()["inventory"]
         with reporter.admin_client() as own:
             facts = own.get("/api/v1/node").json()
     assert (inventory["name"], inventory["version"]) == ("reporter", facts["version"])
     assert (inventory["cpu_count"], inventory["cpu_model"]) == (facts["cpu"]["count"], facts["cpu"]["model"])
     assert inventory["memory_bytes"] == facts["memory"]["total_bytes"]
-    assert "reported this machine's inventory" in reporter.stderr()
 
 
 def test_the_cli_sets_one_machine_field_and_keeps_the_others(server: NodeProcess, pxe_port: int) -> None:

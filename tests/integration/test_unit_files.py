@@ -373,9 +373,9 @@ def test_the_cli_creates_edits_cats_reverts_and_runs(box: Container, node: NodeP
     )
     assert cli("revert", unit, "--node", NODE).stdout.startswith(f"removed /etc/systemd/system/{unit}\n")
 
-    ok = cli("run", "cli-ok", "--node", NODE, "--", "/bin/sh", "-c", "echo from the cli run")
+    ok = cli("run", "--node", NODE, "cli-ok", "--", "/bin/sh", "-c", "echo from the cli run")
     assert (ok.returncode, ok.stdout) == (0, "debvisor-run-cli-ok.service: done (success, exit status 0)\n")
-    failed = cli("run", "cli-fail", "--node", NODE, "--", "/bin/false")
+    failed = cli("run", "--node", NODE, "cli-fail", "--", "/bin/false")
     assert failed.returncode == 1
     assert failed.stdout == "debvisor-run-cli-fail.service: failed (exit-code, exit status 1)\n"
 

@@ -16,6 +16,11 @@ const NodePage = lazy(() => import("./pages/NodePage"));
 const Users = lazy(() => import("./pages/Users"));
 const Audit = lazy(() => import("./pages/Audit"));
 const Tokens = lazy(() => import("./pages/Tokens"));
+const HostNetwork = lazy(() => import("./pages/network/HostNetwork"));
+const Overlays = lazy(() => import("./pages/network/Overlays"));
+const Pxe = lazy(() => import("./pages/network/Pxe"));
+const Access = lazy(() => import("./pages/network/Access"));
+const NodeLabels = lazy(() => import("./pages/network/NodeLabels"));
 
 function Loading() {
   return (
@@ -40,6 +45,11 @@ export function App() {
             <Route path="/users" element={<Users />} />
             <Route path="/audit" element={<Audit />} />
             <Route path="/tokens" element={<Tokens />} />
+            <Route path="/networks" element={<Overlays />} />
+            <Route path="/nodes/:name/network" element={<HostNetwork />} />
+            <Route path="/nodes/:name/pxe" element={<Pxe />} />
+            <Route path="/nodes/:name/labels" element={<NodeLabels />} />
+            <Route path="/access" element={<Access />} />
             <Route path="*" element={<NotFound />} />
           </Routes>
         </Suspense>

@@ -44,6 +44,8 @@ export const NAV: NavEntry[] = [
   { path: "/users", label: "Users", permission: "users:manage" },
   { path: "/audit", label: "Audit log", permission: "audit:read" },
   { path: "/tokens", label: "API tokens", permission: "self:manage" },
+  { path: "/networks", label: "Networking", permission: "network:read" },
+  { path: "/access", label: "Join tokens and sessions", permission: "self:manage" },
 ];
 
 export function isCurrent(entry: string, pathname: string): boolean {

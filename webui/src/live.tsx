@@ -6,6 +6,7 @@ import { useQueryClient } from "@tanstack/react-query";
 import { api } from "./api/client";
 import { EventStream, invalidate, type EventMessage, type StreamStatus } from "./events";
 import { useSession } from "./session";
+import { applyLive } from "./pages/node/live";
 
 const StatusContext = createContext<StreamStatus>("stopped");
 
@@ -28,6 +29,7 @@ export function LiveEvents({ children }: { children: ReactNode }) {
       frame = null;
       const batch = pending;
       pending = [];
+      applyLive(queries, batch); // history samples and unit changes patch what is cached
       invalidate(queries, batch);
     };
     const stream = new EventStream({

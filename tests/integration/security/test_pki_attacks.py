@@ -52,6 +52,7 @@ from appliance.auth.permissions import Role
 from appliance.auth.principal import Principal
 from appliance.auth.throttle import PAIR
 from appliance.cluster.authority import AUTHORITY_KIND, HANDOVER_WINDOW, Authorities, Designation, sign
+from appliance.cluster.join import JOIN_TOKEN_KIND
 from appliance.cluster.keeper import PkiKeeper
 from appliance.cluster.nodeauth import sign_headers
 from appliance.datadir import DataDir
@@ -375,7 +376,9 @@ def test_the_same_token_at_two_nodes_at_once_admits_one(cluster: Cluster) -> Non
     issuer_ip = token["seeds"][0].split(":")[0]
     issuer = next(n for n in cluster.nodes if n.host.address == issuer_ip)
     elsewhere = n1 if issuer is not n1 else n0
-    time.sleep(1.5)  # the token record reaches every node by gossip (a rumour: milliseconds)
+    # The token record reaches every node by gossip (a rumour: milliseconds; a fixed 1.5 s
+    # pause was a guess a loaded machine could overrun, and `elsewhere` then did not know it).
+    wait_until(lambda: _raw_entry(elsewhere, JOIN_TOKEN_KIND, token["id"]) is not None, timeout=20)
 
     def attempt(node: ClusterNode, name: str, results: list[tuple[str, int, str]]) -> None:
         csr = pki.new_csr(pki.new_key(), name).public_bytes(serialization.Encoding.PEM).decode()
@@ -411,10 +414,13 @@ def test_the_same_token_at_two_nodes_at_once_admits_one(cluster: Cluster) -> Non
 
 def _raw_designation(node: ClusterNode, name: str) -> bytes | None:
     """The authority entry for `name` in `node`'s configuration map, as stored (verified or not)."""
+    return _raw_entry(node, AUTHORITY_KIND, name)
+
+
+def _raw_entry(node: ClusterNode, kind: str, key: str) -> bytes | None:
+    """An entry of `node`'s configuration map, as stored."""
     with contextlib.closing(sqlite3.connect(f"file:{DataDir(node.data_dir).db_path}?mode=ro", uri=True)) as db:
-        row = db.execute(
-            "SELECT value FROM config WHERE kind = ? AND key = ? AND deleted = 0", (AUTHORITY_KIND, name)
-        ).fetchone()
+        row = db.execute("SELECT value FROM config WHERE kind = ? AND key = ? AND deleted = 0", (kind, key)).fetchone()
     return None if row is None else bytes(row[0])
 
 

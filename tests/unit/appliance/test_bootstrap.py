@@ -213,3 +213,49 @@ def test_a_data_dir_holding_only_a_waiting_enrolment_is_fresh(tmp_path: Path) ->
     assert datadir.is_fresh()
     (datadir.root / "debvisor.db").write_bytes(b"")
     assert not datadir.is_fresh()
+
+
+def test_a_joined_authority_keeps_its_certificate_across_restarts(tmp_path: Path) -> None:
+    """The certificate a join issues names what the node's own rule asks for (its addresses and
+    loopback): an authority that restarts has no reason to re-issue it (it used to, every time
+    the first restart after its join, for loopback)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from appliance.cluster.join import JoinRequest, JoinResponse, JoinService, JoinToken
+    from appliance.identity.store import install_ca_key
+    from appliance.store.config import ConfigStore
+    from appliance.store.hlc import HybridClock
+
+    seed = open_node(settings_for(tmp_path / "seed", name="seed"), HOST_ADDRESSES)
+    try:
+        store = ConfigStore(seed.db, HybridClock(seed.node_id))
+        joins = JoinService(
+            store=store, db=seed.db, identity=seed.identity, cluster_id=seed.cluster_id, api_seeds=lambda: ["seed"]
+        )
+
+        def join(token: JoinToken, *, name: str, key: ec.EllipticCurvePrivateKey, **addrs: str) -> JoinResponse:
+            csr = pki.new_csr(key, name).public_bytes(serialization.Encoding.PEM).decode()
+            request = JoinRequest(token_id=token.id, secret=token.secret, name=name, csr_pem=csr, **addrs)
+            return joins.admit(request, name_in_use=lambda _: False, gossip_seeds=[])
+
+        data = tmp_path / "joined"
+        settings = dataclasses.replace(
+            settings_for(data, name="j1", api="192.0.2.20:8443"),
+            gossip=parse_host_port("192.0.2.20:7946", 7946),
+            join=joins.create_token(created_by="admin").token,
+        )
+        joined = open_node(settings, HOST_ADDRESSES, joiner=join)
+        assert joined.cert_addresses  # the keeper checks them during this first run too
+        assert set(joined.cert_addresses) <= pki.san_addresses(joined.identity.node_cert)
+        assert seed.identity.ca_key is not None
+        install_ca_key(joined.identity, pki.key_to_pem(seed.identity.ca_key))  # as a designated authority
+        joined.close()
+        issued = (data / "pki" / "node.crt").read_bytes()
+        for _ in range(2):
+            again = open_node(dataclasses.replace(settings, join=None), HOST_ADDRESSES)
+            assert again.identity.ca_key is not None
+            again.close()
+            assert (data / "pki" / "node.crt").read_bytes() == issued
+    finally:
+        seed.close()

@@ -31,10 +31,14 @@ from appliance.auth.access import policy_for
 from tests.unit.appliance.answers import ANSWERS, Answer
 from tests.unit.appliance.conftest import another_browser
 
-# The API tests of this directory get about 20 answers each (1236 from 59 tests when all run);
-# fewer means the recording broke, and the check would pass on nothing.
+# The API tests of this directory get about 20 answers each when all of them run; fewer means
+# the recording broke, and the check would pass on nothing. The floors hold on average over the
+# whole directory only: a run filtered with -k (or a few files) may pick tests that make one or
+# two requests each, and then failed the floor although nothing was wrong (it did so once, and
+# passed on the unfiltered rerun). Such a run still needs answers to have been recorded.
 MIN_ANSWERS_PER_FEEDING_TEST = 5
 TESTS_PER_OPERATION = 4  # at least one distinct operation answered per this many feeding tests
+FLOORS_FROM_FEEDING_TESTS = 50  # 91 feed the check in a full run of tests/unit/appliance
 
 
 def _served(client: TestClient[Any]) -> dict[str, Any]:
@@ -194,9 +198,11 @@ def test_every_answer_the_api_tests_got_is_documented(request: pytest.FixtureReq
     if not feeders:
         pytest.skip("no API test ran in this session to record answers (run tests/unit/appliance)")
     recorded = list(ANSWERS)
-    assert len(recorded) >= MIN_ANSWERS_PER_FEEDING_TEST * len(feeders), (len(recorded), len(feeders))
+    assert recorded, f"{len(feeders)} API tests ran and no answer was recorded: answers.py no longer sees them"
     operations = {(a.method, a.path) for a in recorded}
-    assert len(operations) >= max(1, len(feeders) // TESTS_PER_OPERATION), sorted(operations)
+    if len(feeders) >= FLOORS_FROM_FEEDING_TESTS:
+        assert len(recorded) >= MIN_ANSWERS_PER_FEEDING_TEST * len(feeders), (len(recorded), len(feeders))
+        assert len(operations) >= len(feeders) // TESTS_PER_OPERATION, sorted(operations)
     served = document(appliance.litestar)
     wrong = sorted(
         {

@@ -1,5 +1,6 @@
 // The cluster at a glance: totals, every member and its state with its facts, and (for those
 // who may read the audit log) the latest audit entries. Live: events invalidate these queries.
+import { lazy, Suspense } from "react";
 import { useQuery } from "@tanstack/react-query";
 import { Link } from "react-router-dom";
 import {
@@ -25,6 +26,9 @@ import { api } from "../api/client";
 import type { AuditEntry, AuditPage, ClusterSummary } from "../api/types";
 import { bytes, outcomeColor, stateColor, timestamp } from "../format";
 import { can, useMe } from "../session";
+
+// Per-node CPU and memory charts: uPlot loads after the page, not with it.
+const NodeLoad = lazy(() => import("./node/NodeLoad"));
 
 const RECENT = 10;
 const RECENT_WINDOW_SECONDS = 24 * 3600;
@@ -171,6 +175,11 @@ export function Dashboard() {
           {cluster.isError && <Alert variant="danger" isInline title={cluster.error.message} />}
           {cluster.data && <Totals summary={cluster.data} />}
           {cluster.data && <Members summary={cluster.data} />}
+          {cluster.data && (
+            <Suspense fallback={null}>
+              <NodeLoad nodes={cluster.data.members.filter((m) => m.state === "alive").map((m) => m.name)} />
+            </Suspense>
+          )}
           {can(me, "audit:read") && <RecentAudit />}
         </Stack>
       </PageSection>

@@ -1,7 +1,10 @@
-// One node's facts, asked of the node itself (the API forwards to it): hardware, kernel,
-// version, uptime, addresses, labels and description.
+// One node's page: its facts, asked of the node itself (the API forwards to it: hardware,
+// kernel, version, uptime, addresses, labels and description) with its resource history
+// charts (loaded lazily: uPlot is not in the first load), its systemd units and journal
+// (units:read), and for admins the power actions. The tab is in the URL (`?tab=units`).
+import { lazy, Suspense } from "react";
 import { useQuery } from "@tanstack/react-query";
-import { useParams } from "react-router-dom";
+import { useParams, useSearchParams } from "react-router-dom";
 import {
   Alert,
   Card,
@@ -15,7 +18,12 @@ import {
   Label,
   PageSection,
   Spinner,
+  Flex,
+  FlexItem,
   Stack,
+  Tab,
+  Tabs,
+  TabTitleText,
   Table,
   Tbody,
   Td,
@@ -27,6 +35,11 @@ import {
 import { api } from "../api/client";
 import type { Node } from "../api/types";
 import { bytes, duration, timestamp } from "../format";
+import { can, useMe } from "../session";
+import { PowerButton } from "./node/Power";
+
+const HistoryCharts = lazy(() => import("./node/HistoryCharts"));
+const UnitsTab = lazy(() => import("./node/UnitsTab"));
 
 function Fact({ term, children }: { term: string; children: React.ReactNode }) {
   return (
@@ -39,6 +52,10 @@ function Fact({ term, children }: { term: string; children: React.ReactNode }) {
 
 export default function NodePage() {
   const { name = "" } = useParams();
+  const me = useMe();
+  const [params, setParams] = useSearchParams();
+  const mayUnits = can(me, "units:read");
+  const tab = params.get("tab") === "units" && mayUnits ? "units" : "overview";
   const node = useQuery({
     queryKey: ["node", name],
     queryFn: () => api.get<Node>(`/nodes/${encodeURIComponent(name)}`),
@@ -47,10 +64,37 @@ export default function NodePage() {
   return (
     <>
       <PageSection>
-        <Title headingLevel="h1">Node {name}</Title>
-        {n?.description && <Content component="p">{n.description}</Content>}
+        <Flex justifyContent={{ default: "justifyContentSpaceBetween" }}>
+          <FlexItem>
+            <Title headingLevel="h1">Node {name}</Title>
+            {n?.description && <Content component="p">{n.description}</Content>}
+          </FlexItem>
+          {can(me, "node:power") && (
+            <FlexItem>
+              <PowerButton name={name} />
+            </FlexItem>
+          )}
+        </Flex>
       </PageSection>
-      <PageSection>
+      <PageSection type="tabs">
+        <Tabs
+          activeKey={tab}
+          onSelect={(_e, key) => setParams(key === "units" ? { tab: "units" } : {})}
+          aria-label="Node views"
+          inset={{ default: "insetMd" }}
+        >
+          <Tab eventKey="overview" title={<TabTitleText>Overview</TabTitleText>} tabContentId="node-tab" />
+          {mayUnits && <Tab eventKey="units" title={<TabTitleText>Units</TabTitleText>} tabContentId="node-tab" />}
+        </Tabs>
+      </PageSection>
+      {tab === "units" ? (
+        <PageSection id="node-tab" role="tabpanel" aria-label="Units">
+          <Suspense fallback={<Spinner size="xl" aria-label="Loading" />}>
+            <UnitsTab name={name} />
+          </Suspense>
+        </PageSection>
+      ) : (
+      <PageSection id="node-tab" role="tabpanel" aria-label="Overview">
         {node.isPending && <Spinner size="xl" aria-label="Loading the node" />}
         {node.isError && <Alert variant="danger" isInline title={node.error.message} />}
         {n && (
@@ -86,6 +130,9 @@ export default function NodePage() {
                 </DescriptionList>
               </CardBody>
             </Card>
+            <Suspense fallback={<Spinner size="lg" aria-label="Loading the charts" />}>
+              <HistoryCharts name={name} />
+            </Suspense>
             <Card>
               <CardTitle component="h2">Addresses</CardTitle>
               <CardBody>
@@ -116,6 +163,7 @@ export default function NodePage() {
           </Stack>
         )}
       </PageSection>
+      )}
     </>
   );
 }
