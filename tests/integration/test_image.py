@@ -1,5 +1,6 @@
 """The live image, booted as a machine boots it: build it (cached), boot the ISO under QEMU, and
-wait for the appliance in the guest to answer GET /readyz.
+wait for the appliance in the guest to answer GET /readyz; then check, through the API, that it
+manages the guest's own systemd (debvisor.service active, the units readiness line, its journal).
 
 The image is built by `image/build` into build/image (its cache under /var/cache/debvisor-image
 makes a rebuild with unchanged packages take about a minute; a fresh machine builds the base
@@ -355,12 +356,17 @@ def test_iso_boots_to_a_ready_node_with_state_on_the_data_partition(
     with booted(argv, tmp_path) as guest:
         seconds, body = wait_ready(guest, port, BOOT_BUDGET)
         names = served_names(port)
+        checked = time.monotonic()
         own_systemd_through_the_api(guest, port, node="debvisor")
+        checked = time.monotonic() - checked
         # A clean shutdown (ACPI power button) flushes the data partition for the check below.
         shutdown = guest.power_off(timeout=120.0)
         console = guest.console_text()
     record_property("power_on_to_ready_seconds", round(seconds, 1))
-    print(f"\nISO power-on to /readyz: {seconds:.1f} s (target < 60 s under TCG); power-off {shutdown:.1f} s")
+    print(
+        f"\nISO power-on to /readyz: {seconds:.1f} s (target < 60 s under TCG); own systemd through the API "
+        f"checked in {checked:.1f} s; power-off {shutdown:.1f} s"
+    )
     assert body["ready"] is True
     assert "debvisor" in names  # no debvisor.name= in the ISO's menu: the host name
     assert "node state in /var/lib/debvisor" in console, console[-3000:]
