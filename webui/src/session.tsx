@@ -47,6 +47,17 @@ async function whoami(): Promise<Whoami | null> {
   }
 }
 
+let early: Promise<Whoami | null> | null = null;
+
+/** The page's first session check, started as early as possible: main.tsx calls it before
+ * React renders, so that it runs while the app mounts and the page's first queries can start
+ * the moment it answers (not one render later). The provider takes it when it mounts; a later
+ * mount (a test's next render) asks anew. */
+export function checkSession(): Promise<Whoami | null> {
+  early ??= whoami();
+  return early;
+}
+
 export function SessionProvider({ children }: { children: ReactNode }) {
   const queries = useQueryClient();
   const [state, setState] = useState<SessionState>({ status: "loading" });
@@ -57,7 +68,9 @@ export function SessionProvider({ children }: { children: ReactNode }) {
   }, []);
 
   useEffect(() => {
-    void whoami().then((me) => adopt(me));
+    const first = checkSession();
+    early = null;
+    void first.then((me) => adopt(me));
   }, [adopt]);
 
   const expired = useCallback(() => {

@@ -63,6 +63,20 @@ def test_hashed_assets_are_immutable_and_precompressed(served: TestClient[Any]) 
     assert plain.content == SCRIPT
 
 
+def test_hashed_files_are_read_once_and_the_page_every_time(tmp_path: Path) -> None:
+    root = _dist(tmp_path / "dist")
+    with _client(root) as client:
+        first = client.get("/assets/index-abc123.js", headers={"Accept-Encoding": "identity"})
+        assert first.content == SCRIPT
+        assert client.get("/").content == INDEX
+        # Overwritten in place (no build does that to a hashed name): still the bytes first read.
+        (root / "assets" / "index-abc123.js").write_bytes(b"changed")
+        (root / "index.html").write_bytes(INDEX + b"<!-- new build -->")
+        again = client.get("/assets/index-abc123.js", headers={"Accept-Encoding": "identity"})
+        assert again.content == SCRIPT
+        assert client.get("/").content == INDEX + b"<!-- new build -->"  # the page is never kept
+
+
 def test_the_page_is_revalidated_and_answers_304_when_unchanged(served: TestClient[Any]) -> None:
     page = served.get("/")
     assert page.status_code == 200

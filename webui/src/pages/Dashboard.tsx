@@ -34,8 +34,9 @@ const RECENT = 10;
 const RECENT_WINDOW_SECONDS = 24 * 3600;
 const MAX_PAGES = 5;
 
-/** The newest entries of the last day, newest first (the API pages oldest first). */
-async function recentAudit(): Promise<AuditEntry[]> {
+/** The newest entries of the last day, newest first (the API pages oldest first). Exported:
+ * main.tsx starts it on the first load as soon as the session is known. */
+export async function recentAudit(): Promise<AuditEntry[]> {
   const since = new Date(Date.now() - RECENT_WINDOW_SECONDS * 1000).toISOString();
   let kept: AuditEntry[] = [];
   let after: number | null = 0;
