@@ -40,7 +40,7 @@ def build(core: Core, *, bus: SystemBus, host_root: Path = Path("/")) -> Subsyst
     def state(ready: bool, detail: str) -> None:
         core.readiness.set(READINESS, ready, detail)
 
-    files = unit_file_handlers(UnitFiles(host_root, bus), TransientRunner(bus))
+    files = unit_file_handlers(UnitFiles(host_root, bus), TransientRunner(bus, jobs))
     watch = UnitWatch(bus, jobs, core.events.publish, state=state, changed=systemd.changed)
 
     async def stop() -> None:

@@ -17,17 +17,16 @@ resource limits): a maintenance task that needs them is a unit file (appliance/u
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import re
 from typing import Any
 
 import msgspec
-from dbus_fast import Message, MessageType, Variant
-from dbus_fast.aio import MessageBus
+from dbus_fast import Variant
 
-from appliance.units.bus import MANAGER, SYSTEMD, SYSTEMD_PATH, BusError, SystemBus
+from appliance.units.bus import MANAGER, SYSTEMD_PATH, BusError, SystemBus
+from appliance.units.jobs import JobTracker
 
 log = logging.getLogger(__name__)
 
@@ -36,9 +35,6 @@ MAX_WAIT_SECONDS = 600.0
 MAX_ARGUMENTS = 256
 MAX_COMMAND_BYTES = 16 * 1024
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
-_JOB_REMOVED = f"type='signal',sender='{SYSTEMD}',interface='{MANAGER}',member='JobRemoved'"
-DBUS = "org.freedesktop.DBus"
-DBUS_PATH = "/org/freedesktop/DBus"
 
 
 class TransientRun(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -126,8 +122,9 @@ def timer_properties(run: TransientRun) -> list[tuple[str, Variant]]:
 class TransientRunner:
     """Starts transient units on the machine behind `bus` and waits for their jobs."""
 
-    def __init__(self, bus: SystemBus) -> None:
+    def __init__(self, bus: SystemBus, jobs: JobTracker) -> None:
         self.bus = bus
+        self.jobs = jobs
 
     async def run(self, run: TransientRun) -> TransientResult:
         check_run(run)
@@ -135,47 +132,24 @@ class TransientRunner:
         scheduled = run.on_active_sec is not None or run.on_calendar is not None
         for unit in (service, timer):
             await self._reset_failed(unit)
-        connection = await self.bus.connection()
-        finished: dict[str, str] = {}
-        arrived = asyncio.Event()
-
-        def on_message(message: Message) -> None:
-            if (
-                message.message_type == MessageType.SIGNAL
-                and message.member == "JobRemoved"
-                and message.interface == MANAGER
-                and len(message.body) == 4
-            ):
-                finished[str(message.body[1])] = str(message.body[3])
-                arrived.set()
-
-        await self._call_bus(connection, "AddMatch", _JOB_REMOVED)
-        connection.add_message_handler(on_message)
+        if scheduled:
+            name, props, aux = timer, timer_properties(run), [[service, service_properties(run)]]
+        else:
+            name, props, aux = service, service_properties(run), []
         try:
-            # Signals go to subscribers (and to the job's client); ask for them. An error means
-            # this connection is subscribed already.
-            with contextlib.suppress(BusError):
-                await self.bus.call(path=SYSTEMD_PATH, interface=MANAGER, member="Subscribe")
-            if scheduled:
-                name, props, aux = timer, timer_properties(run), [[service, service_properties(run)]]
-            else:
-                name, props, aux = service, service_properties(run), []
-            try:
-                (job,) = await self.bus.call(
-                    path=SYSTEMD_PATH,
-                    interface=MANAGER,
-                    member="StartTransientUnit",
-                    signature="ssa(sv)a(sa(sv))",
-                    body=[name, "fail", props, aux],
-                )
-            except BusError as exc:
-                raise _refusal(name, exc) from exc
-            log.info("transient unit started", extra={"unit": name})
-            wait = 10.0 if scheduled else run.wait_seconds  # a timer's start job ends at once
-            result = await _wait_job(str(job), finished, arrived, wait)
-        finally:
-            connection.remove_message_handler(on_message)
-            await self._call_bus(connection, "RemoveMatch", _JOB_REMOVED)
+            (job,) = await self.bus.call(
+                path=SYSTEMD_PATH,
+                interface=MANAGER,
+                member="StartTransientUnit",
+                signature="ssa(sv)a(sa(sv))",
+                body=[name, "fail", props, aux],
+            )
+        except BusError as exc:
+            raise _refusal(name, exc) from exc
+        log.info("transient unit started", extra={"unit": name})
+        wait = 10.0 if scheduled else run.wait_seconds  # a timer's start job ends at once
+        # The units watcher subscribed to JobRemoved on connecting and hands results to `jobs`.
+        result = await self.jobs.wait(str(job), wait) or "running"
         if scheduled:
             state = await self._properties(timer, "org.freedesktop.systemd1.Unit")
             job_state = "scheduled" if result == "done" else result
@@ -212,29 +186,6 @@ class TransientRunner:
             await self.bus.call(
                 path=SYSTEMD_PATH, interface=MANAGER, member="ResetFailedUnit", signature="s", body=[unit]
             )
-
-    async def _call_bus(self, connection: MessageBus, member: str, rule: str) -> None:
-        reply = await connection.call(
-            Message(destination=DBUS, path=DBUS_PATH, interface=DBUS, member=member, signature="s", body=[rule])
-        )
-        if reply is not None and reply.message_type == MessageType.ERROR:
-            log.warning("%s of the JobRemoved match failed: %s", member, reply.error_name)
-
-
-async def _wait_job(job: str, finished: dict[str, str], arrived: asyncio.Event, seconds: float) -> str:
-    """The job's result once JobRemoved names it; `running` if it has not within `seconds`."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + seconds
-    while job not in finished:
-        left = deadline - loop.time()
-        if left <= 0:
-            return "running"
-        arrived.clear()
-        try:
-            await asyncio.wait_for(arrived.wait(), left)
-        except TimeoutError:
-            return finished.get(job, "running")
-    return finished[job]
 
 
 def _refusal(unit: str, exc: BusError) -> Exception:
