@@ -20,7 +20,6 @@ from appliance.bootparams import BootParams, read_boot_params
 from appliance.cli_admin import CommandError, add_admin_commands
 from appliance.cli_client import ClientError, add_client_commands, add_client_options
 from appliance.cli_history import add_history_commands
-from appliance.cli_journal import add_journal_commands
 from appliance.cli_remote import add_remote_commands
 from appliance.cli_units import add_unit_commands
 from appliance.console import report_failure
@@ -218,7 +217,6 @@ def _build_parser() -> argparse.ArgumentParser:
     add_remote_commands(commands)
     add_history_commands(commands)
     add_unit_commands(commands)
-    add_journal_commands(commands)  # last: it adds `logs` to a `unit` command made before it
     add_client_options(parser)
     return parser
 

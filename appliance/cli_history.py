@@ -16,6 +16,7 @@ from typing import Any
 import msgspec
 
 from appliance.cli_connect import ClientError, call, connection_parent, open_client
+from appliance.cli_journal import add_node_power
 
 METRICS = ("cpu", "memory", "net", "disk")
 RANGES = ("1h", "1d", "1w")
@@ -48,9 +49,11 @@ def add_node_history(node_actions: argparse._SubParsersAction[argparse.ArgumentP
 
 
 def add_history_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """The `node` command (one node's actions) with `history`."""
+    """The `node` command (one node's actions): `history`, `reboot`, `poweroff`."""
     node = commands.add_parser("node", help="one node: resource history, reboot, poweroff")
-    add_node_history(node.add_subparsers(dest="node_action", required=True, metavar="ACTION"))
+    actions = node.add_subparsers(dest="node_action", required=True, metavar="ACTION")
+    add_node_history(actions)
+    add_node_power(actions)
 
 
 def node_history(args: argparse.Namespace) -> int:

@@ -6,9 +6,8 @@ filters; `-f` then follows it over the `.../journal/follow` WebSocket until inte
 `node reboot|poweroff` asks for the node's name to be typed back (or takes `--confirm NAME`
 where there is no terminal) and a `--reason`.
 
-`add_journal_commands` adds `logs` to the `unit` command's actions when another part of the
-CLI made `unit` before it (the units commands), and makes the `unit` and `node` commands
-where nothing has.
+The `unit` command (appliance/cli_units.py) adds `logs` among its actions, the `node` command
+(appliance/cli_history.py) `reboot` and `poweroff`.
 """
 
 from __future__ import annotations
@@ -86,25 +85,6 @@ def add_node_power(node_actions: argparse._SubParsersAction[argparse.ArgumentPar
         parser.add_argument("--reason", required=True, help="why (kept in the audit log)")
         parser.add_argument("--confirm", default=None, metavar="NAME", help="the node's name again (else asked)")
         parser.set_defaults(func=node_power, power_action=action)
-
-
-def _actions(
-    commands: argparse._SubParsersAction[argparse.ArgumentParser], name: str, text: str
-) -> argparse._SubParsersAction[argparse.ArgumentParser]:
-    """The actions of command `name`: those of the command already made (the units commands
-    make `unit`), else of a new one."""
-    made = commands.choices.get(name)
-    if made is None:
-        return commands.add_parser(name, help=text).add_subparsers(
-            dest=f"{name}_action", required=True, metavar="ACTION"
-        )
-    return next(a for a in made._actions if isinstance(a, argparse._SubParsersAction))
-
-
-def add_journal_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """`unit logs` and `node reboot|poweroff`; after any other command that makes `unit`."""
-    add_unit_logs(_actions(commands, "unit", "systemd units of any node: logs"))
-    add_node_power(_actions(commands, "node", "one node: reboot, poweroff"))
 
 
 def _filters(args: argparse.Namespace) -> dict[str, str]:

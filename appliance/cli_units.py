@@ -16,6 +16,7 @@ from urllib.parse import quote
 
 from appliance.cli_client import _show, _table
 from appliance.cli_connect import ClientError, call, connection_parent, open_client, target_node
+from appliance.cli_journal import add_unit_logs
 from appliance.cli_unitfiles import add_unit_file_commands
 
 ACTIONS = ("start", "stop", "restart", "enable", "disable", "mask", "unmask")
@@ -73,6 +74,7 @@ def add_unit_commands(commands: argparse._SubParsersAction[argparse.ArgumentPars
         command.add_argument("--force", action="store_true", help="act on a protected unit (admins only)")
         command.set_defaults(func=_act, action=action)
     add_unit_file_commands(actions)
+    add_unit_logs(actions)
 
 
 def _unit_path(node: str, unit: str) -> str:
